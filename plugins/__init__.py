@@ -1,0 +1,1 @@
+"""Bundled plugins. Each subpackage exposes ``plugin = Plugin(...)``."""

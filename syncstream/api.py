@@ -1,0 +1,277 @@
+"""Declarative JSON routes: auth level, body/query models, responses and the OpenAPI document.
+
+A handler is registered with the models it takes and returns::
+
+    @api.route("POST", "/api/chat/rooms", body=RoomIn, response=RoomOut, status=201)
+    async def create_room(call: Call[RoomIn]) -> RoomOut: ...
+
+The wrapper authenticates (``auth="public" | "user" | "admin"``), parses and validates the JSON
+body and query string (422 ``validation_failed`` listing each field), and serialises what the
+handler returns: a pydantic model, a dict/list, ``None`` (204) or an aiohttp response as is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .errors import Problem
+
+if TYPE_CHECKING:
+    from .auth import User
+
+AuthLevel = Literal["public", "user", "admin"]
+B = TypeVar("B")
+Q = TypeVar("Q")
+Authenticator = Callable[[web.Request], Awaitable["User"]]
+Handler = Callable[["Call[Any]"], Awaitable[Any]]
+
+_JSON_TYPES = ("application/json", "application/merge-patch+json")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, the one encoder used for every response and frame."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def json_response(
+    value: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    return web.Response(
+        text=dumps(value), status=status, content_type="application/json", headers=headers
+    )
+
+
+def validation_problem(exc: ValidationError, where: str) -> Problem:
+    """422 with one entry per invalid field, never echoing whole inputs back."""
+    errors = [
+        {"field": ".".join(str(p) for p in err["loc"]) or where, "message": err["msg"]}
+        for err in exc.errors()
+    ]
+    first = errors[0] if errors else {"field": where, "message": "invalid"}
+    detail = f"{where}: {first['field']}: {first['message']}"
+    return Problem(422, "validation_failed", detail, errors=errors)
+
+
+@dataclass(slots=True)
+class Call(Generic[B]):
+    """What a handler receives: the request, its validated body and query, and the caller."""
+
+    request: web.Request
+    body: B
+    query: Any
+    user_or_none: User | None
+
+    @property
+    def user(self) -> User:
+        """The authenticated caller (routes with ``auth="user"`` or ``"admin"``)."""
+        if self.user_or_none is None:
+            raise Problem(401, "unauthorized", "this call needs a bearer token")
+        return self.user_or_none
+
+    def param(self, name: str) -> str:
+        return self.request.match_info[name]
+
+    @property
+    def ip(self) -> str:
+        return self.request.remote or ""
+
+
+@dataclass
+class RouteSpec:
+    method: str
+    path: str
+    summary: str
+    auth: AuthLevel
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: Any
+    status: int
+    tags: tuple[str, ...]
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request's JSON body; 415/400 problems for wrong content type or malformed JSON."""
+    ctype = request.content_type
+    if ctype not in _JSON_TYPES:
+        raise Problem(415, "unsupported_media_type", "send the body as application/json")
+    raw = await request.read()
+    try:
+        return json.loads(raw) if raw else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Problem(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+@dataclass
+class Api:
+    """Registers routes on an aiohttp router and remembers them for ``/api/openapi.json``."""
+
+    router: web.UrlDispatcher
+    authenticate: Authenticator
+    specs: list[RouteSpec] = field(default_factory=list)
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str = "",
+        auth: AuthLevel = "user",
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: Any = None,
+        status: int = 200,
+        tags: tuple[str, ...] = (),
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            doc = (handler.__doc__ or "").strip().splitlines()
+            spec = RouteSpec(
+                method.upper(),
+                path,
+                summary or (doc[0] if doc else handler.__name__),
+                auth,
+                body,
+                query,
+                response,
+                status,
+                tags or (path.split("/")[2],) if path.startswith("/api/") else tags,
+            )
+            self.specs.append(spec)
+            self.router.add_route(method.upper(), path, self._wrap(handler, spec))
+            return handler
+
+        return register
+
+    def _wrap(
+        self, handler: Handler, spec: RouteSpec
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        query_model = spec.query
+        body_model = spec.body
+
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            user = None
+            if spec.auth != "public":
+                user = await self.authenticate(request)
+                if spec.auth == "admin" and user.role != "admin":
+                    raise Problem(403, "admin_required", "this call needs the admin role")
+            query = None
+            if query_model is not None:
+                try:
+                    query = query_model.model_validate(dict(request.query))
+                except ValidationError as exc:
+                    raise validation_problem(exc, "query") from None
+            body = None
+            if body_model is not None:
+                raw = await read_json(request)
+                try:
+                    body = body_model.model_validate(raw if raw is not None else {})
+                except ValidationError as exc:
+                    raise validation_problem(exc, "body") from None
+            result = await handler(Call(request, body, query, user))
+            if isinstance(result, web.StreamResponse):
+                return result
+            if result is None:
+                return web.Response(status=204)
+            return json_response(result, spec.status)
+
+        endpoint.__name__ = getattr(handler, "__name__", "endpoint")
+        return endpoint
+
+    def openapi(self, title: str, version: str) -> dict[str, Any]:
+        """An OpenAPI 3.1 document of every registered route."""
+        paths: dict[str, dict[str, Any]] = {}
+        schemas: dict[str, Any] = {}
+
+        def ref(model: Any) -> dict[str, Any]:
+            schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in schema.pop("$defs", {}).items():
+                schemas[name] = sub
+            name = getattr(model, "__name__", None)
+            if name and isinstance(model, type) and issubclass(model, BaseModel):
+                schemas[name] = schema
+                return {"$ref": f"#/components/schemas/{name}"}
+            return schema
+
+        for spec in self.specs:
+            op: dict[str, Any] = {"summary": spec.summary, "tags": list(spec.tags)}
+            params = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in re.findall(r"{(\w+)(?::[^}]*)?}", spec.path)
+            ]
+            if spec.query is not None:
+                for name, fld in spec.query.model_fields.items():
+                    params.append(
+                        {
+                            "name": fld.alias or name,
+                            "in": "query",
+                            "required": fld.is_required(),
+                            "schema": ref(fld.annotation) if fld.annotation else {},
+                        }
+                    )
+            if params:
+                op["parameters"] = params
+            if spec.body is not None:
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref(spec.body)}},
+                }
+            ok: dict[str, Any] = {"description": "OK"}
+            if spec.response is not None:
+                ok["content"] = {"application/json": {"schema": ref(spec.response)}}
+            op["responses"] = {
+                str(spec.status): ok,
+                "default": {
+                    "description": "Problem",
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {"$ref": "#/components/schemas/Problem"}
+                        }
+                    },
+                },
+            }
+            if spec.auth != "public":
+                op["security"] = [{"bearer": []}]
+            path = re.sub(r"{(\w+):[^}]*}", r"{\1}", spec.path)
+            paths.setdefault(path, {})[spec.method.lower()] = op
+        schemas["Problem"] = {
+            "type": "object",
+            "required": ["type", "title", "status", "code"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "code": {"type": "string"},
+            },
+        }
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": title, "version": version},
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            },
+        }
+
+
+@dataclass(frozen=True)
+class ScopedApi:
+    """A plugin's view of :class:`Api`: every path it registers lives under ``prefix``."""
+
+    api: Api
+    prefix: str
+
+    def route(self, method: str, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        """Like :meth:`Api.route`, with ``path`` relative to the prefix (``""`` or ``/...``)."""
+        if path and not path.startswith("/"):
+            raise ValueError(f"route paths start with '/': {path!r}")
+        return self.api.route(method, self.prefix + path, **options)

@@ -1,0 +1,480 @@
+"""Users, bearer tokens, roles, bans, login lockout and stream keys.
+
+Tokens are opaque random strings; only their SHA-256 is stored, so a database leak yields no
+usable token. Lockout state lives in the store, so it holds across restarts and nodes.
+Every auth action is audited and fired on the bus (``user.*``, ``auth.*``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiohttp import web
+
+from ..audit import Audit
+from ..bus import EventBus
+from ..config import AuthSettings
+from ..errors import Problem
+from ..ids import new_id, new_secret
+from ..ratelimit import KeyedLimiter
+from ..store import IntegrityError, Store
+from .passwords import hash_password, needs_rehash, verify_password
+
+Role = Literal["user", "admin"]
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
+TOKEN_PREFIX = "sst"
+STREAM_KEY_PREFIX = "live"
+LAST_USED_RESOLUTION = 60.0  # seconds; bounds writes caused by authenticated reads
+
+MIGRATIONS = [
+    """
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        username_key TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL DEFAULT 'user',
+        banned BIGINT NOT NULL DEFAULT 0,
+        created_at DOUBLE PRECISION NOT NULL,
+        failed_logins BIGINT NOT NULL DEFAULT 0,
+        first_failed_at DOUBLE PRECISION,
+        locked_until DOUBLE PRECISION
+    );
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        revoked_at DOUBLE PRECISION,
+        last_used_at DOUBLE PRECISION NOT NULL,
+        ip TEXT,
+        user_agent TEXT
+    );
+    CREATE INDEX tokens_user ON tokens (user_id);
+    CREATE TABLE stream_keys (
+        stream TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX stream_keys_user ON stream_keys (user_id)
+    """
+]
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """An account as the rest of the code sees it (never with its password hash)."""
+
+    id: str
+    username: str
+    role: Role
+    banned: bool
+    created_at: float
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "username": self.username,
+            "role": self.role,
+            "banned": self.banned,
+            "created_at": iso(self.created_at),
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> User:
+        return cls(row["id"], row["username"], row["role"], bool(row["banned"]), row["created_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    id: str
+    token: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """The outcome of a successful bearer-token check."""
+
+    user: User
+    token_id: str
+
+
+SESSION_KEY = web.RequestKey("syncstream.session", Session)
+
+
+def iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+USER_COLUMNS = "u.id, u.username, u.role, u.banned, u.created_at"
+
+
+class Auth:
+    """The authentication and account service shared by the core and plugins."""
+
+    def __init__(self, store: Store, bus: EventBus, audit: Audit, settings: AuthSettings) -> None:
+        self.store = store
+        self.bus = bus
+        self.audit = audit
+        self.settings = settings
+        self.login_limiter = KeyedLimiter(
+            settings.login_per_ip_per_minute / 60.0, settings.login_per_ip_per_minute
+        )
+
+    # --- accounts -------------------------------------------------------------------------
+
+    def check_username(self, username: str) -> str:
+        if not USERNAME_RE.match(username):
+            raise Problem(
+                422,
+                "invalid_username",
+                "usernames are 2-32 characters: letters, digits, '_', '.', '-'",
+            )
+        return username
+
+    def check_password(self, password: str) -> str:
+        if len(password) < self.settings.password_min_length:
+            raise Problem(
+                422,
+                "weak_password",
+                f"passwords need at least {self.settings.password_min_length} characters",
+            )
+        if len(password) > 1024:
+            raise Problem(422, "invalid_password", "passwords are at most 1024 characters")
+        return password
+
+    async def create_user(
+        self, username: str, password: str, role: Role = "user", *, ip: str | None = None
+    ) -> User:
+        """Create an account; 409 ``username_taken`` if the name (any case) exists."""
+        self.check_username(username)
+        self.check_password(password)
+        user = User(new_id(), username, role, False, time.time())
+        password_hash = await hash_password(password)
+        try:
+            await self.store.execute(
+                "INSERT INTO users (id, username, username_key, password_hash, role, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                user.id,
+                username,
+                username.lower(),
+                password_hash,
+                role,
+                user.created_at,
+            )
+        except IntegrityError:
+            raise Problem(409, "username_taken", f"the username {username!r} is taken") from None
+        await self.audit.record("user.created", actor_id=user.id, target=user.id, ip=ip, role=role)
+        await self.bus.fire("user.registered", {"user": user.public()})
+        return user
+
+    async def get_user(self, user_id: str) -> User:
+        row = await self.store.fetchone(
+            f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?", user_id
+        )
+        if row is None:
+            raise Problem(404, "user_not_found", "no such user")
+        return User.from_row(row)
+
+    async def find_user(self, username: str) -> User | None:
+        row = await self.store.fetchone(
+            f"SELECT {USER_COLUMNS} FROM users u WHERE u.username_key = ?", username.lower()
+        )
+        return User.from_row(row) if row else None
+
+    async def list_users(
+        self, search: str = "", limit: int = 50, offset: int = 0
+    ) -> tuple[list[User], int]:
+        pattern = f"%{search.lower()}%"
+        total = await self.store.fetchval(
+            "SELECT COUNT(*) FROM users WHERE username_key LIKE ?", pattern
+        )
+        rows = await self.store.fetchall(
+            f"SELECT {USER_COLUMNS} FROM users u WHERE u.username_key LIKE ?"
+            " ORDER BY u.username_key LIMIT ? OFFSET ?",
+            pattern,
+            limit,
+            offset,
+        )
+        return [User.from_row(r) for r in rows], int(total)
+
+    async def set_role(
+        self, user_id: str, role: Role, *, actor: User, ip: str | None = None
+    ) -> User:
+        user = await self.get_user(user_id)
+        await self.store.execute("UPDATE users SET role = ? WHERE id = ?", role, user_id)
+        await self.audit.record(
+            "user.role_changed", actor_id=actor.id, target=user_id, ip=ip, old=user.role, new=role
+        )
+        await self.bus.fire("user.role_changed", {"user_id": user_id, "role": role})
+        return await self.get_user(user_id)
+
+    async def set_banned(
+        self, user_id: str, banned: bool, *, actor: User | None, ip: str | None = None
+    ) -> User:
+        """Ban (revoking every token at once) or unban; ``user.banned`` ends live sessions."""
+        await self.get_user(user_id)
+        await self.store.execute("UPDATE users SET banned = ? WHERE id = ?", int(banned), user_id)
+        action = "user.banned" if banned else "user.unbanned"
+        await self.audit.record(action, actor_id=actor.id if actor else None, target=user_id, ip=ip)
+        await self.bus.fire(action, {"user_id": user_id})
+        if banned:
+            await self.revoke_all(user_id, reason="banned")
+        return await self.get_user(user_id)
+
+    async def change_password(
+        self, user: User, old: str, new: str, *, keep_token: str | None, ip: str | None = None
+    ) -> None:
+        """Change the password and revoke every other token of the user."""
+        row = await self.store.fetchone("SELECT password_hash FROM users WHERE id = ?", user.id)
+        if row is None or not await verify_password(row["password_hash"], old):
+            await self.audit.record("auth.password_change_failed", actor_id=user.id, ip=ip)
+            raise Problem(403, "invalid_credentials", "the current password is wrong")
+        await self.set_password(user.id, new)
+        await self.revoke_all(user.id, reason="password_changed", keep=keep_token)
+        await self.audit.record("auth.password_changed", actor_id=user.id, target=user.id, ip=ip)
+
+    async def set_password(self, user_id: str, password: str) -> None:
+        self.check_password(password)
+        password_hash = await hash_password(password)
+        await self.store.execute(
+            "UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL"
+            " WHERE id = ?",
+            password_hash,
+            user_id,
+        )
+
+    # --- login and tokens -----------------------------------------------------------------
+
+    def check_ip_rate(self, ip: str) -> None:
+        wait = self.login_limiter.take(ip or "-")
+        if wait:
+            raise Problem(
+                429,
+                "rate_limited",
+                "too many login attempts from this address",
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
+
+    async def login(
+        self, username: str, password: str, *, ip: str | None = None, user_agent: str | None = None
+    ) -> tuple[User, IssuedToken]:
+        """Check credentials (with per-IP rate limit and per-account lockout); issue a token."""
+        self.check_ip_rate(ip or "")
+        now = time.time()
+        row = await self.store.fetchone(
+            f"SELECT {USER_COLUMNS}, u.password_hash, u.failed_logins, u.first_failed_at,"
+            " u.locked_until FROM users u WHERE u.username_key = ?",
+            username.lower(),
+        )
+        if row is not None and row["locked_until"] and row["locked_until"] > now:
+            await self.audit.record("auth.login_locked", target=row["id"], ip=ip, username=username)
+            wait = int(row["locked_until"] - now) + 1
+            raise Problem(
+                429,
+                "account_locked",
+                f"too many failed logins; try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+        ok = await verify_password(row["password_hash"] if row else None, password)
+        if row is None or not ok:
+            if row is not None:
+                await self._count_failure(row, now)
+            await self.audit.record(
+                "auth.login_failed", target=row["id"] if row else None, ip=ip, username=username
+            )
+            raise Problem(401, "invalid_credentials", "wrong username or password")
+        user = User.from_row(row)
+        if user.banned:
+            await self.audit.record("auth.login_banned", target=user.id, ip=ip)
+            raise Problem(403, "user_banned", "this account is banned")
+        if row["failed_logins"] or needs_rehash(row["password_hash"]):
+            await self.store.execute(
+                "UPDATE users SET failed_logins = 0, first_failed_at = NULL, locked_until = NULL"
+                " WHERE id = ?",
+                user.id,
+            )
+            if needs_rehash(row["password_hash"]):
+                await self.set_password(user.id, password)
+        token = await self.issue_token(user, ip=ip, user_agent=user_agent)
+        await self.audit.record("auth.login", actor_id=user.id, target=user.id, ip=ip)
+        return user, token
+
+    async def _count_failure(self, row: dict[str, Any], now: float) -> None:
+        window = self.settings.login_window_seconds
+        first = row["first_failed_at"]
+        failures = row["failed_logins"] + 1
+        if first is None or now - first > window:
+            first, failures = now, 1
+        locked_until = (
+            now + self.settings.lockout_seconds
+            if failures >= self.settings.login_max_failures
+            else None
+        )
+        await self.store.execute(
+            "UPDATE users SET failed_logins = ?, first_failed_at = ?, locked_until = ?"
+            " WHERE id = ?",
+            failures,
+            first,
+            locked_until,
+            row["id"],
+        )
+        if locked_until:
+            await self.audit.record("auth.locked_out", target=row["id"], until=locked_until)
+
+    async def issue_token(
+        self, user: User, *, ip: str | None = None, user_agent: str | None = None
+    ) -> IssuedToken:
+        secret = new_secret(TOKEN_PREFIX)
+        now = time.time()
+        issued = IssuedToken(new_id(), secret, now + self.settings.token_ttl_seconds)
+        await self.store.execute(
+            "INSERT INTO tokens (id, user_id, token_hash, created_at, expires_at, last_used_at,"
+            " ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            issued.id,
+            user.id,
+            digest(secret),
+            now,
+            issued.expires_at,
+            now,
+            ip,
+            (user_agent or "")[:256],
+        )
+        return issued
+
+    async def authenticate(self, token: str) -> Session:
+        """The session a bearer token stands for, or 401/403 problems."""
+        if not token.startswith(TOKEN_PREFIX + "_") or len(token) > 200:
+            raise Problem(401, "invalid_token", "the bearer token is not valid")
+        row = await self.store.fetchone(
+            f"SELECT {USER_COLUMNS}, t.id AS token_id, t.expires_at, t.revoked_at, t.last_used_at"
+            " FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
+            digest(token),
+        )
+        if row is None or row["revoked_at"] is not None:
+            raise Problem(401, "invalid_token", "the bearer token is not valid")
+        now = time.time()
+        if row["expires_at"] <= now:
+            raise Problem(401, "token_expired", "the bearer token has expired; log in again")
+        if row["banned"]:
+            raise Problem(403, "user_banned", "this account is banned")
+        if now - row["last_used_at"] > LAST_USED_RESOLUTION:
+            await self.store.execute(
+                "UPDATE tokens SET last_used_at = ? WHERE id = ?", now, row["token_id"]
+            )
+        return Session(User.from_row(row), row["token_id"])
+
+    async def session_from_request(self, request: web.Request) -> Session:
+        """Authenticate ``Authorization: Bearer`` (or ``?token=`` for browsers' WebSockets)."""
+        header = request.headers.get("Authorization", "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise Problem(401, "invalid_token", "use 'Authorization: Bearer <token>'")
+        else:
+            token = request.query.get("token", "")
+            if not token:
+                raise Problem(
+                    401,
+                    "unauthorized",
+                    "this call needs a bearer token",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        session = await self.authenticate(token.strip())
+        request[SESSION_KEY] = session
+        return session
+
+    async def user_from_request(self, request: web.Request) -> User:
+        return (await self.session_from_request(request)).user
+
+    async def list_tokens(self, user_id: str) -> list[dict[str, Any]]:
+        return await self.store.fetchall(
+            "SELECT id, created_at, expires_at, last_used_at, ip, user_agent FROM tokens"
+            " WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at DESC",
+            user_id,
+            time.time(),
+        )
+
+    async def revoke_token(self, user_id: str, token_id: str, *, ip: str | None = None) -> None:
+        changed = await self.store.execute(
+            "UPDATE tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+            time.time(),
+            token_id,
+            user_id,
+        )
+        if not changed:
+            raise Problem(404, "token_not_found", "no such active token")
+        await self.audit.record("auth.token_revoked", actor_id=user_id, target=token_id, ip=ip)
+        await self.bus.fire("auth.tokens_revoked", {"user_id": user_id, "token_ids": [token_id]})
+
+    async def revoke_all(self, user_id: str, *, reason: str, keep: str | None = None) -> None:
+        """Revoke every active token of a user (but ``keep``, a token id)."""
+        rows = await self.store.fetchall(
+            "SELECT id FROM tokens WHERE user_id = ? AND revoked_at IS NULL", user_id
+        )
+        ids = [r["id"] for r in rows if r["id"] != keep]
+        if not ids:
+            return
+        await self.store.executemany(
+            "UPDATE tokens SET revoked_at = ? WHERE id = ?", [(time.time(), i) for i in ids]
+        )
+        await self.audit.record(
+            "auth.tokens_revoked", target=user_id, reason=reason, count=len(ids)
+        )
+        await self.bus.fire("auth.tokens_revoked", {"user_id": user_id, "token_ids": ids})
+
+    # --- stream keys ----------------------------------------------------------------------
+
+    async def rotate_stream_key(self, user: User, stream: str | None = None) -> tuple[str, str]:
+        """Issue a new key for ``stream`` (default: the username); the old key stops working."""
+        name = (stream or user.username).lower()
+        self.check_username(name)
+        key = new_secret(STREAM_KEY_PREFIX, 24)
+        async with self.store.transaction() as tx:
+            owner = await tx.fetchval("SELECT user_id FROM stream_keys WHERE stream = ?", name)
+            if owner is not None and owner != user.id:
+                raise Problem(
+                    409, "stream_taken", f"the stream name {name!r} belongs to another user"
+                )
+            await tx.execute("DELETE FROM stream_keys WHERE stream = ?", name)
+            await tx.execute(
+                "INSERT INTO stream_keys (stream, user_id, key_hash, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                name,
+                user.id,
+                digest(key),
+                time.time(),
+            )
+        await self.audit.record("auth.stream_key_rotated", actor_id=user.id, target=name)
+        return name, key
+
+    async def resolve_stream_key(self, key: str) -> tuple[User, str] | None:
+        """(owner, stream name) for a stream key, or None if unknown or the owner is banned."""
+        row = await self.store.fetchone(
+            f"SELECT {USER_COLUMNS}, k.stream FROM stream_keys k JOIN users u ON u.id = k.user_id"
+            " WHERE k.key_hash = ?",
+            digest(key),
+        )
+        if row is None or row["banned"]:
+            return None
+        return User.from_row(row), row["stream"]
+
+    async def list_streams(self, user_id: str) -> list[dict[str, Any]]:
+        return await self.store.fetchall(
+            "SELECT stream, created_at FROM stream_keys WHERE user_id = ? ORDER BY stream", user_id
+        )

@@ -1,0 +1,91 @@
+"""The Redis bus: local dispatch at once, and every other node's listeners via pub/sub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .base import Event
+from .memory import MemoryBus
+
+log = structlog.get_logger(__name__)
+
+
+class RedisBus(MemoryBus):
+    """Publishes each event on ``<prefix>:bus``; a reader dispatches other nodes' events here."""
+
+    def __init__(
+        self,
+        node_id: str,
+        url: str,
+        prefix: str,
+        on_fire: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(node_id, on_fire)
+        self.url = url
+        self.channel = f"{prefix}:bus"
+        self._redis: Redis | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._redis = Redis.from_url(self.url, decode_responses=True)
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            await self._redis.aclose()
+            raise ConnectionError(f"cannot reach Redis at {self.url}: {exc}") from exc
+        self._reader = asyncio.create_task(self._read())
+        await asyncio.wait_for(self._subscribed.wait(), 10)
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        await super().stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def fire(self, event_type: str, data: Mapping[str, Any] | None = None) -> Event:
+        event, text = self.make_event(event_type, data)
+        self.dispatch(event)
+        assert self._redis is not None, "the bus is not started"
+        await self._redis.publish(self.channel, text)
+        return event
+
+    async def _read(self) -> None:
+        """Dispatch other nodes' events; reconnect with backoff when Redis goes away."""
+        assert self._redis is not None
+        delay = 0.1
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self._subscribed.set()
+                delay = 0.1
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._receive(message["data"])
+            except (RedisError, OSError) as exc:
+                log.warning("bus.redis_lost", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _receive(self, raw: str) -> None:
+        try:
+            item = json.loads(raw)
+            if item["origin"] == self.node_id:
+                return
+            event = Event(item["type"], item["data"], item["origin"], item["time"], item["id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("bus.bad_message", size=len(raw))
+            return
+        self.dispatch(event)

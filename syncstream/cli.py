@@ -1,0 +1,165 @@
+"""``syncstream serve | user | check-config | plugins``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import secrets
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from . import __version__
+from .config import ConfigError, LoadedConfig, load_config
+from .errors import Problem
+from .plugins import PluginError, discover, is_enabled, resolve
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional on exotic platforms
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _load(args: argparse.Namespace) -> LoadedConfig:
+    return load_config(getattr(args, "config", None))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .app import Server
+    from .logs import configure_logging
+
+    loaded = _load(args)
+    configure_logging(loaded.settings.logging)
+    _run(Server(loaded).run_until_signal())
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    loaded = load_config(args.file or args.config)
+    enabled = resolve(discover(loaded.settings.plugin_paths), loaded)
+    names = ", ".join(p.plugin.name for p in enabled) or "none"
+    print(f"{loaded.source}: OK (plugins enabled: {names})")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    found = discover(loaded.settings.plugin_paths)
+    rows = [("NAME", "VERSION", "STATE", "SOURCE", "DESCRIPTION")]
+    for name in sorted(found):
+        item = found[name]
+        section = loaded.settings.plugins.get(name) or {}
+        state = "enabled" if is_enabled(item.plugin, section) else "disabled"
+        rows.append((name, item.plugin.version, state, item.source, item.plugin.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """(password, generated?) from stdin, an interactive prompt, or a random one."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n"), False
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if first != getpass.getpass("Repeat password: "):
+            raise Problem(422, "password_mismatch", "the passwords differ")
+        return first, False
+    return secrets.token_urlsafe(12), True
+
+
+async def _user_create(loaded: LoadedConfig, name: str, password: str, admin: bool) -> str:
+    from .app import make_node_id, open_services
+
+    services = await open_services(loaded.settings, make_node_id())
+    try:
+        user = await services.auth.create_user(name, password, "admin" if admin else "user")
+        return user.id
+    finally:
+        await services.close()
+
+
+async def _user_password(loaded: LoadedConfig, name: str, password: str) -> None:
+    from .app import make_node_id, open_services
+
+    services = await open_services(loaded.settings, make_node_id())
+    try:
+        user = await services.auth.find_user(name)
+        if user is None:
+            raise Problem(404, "user_not_found", f"no user named {name!r}")
+        await services.auth.set_password(user.id, password)
+        await services.auth.revoke_all(user.id, reason="password_reset")
+        await services.audit.record("auth.password_reset", target=user.id, via="cli")
+    finally:
+        await services.close()
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    password, generated = _read_password(args)
+    if args.user_command == "create":
+        user_id = _run(_user_create(loaded, args.name, password, args.admin))
+        role = "admin" if args.admin else "user"
+        print(f"created {role} {args.name} (id {user_id})")
+    else:
+        _run(_user_password(loaded, args.name, password))
+        print(f"password of {args.name} changed; its tokens are revoked")
+    if generated:
+        print(f"generated password: {password}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="syncstream", description="SyncStream streaming and realtime daemon"
+    )
+    root.add_argument("--version", action="version", version=f"syncstream {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", help="config file (default: $SYNCSTREAM_CONFIG or ./syncstream.yaml)"
+    )
+    sub = root.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", parents=[common], help="run the server").set_defaults(func=cmd_serve)
+    check = sub.add_parser("check-config", parents=[common], help="validate a config file and exit")
+    check.add_argument("file", nargs="?")
+    check.set_defaults(func=cmd_check_config)
+    sub.add_parser("plugins", parents=[common], help="list plugins and their state").set_defaults(
+        func=cmd_plugins
+    )
+    user = sub.add_parser("user", help="manage accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    for name, text in (("create", "create an account"), ("passwd", "set an account's password")):
+        cmd = user_sub.add_parser(name, parents=[common], help=text)
+        cmd.add_argument("name")
+        cmd.add_argument(
+            "--password-stdin", action="store_true", help="read the password from stdin"
+        )
+        if name == "create":
+            cmd.add_argument("--admin", action="store_true", help="give the account the admin role")
+        cmd.set_defaults(func=cmd_user)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"syncstream: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except PluginError as exc:
+        print(f"syncstream: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Problem as exc:
+        print(f"syncstream: {exc.detail} ({exc.code})", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130

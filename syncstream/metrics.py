@@ -1,0 +1,77 @@
+"""Prometheus metrics of the core, one registry per app, and the event-loop lag probe."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """The core's metrics; plugins add their own to ``registry``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "syncstream_http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "syncstream_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.ws_connections = Gauge(
+            "syncstream_ws_connections", "Open WebSocket connections", registry=r
+        )
+        self.ws_messages_out = Counter(
+            "syncstream_ws_messages_out_total", "Event frames written to sockets", registry=r
+        )
+        self.ws_messages_in = Counter(
+            "syncstream_ws_messages_in_total", "Frames received from clients", registry=r
+        )
+        self.ws_slow_consumers = Counter(
+            "syncstream_ws_slow_consumers_total",
+            "Sockets dropped for a full send buffer",
+            registry=r,
+        )
+        self.ws_rate_limited = Counter(
+            "syncstream_ws_rate_limited_total",
+            "Client frames refused by the rate limit",
+            registry=r,
+        )
+        self.bus_events = Counter(
+            "syncstream_bus_events_total", "Events fired on this node", ["type"], registry=r
+        )
+        self.loop_lag = Gauge(
+            "syncstream_event_loop_lag_seconds", "Latest event-loop lag sample", registry=r
+        )
+        self.loop_lag_max = Gauge(
+            "syncstream_event_loop_lag_max_seconds",
+            "Largest event-loop lag since the previous scrape",
+            registry=r,
+        )
+        self._lag_max = 0.0
+
+    def count_bus_event(self, event_type: str) -> None:
+        self.bus_events.labels(event_type).inc()
+
+    def take_lag_max(self) -> None:
+        """Publish the max lag seen since the last scrape and start a new window."""
+        self.loop_lag_max.set(self._lag_max)
+        self._lag_max = 0.0
+
+    async def watch_loop_lag(self, interval: float) -> None:
+        """Sleep ``interval`` repeatedly; the overshoot is how long the loop was blocked."""
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(interval)
+            lag = max(0.0, time.perf_counter() - start - interval)
+            self.loop_lag.set(lag)
+            self._lag_max = max(self._lag_max, lag)

@@ -1,0 +1,18 @@
+"""Realtime: the ``/ws`` gateway and the engines (memory or Redis) behind it."""
+
+from .engine import Broker, HistoryResult, PresenceManager, Publication
+from .engines import create_engine
+from .gateway import Connection, Gateway, Namespace, admins, anyone
+
+__all__ = [
+    "Broker",
+    "Connection",
+    "Gateway",
+    "HistoryResult",
+    "Namespace",
+    "PresenceManager",
+    "Publication",
+    "admins",
+    "anyone",
+    "create_engine",
+]

@@ -1,0 +1,113 @@
+"""The realtime engine interface (after Centrifugo's broker / presence-manager split).
+
+The gateway talks only to these two interfaces. The memory implementations serve one node;
+the Redis ones let every node see every publication, with one sequence and history per topic.
+
+A publication's wire frame is built once (``Publication.frame``) and written unchanged to every
+subscribed socket on every node:
+``{"op":"event","topic":T,"seq":N,"epoch":E,"data":D}`` — or, for ephemeral publications
+(typing, presence changes) that get no seq and no history,
+``{"op":"event","topic":T,"ephemeral":true,"data":D}``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One event on a topic as delivered to the gateway. ``seq`` is 0 for ephemeral events."""
+
+    topic: str
+    seq: int
+    epoch: str
+    frame: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    """What a resuming client missed.
+
+    ``recovered`` is False when the history no longer holds every publication after ``since``
+    (or the epoch changed: the history was lost) — the client must then reload its state.
+    ``top_seq`` is the topic's current seq, ``epoch`` its current epoch.
+    """
+
+    publications: list[Publication]
+    top_seq: int
+    epoch: str
+    recovered: bool
+
+
+# Called on each node for every publication on a topic that node subscribed to.
+PublicationHandler = Callable[[Publication], None]
+
+
+class Broker(ABC):
+    """Per-topic sequence numbers, bounded history, and delivery to every interested node."""
+
+    @abstractmethod
+    async def start(self, handler: PublicationHandler) -> None:
+        """Begin delivering publications of subscribed topics to ``handler``."""
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    @abstractmethod
+    async def subscribe(self, topic: str) -> None:
+        """This node wants ``topic``'s publications (the gateway reference-counts its sockets)."""
+
+    @abstractmethod
+    async def unsubscribe(self, topic: str) -> None: ...
+
+    @abstractmethod
+    async def publish(self, topic: str, data: Any, *, ephemeral: bool = False) -> Publication:
+        """Assign the next seq (unless ephemeral), keep it in history, deliver it everywhere."""
+
+    @abstractmethod
+    async def history(self, topic: str, since: int, epoch: str | None) -> HistoryResult:
+        """Publications with seq > ``since`` if the history (of the same epoch) still has them."""
+
+    @abstractmethod
+    async def position(self, topic: str) -> tuple[int, str]:
+        """The topic's current (top seq, epoch)."""
+
+
+class PresenceManager(ABC):
+    """Who is subscribed to a topic, across nodes. Entries expire unless refreshed."""
+
+    @abstractmethod
+    async def add(self, topic: str, client_id: str, info: dict[str, Any]) -> None:
+        """Add or refresh a client's entry (``info`` holds user id, name, node...)."""
+
+    @abstractmethod
+    async def remove(self, topic: str, client_id: str) -> None: ...
+
+    @abstractmethod
+    async def list(self, topic: str) -> dict[str, dict[str, Any]]:
+        """Live entries by client id."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+def event_frame(topic_json: str, seq: int, epoch: str, data_json: str) -> str:
+    """The wire frame of a publication, built by concatenation around already-encoded JSON."""
+    return f'{{"op":"event","topic":{topic_json},"seq":{seq},"epoch":"{epoch}","data":{data_json}}}'
+
+
+def ephemeral_frame(topic_json: str, data_json: str) -> str:
+    return f'{{"op":"event","topic":{topic_json},"ephemeral":true,"data":{data_json}}}'
+
+
+def is_recovered(since: int, client_epoch: str | None, epoch: str, top: int, found: int) -> bool:
+    """Whether ``found`` publications after ``since`` are everything the client missed."""
+    if client_epoch is None:
+        return since == 0 and found == top
+    if client_epoch != epoch or since > top:
+        return False
+    return found == top - since

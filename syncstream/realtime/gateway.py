@@ -1,0 +1,532 @@
+"""The one WebSocket endpoint, ``/ws``: auth, topics, resume, presence, backpressure, limits.
+
+Frames are JSON ``{"op", "id"?, "topic"?, "data"?}``. Client ops: ``subscribe`` (with optional
+``data.since`` + ``data.epoch`` to resume), ``unsubscribe``, ``publish``, ``presence``, ``ping``.
+Server frames: ``hello``, ``reply`` (to an ``id``), ``error`` (stable ``code``), ``event``
+(``seq``/``epoch`` per topic), ``pong``.
+
+Topics are ``<namespace>:<name>``. Plugins register namespaces with their permission checks.
+The core namespaces: ``user:<user id>`` (that user's private feed), ``broadcast:<name>`` (any
+user reads, admins publish), ``bus:<pattern>`` (admins watch bus events live).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+from aiohttp import WSMsgType, web
+
+from ..api import dumps
+from ..auth import Auth, Session, User
+from ..bus import Event, EventBus
+from ..config import RealtimeSettings
+from ..errors import Problem
+from ..ids import new_id
+from ..metrics import Metrics
+from ..ratelimit import TokenBucket
+from .engine import Broker, PresenceManager, Publication
+from .wire import (
+    CLOSE_FORBIDDEN,
+    CLOSE_GOING_AWAY,
+    CLOSE_RATE_LIMITED,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_UNAUTHORIZED,
+    text_frame,
+)
+
+log = structlog.get_logger(__name__)
+
+TOPIC_RE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.:@*~=+-]{1,200})$")
+Action = Literal["subscribe", "publish"]
+Check = Callable[[User, str], "bool | Awaitable[bool]"]
+PublishHook = Callable[[User, str, Any], Awaitable[Any]]
+
+
+def anyone(user: User, topic: str) -> bool:
+    return True
+
+
+def admins(user: User, topic: str) -> bool:
+    return user.is_admin
+
+
+async def allowed(check: Check, user: User, topic: str) -> bool:
+    result = check(user, topic)
+    if inspect.isawaitable(result):
+        result = await result
+    return bool(result)
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A family of topics and who may do what on them.
+
+    ``on_publish`` may validate or rewrite what a client publishes (raise :class:`Problem` to
+    refuse); the returned value is what subscribers get. ``presence`` tracks subscribers.
+    """
+
+    name: str
+    can_subscribe: Check = anyone
+    can_publish: Check = admins
+    on_publish: PublishHook | None = None
+    presence: bool = False
+
+
+@dataclass(eq=False)
+class Connection:
+    """One authenticated socket. Broadcast frames go straight into its transport buffer."""
+
+    id: str
+    session: Session
+    ws: web.WebSocketResponse
+    transport: asyncio.Transport
+    bucket: TokenBucket
+    topics: set[str] = field(default_factory=set)
+    recovering: dict[str, list[Publication]] = field(default_factory=dict)
+    bus_listeners: dict[str, Callable[[], None]] = field(default_factory=dict)
+    strikes: int = 0
+    closing: bool = False
+
+    @property
+    def user(self) -> User:
+        return self.session.user
+
+
+class Gateway:
+    """Routes publications from the broker to sockets and client requests to the broker."""
+
+    def __init__(
+        self,
+        settings: RealtimeSettings,
+        broker: Broker,
+        presence: PresenceManager,
+        auth: Auth,
+        bus: EventBus,
+        metrics: Metrics,
+        node_id: str,
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.presence = presence
+        self.auth = auth
+        self.bus = bus
+        self.metrics = metrics
+        self.node_id = node_id
+        self.namespaces: dict[str, Namespace] = {}
+        self.connections: set[Connection] = set()
+        self._subs: dict[str, set[Connection]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._refresher: asyncio.Task[None] | None = None
+        self._unlisten: list[Callable[[], None]] = []
+        self.register(
+            Namespace("user", can_subscribe=lambda u, t: u.is_admin or t == f"user:{u.id}")
+        )
+        self.register(Namespace("broadcast"))
+        self.register(Namespace("bus", can_subscribe=admins, can_publish=lambda u, t: False))
+
+    def register(self, namespace: Namespace) -> None:
+        """Make a namespace of topics available (plugins call this from ``setup``)."""
+        if namespace.name in self.namespaces:
+            raise ValueError(f"realtime namespace {namespace.name!r} is already registered")
+        self.namespaces[namespace.name] = namespace
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.broker.start(self._deliver)
+        self._refresher = asyncio.create_task(self._refresh_presence())
+        self._unlisten = [
+            self.bus.listen("user.banned", self._on_banned),
+            self.bus.listen("auth.tokens_revoked", self._on_revoked),
+        ]
+
+    async def stop(self) -> None:
+        """Close every socket with 1001 (going away) and stop the broker."""
+        for unlisten in self._unlisten:
+            unlisten()
+        if self._refresher:
+            self._refresher.cancel()
+        await asyncio.gather(
+            *(
+                c.ws.close(code=CLOSE_GOING_AWAY, message=b"server shutting down")
+                for c in list(self.connections)
+            ),
+            return_exceptions=True,
+        )
+        # Let the handlers unsubscribe (presence leave) before the engine goes away.
+        for _ in range(50):
+            if not self.connections:
+                break
+            await asyncio.sleep(0.02)
+        await self.broker.stop()
+        await self.presence.close()
+
+    # --- publishing -----------------------------------------------------------------------
+
+    async def publish(self, topic: str, data: Any, *, ephemeral: bool = False) -> Publication:
+        """Publish to every subscriber of ``topic`` on every node; returns the publication."""
+        self.namespace_of(topic)
+        return await self.broker.publish(topic, data, ephemeral=ephemeral)
+
+    def _deliver(self, pub: Publication) -> None:
+        """Broker callback: write one publication to every local subscriber."""
+        subscribers = self._subs.get(pub.topic)
+        if not subscribers:
+            return
+        wire = text_frame(pub.frame)
+        limit = self.settings.send_buffer_bytes
+        sent = 0
+        for conn in subscribers:
+            pending = conn.recovering.get(pub.topic)
+            if pending is not None:
+                pending.append(pub)
+                continue
+            if conn.closing:
+                continue
+            conn.transport.write(wire)
+            sent += 1
+            if conn.transport.get_write_buffer_size() > limit:
+                self._close(conn, CLOSE_SLOW_CONSUMER, "slow consumer: send buffer full")
+                self.metrics.ws_slow_consumers.inc()
+        self.metrics.ws_messages_out.inc(sent)
+
+    # --- connection handling --------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The ``/ws`` endpoint: authenticate, then serve frames until the socket closes."""
+        session = await self.auth.session_from_request(request)
+        ws = web.WebSocketResponse(
+            heartbeat=self.settings.heartbeat_seconds,
+            max_msg_size=self.settings.max_message_bytes,
+            compress=False,
+            timeout=2.0,  # for the client's close handshake
+        )
+        await ws.prepare(request)
+        transport = request.transport
+        if transport is None:
+            return ws
+        conn = Connection(
+            new_id(),
+            session,
+            ws,
+            transport,
+            TokenBucket(self.settings.rate_per_second, self.settings.rate_burst),
+        )
+        self.connections.add(conn)
+        self.metrics.ws_connections.inc()
+        log.info("ws.connected", conn=conn.id, user=conn.user.username)
+        try:
+            await self._send(
+                conn,
+                "hello",
+                data={
+                    "client_id": conn.id,
+                    "node": self.node_id,
+                    "user": conn.user.public(),
+                    "heartbeat": self.settings.heartbeat_seconds,
+                },
+            )
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._on_text(conn, msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await self._error(conn, None, "invalid_frame", "send JSON text frames")
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            await self._drop(conn)
+        return ws
+
+    async def _drop(self, conn: Connection) -> None:
+        conn.closing = True
+        try:
+            for topic in list(conn.topics):
+                await self._unsubscribe(conn, topic)
+        except Exception:
+            log.exception("ws.unsubscribe_failed", conn=conn.id)
+        finally:
+            self.connections.discard(conn)
+            self.metrics.ws_connections.dec()
+        log.info("ws.closed", conn=conn.id, code=conn.ws.close_code)
+
+    def _close(self, conn: Connection, code: int, reason: str) -> None:
+        if conn.closing:
+            return
+        conn.closing = True
+        log.info("ws.closing", conn=conn.id, code=code, reason=reason)
+        self._spawn(conn.ws.close(code=code, message=reason.encode()))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, conn: Connection, op: str, **fields: Any) -> None:
+        if conn.closing:
+            return
+        try:
+            await conn.ws.send_str(dumps({"op": op, **fields}))
+        except ConnectionError:
+            conn.closing = True
+
+    async def _error(
+        self, conn: Connection, req_id: Any, code: str, detail: str, **extra: Any
+    ) -> None:
+        await self._send(conn, "error", id=req_id, code=code, detail=detail, **extra)
+
+    async def _on_text(self, conn: Connection, text: str) -> None:
+        self.metrics.ws_messages_in.inc()
+        if not conn.bucket.take():
+            conn.strikes += 1
+            self.metrics.ws_rate_limited.inc()
+            if conn.strikes >= self.settings.rate_burst:
+                self._close(conn, CLOSE_RATE_LIMITED, "rate limit exceeded")
+            else:
+                await self._error(
+                    conn,
+                    None,
+                    "rate_limited",
+                    "slow down: too many messages",
+                    retry_after=round(conn.bucket.retry_after(), 3),
+                )
+            return
+        conn.strikes = 0
+        try:
+            frame = json.loads(text)
+        except json.JSONDecodeError:
+            await self._error(conn, None, "invalid_json", "the frame is not valid JSON")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("op"), str):
+            await self._error(conn, None, "invalid_frame", "frames are objects with an 'op'")
+            return
+        req_id = frame.get("id")
+        handler = self._ops.get(frame["op"])
+        if handler is None:
+            await self._error(conn, req_id, "unknown_op", f"unknown op {frame['op']!r}")
+            return
+        try:
+            data = await handler(self, conn, frame)
+        except Problem as problem:
+            await self._error(conn, req_id, problem.code, problem.detail, **problem.extra)
+            return
+        except Exception:
+            log.exception("ws.op_failed", op=frame["op"], conn=conn.id)
+            await self._error(conn, req_id, "internal_error", "the server failed; it is logged")
+            return
+        if data is not None:  # None: the op has replied itself
+            await self._send(conn, "reply", id=req_id, topic=frame.get("topic"), data=data)
+
+    def namespace_of(self, topic: Any) -> Namespace:
+        """The namespace of a topic; 400/404 problems for malformed or unknown ones."""
+        if not isinstance(topic, str) or not (match := TOPIC_RE.match(topic)):
+            raise Problem(400, "invalid_topic", "topics look like 'namespace:name'")
+        namespace = self.namespaces.get(match.group(1))
+        if namespace is None:
+            raise Problem(404, "unknown_topic", f"no topic namespace {match.group(1)!r}")
+        return namespace
+
+    # --- ops ------------------------------------------------------------------------------
+
+    async def _op_ping(self, conn: Connection, frame: dict[str, Any]) -> None:
+        await self._send(conn, "pong", id=frame.get("id"), time=time.time())
+
+    async def _op_subscribe(self, conn: Connection, frame: dict[str, Any]) -> dict[str, Any] | None:
+        topic = frame.get("topic")
+        namespace = self.namespace_of(topic)
+        assert isinstance(topic, str)
+        if not await allowed(namespace.can_subscribe, conn.user, topic):
+            raise Problem(403, "forbidden", f"you may not subscribe to {topic}")
+        if topic in conn.topics:
+            raise Problem(409, "already_subscribed", f"already subscribed to {topic}")
+        if len(conn.topics) >= self.settings.max_subscriptions:
+            raise Problem(429, "too_many_subscriptions", "unsubscribe from something first")
+        if namespace.name == "bus":
+            return self._subscribe_bus(conn, topic)
+        opts = frame.get("data") or {}
+        since, epoch = opts.get("since"), opts.get("epoch")
+        if since is not None and (not isinstance(since, int) or since < 0):
+            raise Problem(400, "invalid_frame", "'since' is a non-negative integer")
+        conn.topics.add(topic)
+        conn.recovering[topic] = []
+        subscribers = self._subs.setdefault(topic, set())
+        subscribers.add(conn)
+        try:
+            if len(subscribers) == 1:
+                await self.broker.subscribe(topic)
+            if since is not None:
+                result = await self.broker.history(topic, since, epoch)
+                missed, top, current_epoch, recovered = (
+                    result.publications,
+                    result.top_seq,
+                    result.epoch,
+                    result.recovered,
+                )
+            else:
+                missed, recovered = [], False
+                top, current_epoch = await self.broker.position(topic)
+        except BaseException:
+            await self._unsubscribe(conn, topic)
+            raise
+        reply: dict[str, Any] = {"seq": top, "epoch": current_epoch, "recovered": recovered}
+        if namespace.presence:
+            await self.presence.add(topic, conn.id, self._presence_info(conn))
+            reply["presence"] = await self._presence_list(topic)
+        await self._send(conn, "reply", id=frame.get("id"), topic=topic, data=reply)
+        # Replay what was missed, then what arrived meanwhile, without duplicates; a client
+        # that did not ask to resume starts at the position in the reply.
+        last = since if since is not None else top
+        for pub in [*missed, *conn.recovering.pop(topic, [])]:
+            if pub.seq and pub.seq <= last:
+                continue
+            last = max(last, pub.seq)
+            if not conn.closing:
+                conn.transport.write(text_frame(pub.frame))
+        if namespace.presence:  # every subscriber hears of the join, the joiner too
+            await self.broker.publish(
+                topic, {"presence": "join", "user": self._presence_info(conn)}, ephemeral=True
+            )
+        return None
+
+    def _subscribe_bus(self, conn: Connection, topic: str) -> dict[str, Any]:
+        pattern = topic.split(":", 1)[1]
+        seq = 0
+
+        def forward(event: Event) -> None:
+            nonlocal seq
+            seq += 1
+            frame = dumps(
+                {
+                    "op": "event",
+                    "topic": topic,
+                    "seq": seq,
+                    "data": {
+                        "type": event.type,
+                        "data": event.data,
+                        "origin": event.origin,
+                        "time": event.time,
+                    },
+                }
+            )
+            if not conn.closing:
+                conn.transport.write(text_frame(frame))
+
+        conn.topics.add(topic)
+        conn.bus_listeners[topic] = self.bus.listen(pattern, forward)
+        return {"seq": 0, "epoch": "", "recovered": False}
+
+    async def _op_unsubscribe(self, conn: Connection, frame: dict[str, Any]) -> dict[str, Any]:
+        topic = frame.get("topic")
+        if topic not in conn.topics:
+            raise Problem(404, "not_subscribed", f"not subscribed to {topic}")
+        assert isinstance(topic, str)
+        await self._unsubscribe(conn, topic)
+        return {}
+
+    async def _unsubscribe(self, conn: Connection, topic: str) -> None:
+        conn.topics.discard(topic)
+        conn.recovering.pop(topic, None)
+        unlisten = conn.bus_listeners.pop(topic, None)
+        if unlisten is not None:
+            unlisten()
+            return
+        subscribers = self._subs.get(topic)
+        if subscribers is None or conn not in subscribers:
+            return
+        subscribers.discard(conn)
+        if not subscribers:
+            del self._subs[topic]
+            await self.broker.unsubscribe(topic)
+        namespace = self.namespaces.get(topic.split(":", 1)[0])
+        if namespace is not None and namespace.presence:
+            await self.presence.remove(topic, conn.id)
+            await self.broker.publish(
+                topic, {"presence": "leave", "user": self._presence_info(conn)}, ephemeral=True
+            )
+
+    async def _op_publish(self, conn: Connection, frame: dict[str, Any]) -> dict[str, Any]:
+        return await self.publish_as(conn.user, frame.get("topic"), frame.get("data"))
+
+    async def publish_as(self, user: User, topic: Any, data: Any) -> dict[str, Any]:
+        """Publish on behalf of a client (WebSocket or HTTP), with its permission checks."""
+        namespace = self.namespace_of(topic)
+        if not await allowed(namespace.can_publish, user, topic):
+            raise Problem(403, "forbidden", f"you may not publish to {topic}")
+        if namespace.on_publish is not None:
+            data = await namespace.on_publish(user, topic, data)
+        pub = await self.broker.publish(topic, data)
+        return {"seq": pub.seq}
+
+    async def _op_presence(self, conn: Connection, frame: dict[str, Any]) -> dict[str, Any]:
+        return await self.presence_for(conn.user, frame.get("topic"))
+
+    async def presence_for(self, user: User, topic: Any) -> dict[str, Any]:
+        """Who is in a topic, if ``user`` may see it."""
+        namespace = self.namespace_of(topic)
+        if not namespace.presence:
+            raise Problem(400, "no_presence", f"{topic} does not track presence")
+        if not await allowed(namespace.can_subscribe, user, topic):
+            raise Problem(403, "forbidden", f"you may not see who is in {topic}")
+        return {"topic": topic, "presence": await self.presence_of(topic)}
+
+    _ops: dict[
+        str, Callable[[Gateway, Connection, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+    ] = {
+        "ping": _op_ping,
+        "subscribe": _op_subscribe,
+        "unsubscribe": _op_unsubscribe,
+        "publish": _op_publish,
+        "presence": _op_presence,
+    }
+
+    # --- presence -------------------------------------------------------------------------
+
+    def _presence_info(self, conn: Connection) -> dict[str, Any]:
+        return {"user_id": conn.user.id, "username": conn.user.username, "client_id": conn.id}
+
+    async def _presence_list(self, topic: str) -> list[dict[str, Any]]:
+        """Present users (one entry per user however many sockets they have)."""
+        users: dict[str, dict[str, Any]] = {}
+        for info in (await self.presence.list(topic)).values():
+            entry = users.setdefault(
+                info["user_id"],
+                {"user_id": info["user_id"], "username": info["username"], "connections": 0},
+            )
+            entry["connections"] += 1
+        return sorted(users.values(), key=lambda u: str(u["username"]))
+
+    async def presence_of(self, topic: str) -> list[dict[str, Any]]:
+        return await self._presence_list(topic)
+
+    async def _refresh_presence(self) -> None:
+        interval = self.settings.presence_ttl_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            for conn in list(self.connections):
+                for topic in list(conn.topics):
+                    namespace = self.namespaces.get(topic.split(":", 1)[0])
+                    if namespace is not None and namespace.presence:
+                        try:
+                            await self.presence.add(topic, conn.id, self._presence_info(conn))
+                        except Exception:
+                            log.exception("presence.refresh_failed", topic=topic)
+
+    # --- bans and revocations -------------------------------------------------------------
+
+    def _on_banned(self, event: Event) -> None:
+        for conn in list(self.connections):
+            if conn.user.id == event.data.get("user_id"):
+                self._close(conn, CLOSE_FORBIDDEN, "account banned")
+
+    def _on_revoked(self, event: Event) -> None:
+        revoked = set(event.data.get("token_ids") or ())
+        for conn in list(self.connections):
+            if conn.session.token_id in revoked:
+                self._close(conn, CLOSE_UNAUTHORIZED, "token revoked")

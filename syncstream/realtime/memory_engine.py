@@ -1,0 +1,144 @@
+"""One node's realtime engine: sequences, history and presence in memory."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .engine import (
+    Broker,
+    HistoryResult,
+    PresenceManager,
+    Publication,
+    PublicationHandler,
+    ephemeral_frame,
+    event_frame,
+    is_recovered,
+)
+
+SWEEP_EVERY = 1000  # publications between sweeps of idle topics
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+def encode(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass
+class _Topic:
+    epoch: str = field(default_factory=new_epoch)
+    seq: int = 0
+    history: deque[tuple[float, Publication]] = field(default_factory=deque)
+
+
+class MemoryBroker(Broker):
+    def __init__(self, history_size: int, history_ttl_seconds: float) -> None:
+        self.history_size = history_size
+        self.ttl = history_ttl_seconds
+        self._topics: dict[str, _Topic] = {}
+        self._subscribed: set[str] = set()
+        self._handler: PublicationHandler | None = None
+        self._since_sweep = 0
+
+    async def start(self, handler: PublicationHandler) -> None:
+        self._handler = handler
+
+    async def stop(self) -> None:
+        self._handler = None
+
+    async def subscribe(self, topic: str) -> None:
+        self._subscribed.add(topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        self._subscribed.discard(topic)
+        self._prune(topic, time.monotonic())
+
+    def _state(self, topic: str) -> _Topic:
+        state = self._topics.get(topic)
+        if state is None:
+            state = self._topics[topic] = _Topic()
+        return state
+
+    async def publish(self, topic: str, data: Any, *, ephemeral: bool = False) -> Publication:
+        topic_json, data_json = encode(topic), encode(data)
+        if ephemeral:
+            pub = Publication(topic, 0, "", ephemeral_frame(topic_json, data_json))
+        else:
+            state = self._state(topic)
+            state.seq += 1
+            pub = Publication(
+                topic,
+                state.seq,
+                state.epoch,
+                event_frame(topic_json, state.seq, state.epoch, data_json),
+            )
+            if self.history_size:
+                now = time.monotonic()
+                state.history.append((now, pub))
+                if len(state.history) > self.history_size:
+                    state.history.popleft()
+            self._since_sweep += 1
+            if self._since_sweep >= SWEEP_EVERY:
+                self._sweep()
+        if self._handler is not None and topic in self._subscribed:
+            self._handler(pub)
+        return pub
+
+    def _prune(self, topic: str, now: float) -> None:
+        state = self._topics.get(topic)
+        if state is None:
+            return
+        while state.history and now - state.history[0][0] > self.ttl:
+            state.history.popleft()
+        if not state.history and topic not in self._subscribed:
+            del self._topics[topic]  # a later publish starts a new epoch: resumes see the loss
+
+    def _sweep(self) -> None:
+        self._since_sweep = 0
+        now = time.monotonic()
+        for topic in list(self._topics):
+            self._prune(topic, now)
+
+    async def history(self, topic: str, since: int, epoch: str | None) -> HistoryResult:
+        self._prune(topic, time.monotonic())
+        state = self._state(topic)
+        pubs = [pub for _, pub in state.history if pub.seq > since]
+        recovered = is_recovered(since, epoch, state.epoch, state.seq, len(pubs))
+        return HistoryResult(pubs if recovered else [], state.seq, state.epoch, recovered)
+
+    async def position(self, topic: str) -> tuple[int, str]:
+        state = self._state(topic)
+        return state.seq, state.epoch
+
+
+class MemoryPresence(PresenceManager):
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl = ttl_seconds
+        self._topics: dict[str, dict[str, tuple[float, dict[str, Any]]]] = {}
+
+    async def add(self, topic: str, client_id: str, info: dict[str, Any]) -> None:
+        self._topics.setdefault(topic, {})[client_id] = (time.monotonic() + self.ttl, info)
+
+    async def remove(self, topic: str, client_id: str) -> None:
+        entries = self._topics.get(topic)
+        if entries is not None:
+            entries.pop(client_id, None)
+            if not entries:
+                del self._topics[topic]
+
+    async def list(self, topic: str) -> dict[str, dict[str, Any]]:
+        entries = self._topics.get(topic, {})
+        now = time.monotonic()
+        for client_id in [c for c, (expires, _) in entries.items() if expires < now]:
+            del entries[client_id]
+        return {client_id: info for client_id, (_, info) in entries.items()}
+
+    async def close(self) -> None:
+        self._topics.clear()

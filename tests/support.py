@@ -1,0 +1,256 @@
+"""Test support: a real server on a free port with real HTTP and WebSocket clients.
+
+Nothing of ours is mocked: the server is the one ``syncstream serve`` runs, on SQLite or on the
+PostgreSQL server of this machine (a fresh schema per test), optionally with Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from syncstream.app import Server
+from syncstream.config import load_config
+
+PG_URL = os.environ.get("SYNCSTREAM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SYNCSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def pg_schema() -> AsyncIterator[str]:
+    """A fresh PostgreSQL schema, dropped afterwards."""
+    name = f"t_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f"CREATE SCHEMA {name}")
+        yield name
+    finally:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        await conn.close()
+
+
+def base_overrides(data_dir: Path) -> dict[str, Any]:
+    return {
+        "data_dir": str(data_dir),
+        "server.host": "127.0.0.1",
+        "server.port": 0,
+        "rtmp.enabled": False,
+        "logging.level": "warning",
+        "logging.access_log": False,
+        "plugins.guestbook.enabled": True,
+    }
+
+
+@dataclass
+class Client:
+    """An HTTP client bound to one running server, with account helpers."""
+
+    base: str
+    session: aiohttp.ClientSession
+    server: Server | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    async def call(
+        self, method: str, path: str, token: str | None = None, **kwargs: Any
+    ) -> tuple[int, Any, aiohttp.ClientResponse]:
+        headers = dict(kwargs.pop("headers", {}))
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        async with self.session.request(method, self.url(path), headers=headers, **kwargs) as resp:
+            text = await resp.text()
+            try:
+                body = json.loads(text) if text else None
+            except json.JSONDecodeError:
+                body = text
+            return resp.status, body, resp
+
+    async def register(self, username: str, password: str = PASSWORD) -> str:
+        status, body, _ = await self.call(
+            "POST", "/api/auth/register", json={"username": username, "password": password}
+        )
+        assert status == 201, body
+        self.tokens[username] = body["token"]
+        return str(body["token"])
+
+    async def admin(self, username: str = "root") -> str:
+        """An admin account created the way `syncstream user create --admin` does."""
+        assert self.server is not None and self.server.core is not None
+        await self.server.core.auth.create_user(username, PASSWORD, "admin")
+        status, body, _ = await self.call(
+            "POST", "/api/auth/login", json={"username": username, "password": PASSWORD}
+        )
+        assert status == 200, body
+        return str(body["token"])
+
+    async def ws(self, token: str | None, **kwargs: Any) -> Socket:
+        url = self.url("/ws")
+        if token:
+            url += f"?token={token}"
+        ws = await self.session.ws_connect(url, **kwargs)
+        sock = Socket(ws)
+        hello = await sock.recv()
+        assert hello["op"] == "hello", hello
+        sock.hello = hello["data"]
+        return sock
+
+
+@dataclass
+class Socket:
+    """A realtime client speaking the gateway's JSON protocol."""
+
+    ws: aiohttp.ClientWebSocketResponse
+    hello: dict[str, Any] = field(default_factory=dict)
+    next_id: int = 0
+
+    async def send(self, op: str, topic: str | None = None, data: Any = None) -> int:
+        self.next_id += 1
+        frame: dict[str, Any] = {"op": op, "id": self.next_id}
+        if topic is not None:
+            frame["topic"] = topic
+        if data is not None:
+            frame["data"] = data
+        await self.ws.send_str(json.dumps(frame))
+        return self.next_id
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        msg = await self.ws.receive(timeout=timeout)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            raise AssertionError(
+                f"expected a text frame, got {msg.type} {msg.data!r} {msg.extra!r}"
+            )
+        return dict(json.loads(msg.data))
+
+    async def request(self, op: str, topic: str | None = None, data: Any = None) -> dict[str, Any]:
+        """Send and return the reply (or error) with the same id, keeping other frames aside."""
+        req_id = await self.send(op, topic, data)
+        while True:
+            frame = await self.recv()
+            if frame.get("id") == req_id and frame["op"] in ("reply", "error"):
+                return frame
+
+    async def events(
+        self, count: int, timeout: float = 5.0, *, ephemeral: bool = False
+    ) -> list[dict[str, Any]]:
+        """The next ``count`` events with a seq (or, with ``ephemeral=True``, without one)."""
+        found = []
+        while len(found) < count:
+            frame = await self.recv(timeout)
+            if frame["op"] == "event" and bool(frame.get("ephemeral")) == ephemeral:
+                found.append(frame)
+        return found
+
+    async def closed(self, timeout: float = 5.0) -> tuple[int | None, str]:
+        """Read until the server closes; returns (close code, reason)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = await self.ws.receive(timeout=deadline - time.monotonic())
+            if msg.type == aiohttp.WSMsgType.CLOSE:
+                return int(msg.data), str(msg.extra or "")
+            if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                return self.ws.close_code, ""
+        raise AssertionError("the server did not close the socket")
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path, backend: str = "sqlite", **overrides: Any
+) -> AsyncIterator[Client]:
+    """A server (in this process) and an HTTP client for it."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    config = tmp_path / "test.yaml"
+    config.write_text("{}\n")
+    values = {**base_overrides(tmp_path / "data"), **overrides}
+    async with _backend(backend) as extra:
+        loaded = load_config(config, environ={}, overrides={**extra, **values})
+        server = Server(loaded, banner=None)
+        await server.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                yield Client(server.url, session, server)
+        finally:
+            await server.stop()
+
+
+@asynccontextmanager
+async def _backend(backend: str) -> AsyncIterator[dict[str, Any]]:
+    if backend == "sqlite":
+        yield {}
+        return
+    async with pg_schema() as schema:
+        yield {"store.url": PG_URL, "store.schema": schema}
+
+
+@dataclass
+class NodeProcess:
+    """A `syncstream serve` subprocess (for multi-node and CLI tests)."""
+
+    proc: subprocess.Popen[str]
+    port: int
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise AssertionError(
+                        f"server exited: {self.proc.stderr.read() if self.proc.stderr else ''}"
+                    )
+                try:
+                    async with session.get(self.base + "/readyz") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError("server did not become ready")
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+
+def spawn_node(
+    config: Path, env: dict[str, str] | None = None, port: int | None = None
+) -> NodeProcess:
+    port = port or free_port()
+    full_env = {**os.environ, "SYNCSTREAM_SERVER__PORT": str(port), **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncstream", "serve", "--config", str(config)],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return NodeProcess(proc, port)

@@ -1,0 +1,133 @@
+"""Two `syncstream serve` processes sharing PostgreSQL and Redis behave as one service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from .support import PASSWORD, PG_URL, REDIS_URL, Client, NodeProcess, pg_schema, spawn_node
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+
+@pytest.fixture
+async def nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Client, Client]]:
+    async with pg_schema() as schema:
+        config = tmp_path / "cluster.yaml"
+        config.write_text(
+            f"data_dir: {tmp_path / 'data'}\n"
+            "server: {host: 127.0.0.1}\nrtmp: {enabled: false}\n"
+            f"store: {{url: '{PG_URL}', schema: {schema}}}\n"
+            f"cluster: {{redis_url: '{REDIS_URL}', prefix: t{secrets.token_hex(4)}}}\n"
+            "logging: {level: warning, access_log: false}\n"
+            "plugins: {guestbook: {enabled: true}}\n"
+        )
+        monkeypatch.setenv("SYNCSTREAM_CONFIG", str(config))
+        procs: list[NodeProcess] = []
+        try:
+            for name in ("node-a", "node-b"):
+                procs.append(spawn_node(config, {"SYNCSTREAM_CLUSTER__NODE_ID": name}))
+            for proc in procs:
+                await proc.wait_ready()
+            async with aiohttp.ClientSession() as session:
+                yield Client(procs[0].base, session), Client(procs[1].base, session)
+        finally:
+            for proc in procs:
+                proc.stop()
+
+
+async def test_bus_event_on_one_node_reaches_the_other(nodes: tuple[Client, Client]) -> None:
+    a, b = nodes
+    token = await a.register("ann")
+    status, _, _ = await b.call(
+        "POST", "/api/auth/login", json={"username": "ann", "password": PASSWORD}
+    )
+    assert status == 200, "accounts are shared through PostgreSQL"
+    # An admin on node B watches the bus; the event is fired by a request to node A.
+    _, reg, _ = await b.call(
+        "POST", "/api/auth/register", json={"username": "bea", "password": PASSWORD}
+    )
+    assert reg["token"]
+    watcher_token = await _make_admin(b, "boss")
+    watcher = await b.ws(watcher_token)
+    assert watcher.hello["node"] == "node-b"
+    await watcher.request("subscribe", "bus:guestbook.signed")
+    status, entry, _ = await a.call(
+        "POST", "/api/guestbook/entries", token, json={"text": "from A"}
+    )
+    assert status == 201
+    (event,) = await watcher.events(1)
+    assert event["data"]["type"] == "guestbook.signed"
+    assert event["data"]["origin"] == "node-a"
+    assert event["data"]["data"]["id"] == entry["id"]
+
+
+async def test_realtime_topics_span_nodes_with_one_sequence(nodes: tuple[Client, Client]) -> None:
+    a, b = nodes
+    on_a = await a.ws(await a.register("cal"))
+    on_b = await b.ws(await b.register("dee"))
+    reply_a = await on_a.request("subscribe", "guestbook:main")
+    reply_b = await on_b.request("subscribe", "guestbook:main")
+    assert reply_a["data"]["epoch"] == reply_b["data"]["epoch"]
+    # Presence is cluster-wide.
+    names = [p["username"] for p in reply_b["data"]["presence"]]
+    assert names == ["cal", "dee"]
+    joins = await on_a.events(2, ephemeral=True)  # its own join, then dee's from node B
+    assert [j["data"]["user"]["username"] for j in joins] == ["cal", "dee"]
+    for client, text in ((a, "one"), (b, "two"), (a, "three")):
+        status, _, _ = await client.call(
+            "POST",
+            "/api/guestbook/entries",
+            client.tokens[next(iter(client.tokens))],
+            json={"text": text},
+        )
+        assert status == 201
+    got_a = await on_a.events(3)
+    got_b = await on_b.events(3)
+    assert [e["seq"] for e in got_a] == [e["seq"] for e in got_b] == [1, 2, 3]
+    assert [e["data"]["entry"]["text"] for e in got_b] == ["one", "two", "three"]
+    # Resume on the other node after a disconnect.
+    await on_a.ws.close()
+    await b.call("POST", "/api/guestbook/entries", b.tokens["dee"], json={"text": "four"})
+    again = await b.ws(a.tokens["cal"])
+    reply = await again.request(
+        "subscribe", "guestbook:main", {"since": 3, "epoch": reply_a["data"]["epoch"]}
+    )
+    assert reply["data"]["recovered"] is True
+    (missed,) = await again.events(1)
+    assert missed["seq"] == 4 and missed["data"]["entry"]["text"] == "four"
+
+
+async def _make_admin(client: Client, name: str) -> str:
+    """Create an admin with the CLI (against the shared store), then log in on ``client``."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "syncstream",
+        "user",
+        "create",
+        name,
+        "--admin",
+        "--password-stdin",
+        "--config",
+        os.environ["SYNCSTREAM_CONFIG"],
+        stdin=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate((PASSWORD + "\n").encode())
+    assert proc.returncode == 0, err
+    status, body, _ = await client.call(
+        "POST", "/api/auth/login", json={"username": name, "password": PASSWORD}
+    )
+    assert status == 200, body
+    return str(body["token"])

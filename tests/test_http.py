@@ -1,0 +1,131 @@
+"""HTTP basics against a real server: health, metrics, OpenAPI, problem-JSON for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from .support import running
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(status: int, body: object, resp: aiohttp.ClientResponse, code: str) -> None:
+    assert resp.content_type == PROBLEM, (status, body)
+    assert isinstance(body, dict)
+    assert body["code"] == code, body
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= set(body)
+    assert "Traceback" not in str(body)
+
+
+async def test_health_ready_metrics_openapi(tmp_path: Path, backend: str) -> None:
+    async with running(tmp_path, backend) as c:
+        status, body, _ = await c.call("GET", "/healthz")
+        assert status == 200 and body["status"] == "ok"
+        status, body, _ = await c.call("GET", "/readyz")
+        assert status == 200 and body["status"] == "ready"
+        status, text, resp = await c.call("GET", "/metrics")
+        assert status == 200 and resp.content_type == "text/plain"
+        for name in (
+            "syncstream_http_requests_total",
+            "syncstream_http_request_duration_seconds",
+            "syncstream_ws_connections",
+            "syncstream_bus_events_total",
+            "syncstream_event_loop_lag_seconds",
+        ):
+            assert name in text
+        assert 'route="/healthz"' in text
+        status, spec, _ = await c.call("GET", "/api/openapi.json")
+        assert status == 200 and spec["openapi"].startswith("3.")
+        login = spec["paths"]["/api/auth/login"]["post"]
+        assert login["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+            "/Credentials"
+        )
+        assert "/api/guestbook/entries" in spec["paths"]
+        assert spec["paths"]["/api/users/{user_id}"]["patch"]["security"] == [{"bearer": []}]
+
+
+async def test_unknown_route_and_method(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        status, body, resp = await c.call("GET", "/api/nope")
+        assert status == 404
+        assert_problem(status, body, resp, "not_found")
+        status, body, resp = await c.call("DELETE", "/api/auth/login")
+        assert status == 405
+        assert_problem(status, body, resp, "method_not_allowed")
+        assert "POST" in resp.headers["Allow"]
+
+
+async def test_malformed_json_wrong_type_and_validation(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        headers = {"Content-Type": "application/json"}
+        status, body, resp = await c.call("POST", "/api/auth/login", data=b"{nope", headers=headers)
+        assert status == 400
+        assert_problem(status, body, resp, "invalid_json")
+        status, body, resp = await c.call(
+            "POST",
+            "/api/auth/login",
+            data=b"a=b",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert status == 415
+        assert_problem(status, body, resp, "unsupported_media_type")
+        status, body, resp = await c.call("POST", "/api/auth/login", json={"username": 5})
+        assert status == 422
+        assert_problem(status, body, resp, "validation_failed")
+        fields = {e["field"] for e in body["errors"]}
+        assert fields == {"username", "password"}
+        status, body, resp = await c.call("POST", "/api/auth/login", json=[1, 2])
+        assert status == 422
+        token = await c.register("alice")
+        status, body, resp = await c.call("GET", "/api/guestbook/entries?limit=lots", token)
+        assert status == 422 and body["errors"][0]["field"] == "limit"
+
+
+async def test_oversized_body_is_413(tmp_path: Path) -> None:
+    async with running(tmp_path, **{"server.max_body_bytes": 1024}) as c:
+        big = {"username": "x" * 2000, "password": "y"}
+        status, body, resp = await c.call("POST", "/api/auth/login", json=big)
+        assert status == 413
+        assert_problem(status, body, resp, "body_too_large")
+        status, _, _ = await c.call("GET", "/healthz")
+        assert status == 200
+
+
+async def test_unexpected_errors_are_500_problems_without_traceback(tmp_path: Path) -> None:
+    plugins = tmp_path / "extra"
+    (plugins / "boom").mkdir(parents=True)
+    (plugins / "boom" / "__init__.py").write_text(
+        "from syncstream import Plugin\n"
+        "async def setup(ctx):\n"
+        "    @ctx.api.route('GET', '', auth='public')\n"
+        "    async def boom(call):\n"
+        "        raise RuntimeError('secret internals')\n"
+        "plugin = Plugin(name='boom', version='0', setup=setup)\n"
+    )
+    async with running(tmp_path, plugin_paths=[str(plugins)]) as c:
+        status, body, resp = await c.call("GET", "/api/boom")
+        assert status == 500
+        assert_problem(status, body, resp, "internal_error")
+        assert "secret" not in str(body) and body["request_id"]
+
+
+async def test_cors_preflight_and_headers(tmp_path: Path) -> None:
+    async with running(tmp_path, **{"server.cors_origins": ["https://app.example"]}) as c:
+        origin = {"Origin": "https://app.example"}
+        status, _, resp = await c.call(
+            "OPTIONS",
+            "/api/auth/login",
+            headers={**origin, "Access-Control-Request-Method": "POST"},
+        )
+        assert status == 204
+        assert resp.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        assert "Authorization" in resp.headers["Access-Control-Allow-Headers"]
+        status, _, resp = await c.call("GET", "/healthz", headers=origin)
+        assert resp.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        status, _, resp = await c.call(
+            "GET", "/healthz", headers={"Origin": "https://evil.example"}
+        )
+        assert "Access-Control-Allow-Origin" not in resp.headers
