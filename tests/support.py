@@ -196,12 +196,19 @@ async def running(
 
 
 @asynccontextmanager
-async def _backend(backend: str) -> AsyncIterator[dict[str, Any]]:
+async def database(backend: str) -> AsyncIterator[tuple[str, str]]:
+    """(store url, schema) of a fresh database: SQLite (empty url) or a PostgreSQL schema."""
     if backend == "sqlite":
-        yield {}
+        yield "", ""
         return
     async with pg_schema() as schema:
-        yield {"store.url": PG_URL, "store.schema": schema}
+        yield PG_URL, schema
+
+
+@asynccontextmanager
+async def _backend(backend: str) -> AsyncIterator[dict[str, Any]]:
+    async with database(backend) as (url, schema):
+        yield {"store.url": url, "store.schema": schema}
 
 
 @dataclass

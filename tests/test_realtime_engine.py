@@ -1,0 +1,176 @@
+"""The realtime engine (broker + presence), memory and Redis, including two Redis nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from syncstream.realtime import Broker, PresenceManager, Publication
+from syncstream.realtime.memory_engine import MemoryBroker, MemoryPresence
+from syncstream.realtime.redis_engine import RedisBroker, RedisPresence
+
+from .support import REDIS_URL
+
+Node = tuple[Broker, list[Publication]]
+NodeFactory = Callable[..., Awaitable[Node]]
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def make_node(request: pytest.FixtureRequest) -> AsyncIterator[NodeFactory]:
+    prefix = f"t{secrets.token_hex(4)}"
+    brokers: list[Broker] = []
+
+    async def factory(history_size: int = 10, ttl: int = 60, name: str = "n1") -> Node:
+        broker: Broker
+        if request.param == "redis":
+            broker = RedisBroker(REDIS_URL, prefix, name, history_size, ttl)
+        else:
+            broker = MemoryBroker(history_size, ttl)
+        got: list[Publication] = []
+        await broker.start(got.append)
+        brokers.append(broker)
+        return broker, got
+
+    yield factory
+    for broker in brokers:
+        await broker.stop()
+
+
+async def settle(got: list[Publication], count: int) -> None:
+    for _ in range(500):
+        if len(got) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"expected {count} publications, got {len(got)}")
+
+
+async def test_sequences_frames_and_delivery(make_node: NodeFactory) -> None:
+    broker, got = await make_node()
+    await broker.subscribe("room:a")
+    first = await broker.publish("room:a", {"text": "hé"})
+    second = await broker.publish("room:a", [1, 2])
+    other = await broker.publish("room:b", None)
+    assert (first.seq, second.seq, other.seq) == (1, 2, 1)
+    assert json.loads(first.frame) == {
+        "op": "event",
+        "topic": "room:a",
+        "seq": 1,
+        "epoch": first.epoch,
+        "data": {"text": "hé"},
+    }
+    await settle(got, 2)
+    assert [p.frame for p in got] == [first.frame, second.frame]  # room:b is not subscribed
+    top, epoch = await broker.position("room:a")
+    assert (top, epoch) == (2, first.epoch)
+    await broker.unsubscribe("room:a")
+    await broker.publish("room:a", "after")
+    await asyncio.sleep(0.05)
+    assert len(got) == 2
+
+
+async def test_ephemeral_has_no_seq_or_history(make_node: NodeFactory) -> None:
+    broker, got = await make_node()
+    await broker.subscribe("room:a")
+    pub = await broker.publish("room:a", {"typing": True}, ephemeral=True)
+    assert pub.seq == 0
+    assert json.loads(pub.frame) == {
+        "op": "event",
+        "topic": "room:a",
+        "ephemeral": True,
+        "data": {"typing": True},
+    }
+    await settle(got, 1)
+    assert (await broker.position("room:a"))[0] == 0
+    assert (await broker.history("room:a", 0, None)).publications == []
+
+
+async def test_history_and_recovery(make_node: NodeFactory) -> None:
+    broker, _ = await make_node(history_size=3)
+    pubs = [await broker.publish("t:x", n) for n in range(5)]
+    epoch = pubs[0].epoch
+    result = await broker.history("t:x", 3, epoch)
+    assert result.recovered and [p.seq for p in result.publications] == [4, 5]
+    assert result.publications[0].frame == pubs[3].frame
+    assert (await broker.history("t:x", 5, epoch)).recovered  # nothing missed
+    gap = await broker.history("t:x", 1, epoch)  # seq 2 was trimmed away
+    assert not gap.recovered and gap.publications == [] and gap.top_seq == 5
+    assert not (await broker.history("t:x", 3, "other-epoch")).recovered
+    assert not (await broker.history("t:x", 9, epoch)).recovered  # from the future
+
+
+@pytest.mark.redis
+async def test_lost_history_changes_the_epoch() -> None:
+    prefix = f"t{secrets.token_hex(4)}"
+    broker = RedisBroker(REDIS_URL, prefix, "n", 10, 60)
+    await broker.start(lambda p: None)
+    try:
+        old = await broker.publish("t:x", 1)
+        keys = await broker.redis.keys(f"{prefix}:*")
+        await broker.redis.delete(*keys)  # as if the keys had expired
+        new = await broker.publish("t:x", 2)
+        assert new.epoch != old.epoch and new.seq == 1
+        assert not (await broker.history("t:x", 1, old.epoch)).recovered
+    finally:
+        await broker.stop()
+
+
+async def test_memory_history_expires() -> None:
+    broker = MemoryBroker(10, history_ttl_seconds=0.05)
+    await broker.start(lambda p: None)
+    old = await broker.publish("t:x", 1)
+    await asyncio.sleep(0.1)
+    result = await broker.history("t:x", 1, old.epoch)
+    assert not result.recovered
+    assert result.epoch != old.epoch and result.top_seq == 0
+
+
+@pytest.mark.redis
+async def test_two_redis_nodes_share_one_ordered_stream() -> None:
+    prefix = f"t{secrets.token_hex(4)}"
+    nodes = [RedisBroker(REDIS_URL, prefix, f"n{i}", 100, 60) for i in range(2)]
+    received: list[list[Publication]] = [[], []]
+    for node, got in zip(nodes, received, strict=True):
+        await node.start(got.append)
+        await node.subscribe("room:x")
+    try:
+        await asyncio.gather(
+            *(nodes[i % 2].publish("room:x", {"from": i % 2, "n": i}) for i in range(40))
+        )
+        await settle(received[0], 40)
+        await settle(received[1], 40)
+        seqs = [[p.seq for p in got] for got in received]
+        assert seqs[0] == seqs[1] == list(range(1, 41))
+        assert [p.frame for p in received[0]] == [p.frame for p in received[1]]
+    finally:
+        for node in nodes:
+            await node.stop()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def presence(request: pytest.FixtureRequest) -> AsyncIterator[PresenceManager]:
+    manager: PresenceManager = (
+        RedisPresence(REDIS_URL, f"t{secrets.token_hex(4)}", 1)
+        if request.param == "redis"
+        else MemoryPresence(1)
+    )
+    yield manager
+    await manager.close()
+
+
+async def test_presence_add_list_remove_expire(presence: PresenceManager) -> None:
+    await presence.add("room:a", "c1", {"user_id": "u1"})
+    await presence.add("room:a", "c2", {"user_id": "u2"})
+    await presence.add("room:b", "c3", {"user_id": "u3"})
+    assert await presence.list("room:a") == {"c1": {"user_id": "u1"}, "c2": {"user_id": "u2"}}
+    await presence.remove("room:a", "c1")
+    assert set(await presence.list("room:a")) == {"c2"}
+    await asyncio.sleep(0.6)
+    await presence.add("room:a", "c2", {"user_id": "u2"})  # refreshed: stays
+    await asyncio.sleep(0.6)
+    assert set(await presence.list("room:a")) == {"c2"}
+    assert await presence.list("room:b") == {}  # expired
+    assert await presence.list("room:none") == {}
