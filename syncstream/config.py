@@ -63,6 +63,9 @@ class AuthSettings(Section):
     login_window_seconds: int = Field(900, gt=0)
     lockout_seconds: int = Field(900, gt=0)
     login_per_ip_per_minute: int = Field(30, gt=0)
+    session_cache_seconds: float = Field(
+        10.0, ge=0, description="0 checks every request in the store"
+    )
 
 
 class RealtimeSettings(Section):

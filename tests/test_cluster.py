@@ -71,6 +71,20 @@ async def test_bus_event_on_one_node_reaches_the_other(nodes: tuple[Client, Clie
     assert event["data"]["data"]["id"] == entry["id"]
 
 
+async def test_revocation_on_one_node_is_immediate_on_the_other(
+    nodes: tuple[Client, Client],
+) -> None:
+    a, b = nodes
+    token = await a.register("eve")
+    assert (await b.call("GET", "/api/auth/me", token))[0] == 200  # now cached on node B
+    socket_on_b = await b.ws(token)
+    assert (await a.call("POST", "/api/auth/logout", token))[0] == 204
+    status, body, _ = await b.call("GET", "/api/auth/me", token)
+    assert status == 401 and body["code"] == "invalid_token"
+    code, _ = await socket_on_b.closed()
+    assert code == 4001
+
+
 async def test_realtime_topics_span_nodes_with_one_sequence(nodes: tuple[Client, Client]) -> None:
     a, b = nodes
     on_a = await a.ws(await a.register("cal"))

@@ -23,6 +23,7 @@ from ..ids import new_id, new_secret
 from ..ratelimit import KeyedLimiter
 from ..store import IntegrityError, Store
 from .passwords import hash_password, needs_rehash, verify_password
+from .session_cache import SessionCache
 
 Role = Literal["user", "admin"]
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
@@ -135,6 +136,7 @@ class Auth:
         self.login_limiter = KeyedLimiter(
             settings.login_per_ip_per_minute / 60.0, settings.login_per_ip_per_minute
         )
+        self.sessions = SessionCache(bus, settings.session_cache_seconds)
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -361,11 +363,16 @@ class Auth:
         """The session a bearer token stands for, or 401/403 problems."""
         if not token.startswith(TOKEN_PREFIX + "_") or len(token) > 200:
             raise Problem(401, "invalid_token", "the bearer token is not valid")
-        row = await self.store.fetchone(
-            f"SELECT {USER_COLUMNS}, t.id AS token_id, t.expires_at, t.revoked_at, t.last_used_at"
-            " FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
-            digest(token),
-        )
+        key = digest(token)
+        row = self.sessions.get(key)
+        cached = row is not None
+        if row is None:
+            row = await self.store.fetchone(
+                f"SELECT {USER_COLUMNS}, t.id AS token_id, t.expires_at, t.revoked_at,"
+                " t.last_used_at FROM tokens t JOIN users u ON u.id = t.user_id"
+                " WHERE t.token_hash = ?",
+                key,
+            )
         if row is None or row["revoked_at"] is not None:
             raise Problem(401, "invalid_token", "the bearer token is not valid")
         now = time.time()
@@ -373,10 +380,12 @@ class Auth:
             raise Problem(401, "token_expired", "the bearer token has expired; log in again")
         if row["banned"]:
             raise Problem(403, "user_banned", "this account is banned")
-        if now - row["last_used_at"] > LAST_USED_RESOLUTION:
-            await self.store.execute(
-                "UPDATE tokens SET last_used_at = ? WHERE id = ?", now, row["token_id"]
-            )
+        if not cached:
+            if now - row["last_used_at"] > LAST_USED_RESOLUTION:
+                await self.store.execute(
+                    "UPDATE tokens SET last_used_at = ? WHERE id = ?", now, row["token_id"]
+                )
+            self.sessions.put(key, row)
         return Session(User.from_row(row), row["token_id"])
 
     async def session_from_request(self, request: web.Request) -> Session:
