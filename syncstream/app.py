@@ -127,8 +127,7 @@ def make_middleware(
             return response
         route = _route_name(request)
         elapsed = time.perf_counter() - start
-        metrics.http_requests.labels(request.method, route, str(response.status)).inc()
-        metrics.http_latency.labels(request.method, route).observe(elapsed)
+        metrics.observe_request(request.method, route, response.status, elapsed)
         if access_log:
             log.info(
                 "http.request",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -47,7 +48,10 @@ class Metrics:
             registry=r,
         )
         self.bus_events = Counter(
-            "syncstream_bus_events_total", "Events fired on this node", ["type"], registry=r
+            "syncstream_bus_events_total",
+            "Bus events dispatched on this node",
+            ["type"],
+            registry=r,
         )
         self.loop_lag = Gauge(
             "syncstream_event_loop_lag_seconds", "Latest event-loop lag sample", registry=r
@@ -58,6 +62,20 @@ class Metrics:
             registry=r,
         )
         self._lag_max = 0.0
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count and time one HTTP request (labelled children are looked up once, then cached)."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_latency.labels(method, route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def count_bus_event(self, event_type: str) -> None:
         self.bus_events.labels(event_type).inc()
