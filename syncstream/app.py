@@ -102,12 +102,12 @@ def make_middleware(
             return web.Response(status=204, headers=cors)
         try:
             response = await handler(request)
-        except Problem as problem:
-            response = problem.response()
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            response = from_http_exception(exc).response()
+            response = _logged(request, from_http_exception(exc))
+        except Problem as problem:
+            response = _logged(request, problem)
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:
@@ -140,6 +140,19 @@ def make_middleware(
         return response
 
     return middleware
+
+
+def _logged(request: web.Request, problem: Problem) -> web.Response:
+    """The problem's response, after logging which client got which error."""
+    log.info(
+        "http.problem",
+        method=request.method,
+        path=request.path,
+        status=problem.status,
+        code=problem.code,
+        ip=request.remote,
+    )
+    return problem.response()
 
 
 def _register_core_routes(core: Core, app: web.Application) -> None:

@@ -129,3 +129,20 @@ async def test_cors_preflight_and_headers(tmp_path: Path) -> None:
             "GET", "/healthz", headers={"Origin": "https://evil.example"}
         )
         assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_problems_are_logged_with_their_code(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    async with running(tmp_path) as c:
+        with capture_logs() as logs:
+            await c.call(
+                "POST", "/api/auth/login", data=b"{", headers={"Content-Type": "application/json"}
+            )
+            await c.call("GET", "/api/auth/me", "sst_forged")
+            sock = await c.ws(await c.register("logme"))
+            await sock.request("subscribe", "nosuch:topic")
+    codes = {(e["event"], e.get("code")) for e in logs}
+    assert ("http.problem", "invalid_json") in codes
+    assert ("http.problem", "invalid_token") in codes
+    assert ("ws.error", "unknown_topic") in codes

@@ -280,6 +280,7 @@ class Gateway:
     async def _error(
         self, conn: Connection, req_id: Any, code: str, detail: str, **extra: Any
     ) -> None:
+        log.info("ws.error", conn=conn.id, user=conn.user.username, code=code)
         await self._send(conn, "error", id=req_id, code=code, detail=detail, **extra)
 
     async def _on_text(self, conn: Connection, text: str) -> None:
