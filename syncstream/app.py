@@ -30,6 +30,7 @@ from .auth import Auth, register_routes
 from .bus import EventBus, create_bus
 from .config import LoadedConfig, Settings
 from .errors import Problem, from_http_exception
+from .media import Media
 from .metrics import Metrics
 from .plugins import EnabledPlugin, PluginContext, discover, resolve, start_plugin
 from .realtime import Gateway, create_engine
@@ -59,6 +60,7 @@ class Core:
     plugins: list[EnabledPlugin] = field(default_factory=list)
     contexts: list[PluginContext] = field(default_factory=list)
     announcements: list[tuple[str, str]] = field(default_factory=list)
+    media: Media | None = None
     draining: bool = False
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -191,7 +193,8 @@ def _register_core_routes(core: Core, app: web.Application) -> None:
     from .realtime.routes import register_realtime_routes
 
     register_realtime_routes(api, core.gateway)
-    register_routes(api, core.auth, f"rtmp://{_public_host(settings)}:{settings.rtmp.port}")
+    rtmp_url = f"rtmp://{_public_host(settings)}:{settings.rtmp.port}/{settings.live.app}"
+    register_routes(api, core.auth, rtmp_url)
 
 
 def _public_host(settings: Settings) -> str:
@@ -271,6 +274,16 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
         _register_core_routes(core, app)
         await gateway.start()
         cleanups.append(gateway.stop)
+        media = Media(settings, auth, bus, audit)
+        media.register_routes(app, api)
+        await media.start()
+        cleanups.append(media.stop)
+        core.media = media
+        if media.rtmp is not None:
+            host = _public_host(settings)
+            core.announcements.append(
+                ("RTMP ingest", f"rtmp://{host}:{media.rtmp.port}/{settings.live.app}/<stream key>")
+            )
         for item in enabled:
             name = item.plugin.name
             data_dir = settings.data_dir / "plugins" / name
@@ -370,6 +383,7 @@ class Server:
             f"SyncStream {__version__} — node {core.node_id}",
             f"  HTTP API      {self.url}/api/  (OpenAPI {self.url}/api/openapi.json)",
             f"  WebSocket     {ws_url}",
+            f"  HLS           {self.url}/live/<stream>/index.m3u8",
             *[f"  {label:<13} {value}" for label, value in core.announcements],
             f"  Health        {self.url}/healthz  {self.url}/readyz  {self.url}/metrics",
             f"  Store         {store}",
@@ -379,7 +393,7 @@ class Server:
         if not any(label == "Dashboard" for label, _ in core.announcements):
             lines.insert(3, "  Dashboard     (admin plugin not enabled)")
         if not any(label == "RTMP ingest" for label, _ in core.announcements):
-            lines.insert(3, "  RTMP ingest   (media core not available in this build)")
+            lines.insert(3, "  RTMP ingest   (off: rtmp.enabled is false)")
         return "\n".join(lines)
 
     async def stop(self) -> None:

@@ -43,6 +43,19 @@ class RtmpSettings(Section):
     port: int = Field(1935, ge=0, le=65535)
 
 
+class LiveSettings(Section):
+    app: str = Field("live", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="RTMP application name")
+    segment_seconds: float = Field(2.0, ge=0.5, le=30, description="HLS target segment length")
+    part_seconds: float = Field(0.2, ge=0.05, le=2, description="LL-HLS part length")
+    window_segments: int = Field(8, ge=3, le=100, description="Segments kept in the playlist")
+    grace_seconds: float = Field(10.0, ge=0, description="A publisher may reconnect this long")
+    takeover: bool = Field(False, description="A second publisher replaces the first")
+    idle_timeout_seconds: float = Field(15.0, gt=0, description="Silent publishers are dropped")
+    on_publish_url: str = Field("", description="Webhook asked before a publish (non-2xx refuses)")
+    on_unpublish_url: str = Field("", description="Webhook told when a stream ends")
+    webhook_timeout_seconds: float = Field(3.0, gt=0)
+
+
 class StoreSettings(Section):
     url: str = Field("", description="postgresql://... for PostgreSQL; empty = SQLite in data_dir")
     schema_name: str = Field("", alias="schema", description="PostgreSQL schema (search_path)")
@@ -99,6 +112,7 @@ class Settings(Section):
     data_dir: Path = Path("data")
     server: ServerSettings = ServerSettings()
     rtmp: RtmpSettings = RtmpSettings()
+    live: LiveSettings = LiveSettings()
     store: StoreSettings = StoreSettings()
     cluster: ClusterSettings = ClusterSettings()
     auth: AuthSettings = AuthSettings()

@@ -71,7 +71,7 @@ def _token_out(user: Any, issued: Any) -> dict[str, Any]:
     }
 
 
-def register_routes(api: Api, auth: Auth, rtmp_base: str) -> None:
+def register_routes(api: Api, auth: Auth, rtmp_url: str) -> None:
     """Add the auth and user-admin routes to ``api``."""
 
     @api.route(
@@ -147,7 +147,7 @@ def register_routes(api: Api, auth: Auth, rtmp_base: str) -> None:
     async def stream_key(call: Call[StreamKeyIn]) -> dict[str, Any]:
         """Create or rotate the RTMP stream key of one of the caller's streams (shown once)."""
         stream, key = await auth.rotate_stream_key(call.user, call.body.stream)
-        return {"stream": stream, "key": key, "rtmp_url": f"{rtmp_base}/live"}
+        return {"stream": stream, "key": key, "rtmp_url": rtmp_url}
 
     @api.route("GET", "/api/auth/streams")
     async def streams(call: Call[None]) -> dict[str, Any]:

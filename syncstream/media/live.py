@@ -1,0 +1,277 @@
+"""Live streams: who may publish, the life of a stream, and what viewers can see of it.
+
+A stream is named by its stream key (see ``Auth.rotate_stream_key``). It goes ``live`` on
+publish; when the publisher drops it waits ``grace_seconds`` in ``reconnecting`` (viewers keep
+their playlist; a reconnect continues it after an EXT-X-DISCONTINUITY), then ``ended``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+import structlog
+
+from ..audit import Audit
+from ..auth import Auth, User
+from ..bus import EventBus
+from ..config import LiveSettings
+from .fmp4 import Fragment
+from .hls.timeline import Timeline
+from .ingest import Ingest, IngestCallbacks, TrackInfo
+
+log = structlog.get_logger(__name__)
+
+State = Literal["live", "reconnecting", "ended"]
+
+
+class PublishRefused(Exception):
+    """A publish attempt was refused; ``code`` is the RTMP onStatus code to send back."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        self.code, self.reason = code, reason
+        super().__init__(reason)
+
+
+@dataclass(eq=False)
+class PublishSession:
+    """One publisher connection feeding one stream."""
+
+    stream: LiveStream
+    peer: str
+    kick: Callable[[str], None]
+    started_at: float = field(default_factory=time.time)
+    bytes_in: int = 0
+    ingest: Ingest = field(init=False)
+
+    def write(self, tag_type: int, timestamp: int, payload: bytes) -> bool:
+        self.bytes_in += len(payload)
+        self.stream.bytes_in += len(payload)
+        return self.ingest.write(tag_type, timestamp, payload)
+
+    def finish(self) -> None:
+        self.ingest.finish()
+
+
+@dataclass(eq=False)
+class LiveStream:
+    name: str
+    owner: User
+    timeline: Timeline
+    started_at: float = field(default_factory=time.time)
+    state: State = "live"
+    tracks: list[TrackInfo] = field(default_factory=list)
+    session: PublishSession | None = None
+    bytes_in: int = 0
+    _rate_sample: tuple[float, int] = (0.0, 0)
+    bitrate_kbps: float = 0.0
+    grace: asyncio.TimerHandle | None = None
+
+    def sample_bitrate(self) -> float:
+        """Ingest bitrate since the previous sample (kbit/s)."""
+        now = time.monotonic()
+        then, count = self._rate_sample
+        if then and now > then:
+            self.bitrate_kbps = (self.bytes_in - count) * 8 / 1000 / (now - then)
+        self._rate_sample = (now, self.bytes_in)
+        return self.bitrate_kbps
+
+    def public(self) -> dict[str, Any]:
+        video = next((t for t in self.tracks if t.kind == "video"), None)
+        audio = next((t for t in self.tracks if t.kind == "audio"), None)
+        return {
+            "name": self.name,
+            "owner": {"id": self.owner.id, "username": self.owner.username},
+            "state": self.state,
+            "started_at": self.started_at,
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+            "video": video.public() if video else None,
+            "audio": audio.public() if audio else None,
+            "bitrate_kbps": round(self.bitrate_kbps, 1),
+            "hls": f"/live/{self.name}/index.m3u8",
+        }
+
+
+class LiveService:
+    """The registry of live streams, shared by the RTMP server and the HTTP routes."""
+
+    def __init__(self, settings: LiveSettings, auth: Auth, bus: EventBus, audit: Audit) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.bus = bus
+        self.audit = audit
+        self.streams: dict[str, LiveStream] = {}
+        self._http: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def close(self) -> None:
+        for stream in list(self.streams.values()):
+            if stream.session is not None:
+                stream.session.kick("server shutting down")
+            await self._end(stream, "shutdown")
+        if self._http is not None:
+            await self._http.close()
+
+    # --- publishing -----------------------------------------------------------------------
+
+    async def publish(self, key: str, peer: str, kick: Callable[[str], None]) -> PublishSession:
+        """Authorise a publisher and attach it to its stream (new, reconnecting or taken over)."""
+        owner = await self.auth.resolve_stream_key(key)
+        if owner is None:
+            await self.audit.record("stream.publish_refused", ip=peer, reason="bad_key")
+            raise PublishRefused("NetStream.Publish.BadName", "unknown stream key")
+        user, name = owner
+        stream = self.streams.get(name)
+        if stream is not None and stream.session is not None:
+            if not self.settings.takeover:
+                await self.audit.record(
+                    "stream.publish_refused", actor_id=user.id, target=name, ip=peer, reason="busy"
+                )
+                raise PublishRefused("NetStream.Publish.BadName", "the stream is already live")
+            stream.session.kick("taken over by a new publisher")
+            stream.session = None
+        await self._webhook(self.settings.on_publish_url, "publish", name, user, peer, refuse=True)
+        resumed = stream is not None and stream.state != "ended"
+        if stream is None or stream.state == "ended":
+            stream = LiveStream(
+                name,
+                user,
+                Timeline(
+                    self.settings.segment_seconds,
+                    self.settings.part_seconds,
+                    self.settings.window_segments,
+                ),
+            )
+            self.streams[name] = stream
+        if stream.grace is not None:
+            stream.grace.cancel()
+            stream.grace = None
+        stream.state = "live"
+        session = PublishSession(stream, peer, kick)
+        session.ingest = Ingest(
+            asyncio.get_running_loop(), self._callbacks(session), self.settings.part_seconds
+        )
+        stream.session = session
+        session.ingest.start()
+        await self.audit.record("stream.published", actor_id=user.id, target=name, ip=peer)
+        event = "stream.resumed" if resumed else "stream.started"
+        await self.bus.fire(event, {"stream": name, "owner_id": user.id, "owner": user.username})
+        log.info(event.replace("stream.", "live."), stream=name, user=user.username, peer=peer)
+        return session
+
+    def _callbacks(self, session: PublishSession) -> IngestCallbacks:
+        stream = session.stream
+
+        def current() -> bool:
+            return stream.session is session
+
+        def on_tracks(tracks: list[TrackInfo]) -> None:
+            if current():
+                stream.tracks = tracks
+
+        def on_init(data: bytes) -> None:
+            if current():
+                stream.timeline.new_init(data)
+
+        def on_fragment(fragment: Fragment) -> None:
+            if current():
+                stream.timeline.add(fragment)
+
+        def on_done(error: str | None) -> None:
+            if error and current():
+                session.kick(f"media error: {error}")
+            self._spawn(self.unpublished(session, error))
+
+        return IngestCallbacks(on_tracks, on_init, on_fragment, on_done)
+
+    async def unpublished(self, session: PublishSession, error: str | None = None) -> None:
+        """The publisher's media ended: wait for a reconnect, then end the stream."""
+        stream = session.stream
+        if stream.session is not session:
+            return  # taken over: the stream lives on
+        stream.session = None
+        stream.state = "reconnecting"
+        log.info("live.publisher_gone", stream=stream.name, error=error)
+        await self.bus.fire("stream.interrupted", {"stream": stream.name, "error": error})
+        loop = asyncio.get_running_loop()
+        stream.grace = loop.call_later(
+            self.settings.grace_seconds,
+            lambda: self._spawn(self._end(stream, "publisher left")),
+        )
+
+    async def _end(self, stream: LiveStream, reason: str) -> None:
+        if stream.state == "ended" or stream.session is not None:
+            return
+        stream.state = "ended"
+        stream.timeline.end()
+        # Late viewers may still finish the playlist (it now has EXT-X-ENDLIST), then it goes.
+        linger = self.settings.window_segments * self.settings.segment_seconds
+        asyncio.get_running_loop().call_later(linger, self._forget, stream)
+        duration = round(time.time() - stream.started_at, 1)
+        await self.bus.fire(
+            "stream.ended",
+            {
+                "stream": stream.name,
+                "owner_id": stream.owner.id,
+                "reason": reason,
+                "duration_seconds": duration,
+            },
+        )
+        await self._webhook(
+            self.settings.on_unpublish_url, "unpublish", stream.name, stream.owner, "", refuse=False
+        )
+        log.info("live.ended", stream=stream.name, reason=reason, seconds=duration)
+
+    def _forget(self, stream: LiveStream) -> None:
+        if self.streams.get(stream.name) is stream:
+            del self.streams[stream.name]
+
+    def live_streams(self) -> list[LiveStream]:
+        """Streams that are live or waiting for their publisher, oldest first."""
+        active = [s for s in self.streams.values() if s.state != "ended"]
+        return sorted(active, key=lambda s: s.started_at)
+
+    def kick(self, name: str, reason: str) -> bool:
+        """Disconnect a stream's publisher (admin or owner action)."""
+        stream = self.streams.get(name)
+        if stream is None or stream.session is None:
+            return False
+        stream.session.kick(reason)
+        return True
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _webhook(
+        self, url: str, event: str, name: str, user: User, ip: str, refuse: bool
+    ) -> None:
+        if not url:
+            return
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout_seconds)
+            )
+        body = {
+            "event": event,
+            "stream": name,
+            "user_id": user.id,
+            "username": user.username,
+            "ip": ip,
+            "time": time.time(),
+        }
+        try:
+            async with self._http.post(url, json=body) as resp:
+                ok = resp.status < 300
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("live.webhook_failed", url=url, event=event, error=str(exc))
+            ok = False
+        if refuse and not ok:
+            raise PublishRefused("NetStream.Publish.Denied", "refused by the on_publish webhook")

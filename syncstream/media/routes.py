@@ -1,0 +1,124 @@
+"""HTTP side of live streaming: HLS / LL-HLS delivery and the live-streams API."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from ..api import Api, Call
+from ..errors import Problem
+from .hls.timeline import Timeline
+from .live import LiveService, LiveStream
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+MEDIA_TYPE = "video/mp4"
+NAME = r"[a-z0-9][a-z0-9_.-]{0,31}"
+PART_RE = re.compile(r"^part-(\d{1,12})\.(\d{1,6})\.m4s$")
+SEGMENT_RE = re.compile(r"^seg-(\d{1,12})\.m4s$")
+INIT_RE = re.compile(r"^init-(\d{1,6})\.mp4$")
+
+
+def _stream(service: LiveService, name: str) -> LiveStream:
+    stream = service.streams.get(name)
+    if stream is None:
+        raise Problem(404, "stream_not_found", f"no live stream named {name!r}")
+    return stream
+
+
+def _int_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 12:
+        raise Problem(400, "invalid_parameter", f"{name} must be a non-negative integer")
+    return int(raw)
+
+
+def _media(data: bytes, max_age: int) -> web.Response:
+    return web.Response(
+        body=data,
+        content_type=MEDIA_TYPE,
+        headers={"Cache-Control": f"public, max-age={max_age}", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+async def _wait(timeline: Timeline, msn: int, part: int | None) -> None:
+    """Block until a part/segment exists (LL-HLS blocking requests), or fail cleanly."""
+    last_msn = timeline.segments[-1].msn if timeline.segments else -1
+    if msn > last_msn + 2:
+        raise Problem(400, "too_far_ahead", "that segment is more than two segments in the future")
+    if not await timeline.wait_for(msn, part, timeout=timeline.target * 3):
+        raise Problem(503, "not_yet_available", "the requested part did not appear in time")
+
+
+def register_live_routes(app: web.Application, api: Api, service: LiveService) -> None:
+    async def playlist(request: web.Request) -> web.Response:
+        stream = _stream(service, request.match_info["name"])
+        msn, part = _int_param(request, "_HLS_msn"), _int_param(request, "_HLS_part")
+        if part is not None and msn is None:
+            raise Problem(400, "invalid_parameter", "_HLS_part needs _HLS_msn")
+        if msn is not None:
+            await _wait(stream.timeline, msn, part)
+        if not stream.timeline.segments:
+            raise Problem(404, "stream_starting", "the stream has no media yet; retry shortly")
+        return web.Response(
+            text=stream.timeline.playlist(),
+            content_type=PLAYLIST_TYPE,
+            headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"},
+        )
+
+    async def media(request: web.Request) -> web.Response:
+        stream = _stream(service, request.match_info["name"])
+        timeline, file = stream.timeline, request.match_info["file"]
+        if match := PART_RE.match(file):
+            msn, index = int(match.group(1)), int(match.group(2))
+            if not timeline.has_part(msn, index):
+                await _wait(timeline, msn, index)  # the preload hint: block until it exists
+            segment = timeline.segment(msn)
+            if segment is None or index >= len(segment.parts):
+                raise Problem(404, "part_not_found", "that part is not (or no longer) available")
+            return _media(segment.parts[index].data, 60)
+        if match := SEGMENT_RE.match(file):
+            segment = timeline.segment(int(match.group(1)))
+            if segment is None or not segment.complete:
+                raise Problem(
+                    404, "segment_not_found", "that segment is not (or no longer) available"
+                )
+            return _media(segment.data(), 60)
+        if match := INIT_RE.match(file):
+            init = timeline.inits.get(int(match.group(1)))
+            if init is None:
+                raise Problem(404, "init_not_found", "no such initialisation section")
+            return _media(init, 300)
+        raise Problem(404, "not_found", "no such file")
+
+    app.router.add_get(f"/live/{{name:{NAME}}}/index.m3u8", playlist)
+    app.router.add_get(f"/live/{{name:{NAME}}}/{{file}}", media)
+
+    @api.route("GET", "/api/live/streams", auth="public", tags=("live",))
+    async def list_streams(call: Call[None]) -> dict[str, Any]:
+        """Live streams with codec, resolution, bitrate and uptime."""
+        streams = service.live_streams()
+        for stream in streams:
+            stream.sample_bitrate()
+        return {"streams": [s.public() for s in streams]}
+
+    @api.route("GET", "/api/live/streams/{name}", auth="public", tags=("live",))
+    async def get_stream(call: Call[None]) -> dict[str, Any]:
+        """One live stream."""
+        stream = _stream(service, call.param("name"))
+        stream.sample_bitrate()
+        return stream.public()
+
+    @api.route("DELETE", "/api/live/streams/{name}", tags=("live",))
+    async def kick(call: Call[None]) -> None:
+        """Disconnect the publisher (the stream's owner or an admin)."""
+        stream = _stream(service, call.param("name"))
+        if stream.owner.id != call.user.id and not call.user.is_admin:
+            raise Problem(403, "forbidden", "only the owner or an admin can end this stream")
+        service.kick(stream.name, f"ended by {call.user.username}")
+        await service.audit.record(
+            "stream.kicked", actor_id=call.user.id, target=stream.name, ip=call.ip
+        )

@@ -1,0 +1,418 @@
+"""Live streaming end to end: real ffmpeg publishing RTMP, HLS / LL-HLS read back over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import shutil
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from aiohttp import web
+
+from syncstream.bus import Event
+from syncstream.media.rtmp import amf
+from syncstream.media.rtmp.chunks import COMMAND_AMF0, VIDEO, encode_message
+
+from .support import Client, free_port, running
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("ffmpeg") is None, reason="needs ffmpeg (apt-get install ffmpeg)"
+    ),
+]
+
+
+class Live:
+    """A running server with RTMP, an account with a stream key, and ffmpeg helpers."""
+
+    def __init__(self, client: Client, rtmp_port: int) -> None:
+        self.c = client
+        self.rtmp_port = rtmp_port
+        self.events: list[Event] = []
+        assert client.server is not None and client.server.core is not None
+        self.core = client.server.core
+        self.core.bus.listen("stream.*", self.events.append)
+
+    async def account(self, name: str) -> tuple[str, str]:
+        token = await self.c.register(name)
+        _, body, _ = await self.c.call("POST", "/api/auth/stream-key", token, json={})
+        return token, body["key"]
+
+    def url(self, key: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/live/{key}"
+
+    async def push(self, key: str, seconds: float) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-t",
+            str(seconds),
+            "-f",
+            "flv",
+            self.url(key),
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    async def playlist(self, name: str, query: str = "") -> str:
+        status, text, _ = await self.c.call("GET", f"/live/{name}/index.m3u8{query}")
+        assert status == 200, text
+        return str(text)
+
+    async def wait_live(self, name: str, timeout: float = 15.0) -> str:
+        for _ in range(int(timeout * 10)):
+            status, text, _ = await self.c.call("GET", f"/live/{name}/index.m3u8")
+            if status == 200 and "seg-" in str(text):
+                return str(text)
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{name} never had a complete segment")
+
+    async def fetch(self, name: str, file: str) -> bytes:
+        async with self.c.session.get(self.c.url(f"/live/{name}/{file}")) as resp:
+            assert resp.status == 200, (file, await resp.text())
+            return await resp.read()
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[Live]:
+    port = free_port()
+    overrides = {
+        "rtmp.enabled": True,
+        "rtmp.host": "127.0.0.1",
+        "rtmp.port": port,
+        "live.grace_seconds": 2.0,
+    }
+    async with running(tmp_path, **overrides) as client:
+        yield Live(client, port)
+
+
+def probe(data: bytes) -> dict[str, Any]:
+    with av.open(io.BytesIO(data)) as container:
+        video = container.streams.video[0]
+        audio = container.streams.audio[0]
+        frames = sum(1 for _ in container.decode(video=0))
+        return {
+            "video": (
+                video.codec_context.name,
+                video.codec_context.width,
+                video.codec_context.height,
+            ),
+            "audio": (audio.codec_context.name, audio.codec_context.sample_rate),
+            "frames": frames,
+        }
+
+
+async def test_publish_then_read_hls_back(live: Live) -> None:
+    _, key = await live.account("alice")
+    ffmpeg = await live.push(key, 6)
+    await live.wait_live("alice")
+    _, streams, _ = await live.c.call("GET", "/api/live/streams")
+    (info,) = streams["streams"]
+    assert info["name"] == "alice" and info["state"] == "live"
+    assert info["video"] == {"kind": "video", "codec": "h264", "width": 320, "height": 240}
+    assert info["audio"]["codec"] == "aac" and info["audio"]["sample_rate"] == 48000
+    assert (await ffmpeg.wait()) == 0
+    await asyncio.sleep(0.5)
+    text = await live.playlist("alice")
+    init = await live.fetch("alice", "init-0.mp4")
+    media = b""
+    for seg in re.findall(r"^seg-\d+\.m4s$", text, re.M):
+        media += await live.fetch("alice", seg)
+    # The segment still open when the publisher left is available as parts.
+    tail = text.rsplit("seg-", 1)[-1]
+    for part in re.findall(r'^#EXT-X-PART:.*URI="(part-[\d.]+\.m4s)"', tail, re.M):
+        media += await live.fetch("alice", part)
+    found = probe(init + media)
+    assert found["video"] == ("h264", 320, 240)
+    assert found["audio"] == ("aac", 48000)
+    assert 170 <= found["frames"] <= 182  # 6 s at 30 fps, nothing re-encoded or lost
+    assert [e.type for e in live.events][:2] == ["stream.started", "stream.interrupted"]
+
+
+def parse_playlist(text: str) -> dict[str, Any]:
+    lines = text.strip().splitlines()
+    assert lines[0] == "#EXTM3U"
+    tags = {
+        line.split(":", 1)[0]: line.split(":", 1)[1]
+        for line in lines
+        if ":" in line
+        and line.startswith("#EXT-X-")
+        and not line.startswith(
+            ("#EXT-X-PART:", "#EXT-X-PROGRAM", "#EXT-X-MAP", "#EXT-X-DISCONTINUITY")
+        )
+    }
+    segments: list[dict[str, Any]] = []
+    parts: list[tuple[float, str, bool]] = []
+    for line in lines:
+        if line.startswith("#EXT-X-PART:"):
+            duration = float(re.search(r"DURATION=([\d.]+)", line).group(1))  # type: ignore[union-attr]
+            uri = re.search(r'URI="([^"]+)"', line).group(1)  # type: ignore[union-attr]
+            parts.append((duration, uri, "INDEPENDENT=YES" in line))
+        elif line.startswith("#EXTINF:"):
+            segments.append({"duration": float(line[8:].rstrip(",")), "parts": parts})
+            parts = []
+        elif line.startswith("seg-"):
+            segments[-1]["uri"] = line
+    return {"tags": tags, "segments": segments, "open_parts": parts}
+
+
+async def test_ll_hls_playlist_follows_the_spec(live: Live) -> None:
+    _, key = await live.account("bob")
+    ffmpeg = await live.push(key, 8)
+    try:
+        text = await live.wait_live("bob")
+        doc = parse_playlist(text)
+        tags = doc["tags"]
+        assert int(tags["#EXT-X-VERSION"]) >= 9
+        assert "CAN-BLOCK-RELOAD=YES" in tags["#EXT-X-SERVER-CONTROL"]
+        part_target = float(tags["#EXT-X-PART-INF"].split("=")[1])
+        hold_back = float(
+            re.search(r"PART-HOLD-BACK=([\d.]+)", tags["#EXT-X-SERVER-CONTROL"]).group(1)
+        )  # type: ignore[union-attr]
+        assert hold_back >= 2 * part_target  # RFC 8216bis: at least twice the part target
+        target = int(tags["#EXT-X-TARGETDURATION"])
+        for segment in doc["segments"]:
+            assert round(segment["duration"]) <= target
+            if segment["parts"]:
+                assert abs(sum(p[0] for p in segment["parts"]) - segment["duration"]) < 0.01
+                assert segment["parts"][0][2], "segments start with an independent part"
+        for duration, _, _ in [p for s in doc["segments"] for p in s["parts"]] + doc["open_parts"]:
+            assert duration <= part_target * 1.5
+        hint = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-(\d+)\.(\d+)\.m4s"', text)
+        assert hint, "a live playlist announces the next part"
+        msn, part = int(hint.group(1)), int(hint.group(2))
+        # Blocking playlist reload: returns once the hinted part exists, and lists it.
+        blocked = await live.playlist("bob", f"?_HLS_msn={msn}&_HLS_part={part}")
+        assert f'URI="part-{msn}.{part}.m4s"' in blocked
+        # Blocking preload-hint part request: the next part is served as soon as it exists.
+        msn2, part2 = re.search(r'PRELOAD-HINT:TYPE=PART,URI="part-(\d+)\.(\d+)', blocked).groups()  # type: ignore[union-attr]
+        data = await live.fetch("bob", f"part-{msn2}.{part2}.m4s")
+        assert data[4:8] == b"moof"
+        # Bad blocking requests are refused with a problem, not held.
+        for query, code in (
+            (f"?_HLS_msn={msn + 50}", "too_far_ahead"),
+            ("?_HLS_part=1", "invalid_parameter"),
+            ("?_HLS_msn=-1", "invalid_parameter"),
+            ("?_HLS_msn=abc", "invalid_parameter"),
+        ):
+            status, body, _ = await live.c.call("GET", f"/live/bob/index.m3u8{query}")
+            assert status == 400 and body["code"] == code, (query, body)
+        status, _, resp = await live.c.call("GET", "/live/bob/index.m3u8")
+        assert resp.content_type == "application/vnd.apple.mpegurl"
+        assert resp.headers["Cache-Control"] == "no-cache"
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        async with live.c.session.get(live.c.url("/live/bob/init-0.mp4")) as init:
+            assert init.content_type == "video/mp4" and "max-age" in init.headers["Cache-Control"]
+    finally:
+        ffmpeg.kill()
+        await ffmpeg.wait()
+
+
+async def test_unknown_streams_and_files(live: Live) -> None:
+    for path, code in (
+        ("/live/nobody/index.m3u8", "stream_not_found"),
+        ("/live/nobody/seg-1.m4s", "stream_not_found"),
+        ("/api/live/streams/nobody", "stream_not_found"),
+    ):
+        status, body, _ = await live.c.call("GET", path)
+        assert status == 404 and body["code"] == code
+    _, key = await live.account("carl")
+    ffmpeg = await live.push(key, 4)
+    await live.wait_live("carl")
+    for file, code in (
+        ("seg-999.m4s", "segment_not_found"),
+        ("init-7.mp4", "init_not_found"),
+        ("../../etc/passwd", "not_found"),
+        ("nope.txt", "not_found"),
+    ):
+        status, body, _ = await live.c.call("GET", f"/live/carl/{file}")
+        assert status == 404 and body["code"] in (code, "not_found"), (file, body)
+    await ffmpeg.wait()
+
+
+async def test_wrong_key_and_second_publisher_are_refused(live: Live) -> None:
+    _, key = await live.account("dora")
+    bad = await live.push("live_not-a-real-key", 2)
+    _, err = await bad.communicate()
+    assert bad.returncode != 0
+    first = await live.push(key, 6)
+    await live.wait_live("dora")
+    second = await live.push(key, 2)
+    _, err = await second.communicate()
+    assert second.returncode != 0, err
+    assert first.returncode is None, "the first publisher keeps streaming"
+    await first.wait()
+    reasons = [
+        r["data"]["reason"] for r in await live.core.audit.query(action="stream.publish_refused")
+    ]
+    assert sorted(reasons) == ["bad_key", "busy"]
+
+
+async def rtmp_client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x03" + bytes(1536))
+    await reader.readexactly(1 + 1536 * 2)
+    writer.write(bytes(1536))
+    return reader, writer
+
+
+def command(*values: Any, stream_id: int = 0) -> bytes:
+    return encode_message(3, COMMAND_AMF0, stream_id, amf.encode(*values), 128)
+
+
+async def test_garbage_truncation_and_vanishing_publishers(live: Live) -> None:
+    threads_before = threading.active_count()
+    # Garbage instead of a handshake, and a handshake cut short.
+    for junk in (b"GET / HTTP/1.1\r\n\r\n" * 200, b"\x03" + bytes(100)):
+        reader, writer = await asyncio.open_connection("127.0.0.1", live.rtmp_port)
+        writer.write(junk)
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), 15) == b""  # refused and closed
+        writer.close()
+    # A publisher that vanishes in the middle of a chunk.
+    _, key = await live.account("eve")
+    reader, writer = await rtmp_client(live.rtmp_port)
+    writer.write(command("connect", 1, {"app": "live", "tcUrl": "rtmp://x/live"}))
+    writer.write(command("createStream", 2, None))
+    writer.write(command("publish", 3, None, key, "live", stream_id=1))
+    await writer.drain()
+    await asyncio.sleep(0.5)
+    assert live.core.media.live.streams["eve"].state == "live"  # type: ignore[union-attr]
+    video = encode_message(4, VIDEO, 1, b"\x17\x00" + bytes(5000), 128)
+    writer.write(video[:700])  # then gone mid-message
+    await writer.drain()
+    writer.transport.abort()
+    streams = live.core.media.live.streams  # type: ignore[union-attr]
+    for _ in range(100):
+        if streams["eve"].state == "ended":
+            break
+        await asyncio.sleep(0.05)
+    assert streams["eve"].state == "ended"  # the grace period is over
+    _, listed, _ = await live.c.call("GET", "/api/live/streams")
+    assert "eve" not in [s["name"] for s in listed["streams"]]
+    assert [e.type for e in live.events if e.data.get("stream") == "eve"] == [
+        "stream.started",
+        "stream.interrupted",
+        "stream.ended",
+    ]
+    # Nothing leaked, and the daemon still serves a real publisher.
+    await asyncio.sleep(0.2)
+    assert threading.active_count() <= threads_before + 1
+    _, key2 = await live.account("fred")
+    ffmpeg = await live.push(key2, 3)
+    await live.wait_live("fred")
+    assert await ffmpeg.wait() == 0
+
+
+async def test_reconnect_within_grace_continues_the_playlist(live: Live) -> None:
+    _, key = await live.account("gina")
+    first = await live.push(key, 3)
+    await live.wait_live("gina")
+    assert await first.wait() == 0
+    before = parse_playlist(await live.playlist("gina"))
+    second = await live.push(key, 4)
+    for _ in range(100):
+        text = await live.playlist("gina")
+        if "#EXT-X-DISCONTINUITY" in text and "init-1.mp4" in text:
+            break
+        await asyncio.sleep(0.1)
+    assert '#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init-1.mp4"' in text
+    first_uri = before["segments"][0]["uri"]
+    assert first_uri in text, "viewers keep the same playlist"
+    assert await second.wait() == 0
+    kinds = [e.type for e in live.events if e.data.get("stream") == "gina"]
+    assert kinds[:3] == ["stream.started", "stream.interrupted", "stream.resumed"]
+
+
+async def test_kick_and_webhook_refusal(live: Live, tmp_path: Path) -> None:
+    token, key = await live.account("hank")
+    other = await live.c.register("ivan")
+    ffmpeg = await live.push(key, 20)
+    await live.wait_live("hank")
+    status, body, _ = await live.c.call("DELETE", "/api/live/streams/hank", other)
+    assert status == 403 and body["code"] == "forbidden"
+    status, _, _ = await live.c.call("DELETE", "/api/live/streams/hank", token)
+    assert status == 204
+    await asyncio.wait_for(ffmpeg.wait(), 10)
+    assert ffmpeg.returncode != 0  # the publisher was cut off
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    calls: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        calls.append(body)
+        return web.Response(status=403 if body["username"] == "blocked" else 204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/hook", calls
+    await runner.cleanup()
+
+
+async def test_publish_webhook_can_refuse(
+    tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, calls = webhook
+    port = free_port()
+    overrides = {
+        "rtmp.enabled": True,
+        "rtmp.host": "127.0.0.1",
+        "rtmp.port": port,
+        "live.on_publish_url": url,
+        "live.on_unpublish_url": url,
+        "live.grace_seconds": 0.5,
+    }
+    async with running(tmp_path, **overrides) as client:
+        live = Live(client, port)
+        _, key = await live.account("blocked")
+        refused = await live.push(key, 2)
+        await refused.communicate()
+        assert refused.returncode != 0
+        _, key = await live.account("allowed")
+        ok = await live.push(key, 3)
+        await live.wait_live("allowed")
+        assert await ok.wait() == 0
+        for _ in range(50):
+            if any(c["event"] == "unpublish" for c in calls):
+                break
+            await asyncio.sleep(0.1)
+    events = [(c["event"], c["username"]) for c in calls]
+    assert events == [("publish", "blocked"), ("publish", "allowed"), ("unpublish", "allowed")]
