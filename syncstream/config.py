@@ -54,6 +54,8 @@ class LiveSettings(Section):
     on_publish_url: str = Field("", description="Webhook asked before a publish (non-2xx refuses)")
     on_unpublish_url: str = Field("", description="Webhook told when a stream ends")
     webhook_timeout_seconds: float = Field(3.0, gt=0)
+    thumbnail_seconds: float = Field(5.0, ge=0, description="Snapshot interval; 0 turns them off")
+    thumbnail_width: int = Field(480, ge=16, le=3840)
 
 
 class StoreSettings(Section):

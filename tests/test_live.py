@@ -98,6 +98,16 @@ class Live:
             await asyncio.sleep(0.1)
         raise AssertionError(f"{name} never had a complete segment")
 
+    async def thumbnail(self, name: str) -> bytes:
+        for _ in range(100):
+            async with self.c.session.get(self.c.url(f"/live/{name}/thumbnail.jpg")) as resp:
+                if resp.status == 200:
+                    assert resp.content_type == "image/jpeg"
+                    return await resp.read()
+                assert (await resp.json())["code"] == "thumbnail_pending"
+            await asyncio.sleep(0.1)
+        raise AssertionError("no thumbnail")
+
     async def fetch(self, name: str, file: str) -> bytes:
         async with self.c.session.get(self.c.url(f"/live/{name}/{file}")) as resp:
             assert resp.status == 200, (file, await resp.text())
@@ -142,6 +152,10 @@ async def test_publish_then_read_hls_back(live: Live) -> None:
     assert info["name"] == "alice" and info["state"] == "live"
     assert info["video"] == {"kind": "video", "codec": "h264", "width": 320, "height": 240}
     assert info["audio"]["codec"] == "aac" and info["audio"]["sample_rate"] == 48000
+    jpeg = await live.thumbnail("alice")
+    with av.open(io.BytesIO(jpeg), format="mjpeg") as image:
+        picture = next(image.decode(video=0))
+        assert (picture.width, picture.height) == (320, 240)
     assert (await ffmpeg.wait()) == 0
     await asyncio.sleep(0.5)
     text = await live.playlist("alice")

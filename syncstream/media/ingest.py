@@ -22,6 +22,7 @@ import structlog
 
 from .fmp4 import FRAGMENTED_MP4_OPTIONS, Fragment, FragmentSink
 from .mp4 import Track
+from .readers import QueuedReader, copy_packet
 
 log = structlog.get_logger(__name__)
 
@@ -101,6 +102,7 @@ class Ingest:
     loop: asyncio.AbstractEventLoop
     callbacks: IngestCallbacks
     part_seconds: float
+    readers: list[QueuedReader] = field(default_factory=list)
     pipe: FlvPipe = field(default_factory=FlvPipe)
     _thread: threading.Thread | None = None
 
@@ -134,6 +136,10 @@ class Ingest:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("ingest.failed", error=error)
         finally:
+            for reader in self.readers:
+                reader.close()
+            for reader in self.readers:
+                reader.join()
             self._call(self.callbacks.on_done, error)
 
     def _remux(self) -> None:
@@ -157,10 +163,20 @@ class Ingest:
                 for packet in source.demux(streams):
                     if packet.dts is None or packet.size == 0:
                         continue
+                    self._offer(packet)
                     packet.stream = mapping[packet.stream.index]
                     output.mux(packet)
         finally:
             source.close()
+
+    def _offer(self, packet: Any) -> None:
+        """Hand a copy to every reader that wants it (before the muxer takes the packet)."""
+        kind, keyframe = packet.stream.type, bool(packet.is_keyframe)
+        wanting = [r for r in self.readers if r.accepts(kind, keyframe)]
+        if wanting:
+            copy = copy_packet(packet)
+            for reader in wanting:
+                reader.offer(copy)
 
 
 def describe(stream: Any) -> TrackInfo:

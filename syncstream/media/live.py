@@ -23,6 +23,8 @@ from ..config import LiveSettings
 from .fmp4 import Fragment
 from .hls.timeline import Timeline
 from .ingest import Ingest, IngestCallbacks, TrackInfo
+from .readers import QueuedReader
+from .thumbnails import ThumbnailReader
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +49,7 @@ class PublishSession:
     started_at: float = field(default_factory=time.time)
     bytes_in: int = 0
     ingest: Ingest = field(init=False)
+    readers: list[QueuedReader] = field(default_factory=list)
 
     def write(self, tag_type: int, timestamp: int, payload: bytes) -> bool:
         self.bytes_in += len(payload)
@@ -70,6 +73,16 @@ class LiveStream:
     _rate_sample: tuple[float, int] = (0.0, 0)
     bitrate_kbps: float = 0.0
     grace: asyncio.TimerHandle | None = None
+    thumbnail: bytes | None = None
+    thumbnail_at: float = 0.0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def sample_stats(self) -> None:
+        """Refresh bitrate and per-output drop counts."""
+        self.sample_bitrate()
+        if self.session is not None:
+            for reader in self.session.readers:
+                self.dropped[reader.name] = reader.dropped
 
     def sample_bitrate(self) -> float:
         """Ingest bitrate since the previous sample (kbit/s)."""
@@ -93,6 +106,8 @@ class LiveStream:
             "audio": audio.public() if audio else None,
             "bitrate_kbps": round(self.bitrate_kbps, 1),
             "hls": f"/live/{self.name}/index.m3u8",
+            "thumbnail": f"/live/{self.name}/thumbnail.jpg" if self.thumbnail else None,
+            "dropped_packets": dict(self.dropped),
         }
 
 
@@ -152,8 +167,9 @@ class LiveService:
             stream.grace = None
         stream.state = "live"
         session = PublishSession(stream, peer, kick)
+        loop = asyncio.get_running_loop()
         session.ingest = Ingest(
-            asyncio.get_running_loop(), self._callbacks(session), self.settings.part_seconds
+            loop, self._callbacks(session), self.settings.part_seconds, self._readers(loop, session)
         )
         stream.session = session
         session.ingest.start()
@@ -162,6 +178,31 @@ class LiveService:
         await self.bus.fire(event, {"stream": name, "owner_id": user.id, "owner": user.username})
         log.info(event.replace("stream.", "live."), stream=name, user=user.username, peer=peer)
         return session
+
+    def _readers(
+        self, loop: asyncio.AbstractEventLoop, session: PublishSession
+    ) -> list[QueuedReader]:
+        """The secondary outputs of a publish session (each on its own bounded queue)."""
+        stream = session.stream
+        readers: list[QueuedReader] = []
+        if self.settings.thumbnail_seconds > 0:
+
+            def set_thumbnail(jpeg: bytes) -> None:
+                if stream.session is session:
+                    stream.thumbnail, stream.thumbnail_at = jpeg, time.time()
+
+            def from_thread(jpeg: bytes) -> None:
+                loop.call_soon_threadsafe(set_thumbnail, jpeg)
+
+            readers.append(
+                ThumbnailReader(
+                    self.settings.thumbnail_seconds,
+                    self.settings.thumbnail_width,
+                    from_thread,
+                )
+            )
+        session.readers = readers
+        return readers
 
     def _callbacks(self, session: PublishSession) -> IngestCallbacks:
         stream = session.stream

@@ -87,6 +87,18 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
                     404, "segment_not_found", "that segment is not (or no longer) available"
                 )
             return _media(segment.data(), 60)
+        if file == "thumbnail.jpg":
+            if stream.thumbnail is None:
+                raise Problem(404, "thumbnail_pending", "no snapshot yet; retry in a few seconds")
+            max_age = max(1, int(service.settings.thumbnail_seconds))
+            return web.Response(
+                body=stream.thumbnail,
+                content_type="image/jpeg",
+                headers={
+                    "Cache-Control": f"public, max-age={max_age}",
+                    "Access-Control-Allow-Origin": "*",
+                },
+            )
         if match := INIT_RE.match(file):
             init = timeline.inits.get(int(match.group(1)))
             if init is None:
@@ -102,14 +114,14 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
         """Live streams with codec, resolution, bitrate and uptime."""
         streams = service.live_streams()
         for stream in streams:
-            stream.sample_bitrate()
+            stream.sample_stats()
         return {"streams": [s.public() for s in streams]}
 
     @api.route("GET", "/api/live/streams/{name}", auth="public", tags=("live",))
     async def get_stream(call: Call[None]) -> dict[str, Any]:
         """One live stream."""
         stream = _stream(service, call.param("name"))
-        stream.sample_bitrate()
+        stream.sample_stats()
         return stream.public()
 
     @api.route("DELETE", "/api/live/streams/{name}", tags=("live",))

@@ -30,12 +30,10 @@ def _decode(data: bytes, pos: int) -> tuple[Any, int]:
             return struct.unpack_from(">d", data, pos)[0], pos + 8
         if marker == BOOLEAN:
             return data[pos] != 0, pos + 1
-        if marker == STRING:
-            size = struct.unpack_from(">H", data, pos)[0]
-            return data[pos + 2 : pos + 2 + size].decode("utf-8", "replace"), pos + 2 + size
-        if marker == LONG_STRING:
-            size = struct.unpack_from(">I", data, pos)[0]
-            return data[pos + 4 : pos + 4 + size].decode("utf-8", "replace"), pos + 4 + size
+        if marker in (STRING, LONG_STRING):
+            width = 2 if marker == STRING else 4
+            size = int.from_bytes(data[pos : pos + width], "big")
+            return _text(data, pos + width, size)
         if marker in (NULL, UNDEFINED):
             return None, pos
         if marker == ECMA_ARRAY:
@@ -65,8 +63,15 @@ def _decode_properties(data: bytes, pos: int) -> tuple[dict[str, Any], int]:
         size = struct.unpack_from(">H", data, pos)[0]
         if size == 0 and data[pos + 2] == OBJECT_END:
             return result, pos + 3
-        key = data[pos + 2 : pos + 2 + size].decode("utf-8", "replace")
-        result[key], pos = _decode(data, pos + 2 + size)
+        key, pos = _text(data, pos + 2, size)
+        result[key], pos = _decode(data, pos)
+
+
+def _text(data: bytes, start: int, size: int) -> tuple[str, int]:
+    end = start + size
+    if end > len(data):
+        raise AmfError("truncated AMF0 string")
+    return data[start:end].decode("utf-8", "replace"), end
 
 
 def encode(*values: Any) -> bytes:

@@ -1,0 +1,120 @@
+"""Units of the media core that need no network: AMF0, chunks, the HLS timeline, readers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from fractions import Fraction
+
+import pytest
+
+from syncstream.media.fmp4 import Fragment
+from syncstream.media.hls.timeline import Timeline
+from syncstream.media.readers import PacketCopy, QueuedReader
+from syncstream.media.rtmp import amf
+from syncstream.media.rtmp.chunks import ChunkReader, encode_message
+
+
+def test_amf0_round_trip_and_malformed_input() -> None:
+    values = ["connect", 1.0, {"app": "live", "nested": {"ok": True}, "é": None}, [1.0, "x"], False]
+    assert amf.decode_all(amf.encode(*values)) == values
+    for bad in (b"\x02\x00\x05ab", b"\x03\x00\x01a", b"\x42", b"\x00\x01"):
+        with pytest.raises(amf.AmfError):
+            amf.decode_all(bad)
+
+
+async def test_chunk_reader_keeps_type3_timestamp_deltas() -> None:
+    """Type-3 chunks that start a new message add the previous delta (pyrtmp lost it)."""
+    reader = asyncio.StreamReader()
+    first = encode_message(4, 8, 1, b"a" * 10, 128, timestamp=1000)
+    type2 = bytes([0x80 | 4]) + (23).to_bytes(3, "big") + b"b" * 10  # delta 23
+    type3 = bytes([0xC0 | 4]) + b"c" * 10  # same delta again
+    big = encode_message(5, 9, 1, b"v" * 300, 128, timestamp=5)  # split into 3 chunks
+    reader.feed_data(first + type2 + type3 + big)
+    chunks = ChunkReader(reader)
+    got = [await chunks.read_message() for _ in range(4)]
+    assert [(m.type_id, m.timestamp, m.payload[:1]) for m in got] == [
+        (8, 1000, b"a"),
+        (8, 1023, b"b"),
+        (8, 1046, b"c"),
+        (9, 5, b"v"),
+    ]
+    assert len(got[3].payload) == 300
+
+
+def fragment(duration: float, independent: bool) -> Fragment:
+    return Fragment(b"moof", 0.0, duration, independent)
+
+
+async def test_timeline_cuts_segments_on_keyframes_and_rolls() -> None:
+    timeline = Timeline(target_duration=1.0, part_target=0.25, window=3)
+    timeline.new_init(b"init0")
+    pattern = [True, False, False, False, False, True, False, False, True, False, False, False]
+    for independent in pattern * 3:
+        timeline.add(fragment(0.25, independent))
+    segments = timeline.segments
+    assert len(segments) == 3 and segments[0].msn > 0  # rolled
+    assert all(s.parts[0].independent for s in segments)
+    assert all(s.duration >= 1.0 for s in segments if s.complete)
+    text = timeline.playlist()
+    target = int(text.split("#EXT-X-TARGETDURATION:")[1].split("\n")[0])
+    assert all(round(s.duration) <= target for s in segments) and target <= 2
+    assert f"#EXT-X-MEDIA-SEQUENCE:{segments[0].msn}" in text
+    msn, part = timeline.next_position()
+    assert f'PRELOAD-HINT:TYPE=PART,URI="part-{msn}.{part}.m4s"' in text
+    assert timeline.has_part(msn, part - 1) and not timeline.has_part(msn, part)
+    # A reconnect brings a new init section: a discontinuity, and the old init stays listed.
+    timeline.new_init(b"init1")
+    timeline.add(fragment(0.25, True))
+    text = timeline.playlist()
+    assert '#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init-1.mp4"' in text
+    timeline.end()
+    assert timeline.playlist().endswith("#EXT-X-ENDLIST\n")
+
+
+async def test_timeline_waiters_wake_up_and_time_out() -> None:
+    timeline = Timeline(1.0, 0.25, 5)
+    timeline.new_init(b"i")
+    timeline.add(fragment(0.25, True))
+    waiter = asyncio.create_task(timeline.wait_for(0, 2, timeout=2.0))
+    await asyncio.sleep(0.01)
+    timeline.add(fragment(0.25, False))
+    assert not waiter.done()
+    timeline.add(fragment(0.25, False))
+    assert await waiter is True
+    started = time.monotonic()
+    assert await timeline.wait_for(5, 0, timeout=0.1) is False
+    assert time.monotonic() - started < 0.5
+
+
+class SlowReader(QueuedReader):
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.handled: list[int] = []
+        super().__init__(maxsize=4)
+
+    def handle(self, packet: PacketCopy) -> None:
+        time.sleep(0.02)
+        self.handled.append(packet.pts or 0)
+
+
+def packet(pts: int, keyframe: bool) -> PacketCopy:
+    return PacketCopy("video", "h264", None, b"x", pts, pts, Fraction(1, 1000), keyframe)
+
+
+def test_a_slow_reader_never_blocks_ingest_and_resyncs_on_keyframes() -> None:
+    reader = SlowReader()
+    started = time.monotonic()
+    for pts in range(1, 200):
+        reader.offer(packet(pts, keyframe=pts % 50 == 0))
+    offered_in = time.monotonic() - started
+    reader.close()
+    reader.join()
+    assert offered_in < 0.05, "offer() must never wait for the reader"
+    assert reader.dropped > 100
+    assert len(reader.handled) + reader.dropped == 199
+    assert reader.handled == sorted(reader.handled)
+    # The newest keyframe replaced the backlog in front of it; what follows it is contiguous.
+    after = reader.handled[reader.handled.index(150) :]
+    assert after == list(range(150, 150 + len(after)))
