@@ -1,4 +1,7 @@
-"""Shared pieces of the benchmarks: servers as subprocesses, CPU time, scraping, tables."""
+"""Shared pieces of the benchmarks: servers as subprocesses, CPU time, scraping, tables.
+
+Everything here talks to 127.0.0.1 only.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +46,49 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def busy_cores(seconds: float = 1.0) -> float:
+    """How many cores were busy machine-wide over ``seconds`` (from /proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    busy0, total0 = sample()
+    time.sleep(seconds)
+    busy1, total1 = sample()
+    cores = os.cpu_count() or 1
+    return cores * (busy1 - busy0) / max(1, total1 - total0)
+
+
+def check_idle(limit: float = 0.15) -> float:
+    """Warn when something else uses the CPU before a run: figures would be skewed."""
+    busy = busy_cores()
+    if busy > limit:
+        print(
+            f"warning: {busy:.2f} of {os.cpu_count()} cores are busy before the run; "
+            "figures will be skewed (see `top`)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return busy
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    """Nearest-rank percentile (``pct`` in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * pct // 100))  # ceil
+    return ordered[int(rank) - 1]
+
+
+def require(tool: str, install: str) -> None:
+    """Exit with how to install ``tool`` if it is not on PATH (benchmarks install nothing)."""
+    if shutil.which(tool) is None:
+        raise SystemExit(f"{tool} is needed: {install}")
+
+
 def wait_port(port: int, proc: subprocess.Popen[Any], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -51,6 +99,22 @@ def wait_port(port: int, proc: subprocess.Popen[Any], timeout: float = 30.0) -> 
                 return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port}")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    """Poll ``url`` + /healthz until it answers 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url}/healthz never answered 200")
 
 
 @dataclass
@@ -66,6 +130,7 @@ class Node:
 
 
 def write_config(directory: Path, extra: str = "") -> Path:
+    """A benchmark config in ``directory``: no RTMP, quiet logs, client rate limits lifted."""
     config = directory / "bench.yaml"
     config.write_text(
         f"data_dir: {directory / 'data'}\n"
@@ -80,27 +145,41 @@ def write_config(directory: Path, extra: str = "") -> Path:
 
 
 def cluster_config(schema: str, prefix: str) -> str:
+    """Config lines for a node sharing PostgreSQL (its own schema) and Redis (its own prefix)."""
     return (
         f"store: {{url: '{PG_URL}', schema: {schema}}}\n"
         f"cluster: {{redis_url: '{REDIS_URL}', prefix: {prefix}}}\n"
     )
 
 
-def start_node(config: Path, name: str = "") -> Node:
+def start_node(config: Path, name: str = "", env: dict[str, str] | None = None) -> Node:
+    """``syncstream serve`` on a free port (set through the environment), once /healthz is 200.
+
+    ``env`` adds settings as ``SYNCSTREAM_SECTION__KEY`` variables.
+    """
     port = free_port()
-    env = {**os.environ, "SYNCSTREAM_SERVER__PORT": str(port)}
+    full_env = {**os.environ, **(env or {}), "SYNCSTREAM_SERVER__PORT": str(port)}
     if name:
-        env["SYNCSTREAM_CLUSTER__NODE_ID"] = name
+        full_env["SYNCSTREAM_CLUSTER__NODE_ID"] = name
     proc = subprocess.Popen(
         [sys.executable, "-m", "syncstream", "serve", "--config", str(config)],
-        env=env,
+        env=full_env,
         stdout=subprocess.DEVNULL,
     )
-    wait_port(port, proc)
-    return Node(proc, port)
+    try:
+        wait_port(port, proc)
+        node = Node(proc, port)
+        wait_healthy(node.url, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return node
 
 
 def stop(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after 15 s."""
+    if proc.poll() is not None:
+        return
     proc.terminate()
     try:
         proc.wait(15)
@@ -110,7 +189,8 @@ def stop(proc: subprocess.Popen[Any]) -> None:
 
 
 def create_admin(config: Path, name: str = "bench") -> None:
-    subprocess.run(
+    """``syncstream user create NAME --admin --password-stdin`` with :data:`PASSWORD`."""
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -125,12 +205,14 @@ def create_admin(config: Path, name: str = "bench") -> None:
         ],
         input=PASSWORD + "\n",
         text=True,
-        check=True,
         capture_output=True,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"creating the admin failed: {(done.stderr or done.stdout)[-2000:]}")
 
 
 async def login(url: str, name: str = "bench") -> str:
+    """``POST /api/auth/login``; returns the bearer token."""
     async with (
         aiohttp.ClientSession() as session,
         session.post(
@@ -143,26 +225,55 @@ async def login(url: str, name: str = "bench") -> str:
         return str(body["token"])
 
 
+LAG_METRICS = ("syncstream_event_loop_lag_max_seconds", "syncstream_event_loop_lag_seconds")
+
+
+def read_lag(metrics_text: str) -> float | None:
+    """The worst lag a /metrics page shows: the max-since-last-scrape gauge, else the latest."""
+    values = {}
+    for line in metrics_text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in LAG_METRICS:
+            values[name] = float(value)
+    return next((values[name] for name in LAG_METRICS if name in values), None)
+
+
 class LagSampler:
-    """Scrapes `syncstream_event_loop_lag_max_seconds` from nodes while a run goes on."""
+    """Scrapes the event-loop lag gauges from nodes' /metrics while a run goes on."""
 
     def __init__(self, urls: Sequence[str], interval: float = 0.5) -> None:
         self.urls = urls
         self.interval = interval
-        self.max_lag = 0.0
+        self.samples: list[float] = []
+        self.scrape_errors = 0
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def max_lag(self) -> float:
+        return max(self.samples, default=0.0)
+
+    def summary_ms(self) -> dict[str, float | None]:
+        """Worst and p50 lag in ms (None when nothing was scraped)."""
+        if not self.samples:
+            return {"max_loop_lag_ms": None, "p50_loop_lag_ms": None}
+        p50 = percentile(self.samples, 50)
+        return {
+            "max_loop_lag_ms": self.max_lag * 1000,
+            "p50_loop_lag_ms": p50 * 1000 if p50 is not None else None,
+        }
+
     async def _run(self) -> None:
-        async with aiohttp.ClientSession() as session:
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 for url in self.urls:
                     try:
                         async with session.get(url + "/metrics") as resp:
-                            for line in (await resp.text()).splitlines():
-                                if line.startswith("syncstream_event_loop_lag_max_seconds "):
-                                    self.max_lag = max(self.max_lag, float(line.split()[1]))
-                    except aiohttp.ClientError:
-                        pass
+                            lag = read_lag(await resp.text())
+                        if lag is not None:
+                            self.samples.append(lag)
+                    except (TimeoutError, aiohttp.ClientError):
+                        self.scrape_errors += 1
                 await asyncio.sleep(self.interval)
 
     def __enter__(self) -> LagSampler:
@@ -175,9 +286,10 @@ class LagSampler:
 
 
 def ensure_node_modules() -> None:
+    """``npm ci`` in peers/socketio/ (from the committed lockfile) the first time."""
+    require("node", "Node 20 + npm (Debian: apt-get install nodejs npm)")
     if not (PEERS / "node_modules").is_dir():
-        if shutil.which("npm") is None:
-            raise SystemExit("npm is needed for the Socket.IO peer and the load client")
+        require("npm", "Node 20 + npm (Debian: apt-get install nodejs npm)")
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEERS, check=True)
 
 
@@ -192,12 +304,14 @@ def random_name(prefix: str) -> str:
 
 
 def table(rows: Sequence[Sequence[Any]]) -> str:
+    """Right-aligned columns; the first row is the header."""
     cells = [[f"{c:.3g}" if isinstance(c, float) else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
     return "\n".join("  ".join(c.rjust(widths[i]) for i, c in enumerate(r)) for r in cells)
 
 
 def save(name: str, result: Any) -> Path:
+    """Write ``result`` to benchmarks/results/<name>-<timestamp>.json (git-ignored)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2))

@@ -1,12 +1,15 @@
 """WebSocket fan-out: N clients on one topic, M events/s published; SyncStream vs Socket.IO.
 
-Both servers are driven by the same Node load client (peers/socketio/load.js). For each rate
-it reports delivered msgs/s, losses, p50/p99/max latency, the server's CPU seconds and (for
-SyncStream) the worst event-loop lag, then the sustainable maximum: the highest rate with
-< 1 % loss and p99 under 1 s (and under 100 ms).
+Both servers are driven by the same Node load client (peers/socketio/load.js), and each rate
+runs on freshly started servers, SyncStream then the peer, so the two see the same machine
+state. Per rate: delivered msgs/s, losses, p50/p99/max latency (send -> receive), the
+server's and the load client's CPU seconds, and SyncStream's worst event-loop lag (scraped
+from /metrics). Then the headline: the max sustainable deliveries/s, the best rate with
+delivered/expected >= 0.99 and p99 <= 1 s (also shown for p99 <= 100 ms), and ours / peer.
 
-    python -m benchmarks.ws_fanout --clients 1000 --rates 50,100,150,200 --seconds 8
-    python -m benchmarks.ws_fanout --nodes 2          # two nodes sharing PostgreSQL + Redis
+    python -m benchmarks.ws_fanout                       # sweep 100,150,200,300,400 events/s
+    python -m benchmarks.ws_fanout --rate 150 --seconds 10
+    python -m benchmarks.ws_fanout --nodes 2             # two nodes sharing PostgreSQL + Redis
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -26,6 +29,7 @@ from .harness import (
     PEERS,
     PG_URL,
     LagSampler,
+    check_idle,
     cluster_config,
     cpu_seconds,
     create_admin,
@@ -43,57 +47,74 @@ from .harness import (
 )
 
 TOPIC = "broadcast:bench"
+MIN_DELIVERED = 0.99
+MAX_P99_MS = 1000.0
+
+
+@dataclass
+class Servers:
+    """Running server processes as the load client sees them."""
+
+    urls: list[str]  # subscribers are spread over these; the publisher uses urls[0]
+    token: str
+    pids: list[int]
+    metrics: list[str]  # base URLs whose /metrics carry the loop-lag gauges
+
+
+Starter = Callable[[int], AbstractAsyncContextManager[Servers]]
 
 
 @asynccontextmanager
-async def syncstream_servers(
-    nodes: int,
-) -> AsyncIterator[tuple[list[str], str, list[int], list[str]]]:
-    """Start SyncStream node(s); yields (urls, admin token, pids, urls to scrape)."""
+async def syncstream_servers(nodes: int) -> AsyncIterator[Servers]:
+    """SyncStream node(s); two nodes share PostgreSQL (a fresh schema) and Redis."""
     schema = random_name("bench_")
     with temp_dir() as tmp:
         extra = cluster_config(schema, random_name("bench")) if nodes > 1 else ""
         config = write_config(tmp, extra)
-        create_admin(config)
-        started = [start_node(config, f"bench-{i}") for i in range(nodes)]
+        started = []
         try:
+            create_admin(config)
+            for i in range(nodes):
+                started.append(start_node(config, f"bench-{i}"))
             token = await login(started[0].url)
             urls = [n.url for n in started]
-            yield urls, token, [n.proc.pid for n in started], urls
+            yield Servers(urls, token, [n.proc.pid for n in started], urls)
         finally:
             for node in started:
                 stop(node.proc)
             if nodes > 1:
                 conn = await asyncpg.connect(PG_URL)
-                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-                await conn.close()
+                try:
+                    await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+                finally:
+                    await conn.close()
 
 
 @asynccontextmanager
-async def socketio_server(nodes: int) -> AsyncIterator[tuple[list[str], str, list[int], list[str]]]:
+async def socketio_server(nodes: int) -> AsyncIterator[Servers]:
+    """The Socket.IO peer: one Node process (``nodes`` is ignored)."""
     port = free_port()
     proc = subprocess.Popen(["node", "server.js", str(port)], cwd=PEERS, stdout=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
-        yield [f"http://127.0.0.1:{port}"], "", [proc.pid], []
+        yield Servers([f"http://127.0.0.1:{port}"], "", [proc.pid], [])
     finally:
         stop(proc)
 
 
-Servers = Callable[[int], AbstractAsyncContextManager[tuple[list[str], str, list[int], list[str]]]]
-
-
 async def run_load(
-    kind: str, urls: list[str], token: str, clients: int, rate: int, seconds: float
+    kind: str, servers: Servers, args: argparse.Namespace, rate: int
 ) -> dict[str, Any]:
+    """One run of the Node load client; returns its JSON result."""
     options = {
         "kind": kind,
-        "urls": urls,
-        "token": token,
-        "clients": clients,
+        "urls": servers.urls,
+        "token": servers.token,
+        "clients": args.clients,
         "rate": rate,
-        "seconds": seconds,
+        "seconds": args.seconds,
         "topic": TOPIC,
+        "workers": args.workers,
     }
     proc = await asyncio.create_subprocess_exec(
         "node",
@@ -103,74 +124,73 @@ async def run_load(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=seconds + 120)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=args.seconds + 120)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError("the load client did not finish in time") from None
     if proc.returncode != 0:
         raise RuntimeError(f"load client failed: {err.decode()[-2000:]}")
     return dict(json.loads(out.decode().strip().splitlines()[-1]))
 
 
-async def sweep(
-    name: str, servers: Servers, nodes: int, args: argparse.Namespace
-) -> list[dict[str, Any]]:
-    results = []
-    for rate in args.rates:
-        async with servers(nodes) as (urls, token, pids, scrape):
-            before = sum(cpu_seconds(pid) for pid in pids)
-            with LagSampler(scrape) as lag:
-                result = await run_load(name, urls, token, args.clients, rate, args.seconds)
-            result["server_cpu_s"] = sum(cpu_seconds(pid) for pid in pids) - before
-            result["max_loop_lag_ms"] = lag.max_lag * 1000 if scrape else None
-            results.append(result)
-            print(
-                f"  {name:10} rate {rate:>5}/s: {result['delivered_per_s']:>9.0f} msgs/s "
-                f"p99 {result['p99_ms'] or 0:>7.1f} ms lost {result['lost']}",
-                flush=True,
-            )
-    return results
+async def measure(
+    kind: str, start: Starter, nodes: int, args: argparse.Namespace, rate: int
+) -> dict[str, Any]:
+    """Start the server(s), run the load once, add server CPU and loop lag."""
+    busy = await asyncio.to_thread(check_idle)
+    async with start(nodes) as servers:
+        before = sum(cpu_seconds(pid) for pid in servers.pids)
+        with LagSampler(servers.metrics) as lag:
+            result = await run_load(kind, servers, args, rate)
+        result["server_cpu_s"] = sum(cpu_seconds(pid) for pid in servers.pids) - before
+        result.update(lag.summary_ms(), busy_cores_before=busy)
+    delivered = max(1, result["delivered"])
+    result["server_us_per_msg"] = result["server_cpu_s"] / delivered * 1e6
+    result["client_us_per_msg"] = result["client_cpu_s"] / delivered * 1e6
+    result["sustainable"] = sustainable(result, MAX_P99_MS)
+    print(
+        f"  {kind:10} {rate:>5} events/s: {result['delivered_per_s']:>9,.0f} msgs/s, "
+        f"p99 {result['p99_ms'] or 0:>7.1f} ms, lost {result['lost']}, "
+        f"cpu server {result['server_cpu_s']:.1f} s / client {result['client_cpu_s']:.1f} s",
+        flush=True,
+    )
+    return result
 
 
-def sustainable(results: list[dict[str, Any]], p99_limit_ms: float) -> dict[str, Any] | None:
-    """The best run with < 1 % loss and p99 latency under the limit."""
-    good = [
-        r
-        for r in results
-        if r["expected"]
-        and r["lost"] / r["expected"] < 0.01
-        and (r["p99_ms"] or 1e9) < p99_limit_ms
-    ]
+def sustainable(result: dict[str, Any], p99_limit_ms: float) -> bool:
+    """Delivered at least 99 % of what was expected, with p99 latency within the limit."""
+    expected = result["expected"]
+    return bool(
+        expected
+        and result["delivered"] / expected >= MIN_DELIVERED
+        and result["p99_ms"] is not None
+        and result["p99_ms"] <= p99_limit_ms
+        and not result.get("publish_errors")
+    )
+
+
+def best(results: list[dict[str, Any]], p99_limit_ms: float) -> dict[str, Any] | None:
+    good = [r for r in results if sustainable(r, p99_limit_ms)]
     return max(good, key=lambda r: r["delivered_per_s"]) if good else None
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument(
-        "--rates", type=lambda s: [int(x) for x in s.split(",")], default=[50, 100, 150, 200]
-    )
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--nodes", type=int, default=1, choices=[1, 2])
-    parser.add_argument("--no-peer", action="store_true", help="skip the Socket.IO peer")
-    args = parser.parse_args()
-    ensure_node_modules()
-    print(
-        f"WebSocket fan-out: {args.clients} clients, rates {args.rates} events/s, "
-        f"{args.seconds:g} s each, {args.nodes} SyncStream node(s)"
-    )
-    ours = await sweep("syncstream", syncstream_servers, args.nodes, args)
-    peer = [] if args.no_peer else await sweep("socketio", socketio_server, 1, args)
+def report(ours: list[dict[str, Any]], peer: list[dict[str, Any]]) -> list[str]:
+    """The per-run table, per-rate ratios and the headline lines."""
     rows: list[list[Any]] = [
         [
             "server",
-            "rate/s",
+            "events/s",
             "delivered/s",
             "lost",
             "p50 ms",
             "p99 ms",
             "max ms",
-            "cpu s",
-            "loop lag ms",
+            "server cpu s",
+            "server µs/msg",
+            "client cpu s",
+            "max loop lag ms",
         ]
     ]
     for r in ours + peer:
@@ -178,34 +198,104 @@ async def main() -> None:
             [
                 r["kind"],
                 r["rate"],
-                round(r["delivered_per_s"]),
+                f"{r['delivered_per_s']:,.0f}",
                 r["lost"],
                 r["p50_ms"],
                 r["p99_ms"],
                 r["max_ms"],
                 r["server_cpu_s"],
-                r["max_loop_lag_ms"] or "-",
+                r["server_us_per_msg"],
+                r["client_cpu_s"],
+                r["max_loop_lag_ms"] if r["max_loop_lag_ms"] is not None else "-",
             ]
         )
-    print()
-    print(table(rows))
-    print()
-    for limit in (1000.0, 100.0):
-        best = {"syncstream": sustainable(ours, limit), "socketio": sustainable(peer, limit)}
-        for label, found in best.items():
-            if found:
-                rate, p99 = found["rate"], found["p99_ms"]
-                print(
-                    f"max with p99 < {limit:g} ms, {label}: {found['delivered_per_s']:.0f} msgs/s"
-                    f" ({rate} events/s, p99 {p99:.1f} ms)"
+    lines = [table(rows), ""]
+    by_rate = {r["rate"]: r for r in peer}
+    ratio_rows: list[list[Any]] = [
+        ["events/s", "delivered/s ours/peer", "p99 ours/peer", "server cpu/msg ours/peer"]
+    ]
+    for r in ours:
+        p = by_rate.get(r["rate"])
+        if p and p["delivered_per_s"] and p["p99_ms"]:
+            ratio_rows.append(
+                [
+                    r["rate"],
+                    f"{r['delivered_per_s'] / p['delivered_per_s']:.2f}",
+                    f"{(r['p99_ms'] or 0) / p['p99_ms']:.2f}",
+                    f"{r['server_us_per_msg'] / p['server_us_per_msg']:.2f}",
+                ]
+            )
+    if len(ratio_rows) > 1:
+        lines += [table(ratio_rows), ""]
+    for limit in (MAX_P99_MS, 100.0):
+        found = {"syncstream": best(ours, limit), "socketio": best(peer, limit) if peer else None}
+        for label, run in found.items():
+            if run:
+                lines.append(
+                    f"max sustainable (>= 99 % delivered, p99 <= {limit:g} ms), {label}: "
+                    f"{run['delivered_per_s']:,.0f} msgs/s at {run['rate']} events/s "
+                    f"(p99 {run['p99_ms']:.1f} ms)"
                 )
-        if best["syncstream"] and best["socketio"]:
-            ratio = best["syncstream"]["delivered_per_s"] / best["socketio"]["delivered_per_s"]
-            print(f"  ratio syncstream/socketio: {ratio:.2f}")
+            elif label == "syncstream" or peer:
+                lines.append(f"max sustainable (p99 <= {limit:g} ms), {label}: none of the rates")
+        if found["syncstream"] and found["socketio"]:
+            ratio = found["syncstream"]["delivered_per_s"] / found["socketio"]["delivered_per_s"]
+            lines.append(f"  ratio syncstream / socketio: {ratio:.2f}")
+    return lines
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=1000, help="subscribed sockets")
+    rates = parser.add_mutually_exclusive_group()
+    rates.add_argument(
+        "--rate", type=int, help="one rate, events/s (deliveries/s = rate x clients)"
+    )
+    rates.add_argument(
+        "--rates",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[100, 150, 200, 300, 400],
+        help="comma-separated rates to sweep, events/s",
+    )
+    parser.add_argument("--seconds", type=float, default=8.0, help="publishing time per rate")
+    parser.add_argument("--nodes", type=int, default=1, choices=[1, 2], help="SyncStream nodes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        choices=[1, 2],
+        help="load-client processes holding the subscribers (2: plus a publishing process)",
+    )
+    parser.add_argument("--no-peer", action="store_true", help="skip the Socket.IO peer")
+    args = parser.parse_args()
+    if args.rate is not None:
+        args.rates = [args.rate]
+    if not 1 <= args.clients <= 20_000 or args.seconds > 120 or max(args.rates) > 10_000:
+        parser.error("keep runs bounded: clients <= 20000, seconds <= 120, rates <= 10000")
+    return args
+
+
+async def main() -> None:
+    args = parse_args()
+    ensure_node_modules()
+    print(
+        f"WebSocket fan-out: {args.clients} clients, {args.rates} events/s, {args.seconds:g} s "
+        f"each, {args.nodes} SyncStream node(s), {args.workers} load-client process(es)"
+    )
+    ours: list[dict[str, Any]] = []
+    peer: list[dict[str, Any]] = []
+    for rate in args.rates:
+        ours.append(await measure("syncstream", syncstream_servers, args.nodes, args, rate))
+        if not args.no_peer:
+            peer.append(await measure("socketio", socketio_server, 1, args, rate))
+    print()
+    print("\n".join(report(ours, peer)))
     path = save(
         f"ws_fanout-{args.nodes}node", {"args": vars(args), "syncstream": ours, "socketio": peer}
     )
-    print(f"results: {Path(path).relative_to(Path.cwd()) if Path.cwd() in path.parents else path}")
+    print(f"results: {path}")
 
 
 if __name__ == "__main__":

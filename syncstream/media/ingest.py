@@ -1,20 +1,22 @@
-"""The packet pipeline of one publish session: FLV tags in, fMP4 fragments out, no re-encoding.
+"""The packet pipeline of one publish session: FLV audio/video tags in, fMP4 fragments out.
 
-The RTMP connection appends FLV tags to a pipe; a worker thread demuxes them with PyAV
-(FFmpeg's FLV demuxer parses the AVC/AAC configuration) and remuxes the packets into
-fragmented MP4 — the HLS parts. All PyAV work happens on that thread, never on the event
-loop; results come back with ``call_soon_threadsafe``.
+Nothing is decoded or re-encoded. FLV carries H.264 in the same length-prefixed (AVCC) form
+as MP4 and AAC as raw frames, so each tag becomes one ``av.Packet`` as it arrives and PyAV's
+mp4 muxer writes the fragments (the LL-HLS parts). Only the codec configuration needs FFmpeg's
+help: when the sequence headers arrive, a few tags are run through PyAV's FLV demuxer once to
+obtain stream templates (extradata, dimensions, sample rate) for the muxer.
+
+Muxing one packet costs ~15 µs, less than handing it to a thread would, so it runs inline on
+the event loop; anything slower (thumbnails, future outputs) is a :class:`QueuedReader`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
-import queue
 import struct
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import av
@@ -22,13 +24,19 @@ import structlog
 
 from .fmp4 import FRAGMENTED_MP4_OPTIONS, Fragment, FragmentSink
 from .mp4 import Track
-from .readers import QueuedReader, copy_packet
+from .readers import PacketCopy, QueuedReader
 
 log = structlog.get_logger(__name__)
 
-FLV_HEADER = b"FLV\x01\x05\x00\x00\x00\x09" + bytes(4)
 TAG_AUDIO, TAG_VIDEO, TAG_SCRIPT = 8, 9, 18
-MAX_BACKLOG = 64 << 20  # bytes the worker may fall behind before the session is dropped
+CODEC_AVC, SOUND_AAC = 7, 10
+MS = Fraction(1, 1000)
+FLV_HEADER = b"FLV\x01\x05\x00\x00\x00\x09" + bytes(4)
+AUDIO_WAIT_MS = 1000  # how long a stream with video waits for an audio configuration
+
+
+class MediaError(Exception):
+    """The publisher sent media we cannot carry (the session ends with this reason)."""
 
 
 def flv_tag(tag_type: int, timestamp: int, payload: bytes) -> bytes:
@@ -36,40 +44,6 @@ def flv_tag(tag_type: int, timestamp: int, payload: bytes) -> bytes:
     header = bytes([tag_type]) + len(payload).to_bytes(3, "big")
     header += (timestamp & 0xFFFFFF).to_bytes(3, "big") + bytes([(timestamp >> 24) & 0xFF])
     return header + b"\x00\x00\x00" + payload + struct.pack(">I", 11 + len(payload))
-
-
-class FlvPipe(io.RawIOBase):
-    """Bytes from the event loop to the worker thread; ``read`` blocks until data or EOF."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._buffer = b""
-        self._eof = False
-        self.backlog = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def feed(self, data: bytes) -> None:
-        self.backlog += len(data)
-        self._queue.put(data)
-
-    def finish(self) -> None:
-        self._queue.put(None)
-
-    def readinto(self, target: Any) -> int:
-        while not self._buffer and not self._eof:
-            item = self._queue.get()
-            if item is None:
-                self._eof = True
-            else:
-                self._buffer = item
-                self.backlog -= len(item)
-        n = min(len(target), len(self._buffer))
-        target[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
 
 
 @dataclass
@@ -87,96 +61,185 @@ class TrackInfo:
 
 @dataclass
 class IngestCallbacks:
-    """Called on the event loop (never on the worker thread)."""
-
     on_tracks: Callable[[list[TrackInfo]], None]
     on_init: Callable[[bytes], None]
     on_fragment: Callable[[Fragment], None]
-    on_done: Callable[[str | None], None]  # error text, or None for a clean end
+
+
+@dataclass
+class _Frame:
+    kind: str
+    dts: int
+    pts: int
+    keyframe: bool
+    data: bytes
 
 
 @dataclass
 class Ingest:
-    """Runs the worker thread for one publish session."""
+    """Turns one publisher's FLV tags into fMP4 fragments and feeds the secondary readers."""
 
-    loop: asyncio.AbstractEventLoop
     callbacks: IngestCallbacks
     part_seconds: float
     readers: list[QueuedReader] = field(default_factory=list)
-    pipe: FlvPipe = field(default_factory=FlvPipe)
-    _thread: threading.Thread | None = None
+    avc_config: bytes | None = None
+    aac_config: bytes | None = None
+    dropped: int = 0
+    _waiting: list[_Frame] = field(default_factory=list)
+    _output: Any = None
+    _streams: dict[str, Any] = field(default_factory=dict)
+    _last_dts: dict[str, int] = field(default_factory=dict)
 
-    def start(self) -> None:
-        self.pipe.feed(FLV_HEADER)
-        self._thread = threading.Thread(target=self._run, name="syncstream-ingest", daemon=True)
-        self._thread.start()
+    def write(self, tag_type: int, timestamp: int, payload: bytes) -> None:
+        """Take one FLV tag; raises :class:`MediaError` for media that cannot be carried."""
+        if tag_type == TAG_VIDEO and len(payload) >= 5:
+            self._video(timestamp, payload)
+        elif tag_type == TAG_AUDIO and len(payload) >= 2:
+            self._audio(timestamp, payload)
 
-    def write(self, tag_type: int, timestamp: int, payload: bytes) -> bool:
-        """Queue one tag; False when the worker has fallen too far behind (drop the session)."""
-        if self.pipe.backlog > MAX_BACKLOG:
+    def _video(self, timestamp: int, payload: bytes) -> None:
+        codec = payload[0] & 0x0F
+        if codec != CODEC_AVC:
+            raise MediaError(f"video codec id {codec} is not supported; send H.264")
+        packet_type = payload[1]
+        if packet_type == 0:
+            self._configure(avc=payload[5:])
+        elif packet_type == 1:
+            cts = int.from_bytes(payload[2:5], "big", signed=True)
+            keyframe = payload[0] >> 4 == 1
+            self._frame(_Frame("video", timestamp, timestamp + cts, keyframe, payload[5:]))
+
+    def _audio(self, timestamp: int, payload: bytes) -> None:
+        sound = payload[0] >> 4
+        if sound != SOUND_AAC:
+            raise MediaError(f"audio format {sound} is not supported; send AAC")
+        if payload[1] == 0:
+            self._configure(aac=payload[2:])
+        else:
+            self._frame(_Frame("audio", timestamp, timestamp, True, payload[2:]))
+
+    def _configure(self, avc: bytes | None = None, aac: bytes | None = None) -> None:
+        changed = (avc is not None and avc != self.avc_config) or (
+            aac is not None and aac != self.aac_config
+        )
+        self.avc_config = avc if avc is not None else self.avc_config
+        self.aac_config = aac if aac is not None else self.aac_config
+        if changed and self._output is not None:
+            self.close()  # a new configuration starts a new init section (a discontinuity)
+
+    def _frame(self, frame: _Frame) -> None:
+        if self._output is None:
+            if not self._ready(frame):
+                return
+            self._start(frame)
+        self._mux(frame)
+
+    def _ready(self, frame: _Frame) -> bool:
+        """Whether the muxer can start: configurations known and a keyframe to start on."""
+        self._waiting.append(frame)
+        if self.avc_config is None:
+            if frame.kind == "audio" and self.aac_config is not None:
+                # Audio only, unless video shows up soon.
+                return frame.dts - self._waiting[0].dts >= AUDIO_WAIT_MS
             return False
-        self.pipe.feed(flv_tag(tag_type, timestamp, payload))
-        return True
+        first_key = next((f for f in self._waiting if f.kind == "video" and f.keyframe), None)
+        if first_key is None:
+            self._waiting = [f for f in self._waiting if f.kind == "audio"][-50:]
+            return False
+        return self.aac_config is not None or frame.dts - first_key.dts >= AUDIO_WAIT_MS
+
+    def _start(self, trigger: _Frame) -> None:
+        waiting, self._waiting = self._waiting, []
+        waiting.remove(trigger)
+        templates = open_templates(self.avc_config, self.aac_config, [*waiting, trigger])
+        sink = FragmentSink(self._on_init, self.callbacks.on_fragment)
+        options = {**FRAGMENTED_MP4_OPTIONS, "frag_duration": str(int(self.part_seconds * 1e6))}
+        self._output = av.open(sink, mode="w", format="mp4", options=options)
+        self._streams = {
+            s.type: self._output.add_stream_from_template(s)
+            for s in templates.streams
+            if s.type in ("video", "audio")
+        }
+        self.callbacks.on_tracks(
+            [describe(s) for s in templates.streams if s.type in self._streams]
+        )
+        templates.close()
+        self._last_dts = {}
+        start = next((i for i, f in enumerate(waiting) if f.kind == "video" and f.keyframe), 0)
+        for frame in waiting[start:]:
+            self._mux(frame)
+
+    def _on_init(self, data: bytes, tracks: dict[int, Track]) -> None:
+        self.callbacks.on_init(data)
+
+    def _mux(self, frame: _Frame) -> None:
+        stream = self._streams.get(frame.kind)
+        if stream is None:
+            return
+        if frame.dts <= self._last_dts.get(frame.kind, -1):
+            self.dropped += 1  # DTS must grow; a publisher's glitch costs one frame
+            return
+        self._last_dts[frame.kind] = frame.dts
+        config = self.avc_config if frame.kind == "video" else self.aac_config
+        for reader in self.readers:
+            if reader.accepts(frame.kind, frame.keyframe):
+                reader.offer(
+                    PacketCopy(
+                        frame.kind,
+                        "h264" if frame.kind == "video" else "aac",
+                        config,
+                        frame.data,
+                        frame.pts,
+                        frame.dts,
+                        MS,
+                        frame.keyframe,
+                    )
+                )
+        packet = av.Packet(frame.data)
+        packet.dts, packet.pts, packet.time_base = frame.dts, max(frame.pts, frame.dts), MS
+        packet.is_keyframe = frame.keyframe
+        packet.stream = stream
+        self._output.mux(packet)
+
+    def close(self) -> None:
+        """Flush the last fragment; a later keyframe starts a new muxer (and init section)."""
+        output, self._output = self._output, None
+        if output is not None:
+            try:
+                output.close()
+            except (av.FFmpegError, ValueError) as exc:
+                log.warning("ingest.close_failed", error=str(exc))
 
     def finish(self) -> None:
-        self.pipe.finish()
+        """The publisher is gone: flush, and stop the readers."""
+        self.close()
+        for reader in self.readers:
+            reader.close()
 
-    async def wait(self) -> None:
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
 
-    def _call(self, fn: Callable[..., None], *args: Any) -> None:
-        self.loop.call_soon_threadsafe(fn, *args)
-
-    def _run(self) -> None:
-        error: str | None = None
-        try:
-            self._remux()
-        except Exception as exc:  # corrupt media ends the session, never the daemon
-            error = f"{type(exc).__name__}: {exc}"
-            log.warning("ingest.failed", error=error)
-        finally:
-            for reader in self.readers:
-                reader.close()
-            for reader in self.readers:
-                reader.join()
-            self._call(self.callbacks.on_done, error)
-
-    def _remux(self) -> None:
-        source = av.open(
-            self.pipe, format="flv", options={"analyzeduration": "1000000", "probesize": "1000000"}
-        )
-        assert isinstance(source, av.container.InputContainer)
-        try:
-            streams = [s for s in source.streams if s.type in ("video", "audio")]
-            if not streams:
-                raise ValueError("the stream carries neither audio nor video")
-            self._call(self.callbacks.on_tracks, [describe(s) for s in streams])
-
-            def on_init(data: bytes, tracks: dict[int, Track]) -> None:
-                self._call(self.callbacks.on_init, data)
-
-            sink = FragmentSink(on_init, lambda f: self._call(self.callbacks.on_fragment, f))
-            options = {**FRAGMENTED_MP4_OPTIONS, "frag_duration": str(int(self.part_seconds * 1e6))}
-            with av.open(sink, mode="w", format="mp4", options=options) as output:
-                mapping = {s.index: output.add_stream_from_template(s) for s in streams}
-                for packet in source.demux(streams):
-                    if packet.dts is None or packet.size == 0:
-                        continue
-                    self._offer(packet)
-                    packet.stream = mapping[packet.stream.index]
-                    output.mux(packet)
-        finally:
-            source.close()
-
-    def _offer(self, packet: Any) -> None:
-        """Hand a copy to every reader that wants it (before the muxer takes the packet)."""
-        kind, keyframe = packet.stream.type, bool(packet.is_keyframe)
-        wanting = [r for r in self.readers if r.accepts(kind, keyframe)]
-        if wanting:
-            copy = copy_packet(packet)
-            for reader in wanting:
-                reader.offer(copy)
+def open_templates(avc: bytes | None, aac: bytes | None, frames: list[_Frame]) -> Any:
+    """Run the configuration (and the first frames) through PyAV's FLV demuxer once."""
+    tags = [FLV_HEADER]
+    if avc is not None:
+        tags.append(flv_tag(TAG_VIDEO, 0, b"\x17\x00\x00\x00\x00" + avc))
+    if aac is not None:
+        tags.append(flv_tag(TAG_AUDIO, 0, b"\xaf\x00" + aac))
+    for frame in frames[:30]:
+        if frame.kind == "video":
+            head = bytes([0x17 if frame.keyframe else 0x27, 1]) + (frame.pts - frame.dts).to_bytes(
+                3, "big", signed=True
+            )
+            tags.append(flv_tag(TAG_VIDEO, frame.dts, head + frame.data))
+        else:
+            tags.append(flv_tag(TAG_AUDIO, frame.dts, b"\xaf\x01" + frame.data))
+    try:
+        container = av.open(io.BytesIO(b"".join(tags)), format="flv")
+    except av.FFmpegError as exc:
+        raise MediaError(f"the codec configuration is unreadable: {exc}") from exc
+    if not any(s.type in ("video", "audio") for s in container.streams):
+        container.close()
+        raise MediaError("the stream carries neither audio nor video")
+    return container
 
 
 def describe(stream: Any) -> TrackInfo:

@@ -46,18 +46,25 @@ class PublishSession:
     stream: LiveStream
     peer: str
     kick: Callable[[str], None]
+    on_finished: Callable[[PublishSession], None]
     started_at: float = field(default_factory=time.time)
     bytes_in: int = 0
     ingest: Ingest = field(init=False)
     readers: list[QueuedReader] = field(default_factory=list)
+    finished: bool = False
 
-    def write(self, tag_type: int, timestamp: int, payload: bytes) -> bool:
+    def write(self, tag_type: int, timestamp: int, payload: bytes) -> None:
+        """One FLV tag from the publisher; raises MediaError for media we cannot carry."""
         self.bytes_in += len(payload)
         self.stream.bytes_in += len(payload)
-        return self.ingest.write(tag_type, timestamp, payload)
+        self.ingest.write(tag_type, timestamp, payload)
 
     def finish(self) -> None:
-        self.ingest.finish()
+        """The publisher is gone (or was cut off): flush its media and tell the service."""
+        if not self.finished:
+            self.finished = True
+            self.ingest.finish()
+            self.on_finished(self)
 
 
 @dataclass(eq=False)
@@ -83,6 +90,7 @@ class LiveStream:
         if self.session is not None:
             for reader in self.session.readers:
                 self.dropped[reader.name] = reader.dropped
+            self.dropped["muxer"] = self.session.ingest.dropped
 
     def sample_bitrate(self) -> float:
         """Ingest bitrate since the previous sample (kbit/s)."""
@@ -166,13 +174,12 @@ class LiveService:
             stream.grace.cancel()
             stream.grace = None
         stream.state = "live"
-        session = PublishSession(stream, peer, kick)
+        session = PublishSession(stream, peer, kick, lambda s: self._spawn(self.unpublished(s)))
         loop = asyncio.get_running_loop()
         session.ingest = Ingest(
-            loop, self._callbacks(session), self.settings.part_seconds, self._readers(loop, session)
+            self._callbacks(session), self.settings.part_seconds, self._readers(loop, session)
         )
         stream.session = session
-        session.ingest.start()
         await self.audit.record("stream.published", actor_id=user.id, target=name, ip=peer)
         event = "stream.resumed" if resumed else "stream.started"
         await self.bus.fire(event, {"stream": name, "owner_id": user.id, "owner": user.username})
@@ -222,12 +229,7 @@ class LiveService:
             if current():
                 stream.timeline.add(fragment)
 
-        def on_done(error: str | None) -> None:
-            if error and current():
-                session.kick(f"media error: {error}")
-            self._spawn(self.unpublished(session, error))
-
-        return IngestCallbacks(on_tracks, on_init, on_fragment, on_done)
+        return IngestCallbacks(on_tracks, on_init, on_fragment)
 
     async def unpublished(self, session: PublishSession, error: str | None = None) -> None:
         """The publisher's media ended: wait for a reconnect, then end the stream."""

@@ -1,120 +1,261 @@
 // The load client shared by both servers, so the client side costs the same for each.
 // Opens N subscriber sockets, then one publisher sends `rate` events/s for `seconds`; every
-// event carries its send time, receivers record latency = receive time - send time.
+// event carries its send time (performance.timeOrigin + performance.now(), ms) and receivers
+// record latency = receive time - send time. Every received frame is fully decoded: JSON.parse
+// for SyncStream, socket.io-client's own decoder for Socket.IO.
+//
 // Usage: node load.js '<json options>'  -> prints one JSON line of results.
+// Options: kind ("syncstream" | "socketio"), urls (subscribers are spread over them, the
+// publisher uses urls[0]), token, clients, rate, seconds, topic, workers (1: one process does
+// everything; 2+: that many forked processes hold the subscribers and this one only publishes).
 "use strict";
+const { fork } = require("child_process");
 const { performance } = require("perf_hooks");
 const WebSocket = require("ws");
 const { io } = require("socket.io-client");
 
-const opts = JSON.parse(process.argv[2]);
-const { kind, urls, token, clients, rate, seconds, topic } = opts;
+const BUCKET_MS = 0.1; // latency histogram resolution
+const BUCKETS = 300_000; // 0 .. 30 s; later arrivals land in the last bucket
+const DRAIN_MS = 5000; // how long receivers may lag behind the last send
+const OPEN_TIMEOUT_MS = 60_000;
+
 const now = () => performance.timeOrigin + performance.now();
-const MAX_SAMPLES = 4_000_000;
-const samples = new Float64Array(MAX_SAMPLES);
-let nSamples = 0;
-let delivered = 0;
-let firstSend = 0;
-let lastReceive = 0;
-let closedEarly = 0;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function record(sentAt) {
-  const t = now();
-  delivered += 1;
-  lastReceive = t;
-  if (nSamples < MAX_SAMPLES) samples[nSamples++] = t - sentAt;
+function cpuSeconds() {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
 }
 
-// SyncStream frames: {"op":"event",...,"data":{"t":<ms>}} - read "t" without a full parse.
-function onSyncstreamFrame(text) {
-  const at = text.indexOf('"t":');
-  if (at < 0 || !text.startsWith('{"op":"event"')) return;
-  record(parseFloat(text.slice(at + 4)));
-}
+// --- receiving ---------------------------------------------------------------------------
 
-function openSyncstream(url, subscribe) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${url.replace(/^http/, "ws")}/ws?token=${token}`, { perMessageDeflate: false });
-    let ready = false;
-    ws.on("message", (data) => {
-      const text = data.toString();
-      if (!ready) {
-        if (text.startsWith('{"op":"hello"')) {
-          if (!subscribe) { ready = true; resolve(ws); return; }
-          ws.send(JSON.stringify({ op: "subscribe", id: 1, topic }));
-        } else if (text.startsWith('{"op":"reply"')) {
+class Receiver {
+  constructor(opts) {
+    this.opts = opts;
+    this.hist = new Uint32Array(BUCKETS);
+    this.delivered = 0;
+    this.lastReceive = 0;
+    this.closedEarly = 0;
+    this.maxMs = 0;
+    this.sockets = [];
+  }
+
+  record(sentAt) {
+    const t = now();
+    const ms = t - sentAt;
+    this.delivered += 1;
+    this.lastReceive = t;
+    if (ms > this.maxMs) this.maxMs = ms;
+    this.hist[Math.min(BUCKETS - 1, Math.max(0, Math.floor(ms / BUCKET_MS)))] += 1;
+  }
+
+  open(url, subscribe) {
+    return this.opts.kind === "socketio" ? this.openSocketio(url, subscribe) : this.openSyncstream(url, subscribe);
+  }
+
+  openSyncstream(url, subscribe) {
+    const { token, topic } = this.opts;
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${url.replace(/^http/, "ws")}/ws?token=${token}`, { perMessageDeflate: false });
+      let ready = false;
+      ws.publishErrors = 0;
+      ws.on("message", (data) => {
+        const frame = JSON.parse(data.toString());
+        if (frame.op === "event") {
+          this.record(frame.data.t);
+        } else if (frame.op === "hello" && !ready) {
+          if (subscribe) ws.send(JSON.stringify({ op: "subscribe", id: 1, topic }));
+          else { ready = true; resolve(ws); }
+        } else if (frame.op === "reply" && !ready) {
           ready = true;
           resolve(ws);
-        } else if (text.startsWith('{"op":"error"')) {
-          reject(new Error(text));
+        } else if (frame.op === "error") {
+          if (!ready) reject(new Error(JSON.stringify(frame)));
+          else ws.publishErrors += 1;
         }
-        return;
-      }
-      onSyncstreamFrame(text);
+      });
+      ws.on("error", reject);
+      ws.on("close", () => { if (ready) this.closedEarly += 1; });
     });
-    ws.on("error", reject);
-    ws.on("close", () => { if (ready) closedEarly += 1; });
-  });
-}
-
-function openSocketio(url, subscribe) {
-  return new Promise((resolve, reject) => {
-    const socket = io(url, { transports: ["websocket"], forceNew: true, reconnection: false });
-    socket.on("connect_error", reject);
-    socket.on("event", (data) => record(data.t));
-    socket.on("disconnect", () => { closedEarly += 1; });
-    socket.on("connect", () => {
-      if (!subscribe) return resolve(socket);
-      socket.emit("join", topic, () => resolve(socket));
-    });
-  });
-}
-
-const open = kind === "socketio" ? openSocketio : openSyncstream;
-
-async function main() {
-  const subs = [];
-  const batch = 100;
-  for (let i = 0; i < clients; i += batch) {
-    const group = [];
-    for (let j = i; j < Math.min(clients, i + batch); j++) group.push(open(urls[j % urls.length], true));
-    subs.push(...(await Promise.all(group)));
   }
-  const publisher = await open(urls[0], false);
-  const send = kind === "socketio"
-    ? (n) => publisher.emit("publish", topic, { t: now(), n })
-    : (n) => publisher.send(`{"op":"publish","topic":"${topic}","data":{"n":${n},"t":${now()}}}`);
 
+  openSocketio(url, subscribe) {
+    const { topic } = this.opts;
+    return new Promise((resolve, reject) => {
+      const socket = io(url, { transports: ["websocket"], forceNew: true, reconnection: false });
+      socket.publishErrors = 0;
+      socket.on("connect_error", reject);
+      socket.on("event", (data) => this.record(data.t));
+      socket.on("disconnect", () => { this.closedEarly += 1; });
+      socket.on("connect", () => {
+        if (!subscribe) return resolve(socket);
+        socket.emit("join", topic, () => resolve(socket));
+      });
+    });
+  }
+
+  async subscribeAll(urlIndexes) {
+    const batch = 100;
+    for (let i = 0; i < urlIndexes.length; i += batch) {
+      const group = urlIndexes.slice(i, i + batch).map((u) => this.open(this.opts.urls[u], true));
+      this.sockets.push(...(await Promise.all(group)));
+    }
+  }
+
+  async drain(expected, until) {
+    while (this.delivered < expected && now() < until) await sleep(20);
+  }
+
+  stats() {
+    const sparse = [];
+    for (let i = 0; i < BUCKETS; i++) if (this.hist[i]) sparse.push([i, this.hist[i]]);
+    return {
+      delivered: this.delivered,
+      lastReceive: this.lastReceive,
+      closedEarly: this.closedEarly,
+      maxMs: this.maxMs,
+      hist: sparse,
+      cpu: cpuSeconds(),
+    };
+  }
+
+  closeAll() {
+    for (const s of this.sockets) (s.terminate ? s.terminate() : s.disconnect());
+  }
+}
+
+// The subscribers of client number j go to urls[j % urls.length] and worker j % workers.
+function myClients(opts, worker, workers) {
+  const mine = [];
+  for (let j = 0; j < opts.clients; j++) if (j % workers === worker) mine.push(j % opts.urls.length);
+  return mine;
+}
+
+// --- a forked worker: holds its share of the subscribers -----------------------------------
+
+function runWorker() {
+  let receiver;
+  process.on("message", async (msg) => {
+    try {
+      if (msg.cmd === "open") {
+        receiver = new Receiver(msg.opts);
+        await receiver.subscribeAll(myClients(msg.opts, msg.worker, msg.workers));
+        receiver.cpuAtReady = cpuSeconds();
+        process.send({ cmd: "ready" });
+      } else if (msg.cmd === "finish") {
+        await receiver.drain(msg.expected, msg.until);
+        const stats = receiver.stats();
+        stats.cpu -= receiver.cpuAtReady;
+        process.send({ cmd: "stats", stats });
+        receiver.closeAll();
+        setTimeout(() => process.exit(0), 50);
+      }
+    } catch (err) {
+      process.send({ cmd: "failed", error: String(err && err.stack || err) });
+      process.exit(1);
+    }
+  });
+}
+
+function ask(child, message, reply) {
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg) => {
+      if (msg.cmd === "failed") reject(new Error(msg.error));
+      else if (msg.cmd === reply) { child.off("message", onMessage); resolve(msg); }
+    };
+    child.on("message", onMessage);
+    child.once("exit", (code) => code && reject(new Error(`worker exited with ${code}`)));
+    child.send(message);
+  });
+}
+
+// --- the coordinator: publishes, and receives itself when workers == 1 ---------------------
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const limit = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} timed out`)), ms); });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
+}
+
+function percentile(hist, total, p) {
+  if (!total) return null;
+  const rank = Math.max(1, Math.ceil((p / 100) * total));
+  let seen = 0;
+  for (const [bucket, count] of hist) {
+    seen += count;
+    if (seen >= rank) return (bucket + 0.5) * BUCKET_MS;
+  }
+  return null;
+}
+
+async function main(opts) {
+  const workers = Math.max(1, opts.workers || 1);
+  const { kind, clients, rate, seconds, topic } = opts;
+  const local = workers === 1 ? new Receiver(opts) : null;
+  const children = [];
+  if (local) {
+    await withTimeout(local.subscribeAll(myClients(opts, 0, 1)), OPEN_TIMEOUT_MS, "opening sockets");
+  } else {
+    for (let w = 0; w < workers; w++) children.push(fork(__filename, ["--worker"]));
+    await withTimeout(
+      Promise.all(children.map((c, w) => ask(c, { cmd: "open", opts, worker: w, workers }, "ready"))),
+      OPEN_TIMEOUT_MS, "opening sockets");
+  }
+  const pubSide = local || new Receiver(opts);
+  const publisher = await pubSide.open(opts.urls[0], false);
+  const send = kind === "socketio"
+    ? (n) => publisher.emit("publish", topic, { n, t: now() })
+    : (n) => publisher.send(`{"op":"publish","id":${n + 2},"topic":"${topic}","data":{"n":${n},"t":${now()}}}`);
+
+  const cpuBefore = cpuSeconds();
   let sent = 0;
-  firstSend = now();
-  const end = firstSend + seconds * 1000;
+  const firstSend = now();
+  const total = Math.floor(seconds * rate);
   await new Promise((resolve) => {
     const tick = () => {
-      const t = now();
-      const due = Math.min(Math.floor(((t - firstSend) / 1000) * rate), Math.floor(seconds * rate));
+      const due = Math.min(Math.floor(((now() - firstSend) / 1000) * rate), total);
       while (sent < due) send(sent++);
-      if (t >= end) resolve();
-      else setTimeout(tick, 2);
+      if (sent >= total) resolve();
+      else setTimeout(tick, 1);
     };
     tick();
   });
-  const expected = sent * clients;
-  const drainUntil = now() + 5000;
-  while (delivered < expected && now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
+  const until = now() + DRAIN_MS;
+  let parts;
+  if (local) {
+    await local.drain(sent * clients, until);
+    parts = [local.stats()];
+  } else {
+    parts = (await Promise.all(children.map((c, w) => ask(
+      c, { cmd: "finish", expected: sent * myClients(opts, w, workers).length, until }, "stats"))))
+      .map((m) => m.stats);
+  }
 
-  const lat = samples.subarray(0, nSamples).sort();
-  const pct = (p) => (nSamples ? lat[Math.min(nSamples - 1, Math.floor((p / 100) * nSamples))] : null);
+  const merged = new Map();
+  for (const part of parts) for (const [b, c] of part.hist) merged.set(b, (merged.get(b) || 0) + c);
+  const hist = [...merged.entries()].sort((a, b) => a[0] - b[0]);
+  const delivered = parts.reduce((s, p) => s + p.delivered, 0);
+  const lastReceive = Math.max(...parts.map((p) => p.lastReceive));
+  const expected = sent * clients;
   const span = (lastReceive - firstSend) / 1000;
+  // CPU of the client during the run: the coordinator's since the first send, plus each
+  // worker's since its sockets were open.
+  const clientCpu = cpuSeconds() - cpuBefore + (local ? 0 : parts.reduce((s, p) => s + p.cpu, 0));
   console.log(JSON.stringify({
-    kind, clients, rate, seconds, sent, expected, delivered,
+    kind, clients, rate, seconds, workers, sent, expected, delivered,
     lost: expected - delivered,
-    closed_early: closedEarly,
+    publish_errors: publisher.publishErrors,
+    closed_early: parts.reduce((s, p) => s + p.closedEarly, 0),
     delivered_per_s: span > 0 ? delivered / span : 0,
-    p50_ms: pct(50), p99_ms: pct(99), max_ms: nSamples ? lat[nSamples - 1] : null,
+    p50_ms: percentile(hist, delivered, 50),
+    p99_ms: percentile(hist, delivered, 99),
+    max_ms: delivered ? Math.max(...parts.map((p) => p.maxMs)) : null,
+    client_cpu_s: clientCpu,
   }));
-  for (const s of subs) (s.terminate ? s.terminate() : s.disconnect());
+  if (local) local.closeAll();
   if (publisher.terminate) publisher.terminate(); else publisher.disconnect();
   process.exit(0);
 }
 
-main().catch((err) => { console.error(err); process.exit(1); });
+if (process.argv[2] === "--worker") runWorker();
+else main(JSON.parse(process.argv[2])).catch((err) => { console.error(err); process.exit(1); });

@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+from collections import deque
 from dataclasses import dataclass
+from typing import Literal
 
 HANDSHAKE_SIZE = 1536
+READ_SIZE = 65536
+MESSAGE_HEADER = (11, 7, 3, 0)  # bytes of the message header by chunk format
 MAX_MESSAGE = 16 << 20  # no audio/video/command message is anywhere near this
 
 # Message type ids
@@ -57,75 +61,103 @@ async def server_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamW
 
 
 class ChunkReader:
-    """Reassembles messages from the interleaved chunks of one connection."""
+    """Reassembles messages from the interleaved chunks of one connection.
+
+    Reads the socket in large blocks and parses every complete chunk in the buffer
+    synchronously, so a message costs no awaits of its own.
+    """
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self.reader = reader
         self.chunk_size = 128
         self.bytes_read = 0
         self._streams: dict[int, _ChunkStream] = {}
-
-    async def _read(self, n: int) -> bytes:
-        data = await self.reader.readexactly(n)
-        self.bytes_read += n
-        return data
+        self._buffer = bytearray()
+        self._pos = 0
+        self._ready: deque[Message] = deque()
 
     async def read_message(self) -> Message:
         """The next complete message (raises IncompleteReadError at end of stream)."""
-        while True:
-            message = await self._read_chunk()
-            if message is not None:
-                return message
+        while not self._ready:
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                raise asyncio.IncompleteReadError(b"", None)
+            self.bytes_read += len(data)
+            if self._pos:
+                del self._buffer[: self._pos]
+                self._pos = 0
+            self._buffer += data
+            while (message := self._parse_chunk()) is not False:
+                if message is not None:
+                    self._ready.append(message)
+        return self._ready.popleft()
 
-    async def _read_chunk(self) -> Message | None:
-        first = (await self._read(1))[0]
+    def _parse_chunk(self) -> Message | Literal[False] | None:
+        """Consume one chunk if the buffer holds all of it: a message, None (more chunks
+        to come), or False (wait for more bytes)."""
+        buf, pos, end = self._buffer, self._pos, len(self._buffer)
+        if pos >= end:
+            return False
+        first = buf[pos]
         fmt, csid = first >> 6, first & 0x3F
+        pos += 1
         if csid == 0:
-            csid = 64 + (await self._read(1))[0]
+            if pos + 1 > end:
+                return False
+            csid, pos = 64 + buf[pos], pos + 1
         elif csid == 1:
-            low, high = await self._read(2)
-            csid = 64 + low + 256 * high
+            if pos + 2 > end:
+                return False
+            csid, pos = 64 + buf[pos] + 256 * buf[pos + 1], pos + 2
+        header = MESSAGE_HEADER[fmt]
+        if pos + header > end:
+            return False
         cs = self._streams.get(csid)
+        if cs is None and fmt != 0:
+            raise ProtocolError(f"chunk stream {csid} starts without a full header")
+        raw = int.from_bytes(buf[pos : pos + 3], "big") if fmt < 3 else 0
+        extended = raw == 0xFFFFFF if fmt < 3 else bool(cs and cs.extended)
+        length = int.from_bytes(buf[pos + 3 : pos + 6], "big") if fmt < 2 else cs.length  # type: ignore[union-attr]
+        if length > MAX_MESSAGE:
+            raise ProtocolError(f"message of {length} bytes is too large")
+        body = pos + header + (4 if extended else 0)
+        partial = cs.partial if cs is not None and fmt != 0 else None
+        take = min(self.chunk_size, length - (len(partial) if partial is not None else 0))
+        if body + take > end:
+            return False
+        # The whole chunk is buffered: apply it.
         if cs is None:
-            if fmt != 0:
-                raise ProtocolError(f"chunk stream {csid} starts without a full header")
             cs = self._streams[csid] = _ChunkStream()
-        new_message = cs.partial is None
+        if extended:
+            raw = struct.unpack_from(">I", buf, pos + header)[0]
+        new_message = fmt == 0 or cs.partial is None
         if fmt == 0:
-            ts, length, type_id, stream_id = struct.unpack(">3s3sBI", await self._read(11))
-            cs.length, cs.type_id = int.from_bytes(length, "big"), type_id
-            cs.stream_id = int.from_bytes(stream_id.to_bytes(4, "big"), "little")
-            raw = int.from_bytes(ts, "big")
-            cs.extended = raw == 0xFFFFFF
-            if cs.extended:
-                raw = struct.unpack(">I", await self._read(4))[0]
             cs.timestamp, cs.delta = raw, 0
-        elif fmt in (1, 2):
-            header = await self._read(7 if fmt == 1 else 3)
-            raw = int.from_bytes(header[:3], "big")
-            if fmt == 1:
-                cs.length, cs.type_id = int.from_bytes(header[3:6], "big"), header[6]
-            cs.extended = raw == 0xFFFFFF
-            if cs.extended:
-                raw = struct.unpack(">I", await self._read(4))[0]
+            cs.length, cs.type_id = length, buf[pos + 6]
+            cs.stream_id = struct.unpack_from("<I", buf, pos + 7)[0]
+        elif fmt == 1:
+            cs.length, cs.type_id = length, buf[pos + 6]
             cs.delta = raw
             cs.timestamp += raw
-        else:
-            if cs.extended:
-                await self._read(4)
-            if new_message:
-                cs.timestamp += cs.delta
-        if cs.length > MAX_MESSAGE:
-            raise ProtocolError(f"message of {cs.length} bytes is too large")
+        elif fmt == 2:
+            cs.delta = raw
+            cs.timestamp += raw
+        elif new_message:
+            cs.timestamp += cs.delta
+        cs.extended = extended
         if new_message:
             cs.partial = bytearray()
         assert cs.partial is not None
-        take = min(self.chunk_size, cs.length - len(cs.partial))
-        cs.partial += await self._read(take)
+        cs.partial += buf[body : body + take]
+        self._pos = body + take
         if len(cs.partial) < cs.length:
             return None
         payload, cs.partial = bytes(cs.partial), None
-        message = Message(cs.type_id, cs.stream_id, cs.timestamp & 0xFFFFFFFF, payload)
+        return self._control(Message(cs.type_id, cs.stream_id, cs.timestamp & 0xFFFFFFFF, payload))
+
+    def _control(self, message: Message) -> Message:
+        """Apply the chunk-layer control messages as they pass."""
+        payload = message.payload
         if message.type_id == SET_CHUNK_SIZE:
             if len(payload) < 4:
                 raise ProtocolError("short SetChunkSize")
@@ -133,7 +165,7 @@ class ChunkReader:
             if not 1 <= size <= MAX_MESSAGE:
                 raise ProtocolError(f"invalid chunk size {size}")
             self.chunk_size = size
-        elif message.type_id == ABORT:
+        elif message.type_id == ABORT and len(payload) >= 4:
             aborted = self._streams.get(struct.unpack(">I", payload[:4])[0])
             if aborted is not None:
                 aborted.partial = None

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from ..ingest import TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO
+from ..ingest import TAG_AUDIO, TAG_VIDEO, MediaError
 from ..live import LiveService, PublishRefused, PublishSession
 from . import amf
 from .chunks import (
@@ -23,8 +23,6 @@ from .chunks import (
     AUDIO,
     COMMAND_AMF0,
     COMMAND_AMF3,
-    DATA_AMF0,
-    DATA_AMF3,
     SET_CHUNK_SIZE,
     SET_PEER_BANDWIDTH,
     USER_CONTROL,
@@ -67,17 +65,37 @@ class Connection:
         self.closing = False
         self.ack_window = 0
         self.acked = 0
+        self._last_read = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         await asyncio.wait_for(server_handshake(self.reader, self.writer), HANDSHAKE_TIMEOUT)
         chunks = ChunkReader(self.reader)
-        while not self.closing:
-            message = await asyncio.wait_for(chunks.read_message(), self.idle_timeout)
-            if self.ack_window and chunks.bytes_read - self.acked >= self.ack_window:
-                self.acked = chunks.bytes_read
-                self._send(CSID_CONTROL, ACK, struct.pack(">I", chunks.bytes_read & 0xFFFFFFFF))
-            await self._dispatch(message)
-            await self.writer.drain()
+        loop = asyncio.get_running_loop()
+        self._last_read = loop.time()
+        self._watchdog = loop.call_later(self.idle_timeout, self._check_idle)
+        try:
+            while not self.closing:
+                message = await chunks.read_message()
+                self._last_read = loop.time()
+                if self.ack_window and chunks.bytes_read - self.acked >= self.ack_window:
+                    self.acked = chunks.bytes_read
+                    self._send(CSID_CONTROL, ACK, struct.pack(">I", chunks.bytes_read & 0xFFFFFFFF))
+                await self._dispatch(message)
+                if self.writer.transport.get_write_buffer_size():
+                    await self.writer.drain()
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+
+    def _check_idle(self) -> None:
+        """Drop a peer that sent nothing for ``idle_timeout`` (one timer, not one per read)."""
+        loop = asyncio.get_running_loop()
+        silent = loop.time() - self._last_read
+        if silent >= self.idle_timeout:
+            self.close(f"silent for {silent:.0f} s")
+        elif not self.closing:
+            self._watchdog = loop.call_later(self.idle_timeout - silent, self._check_idle)
 
     def close(self, reason: str) -> None:
         """Drop the connection (kick, refusal, takeover); the read loop ends."""
@@ -108,16 +126,16 @@ class Connection:
         elif kind in (COMMAND_AMF0, COMMAND_AMF3):
             payload = message.payload[1:] if kind == COMMAND_AMF3 else message.payload
             await self._on_command(amf.decode_all(payload))
-        elif kind in (DATA_AMF0, DATA_AMF3):
-            payload = message.payload[1:] if kind == DATA_AMF3 else message.payload
-            self._on_data(amf.decode_all(payload), message.timestamp)
         elif kind == WINDOW_ACK_SIZE and len(message.payload) >= 4:
             self.ack_window = struct.unpack(">I", message.payload[:4])[0]
 
     def _media(self, tag: int, timestamp: int, payload: bytes) -> None:
         assert self.session is not None
-        if not self.session.write(tag, timestamp, payload):
-            self.close("media pipeline fell too far behind")
+        try:
+            self.session.write(tag, timestamp, payload)
+        except MediaError as exc:
+            self._status("error", "NetStream.Publish.Failed", str(exc))
+            self.close(f"media error: {exc}")
 
     def _aggregate(self, message: Message) -> None:
         """An aggregate message: FLV tags back to back, timestamps relative to the first."""
@@ -131,14 +149,6 @@ class Connection:
             if tag in (TAG_AUDIO, TAG_VIDEO) and len(body) == size:
                 self._media(tag, message.timestamp + ts - base, body)
             pos += 11 + size + 4
-
-    def _on_data(self, values: list[Any], timestamp: int) -> None:
-        if self.session is None or not values:
-            return
-        if values[0] == "@setDataFrame":
-            values = values[1:]
-        if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
-            self._media(TAG_SCRIPT, 0, amf.encode("onMetaData", values[1]))
 
     async def _on_command(self, values: list[Any]) -> None:
         if not values or not isinstance(values[0], str):

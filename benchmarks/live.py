@@ -1,0 +1,243 @@
+"""Live ingest: CPU and memory per remuxed RTMP stream, SyncStream vs nginx-rtmp (same source).
+
+A 720p30 H.264 (3 Mbit/s) + AAC source is encoded once to a file; for each server, N
+``ffmpeg -re -c copy`` publishers push it for the measured window, so the publishers cost the
+same for both and nothing is re-encoded on either side. Both servers write HLS (nginx-rtmp:
+``hls on``, 2 s fragments; SyncStream: LL-HLS with 0.2 s parts). Reported: server CPU % of
+one core per stream, RSS, and the ratio SyncStream / nginx-rtmp.
+
+    python -m benchmarks.live --streams 1,4 --seconds 20
+
+Needs ffmpeg, and nginx with the RTMP module (Debian: nginx libnginx-mod-rtmp).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .harness import (
+    PASSWORD,
+    RESULTS,
+    cpu_seconds,
+    free_port,
+    save,
+    start_node,
+    stop,
+    table,
+    temp_dir,
+    wait_port,
+    write_config,
+)
+
+NGINX_CONF = """
+load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {tmp}/error.log warn;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 1024; }}
+rtmp {{
+    server {{
+        listen 127.0.0.1:{port};
+        application live {{
+            live on;
+            hls on;
+            hls_path {tmp}/hls;
+            hls_fragment 2s;
+            hls_playlist_length 16s;
+        }}
+    }}
+}}
+"""
+
+
+def make_source(seconds: int = 30) -> Path:
+    """The shared 720p30 source, encoded once and cached under benchmarks/results/."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"source-720p30-{seconds}s.flv"
+    if not path.exists():
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1280x720:rate=30",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-b:v",
+                "3M",
+                "-maxrate",
+                "3M",
+                "-bufsize",
+                "6M",
+                "-g",
+                "60",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "128k",
+                "-t",
+                str(seconds),
+                "-f",
+                "flv",
+                str(path),
+            ],
+            check=True,
+        )
+    return path
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def publishers(source: Path, urls: list[str]) -> list[subprocess.Popen[bytes]]:
+    return [
+        subprocess.Popen(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+                str(source),
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+                url,
+            ],
+        )
+        for url in urls
+    ]
+
+
+def measure(pid: int, source: Path, urls: list[str], seconds: float) -> dict[str, Any]:
+    procs = publishers(source, urls)
+    try:
+        time.sleep(4)  # warm-up: connections, probing, first segments
+        before, start = cpu_seconds(pid), time.monotonic()
+        time.sleep(seconds)
+        used, wall = cpu_seconds(pid) - before, time.monotonic() - start
+        alive = sum(p.poll() is None for p in procs)
+        return {"cpu_percent": used / wall * 100, "rss_mb": rss_mb(pid), "publishers_alive": alive}
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+async def syncstream_keys(url: str, count: int) -> list[str]:
+    keys = []
+    async with aiohttp.ClientSession() as session:
+        for i in range(count):
+            async with session.post(
+                url + "/api/auth/register", json={"username": f"bench{i}", "password": PASSWORD}
+            ) as resp:
+                token = (await resp.json())["token"]
+            async with session.post(
+                url + "/api/auth/stream-key", json={}, headers={"Authorization": f"Bearer {token}"}
+            ) as resp:
+                keys.append((await resp.json())["key"])
+    return keys
+
+
+def run_syncstream(source: Path, streams: int, seconds: float) -> dict[str, Any]:
+    with temp_dir() as tmp:
+        rtmp_port = free_port()
+        config = write_config(
+            tmp,
+            f"rtmp: {{enabled: true, host: 127.0.0.1, port: {rtmp_port}}}\n"
+            "live: {thumbnail_seconds: 5}\n",
+        )
+        config.write_text(config.read_text().replace("rtmp: {enabled: false}\n", ""))
+        node = start_node(config)
+        try:
+            keys = asyncio.run(syncstream_keys(node.url, streams))
+            urls = [f"rtmp://127.0.0.1:{rtmp_port}/live/{key}" for key in keys]
+            return measure(node.proc.pid, source, urls, seconds)
+        finally:
+            stop(node.proc)
+
+
+def run_nginx(source: Path, streams: int, seconds: float) -> dict[str, Any]:
+    with temp_dir() as tmp:
+        port = free_port()
+        (tmp / "hls").mkdir()
+        conf = tmp / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
+        proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)])
+        try:
+            wait_port(port, proc)
+            urls = [f"rtmp://127.0.0.1:{port}/live/stream{i}" for i in range(streams)]
+            return measure(proc.pid, source, urls, seconds)
+        finally:
+            stop(proc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--streams", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    for tool in ("ffmpeg", "nginx"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is needed (apt-get install ffmpeg nginx libnginx-mod-rtmp)")
+    source = make_source()
+    rows: list[list[Any]] = [
+        ["server", "streams", "CPU % (1 core)", "CPU %/stream", "RSS MB", "alive"]
+    ]
+    results = []
+    for streams in args.streams:
+        ours = run_syncstream(source, streams, args.seconds)
+        peer = run_nginx(source, streams, args.seconds)
+        for name, r in (("syncstream", ours), ("nginx-rtmp", peer)):
+            rows.append(
+                [
+                    name,
+                    streams,
+                    r["cpu_percent"],
+                    r["cpu_percent"] / streams,
+                    r["rss_mb"],
+                    r["publishers_alive"],
+                ]
+            )
+            results.append({"server": name, "streams": streams, **r})
+        ratio = ours["cpu_percent"] / max(peer["cpu_percent"], 1e-9)
+        print(f"{streams} stream(s): CPU syncstream/nginx-rtmp = {ratio:.2f}", flush=True)
+    print()
+    print(table(rows))
+    save("live", {"args": vars(args), "results": results})
+
+
+if __name__ == "__main__":
+    main()
