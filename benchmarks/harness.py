@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,9 +61,12 @@ def busy_cores(seconds: float = 1.0) -> float:
     return cores * (busy1 - busy0) / max(1, total1 - total0)
 
 
-def check_idle(limit: float = 0.15) -> float:
-    """Warn when something else uses the CPU before a run: figures would be skewed."""
+def check_idle(wait: float = 0.0, limit: float = 0.15) -> float:
+    """Wait up to ``wait`` s for the machine to be idle; warn if it is not (figures skew)."""
+    deadline = time.monotonic() + wait
     busy = busy_cores()
+    while busy > limit and time.monotonic() < deadline:
+        busy = busy_cores(2.0)
     if busy > limit:
         print(
             f"warning: {busy:.2f} of {os.cpu_count()} cores are busy before the run; "
@@ -72,6 +75,13 @@ def check_idle(limit: float = 0.15) -> float:
             flush=True,
         )
     return busy
+
+
+def pin_to(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that pins a child (and every thread it starts) to ``cpus``."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
 
 
 def percentile(values: Sequence[float], pct: float) -> float | None:
@@ -152,10 +162,12 @@ def cluster_config(schema: str, prefix: str) -> str:
     )
 
 
-def start_node(config: Path, name: str = "", env: dict[str, str] | None = None) -> Node:
+def start_node(
+    config: Path, name: str = "", env: dict[str, str] | None = None, cpus: set[int] | None = None
+) -> Node:
     """``syncstream serve`` on a free port (set through the environment), once /healthz is 200.
 
-    ``env`` adds settings as ``SYNCSTREAM_SECTION__KEY`` variables.
+    ``env`` adds settings as ``SYNCSTREAM_SECTION__KEY`` variables; ``cpus`` pins the process.
     """
     port = free_port()
     full_env = {**os.environ, **(env or {}), "SYNCSTREAM_SERVER__PORT": str(port)}
@@ -165,6 +177,7 @@ def start_node(config: Path, name: str = "", env: dict[str, str] | None = None) 
         [sys.executable, "-m", "syncstream", "serve", "--config", str(config)],
         env=full_env,
         stdout=subprocess.DEVNULL,
+        preexec_fn=pin_to(cpus),
     )
     try:
         wait_port(port, proc)

@@ -83,7 +83,7 @@ async def measure(
     name: str, url: str, pid: int, args: argparse.Namespace, token: str = "", scrape: str = ""
 ) -> dict[str, Any]:
     """One wrk run against ``url``, with the server's CPU seconds and loop lag."""
-    busy = await asyncio.to_thread(check_idle)
+    busy = await asyncio.to_thread(check_idle, args.wait_idle)
     before = cpu_seconds(pid)
     with LagSampler([scrape] if scrape else []) as lag:
         result: dict[str, Any] = await asyncio.to_thread(
@@ -147,6 +147,9 @@ async def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=8.0, help="per endpoint (<= 60)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (<= 1000)")
+    parser.add_argument(
+        "--wait-idle", type=float, default=0.0, help="wait up to this many s for an idle machine"
+    )
     args = parser.parse_args()
     if not 0 < args.seconds <= 60 or not 0 < args.connections <= 1000:
         parser.error("keep runs bounded: seconds <= 60, connections <= 1000")

@@ -36,6 +36,7 @@ from .harness import (
     ensure_node_modules,
     free_port,
     login,
+    pin_to,
     random_name,
     save,
     start_node,
@@ -61,11 +62,11 @@ class Servers:
     metrics: list[str]  # base URLs whose /metrics carry the loop-lag gauges
 
 
-Starter = Callable[[int], AbstractAsyncContextManager[Servers]]
+Starter = Callable[[int, set[int] | None], AbstractAsyncContextManager[Servers]]
 
 
 @asynccontextmanager
-async def syncstream_servers(nodes: int) -> AsyncIterator[Servers]:
+async def syncstream_servers(nodes: int, cpus: set[int] | None) -> AsyncIterator[Servers]:
     """SyncStream node(s); two nodes share PostgreSQL (a fresh schema) and Redis."""
     schema = random_name("bench_")
     with temp_dir() as tmp:
@@ -75,7 +76,7 @@ async def syncstream_servers(nodes: int) -> AsyncIterator[Servers]:
         try:
             create_admin(config)
             for i in range(nodes):
-                started.append(start_node(config, f"bench-{i}"))
+                started.append(start_node(config, f"bench-{i}", cpus=cpus))
             token = await login(started[0].url)
             urls = [n.url for n in started]
             yield Servers(urls, token, [n.proc.pid for n in started], urls)
@@ -91,10 +92,15 @@ async def syncstream_servers(nodes: int) -> AsyncIterator[Servers]:
 
 
 @asynccontextmanager
-async def socketio_server(nodes: int) -> AsyncIterator[Servers]:
+async def socketio_server(nodes: int, cpus: set[int] | None) -> AsyncIterator[Servers]:
     """The Socket.IO peer: one Node process (``nodes`` is ignored)."""
     port = free_port()
-    proc = subprocess.Popen(["node", "server.js", str(port)], cwd=PEERS, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["node", "server.js", str(port)],
+        cwd=PEERS,
+        stdout=subprocess.DEVNULL,
+        preexec_fn=pin_to(cpus),
+    )
     try:
         wait_port(port, proc)
         yield Servers([f"http://127.0.0.1:{port}"], "", [proc.pid], [])
@@ -123,6 +129,7 @@ async def run_load(
         cwd=PEERS,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=pin_to({1} if args.pin else None),
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout=args.seconds + 120)
@@ -139,8 +146,8 @@ async def measure(
     kind: str, start: Starter, nodes: int, args: argparse.Namespace, rate: int
 ) -> dict[str, Any]:
     """Start the server(s), run the load once, add server CPU and loop lag."""
-    busy = await asyncio.to_thread(check_idle)
-    async with start(nodes) as servers:
+    busy = await asyncio.to_thread(check_idle, args.wait_idle)
+    async with start(nodes, {0} if args.pin else None) as servers:
         before = sum(cpu_seconds(pid) for pid in servers.pids)
         with LagSampler(servers.metrics) as lag:
             result = await run_load(kind, servers, args, rate)
@@ -268,6 +275,14 @@ def parse_args() -> argparse.Namespace:
         choices=[1, 2],
         help="load-client processes holding the subscribers (2: plus a publishing process)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the server(s) to CPU 0 and the load client to CPU 1 (one core each)",
+    )
+    parser.add_argument(
+        "--wait-idle", type=float, default=0.0, help="wait up to this many s for an idle machine"
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip the Socket.IO peer")
     args = parser.parse_args()
     if args.rate is not None:
@@ -283,6 +298,7 @@ async def main() -> None:
     print(
         f"WebSocket fan-out: {args.clients} clients, {args.rates} events/s, {args.seconds:g} s "
         f"each, {args.nodes} SyncStream node(s), {args.workers} load-client process(es)"
+        + (", server(s) on CPU 0 and load client on CPU 1" if args.pin else "")
     )
     ours: list[dict[str, Any]] = []
     peer: list[dict[str, Any]] = []

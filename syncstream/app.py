@@ -384,6 +384,7 @@ class Server:
             f"  HTTP API      {self.url}/api/  (OpenAPI {self.url}/api/openapi.json)",
             f"  WebSocket     {ws_url}",
             f"  HLS           {self.url}/live/<stream>/index.m3u8",
+            f"  Watch page    {self.url}/watch/<stream>",
             *[f"  {label:<13} {value}" for label, value in core.announcements],
             f"  Health        {self.url}/healthz  {self.url}/readyz  {self.url}/metrics",
             f"  Store         {store}",

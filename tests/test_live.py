@@ -19,6 +19,7 @@ from syncstream.bus import Event
 from syncstream.media.rtmp import amf
 from syncstream.media.rtmp.chunks import COMMAND_AMF0, VIDEO, encode_message
 
+from .browser import CHROMIUM, chromium_page
 from .support import Client, free_port, running
 
 pytestmark = [
@@ -430,3 +431,31 @@ async def test_publish_webhook_can_refuse(
             await asyncio.sleep(0.1)
     events = [(c["event"], c["username"]) for c in calls]
     assert events == [("publish", "blocked"), ("publish", "allowed"), ("unpublish", "allowed")]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+async def test_watch_page_plays_in_chromium(live: Live) -> None:
+    _, key = await live.account("tv")
+    ffmpeg = await live.push(key, 25)
+    try:
+        await live.wait_live("tv")
+        status, html, resp = await live.c.call("GET", "/watch/tv")
+        assert status == 200 and "hls.light.min.js" in html
+        assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+        async with chromium_page(live.c.url("/watch/tv")) as page:
+            times = []
+            for _ in range(150):
+                times.append(await page.evaluate("document.getElementById('video').currentTime"))
+                if times[-1] and times[-1] > 3:
+                    break
+                await asyncio.sleep(0.1)
+            first = times[-1]
+            await asyncio.sleep(1.5)
+            later = await page.evaluate("document.getElementById('video').currentTime")
+            assert first and first > 3, f"playback never started: {times[-5:]}"
+            assert later > first + 0.5, "currentTime advances: the stream plays"
+            state = await page.evaluate("document.getElementById('state').textContent")
+            assert state == "live"
+    finally:
+        ffmpeg.kill()
+        await ffmpeg.wait()

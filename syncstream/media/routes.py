@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +13,13 @@ from ..errors import Problem
 from .hls.timeline import Timeline
 from .live import LiveService, LiveStream
 
+STATIC = Path(__file__).parent / "static"
+# hls.js runs its transmuxer in a blob: worker and feeds the video element through blob: URLs.
+WATCH_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 MEDIA_TYPE = "video/mp4"
 NAME = r"[a-z0-9][a-z0-9_.-]{0,31}"
@@ -106,8 +114,16 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
             return _media(init, 300)
         raise Problem(404, "not_found", "no such file")
 
+    async def watch(request: web.Request) -> web.FileResponse:
+        """The watch page (the stream's name is read from the URL by the page's script)."""
+        return web.FileResponse(
+            STATIC / "watch.html", headers={"Content-Security-Policy": WATCH_CSP}
+        )
+
     app.router.add_get(f"/live/{{name:{NAME}}}/index.m3u8", playlist)
     app.router.add_get(f"/live/{{name:{NAME}}}/{{file}}", media)
+    app.router.add_get(f"/watch/{{name:{NAME}}}", watch)
+    app.router.add_static("/static/live", STATIC)
 
     @api.route("GET", "/api/live/streams", auth="public", tags=("live",))
     async def list_streams(call: Call[None]) -> dict[str, Any]:

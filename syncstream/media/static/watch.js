@@ -1,0 +1,69 @@
+// The watch page: plays /live/<name>/index.m3u8 with hls.js in low-latency mode (or natively
+// where the browser plays HLS itself) and shows the stream's details from the live API.
+"use strict";
+
+const name = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
+const video = document.getElementById("video");
+const $ = (id) => document.getElementById(id);
+const source = `/live/${encodeURIComponent(name)}/index.m3u8`;
+let hls = null;
+
+function show(state, message) {
+  const badge = $("state");
+  badge.textContent = state;
+  badge.className = `badge ${state}`;
+  $("message").textContent = message || "";
+}
+
+function start() {
+  if (window.Hls && window.Hls.isSupported()) {
+    hls = new window.Hls({ lowLatencyMode: true, backBufferLength: 30 });
+    hls.on(window.Hls.Events.ERROR, (_event, data) => {
+      if (!data.fatal) return;
+      show("offline", `Playback error (${data.details}); retrying…`);
+      hls.destroy();
+      setTimeout(start, 3000);
+    });
+    hls.loadSource(source);
+    hls.attachMedia(video);
+  } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    video.src = source;
+  } else {
+    show("offline", "This browser cannot play HLS.");
+    return;
+  }
+  video.play().catch(() => show($("state").textContent, "Press play to start."));
+}
+
+function format(seconds) {
+  const s = Math.floor(seconds);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+  return `${h ? h + "h " : ""}${m}m ${s % 60}s`;
+}
+
+async function refresh() {
+  try {
+    const response = await fetch(`/api/live/streams/${encodeURIComponent(name)}`);
+    if (response.status === 404) {
+      show("offline", "This stream is not live right now.");
+      return;
+    }
+    const stream = await response.json();
+    $("title").textContent = `${stream.name} — ${stream.owner.username}`;
+    show(stream.state, stream.state === "reconnecting" ? "The broadcaster is reconnecting…" : "");
+    const v = stream.video, a = stream.audio;
+    $("resolution").textContent = v && v.width ? `${v.width}×${v.height}` : "–";
+    $("codecs").textContent = [v && v.codec, a && a.codec].filter(Boolean).join(" + ") || "–";
+    $("bitrate").textContent = stream.bitrate_kbps ? `${Math.round(stream.bitrate_kbps)} kbit/s` : "–";
+    $("uptime").textContent = format(stream.uptime_seconds);
+    if (hls && hls.latency) $("latency").textContent = `${hls.latency.toFixed(1)} s`;
+  } catch (error) {
+    show("offline", "The server cannot be reached.");
+  }
+}
+
+document.title = `${name} — SyncStream`;
+$("title").textContent = name;
+start();
+refresh();
+setInterval(refresh, 2000);
