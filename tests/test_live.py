@@ -14,6 +14,7 @@ from typing import Any
 import av
 import pytest
 from aiohttp import web
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from syncstream.bus import Event
 from syncstream.media.rtmp import amf
@@ -457,5 +458,60 @@ async def test_watch_page_plays_in_chromium(live: Live) -> None:
             state = await page.evaluate("document.getElementById('state').textContent")
             assert state == "live"
     finally:
+        ffmpeg.kill()
+        await ffmpeg.wait()
+
+
+async def test_whep_viewer_receives_decodable_video_and_audio(live: Live) -> None:
+    _, key = await live.account("rtc")
+    ffmpeg = await live.push(key, 30)
+    pc = RTCPeerConnection()
+    try:
+        await live.wait_live("rtc")
+        pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="recvonly")
+        tracks: dict[str, Any] = {}
+        pc.on("track", lambda track: tracks.__setitem__(track.kind, track))
+        await pc.setLocalDescription(await pc.createOffer())
+        async with live.c.session.post(
+            live.c.url("/live/rtc/whep"),
+            data=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp"},
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+            assert resp.content_type == "application/sdp"
+            location = resp.headers["Location"]
+            answer = await resp.text()
+        assert "H264/90000" in answer and "VP8" not in answer  # passthrough, no re-encode
+        assert "opus/48000" in answer
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        for _ in range(100):
+            if {"video", "audio"} <= set(tracks):
+                break
+            await asyncio.sleep(0.05)
+        frames = [await asyncio.wait_for(tracks["video"].recv(), 15) for _ in range(10)]
+        assert (frames[-1].width, frames[-1].height) == (320, 240)
+        assert frames[-1].pts > frames[0].pts
+        sound = await asyncio.wait_for(tracks["audio"].recv(), 10)
+        assert sound.sample_rate == 48000
+        _, info, _ = await live.c.call("GET", "/api/live/streams/rtc")
+        assert info["webrtc_viewers"] == 1
+        async with live.c.session.delete(live.c.url(location)) as resp:
+            assert resp.status == 200
+        _, info, _ = await live.c.call("GET", "/api/live/streams/rtc")
+        assert info["webrtc_viewers"] == 0
+        async with live.c.session.delete(live.c.url(location)) as resp:
+            assert resp.status == 404 and (await resp.json())["code"] == "session_not_found"
+        for path, body, ctype, status, code in (
+            ("/live/rtc/whep", "v=0", "text/plain", 415, "unsupported_media_type"),
+            ("/live/rtc/whep", "hello", "application/sdp", 400, "invalid_sdp"),
+            ("/live/nobody/whep", "v=0\r\nm=video", "application/sdp", 404, "stream_not_found"),
+        ):
+            async with live.c.session.post(
+                live.c.url(path), data=body, headers={"Content-Type": ctype}
+            ) as resp:
+                assert resp.status == status and (await resp.json())["code"] == code
+    finally:
+        await pc.close()
         ffmpeg.kill()
         await ffmpeg.wait()

@@ -24,7 +24,7 @@ import structlog
 
 from .fmp4 import FRAGMENTED_MP4_OPTIONS, Fragment, FragmentSink
 from .mp4 import Track
-from .readers import PacketCopy, QueuedReader
+from .readers import PacketCopy, Reader
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +81,7 @@ class Ingest:
 
     callbacks: IngestCallbacks
     part_seconds: float
-    readers: list[QueuedReader] = field(default_factory=list)
+    readers: list[Reader] = field(default_factory=list)
     avc_config: bytes | None = None
     aac_config: bytes | None = None
     dropped: int = 0

@@ -23,8 +23,9 @@ from ..config import LiveSettings
 from .fmp4 import Fragment
 from .hls.timeline import Timeline
 from .ingest import Ingest, IngestCallbacks, TrackInfo
-from .readers import QueuedReader
+from .readers import Reader
 from .thumbnails import ThumbnailReader
+from .webrtc.relay import WebRtcRelay
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +51,7 @@ class PublishSession:
     started_at: float = field(default_factory=time.time)
     bytes_in: int = 0
     ingest: Ingest = field(init=False)
-    readers: list[QueuedReader] = field(default_factory=list)
+    readers: list[Reader] = field(default_factory=list)
     finished: bool = False
 
     def write(self, tag_type: int, timestamp: int, payload: bytes) -> None:
@@ -83,6 +84,7 @@ class LiveStream:
     thumbnail: bytes | None = None
     thumbnail_at: float = 0.0
     dropped: dict[str, int] = field(default_factory=dict)
+    relay: WebRtcRelay | None = None
 
     def sample_stats(self) -> None:
         """Refresh bitrate and per-output drop counts."""
@@ -116,6 +118,7 @@ class LiveStream:
             "hls": f"/live/{self.name}/index.m3u8",
             "thumbnail": f"/live/{self.name}/thumbnail.jpg" if self.thumbnail else None,
             "dropped_packets": dict(self.dropped),
+            "webrtc_viewers": len(self.relay.viewers) if self.relay else 0,
         }
 
 
@@ -186,12 +189,10 @@ class LiveService:
         log.info(event.replace("stream.", "live."), stream=name, user=user.username, peer=peer)
         return session
 
-    def _readers(
-        self, loop: asyncio.AbstractEventLoop, session: PublishSession
-    ) -> list[QueuedReader]:
+    def _readers(self, loop: asyncio.AbstractEventLoop, session: PublishSession) -> list[Reader]:
         """The secondary outputs of a publish session (each on its own bounded queue)."""
         stream = session.stream
-        readers: list[QueuedReader] = []
+        readers: list[Reader] = []
         if self.settings.thumbnail_seconds > 0:
 
             def set_thumbnail(jpeg: bytes) -> None:
@@ -208,8 +209,18 @@ class LiveService:
                     from_thread,
                 )
             )
+        if stream.relay is not None:
+            readers.append(stream.relay)
         session.readers = readers
         return readers
+
+    def relay(self, stream: LiveStream) -> WebRtcRelay:
+        """The stream's WebRTC relay, made (and attached to the pipeline) on first use."""
+        if stream.relay is None:
+            stream.relay = WebRtcRelay(asyncio.get_running_loop())
+            if stream.session is not None:
+                stream.session.readers.append(stream.relay)
+        return stream.relay
 
     def _callbacks(self, session: PublishSession) -> IngestCallbacks:
         stream = session.stream
@@ -251,6 +262,10 @@ class LiveService:
             return
         stream.state = "ended"
         stream.timeline.end()
+        if stream.relay is not None:
+            for viewer in list(stream.relay.viewers.values()):
+                await viewer.pc.close()
+            stream.relay.close()
         # Late viewers may still finish the playlist (it now has EXT-X-ENDLIST), then it goes.
         linger = self.settings.window_segments * self.settings.segment_seconds
         asyncio.get_running_loop().call_later(linger, self._forget, stream)

@@ -14,7 +14,7 @@ import queue
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -33,6 +33,21 @@ class PacketCopy:
     dts: int | None
     time_base: Fraction
     keyframe: bool
+
+
+class Reader(Protocol):
+    """An output of the packet pipeline."""
+
+    name: str
+
+    @property
+    def dropped(self) -> int: ...
+
+    def accepts(self, kind: str, keyframe: bool) -> bool: ...
+
+    def offer(self, packet: PacketCopy) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class QueuedReader:

@@ -12,6 +12,7 @@ from ..api import Api, Call
 from ..errors import Problem
 from .hls.timeline import Timeline
 from .live import LiveService, LiveStream
+from .webrtc.whep import register_whep_routes
 
 STATIC = Path(__file__).parent / "static"
 # hls.js runs its transmuxer in a blob: worker and feeds the video element through blob: URLs.
@@ -124,6 +125,7 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
     app.router.add_get(f"/live/{{name:{NAME}}}/{{file}}", media)
     app.router.add_get(f"/watch/{{name:{NAME}}}", watch)
     app.router.add_static("/static/live", STATIC)
+    register_whep_routes(app, service, NAME)
 
     @api.route("GET", "/api/live/streams", auth="public", tags=("live",))
     async def list_streams(call: Call[None]) -> dict[str, Any]:
