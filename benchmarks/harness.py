@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import secrets
 import shutil
 import socket
@@ -44,6 +45,47 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds that processes (user, nice, system) and the hypervisor (steal) took from
+    all cores since boot, from /proc/stat; interrupt time (loopback TCP) is left out."""
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + steal) / CLK_TCK
+
+
+class CpuWindow:
+    """CPU seconds used during a ``with`` block by given server pids, by this process's
+    children that were reaped within it (the load client), and by everything else on the
+    machine: ``others_cpu_s`` shows how noisy the run was."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self.pids = pids
+        self.server_cpu_s = self.client_cpu_s = self.others_cpu_s = 0.0
+
+    @staticmethod
+    def _rusage(who: int) -> float:
+        usage = resource.getrusage(who)
+        return usage.ru_utime + usage.ru_stime
+
+    def __enter__(self) -> CpuWindow:
+        self._start = (
+            machine_cpu_seconds(),
+            sum(cpu_seconds(pid) for pid in self.pids),
+            self._rusage(resource.RUSAGE_CHILDREN),
+            self._rusage(resource.RUSAGE_SELF),
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        machine0, server0, children0, self0 = self._start
+        self.server_cpu_s = sum(cpu_seconds(pid) for pid in self.pids) - server0
+        self.client_cpu_s = self._rusage(resource.RUSAGE_CHILDREN) - children0
+        own = self._rusage(resource.RUSAGE_SELF) - self0
+        machine = machine_cpu_seconds() - machine0
+        self.others_cpu_s = max(0.0, machine - self.server_cpu_s - self.client_cpu_s - own)
 
 
 def busy_cores(seconds: float = 1.0) -> float:

@@ -28,10 +28,10 @@ import asyncpg
 from .harness import (
     PEERS,
     PG_URL,
+    CpuWindow,
     LagSampler,
     check_idle,
     cluster_config,
-    cpu_seconds,
     create_admin,
     ensure_node_modules,
     free_port,
@@ -148,11 +148,15 @@ async def measure(
     """Start the server(s), run the load once, add server CPU and loop lag."""
     busy = await asyncio.to_thread(check_idle, args.wait_idle)
     async with start(nodes, {0} if args.pin else None) as servers:
-        before = sum(cpu_seconds(pid) for pid in servers.pids)
-        with LagSampler(servers.metrics) as lag:
+        with CpuWindow(servers.pids) as cpu, LagSampler(servers.metrics) as lag:
             result = await run_load(kind, servers, args, rate)
-        result["server_cpu_s"] = sum(cpu_seconds(pid) for pid in servers.pids) - before
-        result.update(lag.summary_ms(), busy_cores_before=busy)
+        result.update(
+            lag.summary_ms(),
+            server_cpu_s=cpu.server_cpu_s,
+            client_process_cpu_s=cpu.client_cpu_s,
+            others_cpu_s=cpu.others_cpu_s,
+            busy_cores_before=busy,
+        )
     delivered = max(1, result["delivered"])
     result["server_us_per_msg"] = result["server_cpu_s"] / delivered * 1e6
     result["client_us_per_msg"] = result["client_cpu_s"] / delivered * 1e6
@@ -197,6 +201,7 @@ def report(ours: list[dict[str, Any]], peer: list[dict[str, Any]]) -> list[str]:
             "server cpu s",
             "server µs/msg",
             "client cpu s",
+            "others cpu s",
             "max loop lag ms",
         ]
     ]
@@ -213,6 +218,7 @@ def report(ours: list[dict[str, Any]], peer: list[dict[str, Any]]) -> list[str]:
                 r["server_cpu_s"],
                 r["server_us_per_msg"],
                 r["client_cpu_s"],
+                r["others_cpu_s"],
                 r["max_loop_lag_ms"] if r["max_loop_lag_ms"] is not None else "-",
             ]
         )

@@ -56,6 +56,8 @@ class LiveSettings(Section):
     webhook_timeout_seconds: float = Field(3.0, gt=0)
     thumbnail_seconds: float = Field(5.0, ge=0, description="Snapshot interval; 0 turns them off")
     thumbnail_width: int = Field(480, ge=16, le=3840)
+    stats_seconds: float = Field(2.0, gt=0, description="Stats on the live:<stream> topic")
+    viewer_timeout_seconds: float = Field(10.0, gt=0, description="An HLS viewer counts this long")
 
 
 class StoreSettings(Section):

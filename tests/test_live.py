@@ -124,6 +124,7 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
         "rtmp.host": "127.0.0.1",
         "rtmp.port": port,
         "live.grace_seconds": 2.0,
+        "live.stats_seconds": 0.3,
     }
     async with running(tmp_path, **overrides) as client:
         yield Live(client, port)
@@ -154,6 +155,13 @@ async def test_publish_then_read_hls_back(live: Live) -> None:
     assert info["name"] == "alice" and info["state"] == "live"
     assert info["video"] == {"kind": "video", "codec": "h264", "width": 320, "height": 240}
     assert info["audio"]["codec"] == "aac" and info["audio"]["sample_rate"] == 48000
+    # Stats over the realtime gateway, counting this HLS viewer.
+    watcher = await live.c.ws(await live.c.register("watcher"))
+    assert (await watcher.request("subscribe", "live:alice"))["op"] == "reply"
+    await live.playlist("alice")
+    (stats,) = await watcher.events(1, ephemeral=True)
+    assert stats["data"]["name"] == "alice" and stats["data"]["viewers"]["hls"] >= 1
+    assert stats["data"]["bitrate_kbps"] > 0
     jpeg = await live.thumbnail("alice")
     with av.open(io.BytesIO(jpeg), format="mjpeg") as image:
         picture = next(image.decode(video=0))
@@ -495,11 +503,11 @@ async def test_whep_viewer_receives_decodable_video_and_audio(live: Live) -> Non
         sound = await asyncio.wait_for(tracks["audio"].recv(), 10)
         assert sound.sample_rate == 48000
         _, info, _ = await live.c.call("GET", "/api/live/streams/rtc")
-        assert info["webrtc_viewers"] == 1
+        assert info["viewers"]["webrtc"] == 1
         async with live.c.session.delete(live.c.url(location)) as resp:
             assert resp.status == 200
         _, info, _ = await live.c.call("GET", "/api/live/streams/rtc")
-        assert info["webrtc_viewers"] == 0
+        assert info["viewers"]["webrtc"] == 0
         async with live.c.session.delete(live.c.url(location)) as resp:
             assert resp.status == 404 and (await resp.json())["code"] == "session_not_found"
         for path, body, ctype, status, code in (

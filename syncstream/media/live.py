@@ -85,6 +85,23 @@ class LiveStream:
     thumbnail_at: float = 0.0
     dropped: dict[str, int] = field(default_factory=dict)
     relay: WebRtcRelay | None = None
+    hls_viewers: dict[str, float] = field(default_factory=dict)  # client key -> last seen
+    viewer_timeout: float = 10.0
+
+    def saw_hls_viewer(self, key: str) -> None:
+        self.hls_viewers[key] = time.monotonic()
+
+    def viewers(self) -> dict[str, int]:
+        """HLS viewers seen recently (by address and user agent) and WebRTC sessions."""
+        cutoff = time.monotonic() - self.viewer_timeout
+        for key in [k for k, seen in self.hls_viewers.items() if seen < cutoff]:
+            del self.hls_viewers[key]
+        webrtc = len(self.relay.viewers) if self.relay else 0
+        return {
+            "hls": len(self.hls_viewers),
+            "webrtc": webrtc,
+            "total": len(self.hls_viewers) + webrtc,
+        }
 
     def sample_stats(self) -> None:
         """Refresh bitrate and per-output drop counts."""
@@ -118,7 +135,7 @@ class LiveStream:
             "hls": f"/live/{self.name}/index.m3u8",
             "thumbnail": f"/live/{self.name}/thumbnail.jpg" if self.thumbnail else None,
             "dropped_packets": dict(self.dropped),
-            "webrtc_viewers": len(self.relay.viewers) if self.relay else 0,
+            "viewers": self.viewers(),
         }
 
 
@@ -171,6 +188,7 @@ class LiveService:
                     self.settings.part_seconds,
                     self.settings.window_segments,
                 ),
+                viewer_timeout=self.settings.viewer_timeout_seconds,
             )
             self.streams[name] = stream
         if stream.grace is not None:

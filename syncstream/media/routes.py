@@ -68,6 +68,7 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
         msn, part = _int_param(request, "_HLS_msn"), _int_param(request, "_HLS_part")
         if part is not None and msn is None:
             raise Problem(400, "invalid_parameter", "_HLS_part needs _HLS_msn")
+        stream.saw_hls_viewer(f"{request.remote}|{request.headers.get('User-Agent', '')}")
         if msn is not None:
             await _wait(stream.timeline, msn, part)
         if not stream.timeline.segments:
