@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import redis.asyncio as redis
 
 from .harness import (
     PEERS,
     PG_URL,
+    REDIS_URL,
     CpuWindow,
     LagSampler,
     check_idle,
@@ -65,12 +67,28 @@ class Servers:
 Starter = Callable[[int, set[int] | None], AbstractAsyncContextManager[Servers]]
 
 
+async def drop_cluster_state(schema: str, prefix: str) -> None:
+    """Drop the run's PostgreSQL schema and its Redis keys."""
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
+    client = redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
 @asynccontextmanager
 async def syncstream_servers(nodes: int, cpus: set[int] | None) -> AsyncIterator[Servers]:
     """SyncStream node(s); two nodes share PostgreSQL (a fresh schema) and Redis."""
-    schema = random_name("bench_")
+    schema, prefix = random_name("bench_"), random_name("bench")
     with temp_dir() as tmp:
-        extra = cluster_config(schema, random_name("bench")) if nodes > 1 else ""
+        extra = cluster_config(schema, prefix) if nodes > 1 else ""
         config = write_config(tmp, extra)
         started = []
         try:
@@ -84,11 +102,7 @@ async def syncstream_servers(nodes: int, cpus: set[int] | None) -> AsyncIterator
             for node in started:
                 stop(node.proc)
             if nodes > 1:
-                conn = await asyncpg.connect(PG_URL)
-                try:
-                    await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-                finally:
-                    await conn.close()
+                await drop_cluster_state(schema, prefix)
 
 
 @asynccontextmanager
