@@ -5,6 +5,7 @@ Everything here talks to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -124,6 +125,32 @@ def pin_to(cpus: set[int] | None) -> Callable[[], None] | None:
     if not cpus:
         return None
     return lambda: os.sched_setaffinity(0, cpus)
+
+
+SERVER_CPUS, CLIENT_CPUS = {0}, {1}
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Options every benchmark has: --pin and --wait-idle."""
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the server to CPU 0 and the load generator to CPU 1 (one core each)",
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each run, wait up to S seconds for the machine to be idle",
+    )
+
+
+def cpus(args: argparse.Namespace, role: str) -> set[int] | None:
+    """The CPUs a ``role`` ("server" or "client") is pinned to, None without --pin."""
+    if not args.pin:
+        return None
+    return SERVER_CPUS if role == "server" else CLIENT_CPUS
 
 
 def percentile(values: Sequence[float], pct: float) -> float | None:

@@ -20,12 +20,15 @@ import sys
 from typing import Any
 
 from .harness import (
+    CpuWindow,
     LagSampler,
+    add_common_args,
     check_idle,
-    cpu_seconds,
+    cpus,
     create_admin,
     free_port,
     login,
+    pin_to,
     require,
     save,
     start_node,
@@ -69,11 +72,19 @@ def parse_wrk(output: str) -> dict[str, float]:
     return result
 
 
-def wrk(url: str, seconds: float, connections: int, token: str = "") -> dict[str, float]:
+def wrk(args: argparse.Namespace, url: str, token: str = "") -> dict[str, float]:
+    """One ``wrk -t1`` run (on the client CPU with --pin)."""
+    seconds, connections = args.seconds, args.connections
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--latency", url]
     if token:
         cmd += ["-H", f"Authorization: Bearer {token}"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    done = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        preexec_fn=pin_to(cpus(args, "client")),
+    )
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed: {done.stderr[-2000:]}")
     return parse_wrk(done.stdout)
@@ -84,13 +95,16 @@ async def measure(
 ) -> dict[str, Any]:
     """One wrk run against ``url``, with the server's CPU seconds and loop lag."""
     busy = await asyncio.to_thread(check_idle, args.wait_idle)
-    before = cpu_seconds(pid)
-    with LagSampler([scrape] if scrape else []) as lag:
-        result: dict[str, Any] = await asyncio.to_thread(
-            wrk, url, args.seconds, args.connections, token
-        )
-    result.update(name=name, server_cpu_s=cpu_seconds(pid) - before, busy_cores_before=busy)
-    result.update(lag.summary_ms())
+    with CpuWindow([pid]) as cpu, LagSampler([scrape] if scrape else []) as lag:
+        result: dict[str, Any] = await asyncio.to_thread(wrk, args, url, token)
+    result.update(
+        lag.summary_ms(),
+        name=name,
+        server_cpu_s=cpu.server_cpu_s,
+        wrk_cpu_s=cpu.client_cpu_s,
+        others_cpu_s=cpu.others_cpu_s,
+        busy_cores_before=busy,
+    )
     print(f"  {name:34} {result['rps']:>9,.0f} req/s", flush=True)
     return result
 
@@ -103,7 +117,7 @@ async def syncstream_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
         create_admin(config)
         for cached in (True, False):
             env = {} if cached else {"SYNCSTREAM_AUTH__SESSION_CACHE_SECONDS": "0"}
-            node = start_node(config, env=env)
+            node = start_node(config, env=env, cpus=cpus(args, "server"))
             try:
                 token = await login(node.url)
                 pid = node.proc.pid
@@ -131,7 +145,9 @@ async def syncstream_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 async def peer_run(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
-    peer = subprocess.Popen([sys.executable, "-c", PEER_APP, str(port)])
+    peer = subprocess.Popen(
+        [sys.executable, "-c", PEER_APP, str(port)], preexec_fn=pin_to(cpus(args, "server"))
+    )
     try:
         wait_port(port, peer)
         return await measure(
@@ -147,18 +163,29 @@ async def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=8.0, help="per endpoint (<= 60)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (<= 1000)")
-    parser.add_argument(
-        "--wait-idle", type=float, default=0.0, help="wait up to this many s for an idle machine"
-    )
+    add_common_args(parser)
     args = parser.parse_args()
     if not 0 < args.seconds <= 60 or not 0 < args.connections <= 1000:
         parser.error("keep runs bounded: seconds <= 60, connections <= 1000")
     require("wrk", "apt-get install wrk")
-    print(f"HTTP req/s: wrk, 1 thread, {args.connections} connections, {args.seconds:g} s each")
+    print(
+        f"HTTP req/s: wrk, 1 thread, {args.connections} connections, {args.seconds:g} s each"
+        + (", server on CPU 0 and wrk on CPU 1" if args.pin else "")
+    )
     results = await syncstream_runs(args)
     results.append(await peer_run(args))
     rows: list[list[Any]] = [
-        ["endpoint", "req/s", "p50 ms", "p99 ms", "errors", "server cpu s", "max loop lag ms"]
+        [
+            "endpoint",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "server cpu s",
+            "wrk cpu s",
+            "others cpu s",
+            "max loop lag ms",
+        ]
     ]
     for r in results:
         rows.append(
@@ -169,6 +196,8 @@ async def main() -> None:
                 r.get("p99_ms", "-"),
                 int(r["non_2xx"] + r["socket_errors"]),
                 r["server_cpu_s"],
+                r["wrk_cpu_s"],
+                r["others_cpu_s"],
                 r["max_loop_lag_ms"] if r["max_loop_lag_ms"] is not None else "-",
             ]
         )

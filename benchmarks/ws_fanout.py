@@ -7,7 +7,7 @@ server's and the load client's CPU seconds, and SyncStream's worst event-loop la
 from /metrics). Then the headline: the max sustainable deliveries/s, the best rate with
 delivered/expected >= 0.99 and p99 <= 1 s (also shown for p99 <= 100 ms), and ours / peer.
 
-    python -m benchmarks.ws_fanout                       # sweep 100,150,200,300,400 events/s
+    python -m benchmarks.ws_fanout                       # sweep 100,150,200,250,300 events/s
     python -m benchmarks.ws_fanout --rate 150 --seconds 10
     python -m benchmarks.ws_fanout --nodes 2             # two nodes sharing PostgreSQL + Redis
 """
@@ -32,8 +32,10 @@ from .harness import (
     REDIS_URL,
     CpuWindow,
     LagSampler,
+    add_common_args,
     check_idle,
     cluster_config,
+    cpus,
     create_admin,
     ensure_node_modules,
     free_port,
@@ -84,7 +86,7 @@ async def drop_cluster_state(schema: str, prefix: str) -> None:
 
 
 @asynccontextmanager
-async def syncstream_servers(nodes: int, cpus: set[int] | None) -> AsyncIterator[Servers]:
+async def syncstream_servers(nodes: int, on_cpus: set[int] | None) -> AsyncIterator[Servers]:
     """SyncStream node(s); two nodes share PostgreSQL (a fresh schema) and Redis."""
     schema, prefix = random_name("bench_"), random_name("bench")
     with temp_dir() as tmp:
@@ -94,7 +96,7 @@ async def syncstream_servers(nodes: int, cpus: set[int] | None) -> AsyncIterator
         try:
             create_admin(config)
             for i in range(nodes):
-                started.append(start_node(config, f"bench-{i}", cpus=cpus))
+                started.append(start_node(config, f"bench-{i}", cpus=on_cpus))
             token = await login(started[0].url)
             urls = [n.url for n in started]
             yield Servers(urls, token, [n.proc.pid for n in started], urls)
@@ -106,14 +108,14 @@ async def syncstream_servers(nodes: int, cpus: set[int] | None) -> AsyncIterator
 
 
 @asynccontextmanager
-async def socketio_server(nodes: int, cpus: set[int] | None) -> AsyncIterator[Servers]:
+async def socketio_server(nodes: int, on_cpus: set[int] | None) -> AsyncIterator[Servers]:
     """The Socket.IO peer: one Node process (``nodes`` is ignored)."""
     port = free_port()
     proc = subprocess.Popen(
         ["node", "server.js", str(port)],
         cwd=PEERS,
         stdout=subprocess.DEVNULL,
-        preexec_fn=pin_to(cpus),
+        preexec_fn=pin_to(on_cpus),
     )
     try:
         wait_port(port, proc)
@@ -143,7 +145,7 @@ async def run_load(
         cwd=PEERS,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        preexec_fn=pin_to({1} if args.pin else None),
+        preexec_fn=pin_to(cpus(args, "client")),
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout=args.seconds + 120)
@@ -161,7 +163,7 @@ async def measure(
 ) -> dict[str, Any]:
     """Start the server(s), run the load once, add server CPU and loop lag."""
     busy = await asyncio.to_thread(check_idle, args.wait_idle)
-    async with start(nodes, {0} if args.pin else None) as servers:
+    async with start(nodes, cpus(args, "server")) as servers:
         with CpuWindow(servers.pids) as cpu, LagSampler(servers.metrics) as lag:
             result = await run_load(kind, servers, args, rate)
         result.update(
@@ -283,7 +285,7 @@ def parse_args() -> argparse.Namespace:
     rates.add_argument(
         "--rates",
         type=lambda s: [int(x) for x in s.split(",")],
-        default=[100, 150, 200, 300, 400],
+        default=[100, 150, 200, 250, 300],
         help="comma-separated rates to sweep, events/s",
     )
     parser.add_argument("--seconds", type=float, default=8.0, help="publishing time per rate")
@@ -295,16 +297,11 @@ def parse_args() -> argparse.Namespace:
         choices=[1, 2],
         help="load-client processes holding the subscribers (2: plus a publishing process)",
     )
-    parser.add_argument(
-        "--pin",
-        action="store_true",
-        help="pin the server(s) to CPU 0 and the load client to CPU 1 (one core each)",
-    )
-    parser.add_argument(
-        "--wait-idle", type=float, default=0.0, help="wait up to this many s for an idle machine"
-    )
+    add_common_args(parser)
     parser.add_argument("--no-peer", action="store_true", help="skip the Socket.IO peer")
     args = parser.parse_args()
+    if args.pin and args.nodes > 1:
+        parser.error("--pin gives the server one core: use it with one node")
     if args.rate is not None:
         args.rates = [args.rate]
     if not 1 <= args.clients <= 20_000 or args.seconds > 120 or max(args.rates) > 10_000:

@@ -274,7 +274,7 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
         _register_core_routes(core, app)
         await gateway.start()
         cleanups.append(gateway.stop)
-        media = Media(settings, auth, bus, audit, gateway)
+        media = Media(settings, auth, bus, audit, gateway, store)
         media.register_routes(app, api)
         await media.start()
         cleanups.append(media.stop)

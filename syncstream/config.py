@@ -57,6 +57,8 @@ class LiveSettings(Section):
     thumbnail_seconds: float = Field(5.0, ge=0, description="Snapshot interval; 0 turns them off")
     thumbnail_width: int = Field(480, ge=16, le=3840)
     stats_seconds: float = Field(2.0, gt=0, description="Stats on the live:<stream> topic")
+    record: bool = Field(False, description="Record streams unless a stream's own setting says")
+    record_format: Literal["mp4", "ts"] = "mp4"
     viewer_timeout_seconds: float = Field(10.0, gt=0, description="An HLS viewer counts this long")
 
 

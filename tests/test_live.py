@@ -523,3 +523,42 @@ async def test_whep_viewer_receives_decodable_video_and_audio(live: Live) -> Non
         await pc.close()
         ffmpeg.kill()
         await ffmpeg.wait()
+
+
+async def test_recording_to_faststart_mp4(live: Live) -> None:
+    token, key = await live.account("rec")
+    other = await live.c.register("nosy")
+    status, body, _ = await live.c.call(
+        "PUT", "/api/live/settings/rec", other, json={"record": True}
+    )
+    assert status == 403 and body["code"] == "forbidden"
+    status, body, _ = await live.c.call(
+        "PUT", "/api/live/settings/nope", token, json={"record": True}
+    )
+    assert status == 404 and body["code"] == "stream_not_found"
+    status, body, _ = await live.c.call(
+        "PUT", "/api/live/settings/rec", token, json={"record": "x"}
+    )
+    assert status == 422
+    status, body, _ = await live.c.call(
+        "PUT", "/api/live/settings/rec", token, json={"record": True, "format": "mp4"}
+    )
+    assert status == 200 and body == {"stream": "rec", "record": True, "format": "mp4"}
+    ffmpeg = await live.push(key, 4)
+    await live.wait_live("rec")
+    assert await ffmpeg.wait() == 0
+    for _ in range(100):
+        recorded = [e for e in live.events if e.type == "stream.recorded"]
+        if recorded:
+            break
+        await asyncio.sleep(0.1)
+    (event,) = recorded
+    assert event.data["owner_id"] and event.data["format"] == "mp4"
+    _, listing, _ = await live.c.call("GET", "/api/live/recordings", token)
+    assert [r["id"] for r in listing["recordings"]] == [event.data["id"]]
+    assert (await live.c.call("GET", "/api/live/recordings", other))[1]["recordings"] == []
+    data = Path(event.data["path"]).read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat"), "faststart: the index comes first"
+    found = probe(data)
+    assert found["video"] == ("h264", 320, 240) and found["audio"] == ("aac", 48000)
+    assert 110 <= found["frames"] <= 122  # 4 s at 30 fps

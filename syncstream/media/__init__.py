@@ -17,7 +17,9 @@ from ..auth import Auth
 from ..bus import EventBus
 from ..config import Settings
 from ..realtime import Gateway, Namespace
+from ..store import Store
 from .live import LiveService
+from .recording import MIGRATIONS as RECORDING_MIGRATIONS
 from .routes import register_live_routes
 from .rtmp.server import RtmpServer
 
@@ -28,11 +30,20 @@ class Media:
     """Starts and stops the media core of one node."""
 
     def __init__(
-        self, settings: Settings, auth: Auth, bus: EventBus, audit: Audit, gateway: Gateway
+        self,
+        settings: Settings,
+        auth: Auth,
+        bus: EventBus,
+        audit: Audit,
+        gateway: Gateway,
+        store: Store,
     ) -> None:
         self.settings = settings
         self.gateway = gateway
-        self.live = LiveService(settings.live, auth, bus, audit)
+        self.store = store
+        self.live = LiveService(
+            settings.live, auth, bus, audit, store, settings.data_dir / "recordings"
+        )
         self.rtmp: RtmpServer | None = None
         if settings.rtmp.enabled:
             self.rtmp = RtmpServer(self.live, settings.rtmp.host, settings.rtmp.port)
@@ -44,6 +55,7 @@ class Media:
         register_live_routes(app, api, self.live)
 
     async def start(self) -> None:
+        await self.store.migrate("core.live", RECORDING_MIGRATIONS)
         if self.rtmp is not None:
             await self.rtmp.start()
         self._stats = asyncio.create_task(self._publish_stats())

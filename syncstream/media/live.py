@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
@@ -20,10 +21,12 @@ from ..audit import Audit
 from ..auth import Auth, User
 from ..bus import EventBus
 from ..config import LiveSettings
+from ..store import Store
 from .fmp4 import Fragment
 from .hls.timeline import Timeline
 from .ingest import Ingest, IngestCallbacks, TrackInfo
 from .readers import Reader
+from .recording import Format, Recording
 from .thumbnails import ThumbnailReader
 from .webrtc.relay import WebRtcRelay
 
@@ -53,6 +56,7 @@ class PublishSession:
     ingest: Ingest = field(init=False)
     readers: list[Reader] = field(default_factory=list)
     finished: bool = False
+    recording: Recording | None = None
 
     def write(self, tag_type: int, timestamp: int, payload: bytes) -> None:
         """One FLV tag from the publisher; raises MediaError for media we cannot carry."""
@@ -142,11 +146,21 @@ class LiveStream:
 class LiveService:
     """The registry of live streams, shared by the RTMP server and the HTTP routes."""
 
-    def __init__(self, settings: LiveSettings, auth: Auth, bus: EventBus, audit: Audit) -> None:
+    def __init__(
+        self,
+        settings: LiveSettings,
+        auth: Auth,
+        bus: EventBus,
+        audit: Audit,
+        store: Store,
+        recordings_dir: Path,
+    ) -> None:
         self.settings = settings
         self.auth = auth
         self.bus = bus
         self.audit = audit
+        self.store = store
+        self.recordings_dir = recordings_dir
         self.streams: dict[str, LiveStream] = {}
         self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -201,6 +215,9 @@ class LiveService:
             self._callbacks(session), self.settings.part_seconds, self._readers(loop, session)
         )
         stream.session = session
+        record, fmt = await self.recording_settings(name)
+        if record:
+            session.recording = Recording(self.recordings_dir, name, user.id, fmt)
         await self.audit.record("stream.published", actor_id=user.id, target=name, ip=peer)
         event = "stream.resumed" if resumed else "stream.started"
         await self.bus.fire(event, {"stream": name, "owner_id": user.id, "owner": user.username})
@@ -253,16 +270,22 @@ class LiveService:
         def on_init(data: bytes) -> None:
             if current():
                 stream.timeline.new_init(data)
+                if session.recording is not None:
+                    session.recording.init(data)
 
         def on_fragment(fragment: Fragment) -> None:
             if current():
                 stream.timeline.add(fragment)
+                if session.recording is not None:
+                    session.recording.fragment(fragment.data)
 
         return IngestCallbacks(on_tracks, on_init, on_fragment)
 
     async def unpublished(self, session: PublishSession, error: str | None = None) -> None:
         """The publisher's media ended: wait for a reconnect, then end the stream."""
         stream = session.stream
+        if session.recording is not None:
+            self._spawn(session.recording.finish(self.store, self.bus))
         if stream.session is not session:
             return  # taken over: the stream lives on
         stream.session = None
@@ -301,6 +324,15 @@ class LiveService:
             self.settings.on_unpublish_url, "unpublish", stream.name, stream.owner, "", refuse=False
         )
         log.info("live.ended", stream=stream.name, reason=reason, seconds=duration)
+
+    async def recording_settings(self, stream: str) -> tuple[bool, Format]:
+        """(record?, format) of a stream: its own setting, else the configured default."""
+        row = await self.store.fetchone(
+            "SELECT record, format FROM live_stream_settings WHERE stream = ?", stream
+        )
+        if row is None:
+            return self.settings.record, self.settings.record_format
+        return bool(row["record"]), row["format"]
 
     def _forget(self, stream: LiveStream) -> None:
         if self.streams.get(stream.name) is stream:

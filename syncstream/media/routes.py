@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, Field
 
 from ..api import Api, Call
 from ..errors import Problem
@@ -127,6 +128,7 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
     app.router.add_get(f"/watch/{{name:{NAME}}}", watch)
     app.router.add_static("/static/live", STATIC)
     register_whep_routes(app, service, NAME)
+    register_recording_routes(api, service)
 
     @api.route("GET", "/api/live/streams", auth="public", tags=("live",))
     async def list_streams(call: Call[None]) -> dict[str, Any]:
@@ -153,3 +155,72 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
         await service.audit.record(
             "stream.kicked", actor_id=call.user.id, target=stream.name, ip=call.ip
         )
+
+
+class StreamSettingsIn(BaseModel):
+    record: bool
+    format: Literal["mp4", "ts"] = "mp4"
+
+
+class RecordingsQuery(BaseModel):
+    stream: str | None = Field(None, pattern=f"^{NAME}$")
+    limit: int = Field(50, ge=1, le=500)
+
+
+async def _owned(service: LiveService, call: Call[Any], name: str) -> str:
+    """The stream name if the caller owns it (or is an admin)."""
+    owner = await service.store.fetchval("SELECT user_id FROM stream_keys WHERE stream = ?", name)
+    if owner is None:
+        raise Problem(404, "stream_not_found", f"no stream named {name!r} (create its key first)")
+    if owner != call.user.id and not call.user.is_admin:
+        raise Problem(403, "forbidden", "only the stream's owner or an admin may do this")
+    return name
+
+
+def register_recording_routes(api: Api, service: LiveService) -> None:
+    @api.route("GET", "/api/live/settings/{name}", tags=("live",))
+    async def get_settings(call: Call[None]) -> dict[str, Any]:
+        """A stream's recording settings (owner or admin)."""
+        name = await _owned(service, call, call.param("name"))
+        record, fmt = await service.recording_settings(name)
+        return {"stream": name, "record": record, "format": fmt}
+
+    @api.route("PUT", "/api/live/settings/{name}", body=StreamSettingsIn, tags=("live",))
+    async def put_settings(call: Call[StreamSettingsIn]) -> dict[str, Any]:
+        """Turn recording of a stream on or off (from its next publish)."""
+        name = await _owned(service, call, call.param("name"))
+        await service.store.execute(
+            "INSERT INTO live_stream_settings (stream, record, format) VALUES (?, ?, ?)"
+            " ON CONFLICT (stream) DO UPDATE"
+            " SET record = excluded.record, format = excluded.format",
+            name,
+            int(call.body.record),
+            call.body.format,
+        )
+        await service.audit.record(
+            "stream.settings_changed",
+            actor_id=call.user.id,
+            target=name,
+            record=call.body.record,
+            format=call.body.format,
+        )
+        return {"stream": name, "record": call.body.record, "format": call.body.format}
+
+    @api.route("GET", "/api/live/recordings", query=RecordingsQuery, tags=("live",))
+    async def recordings(call: Call[None]) -> dict[str, Any]:
+        """The caller's recordings, newest first (admins see everyone's)."""
+        q: RecordingsQuery = call.query
+        where, args = [], []
+        if not call.user.is_admin:
+            where.append("owner_id = ?")
+            args.append(call.user.id)
+        if q.stream:
+            where.append("stream = ?")
+            args.append(q.stream)
+        sql = "SELECT id, stream, owner_id, format, started_at, ended_at, size FROM live_recordings"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await service.store.fetchall(
+            sql + " ORDER BY started_at DESC LIMIT ?", *args, q.limit
+        )
+        return {"recordings": rows}
