@@ -29,6 +29,7 @@ from .harness import (
     free_port,
     login,
     pin_to,
+    quiet_run,
     require,
     save,
     start_node,
@@ -92,6 +93,13 @@ def wrk(args: argparse.Namespace, url: str, token: str = "") -> dict[str, float]
 
 async def measure(
     name: str, url: str, pid: int, args: argparse.Namespace, token: str = "", scrape: str = ""
+) -> dict[str, Any]:
+    """A wrk run against ``url`` undisturbed by other processes (see ``quiet_run``)."""
+    return await quiet_run(lambda: measure_once(name, url, pid, args, token, scrape), args)
+
+
+async def measure_once(
+    name: str, url: str, pid: int, args: argparse.Namespace, token: str, scrape: str
 ) -> dict[str, Any]:
     """One wrk run against ``url``, with the server's CPU seconds and loop lag."""
     busy = await asyncio.to_thread(check_idle, args.wait_idle)
@@ -190,7 +198,7 @@ async def main() -> None:
     for r in results:
         rows.append(
             [
-                r["name"],
+                r["name"] + ("*" if r.get("noisy") else ""),
                 f"{r['rps']:,.0f}",
                 r.get("p50_ms", "-"),
                 r.get("p99_ms", "-"),
@@ -203,6 +211,8 @@ async def main() -> None:
         )
     print()
     print(table(rows))
+    if any(r.get("noisy") for r in results):
+        print("* other processes took CPU during this run, even after retries")
     print()
     peer_rps = results[-1]["rps"]
     for r in results[:-1]:

@@ -43,6 +43,15 @@ class RtmpSettings(Section):
     port: int = Field(1935, ge=0, le=65535)
 
 
+class Rendition(Section):
+    """One rung of the optional FFmpeg bitrate ladder."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,16}$")
+    height: int = Field(ge=16, le=4320)
+    video_kbps: int = Field(ge=50, le=100_000)
+    audio_kbps: int = Field(128, ge=16, le=512)
+
+
 class LiveSettings(Section):
     app: str = Field("live", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="RTMP application name")
     segment_seconds: float = Field(2.0, ge=0.5, le=30, description="HLS target segment length")
@@ -58,6 +67,9 @@ class LiveSettings(Section):
     thumbnail_width: int = Field(480, ge=16, le=3840)
     stats_seconds: float = Field(2.0, gt=0, description="Stats on the live:<stream> topic")
     record: bool = Field(False, description="Record streams unless a stream's own setting says")
+    ladder: list[Rendition] = Field(
+        default_factory=list, description="FFmpeg renditions for every stream; empty = off"
+    )
     record_format: Literal["mp4", "ts"] = "mp4"
     viewer_timeout_seconds: float = Field(10.0, gt=0, description="An HLS viewer counts this long")
 

@@ -562,3 +562,51 @@ async def test_recording_to_faststart_mp4(live: Live) -> None:
     found = probe(data)
     assert found["video"] == ("h264", 320, 240) and found["audio"] == ("aac", 48000)
     assert 110 <= found["frames"] <= 122  # 4 s at 30 fps
+
+
+async def test_ffmpeg_ladder_makes_a_multivariant_playlist(tmp_path: Path) -> None:
+    port = free_port()
+    ladder = [{"name": "small", "height": 120, "video_kbps": 200, "audio_kbps": 64}]
+    overrides = {
+        "rtmp.enabled": True,
+        "rtmp.host": "127.0.0.1",
+        "rtmp.port": port,
+        "live.ladder": ladder,
+        "live.grace_seconds": 0.5,
+    }
+    async with running(tmp_path, **overrides) as client:
+        live = Live(client, port)
+        _, key = await live.account("ladder")
+        ffmpeg = await live.push(key, 10)
+        try:
+            await live.wait_live("ladder")
+            for _ in range(150):
+                status, text, _ = await live.c.call("GET", "/live/ladder/master.m3u8")
+                if status == 200 and "ladder/small/index.m3u8" in str(text):
+                    break
+                await asyncio.sleep(0.1)
+            assert 'NAME="source"\nindex.m3u8' in text and "RESOLUTION=320x240" in text
+            for _ in range(100):
+                status, rung, _ = await live.c.call("GET", "/live/ladder/ladder/small/index.m3u8")
+                if status == 200 and "seg-" in str(rung):
+                    break
+                await asyncio.sleep(0.1)
+            init = await live.fetch("ladder", "ladder/small/init.mp4")
+            segment = re.findall(r"^(seg-\d+\.m4s)$", rung, re.M)[0]
+            data = init + await live.fetch("ladder", f"ladder/small/{segment}")
+            with av.open(io.BytesIO(data)) as container:
+                video = container.streams.video[0]
+                assert video.codec_context.height == 120 and container.streams.audio
+            for bad in (
+                "ladder/other/index.m3u8",
+                "ladder/small/..%2F..%2Fx",
+                "ladder/small/x.txt",
+            ):
+                status, body, _ = await live.c.call("GET", f"/live/ladder/{bad}")
+                assert status == 404 and body["code"] == "not_found", bad
+        finally:
+            ffmpeg.kill()
+            await ffmpeg.wait()
+    async with running(tmp_path / "plain") as plain:
+        status, _, _ = await plain.call("GET", "/live/none/master.m3u8")
+        assert status == 404

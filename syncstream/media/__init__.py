@@ -41,9 +41,7 @@ class Media:
         self.settings = settings
         self.gateway = gateway
         self.store = store
-        self.live = LiveService(
-            settings.live, auth, bus, audit, store, settings.data_dir / "recordings"
-        )
+        self.live = LiveService(settings.live, auth, bus, audit, store, settings.data_dir)
         self.rtmp: RtmpServer | None = None
         if settings.rtmp.enabled:
             self.rtmp = RtmpServer(self.live, settings.rtmp.host, settings.rtmp.port)

@@ -25,6 +25,7 @@ from ..store import Store
 from .fmp4 import Fragment
 from .hls.timeline import Timeline
 from .ingest import Ingest, IngestCallbacks, TrackInfo
+from .ladder import Ladder
 from .readers import Reader
 from .recording import Format, Recording
 from .thumbnails import ThumbnailReader
@@ -89,6 +90,7 @@ class LiveStream:
     thumbnail_at: float = 0.0
     dropped: dict[str, int] = field(default_factory=dict)
     relay: WebRtcRelay | None = None
+    ladder: Ladder | None = None
     hls_viewers: dict[str, float] = field(default_factory=dict)  # client key -> last seen
     viewer_timeout: float = 10.0
 
@@ -153,14 +155,15 @@ class LiveService:
         bus: EventBus,
         audit: Audit,
         store: Store,
-        recordings_dir: Path,
+        data_dir: Path,
     ) -> None:
         self.settings = settings
         self.auth = auth
         self.bus = bus
         self.audit = audit
         self.store = store
-        self.recordings_dir = recordings_dir
+        self.recordings_dir = data_dir / "recordings"
+        self.ladders_dir = data_dir / "live"
         self.streams: dict[str, LiveStream] = {}
         self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -246,6 +249,13 @@ class LiveService:
             )
         if stream.relay is not None:
             readers.append(stream.relay)
+        if self.settings.ladder:
+            stream.ladder = Ladder(
+                list(self.settings.ladder),
+                self.ladders_dir / stream.name / "ladder",
+                self.settings.segment_seconds,
+            )
+            readers.append(stream.ladder)
         session.readers = readers
         return readers
 

@@ -28,6 +28,7 @@ NAME = r"[a-z0-9][a-z0-9_.-]{0,31}"
 PART_RE = re.compile(r"^part-(\d{1,12})\.(\d{1,6})\.m4s$")
 SEGMENT_RE = re.compile(r"^seg-(\d{1,12})\.m4s$")
 INIT_RE = re.compile(r"^init-(\d{1,6})\.mp4$")
+LADDER_FILE_RE = re.compile(r"^(index\.m3u8|init\.mp4|seg-\d{1,9}\.m4s)$")
 
 
 def _stream(service: LiveService, name: str) -> LiveStream:
@@ -123,10 +124,44 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
             STATIC / "watch.html", headers={"Content-Security-Policy": WATCH_CSP}
         )
 
+    async def master(request: web.Request) -> web.Response:
+        stream = _stream(service, request.match_info["name"])
+        if stream.ladder is None:
+            raise Problem(404, "no_ladder", "this server has no bitrate ladder (live.ladder)")
+        video = next((t for t in stream.tracks if t.kind == "video"), None)
+        text = stream.ladder.master_playlist(int(stream.sample_bitrate() * 1000), video)
+        return web.Response(
+            text=text,
+            content_type=PLAYLIST_TYPE,
+            headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"},
+        )
+
     app.router.add_get(f"/live/{{name:{NAME}}}/index.m3u8", playlist)
+    app.router.add_get(f"/live/{{name:{NAME}}}/master.m3u8", master)
     app.router.add_get(f"/live/{{name:{NAME}}}/{{file}}", media)
     app.router.add_get(f"/watch/{{name:{NAME}}}", watch)
     app.router.add_static("/static/live", STATIC)
+
+    async def rendition(request: web.Request) -> web.StreamResponse:
+        stream = _stream(service, request.match_info["name"])
+        names = {r.name for r in service.settings.ladder}
+        rung, file = request.match_info["rendition"], request.match_info["file"]
+        if stream.ladder is None or rung not in names or not LADDER_FILE_RE.match(file):
+            raise Problem(404, "not_found", "no such rendition file")
+        path = stream.ladder.directory / rung / file
+        if not path.is_file():
+            raise Problem(404, "not_found", "no such rendition file (yet)")
+        playlist = file.endswith(".m3u8")
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": PLAYLIST_TYPE if playlist else MEDIA_TYPE,
+                "Cache-Control": "no-cache" if playlist else "public, max-age=60",
+                "Access-Control-Allow-Origin": "*",
+            },
+        )
+
+    app.router.add_get(f"/live/{{name:{NAME}}}/ladder/{{rendition}}/{{file}}", rendition)
     register_whep_routes(app, service, NAME)
     register_recording_routes(api, service)
 
