@@ -90,18 +90,10 @@ class CpuWindow:
 
 
 def busy_cores(seconds: float = 1.0) -> float:
-    """How many cores were busy machine-wide over ``seconds`` (from /proc/stat)."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return sum(fields[:8]) - idle, sum(fields[:8])
-
-    busy0, total0 = sample()
+    """How many cores' worth of CPU the whole machine used over ``seconds``."""
+    cpu0, wall0 = machine_cpu_seconds(), time.monotonic()
     time.sleep(seconds)
-    busy1, total1 = sample()
-    cores = os.cpu_count() or 1
-    return cores * (busy1 - busy0) / max(1, total1 - total0)
+    return (machine_cpu_seconds() - cpu0) / (time.monotonic() - wall0)
 
 
 def check_idle(wait: float = 0.0, limit: float = 0.15) -> float:

@@ -610,3 +610,26 @@ async def test_ffmpeg_ladder_makes_a_multivariant_playlist(tmp_path: Path) -> No
     async with running(tmp_path / "plain") as plain:
         status, _, _ = await plain.call("GET", "/live/none/master.m3u8")
         assert status == 404
+
+
+async def test_whep_video_only_offer(live: Live) -> None:
+    _, key = await live.account("solo")
+    ffmpeg = await live.push(key, 20)
+    pc = RTCPeerConnection()
+    try:
+        await live.wait_live("solo")
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with live.c.session.post(
+            live.c.url("/live/solo/whep"),
+            data=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp"},
+        ) as resp:
+            assert resp.status == 201
+            answer = await resp.text()
+        assert "m=audio" not in answer
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    finally:
+        await pc.close()
+        ffmpeg.kill()
+        await ffmpeg.wait()

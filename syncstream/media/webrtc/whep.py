@@ -38,9 +38,13 @@ def register_whep_routes(app: web.Application, service: LiveService, name_patter
         viewer = Viewer(pc)
         # Transceivers made before the offer is applied take its m-lines; the video one accepts
         # only H.264, which is passed through (VP8 would need a re-encode per viewer).
-        video = pc.addTransceiver(viewer.video, direction="sendonly")
-        video.setCodecPreferences(H264)
-        pc.addTransceiver(viewer.audio, direction="sendonly")
+        # A viewer may ask for video only or audio only: answer just what was offered.
+        kinds = {line[2:7] for line in sdp.splitlines() if line.startswith(("m=video", "m=audio"))}
+        if "video" in kinds:
+            video = pc.addTransceiver(viewer.video, direction="sendonly")
+            video.setCodecPreferences(H264)
+        if "audio" in kinds:
+            pc.addTransceiver(viewer.audio, direction="sendonly")
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
