@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from .harness import (
+    HERE,
     PASSWORD,
     RESULTS,
     cpu_seconds,
@@ -37,6 +38,7 @@ from .harness import (
     write_config,
 )
 
+NMS = HERE / "peers" / "nms"
 NGINX_CONF = """
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 daemon off;
@@ -202,6 +204,44 @@ def run_nginx(source: Path, streams: int, seconds: float) -> dict[str, Any]:
             stop(proc)
 
 
+def run_nms(source: Path, streams: int, seconds: float) -> dict[str, Any] | None:
+    """Node-Media-Server 4 (RTMP + HTTP-FLV; it writes no HLS), if npm could install it."""
+    app = NMS / "node_modules" / "node-media-server" / "bin" / "app.js"
+    if not app.exists():
+        if shutil.which("npm") is None:
+            return None
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=NMS, check=False, capture_output=True
+        )
+        if not app.exists():
+            return None
+    with temp_dir() as tmp:
+        port, http = free_port(), free_port()
+        proc = subprocess.Popen(
+            [
+                "node",
+                str(app),
+                "--bind",
+                "127.0.0.1",
+                "--rtmp-port",
+                str(port),
+                "--http-port",
+                str(http),
+                "--data-path",
+                str(tmp),
+                "--no-admin",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_port(port, proc)
+            urls = [f"rtmp://127.0.0.1:{port}/live/stream{i}" for i in range(streams)]
+            return measure(proc.pid, source, urls, seconds)
+        finally:
+            stop(proc)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -220,7 +260,11 @@ def main() -> None:
     for streams in args.streams:
         ours = run_syncstream(source, streams, args.seconds)
         peer = run_nginx(source, streams, args.seconds)
-        for name, r in (("syncstream", ours), ("nginx-rtmp", peer)):
+        nms = run_nms(source, streams, args.seconds)
+        measured = [("syncstream", ours), ("nginx-rtmp", peer)]
+        if nms is not None:
+            measured.append(("node-media-server", nms))
+        for name, r in measured:
             rows.append(
                 [
                     name,
@@ -234,6 +278,11 @@ def main() -> None:
             results.append({"server": name, "streams": streams, **r})
         ratio = ours["cpu_percent"] / max(peer["cpu_percent"], 1e-9)
         print(f"{streams} stream(s): CPU syncstream/nginx-rtmp = {ratio:.2f}", flush=True)
+        if nms is not None:
+            ratio = ours["cpu_percent"] / max(nms["cpu_percent"], 1e-9)
+            print(
+                f"{streams} stream(s): CPU syncstream/node-media-server = {ratio:.2f}", flush=True
+            )
     print()
     print(table(rows))
     save("live", {"args": vars(args), "results": results})
