@@ -54,7 +54,10 @@ class Page:
 @asynccontextmanager
 async def chromium_page(url: str) -> AsyncIterator[Page]:
     assert CHROMIUM, "chromium is not installed"
-    with tempfile.TemporaryDirectory(prefix="syncstream-chromium-") as profile:
+    # Chromium's helper processes may still write to the profile while it shuts down.
+    with tempfile.TemporaryDirectory(
+        prefix="syncstream-chromium-", ignore_cleanup_errors=True
+    ) as profile:
         proc = await asyncio.create_subprocess_exec(
             CHROMIUM,
             *FLAGS,

@@ -8,6 +8,7 @@ import re
 import shutil
 import threading
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,18 +117,21 @@ class Live:
             return await resp.read()
 
 
+@asynccontextmanager
+async def live_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[Live]:
+    """A server with RTMP on a free port (plus ``overrides``, dotted config keys)."""
+    port = free_port()
+    settings = {"rtmp.enabled": True, "rtmp.host": "127.0.0.1", "rtmp.port": port, **overrides}
+    async with running(tmp_path, **settings) as client:
+        yield Live(client, port)
+
+
 @pytest.fixture
 async def live(tmp_path: Path) -> AsyncIterator[Live]:
-    port = free_port()
-    overrides = {
-        "rtmp.enabled": True,
-        "rtmp.host": "127.0.0.1",
-        "rtmp.port": port,
-        "live.grace_seconds": 2.0,
-        "live.stats_seconds": 0.3,
-    }
-    async with running(tmp_path, **overrides) as client:
-        yield Live(client, port)
+    async with live_server(
+        tmp_path, **{"live.grace_seconds": 2.0, "live.stats_seconds": 0.3}
+    ) as server:
+        yield server
 
 
 def probe(data: bytes) -> dict[str, Any]:
@@ -415,17 +419,12 @@ async def test_publish_webhook_can_refuse(
     tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, calls = webhook
-    port = free_port()
     overrides = {
-        "rtmp.enabled": True,
-        "rtmp.host": "127.0.0.1",
-        "rtmp.port": port,
         "live.on_publish_url": url,
         "live.on_unpublish_url": url,
         "live.grace_seconds": 0.5,
     }
-    async with running(tmp_path, **overrides) as client:
-        live = Live(client, port)
+    async with live_server(tmp_path, **overrides) as live:
         _, key = await live.account("blocked")
         refused = await live.push(key, 2)
         await refused.communicate()
@@ -565,17 +564,9 @@ async def test_recording_to_faststart_mp4(live: Live) -> None:
 
 
 async def test_ffmpeg_ladder_makes_a_multivariant_playlist(tmp_path: Path) -> None:
-    port = free_port()
     ladder = [{"name": "small", "height": 120, "video_kbps": 200, "audio_kbps": 64}]
-    overrides = {
-        "rtmp.enabled": True,
-        "rtmp.host": "127.0.0.1",
-        "rtmp.port": port,
-        "live.ladder": ladder,
-        "live.grace_seconds": 0.5,
-    }
-    async with running(tmp_path, **overrides) as client:
-        live = Live(client, port)
+    overrides = {"live.ladder": ladder, "live.grace_seconds": 0.5}
+    async with live_server(tmp_path, **overrides) as live:
         _, key = await live.account("ladder")
         ffmpeg = await live.push(key, 10)
         try:
