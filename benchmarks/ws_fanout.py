@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from statistics import median
 from typing import Any
 
 import asyncpg
@@ -281,6 +282,20 @@ def report(ours: list[dict[str, Any]], peer: list[dict[str, Any]]) -> list[str]:
         if found["syncstream"] and found["socketio"]:
             ratio = found["syncstream"]["delivered_per_s"] / found["socketio"]["delivered_per_s"]
             lines.append(f"  ratio syncstream / socketio: {ratio:.2f}")
+    costs = {
+        label: median(r["server_us_per_msg"] for r in runs)
+        for label, runs in (("syncstream", ours), ("socketio", peer))
+        if runs
+    }
+    lines.append(
+        "server CPU per delivered message, median over the rates: "
+        + ", ".join(f"{label} {cost:.2f} µs" for label, cost in costs.items())
+        + (
+            f" (ratio syncstream / socketio: {costs['syncstream'] / costs['socketio']:.2f})"
+            if len(costs) == 2
+            else ""
+        )
+    )
     return lines
 
 

@@ -542,7 +542,14 @@ async def test_recording_to_faststart_mp4(live: Live) -> None:
     status, body, _ = await live.c.call(
         "PUT", "/api/live/settings/rec", token, json={"record": True, "format": "mp4"}
     )
-    assert status == 200 and body == {"stream": "rec", "record": True, "format": "mp4"}
+    assert status == 200 and body == {
+        "stream": "rec",
+        "record": True,
+        "format": "mp4",
+        "ladder": True,
+    }
+    _, body, _ = await live.c.call("GET", "/api/live/settings/rec", token)
+    assert body["record"] is True
     ffmpeg = await live.push(key, 4)
     await live.wait_live("rec")
     assert await ffmpeg.wait() == 0
@@ -598,6 +605,17 @@ async def test_ffmpeg_ladder_makes_a_multivariant_playlist(tmp_path: Path) -> No
         finally:
             ffmpeg.kill()
             await ffmpeg.wait()
+        # A stream whose owner switched the ladder off gets none.
+        token, key = await live.account("noladder")
+        status, _, _ = await live.c.call(
+            "PUT", "/api/live/settings/noladder", token, json={"record": False, "ladder": False}
+        )
+        assert status == 200
+        ffmpeg = await live.push(key, 4)
+        await live.wait_live("noladder")
+        status, body, _ = await live.c.call("GET", "/live/noladder/master.m3u8")
+        assert status == 404 and body["code"] == "no_ladder"
+        await ffmpeg.wait()
     async with running(tmp_path / "plain") as plain:
         status, _, _ = await plain.call("GET", "/live/none/master.m3u8")
         assert status == 404

@@ -145,6 +145,23 @@ class LiveStream:
         }
 
 
+@dataclass(frozen=True)
+class StreamOptions:
+    """Per-stream switches: record (and in which format), and run the bitrate ladder."""
+
+    record: bool
+    format: Format
+    ladder: bool
+
+    def public(self, stream: str) -> dict[str, Any]:
+        return {
+            "stream": stream,
+            "record": self.record,
+            "format": self.format,
+            "ladder": self.ladder,
+        }
+
+
 class LiveService:
     """The registry of live streams, shared by the RTMP server and the HTTP routes."""
 
@@ -212,22 +229,23 @@ class LiveService:
             stream.grace.cancel()
             stream.grace = None
         stream.state = "live"
+        options = await self.stream_options(name)
         session = PublishSession(stream, peer, kick, lambda s: self._spawn(self.unpublished(s)))
         loop = asyncio.get_running_loop()
-        session.ingest = Ingest(
-            self._callbacks(session), self.settings.part_seconds, self._readers(loop, session)
-        )
+        readers = self._readers(loop, session, ladder=options.ladder)
+        session.ingest = Ingest(self._callbacks(session), self.settings.part_seconds, readers)
         stream.session = session
-        record, fmt = await self.recording_settings(name)
-        if record:
-            session.recording = Recording(self.recordings_dir, name, user.id, fmt)
+        if options.record:
+            session.recording = Recording(self.recordings_dir, name, user.id, options.format)
         await self.audit.record("stream.published", actor_id=user.id, target=name, ip=peer)
         event = "stream.resumed" if resumed else "stream.started"
         await self.bus.fire(event, {"stream": name, "owner_id": user.id, "owner": user.username})
         log.info(event.replace("stream.", "live."), stream=name, user=user.username, peer=peer)
         return session
 
-    def _readers(self, loop: asyncio.AbstractEventLoop, session: PublishSession) -> list[Reader]:
+    def _readers(
+        self, loop: asyncio.AbstractEventLoop, session: PublishSession, ladder: bool
+    ) -> list[Reader]:
         """The secondary outputs of a publish session (each on its own bounded queue)."""
         stream = session.stream
         readers: list[Reader] = []
@@ -249,7 +267,8 @@ class LiveService:
             )
         if stream.relay is not None:
             readers.append(stream.relay)
-        if self.settings.ladder:
+        stream.ladder = None
+        if self.settings.ladder and ladder:
             stream.ladder = Ladder(
                 list(self.settings.ladder),
                 self.ladders_dir / stream.name / "ladder",
@@ -335,14 +354,14 @@ class LiveService:
         )
         log.info("live.ended", stream=stream.name, reason=reason, seconds=duration)
 
-    async def recording_settings(self, stream: str) -> tuple[bool, Format]:
-        """(record?, format) of a stream: its own setting, else the configured default."""
+    async def stream_options(self, stream: str) -> StreamOptions:
+        """A stream's own options (PUT /api/live/settings/<stream>), else the defaults."""
         row = await self.store.fetchone(
-            "SELECT record, format FROM live_stream_settings WHERE stream = ?", stream
+            "SELECT record, format, ladder FROM live_stream_settings WHERE stream = ?", stream
         )
         if row is None:
-            return self.settings.record, self.settings.record_format
-        return bool(row["record"]), row["format"]
+            return StreamOptions(self.settings.record, self.settings.record_format, True)
+        return StreamOptions(bool(row["record"]), row["format"], bool(row["ladder"]))
 
     def _forget(self, stream: LiveStream) -> None:
         if self.streams.get(stream.name) is stream:

@@ -32,7 +32,8 @@ MIGRATIONS = [
     CREATE TABLE live_stream_settings (
         stream TEXT PRIMARY KEY,
         record BIGINT NOT NULL DEFAULT 0,
-        format TEXT NOT NULL DEFAULT 'mp4'
+        format TEXT NOT NULL DEFAULT 'mp4',
+        ladder BIGINT NOT NULL DEFAULT 1
     );
     CREATE TABLE live_recordings (
         id TEXT PRIMARY KEY,

@@ -195,6 +195,7 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
 class StreamSettingsIn(BaseModel):
     record: bool
     format: Literal["mp4", "ts"] = "mp4"
+    ladder: bool = Field(True, description="Run the bitrate ladder (when live.ladder is set)")
 
 
 class RecordingsQuery(BaseModel):
@@ -215,22 +216,22 @@ async def _owned(service: LiveService, call: Call[Any], name: str) -> str:
 def register_recording_routes(api: Api, service: LiveService) -> None:
     @api.route("GET", "/api/live/settings/{name}", tags=("live",))
     async def get_settings(call: Call[None]) -> dict[str, Any]:
-        """A stream's recording settings (owner or admin)."""
+        """A stream's recording and ladder switches (owner or admin)."""
         name = await _owned(service, call, call.param("name"))
-        record, fmt = await service.recording_settings(name)
-        return {"stream": name, "record": record, "format": fmt}
+        return (await service.stream_options(name)).public(name)
 
     @api.route("PUT", "/api/live/settings/{name}", body=StreamSettingsIn, tags=("live",))
     async def put_settings(call: Call[StreamSettingsIn]) -> dict[str, Any]:
-        """Turn recording of a stream on or off (from its next publish)."""
+        """Set a stream's recording and ladder switches (from its next publish)."""
         name = await _owned(service, call, call.param("name"))
         await service.store.execute(
-            "INSERT INTO live_stream_settings (stream, record, format) VALUES (?, ?, ?)"
+            "INSERT INTO live_stream_settings (stream, record, format, ladder) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (stream) DO UPDATE"
-            " SET record = excluded.record, format = excluded.format",
+            " SET record = excluded.record, format = excluded.format, ladder = excluded.ladder",
             name,
             int(call.body.record),
             call.body.format,
+            int(call.body.ladder),
         )
         await service.audit.record(
             "stream.settings_changed",
@@ -238,8 +239,9 @@ def register_recording_routes(api: Api, service: LiveService) -> None:
             target=name,
             record=call.body.record,
             format=call.body.format,
+            ladder=call.body.ladder,
         )
-        return {"stream": name, "record": call.body.record, "format": call.body.format}
+        return (await service.stream_options(name)).public(name)
 
     @api.route("GET", "/api/live/recordings", query=RecordingsQuery, tags=("live",))
     async def recordings(call: Call[None]) -> dict[str, Any]:
