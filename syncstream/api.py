@@ -61,6 +61,12 @@ def validation_problem(exc: ValidationError, where: str) -> Problem:
     return Problem(422, "validation_failed", detail, errors=errors)
 
 
+def default_tags(path: str) -> tuple[str, ...]:
+    """OpenAPI tag of a route: the segment after /api/ (``/api/auth/login`` -> ``auth``)."""
+    parts = path.split("/")
+    return (parts[2],) if path.startswith("/api/") and len(parts) > 2 else ()
+
+
 @dataclass(slots=True)
 class Call(Generic[B]):
     """What a handler receives: the request, its validated body and query, and the caller."""
@@ -142,7 +148,7 @@ class Api:
                 query,
                 response,
                 status,
-                tags or (path.split("/")[2],) if path.startswith("/api/") else tags,
+                tags or default_tags(path),
             )
             self.specs.append(spec)
             self.router.add_route(method.upper(), path, self._wrap(handler, spec))
