@@ -642,3 +642,16 @@ async def test_whep_video_only_offer(live: Live) -> None:
         await pc.close()
         ffmpeg.kill()
         await ffmpeg.wait()
+
+
+async def test_recording_is_finished_when_the_server_stops(tmp_path: Path) -> None:
+    async with live_server(tmp_path, **{"live.record": True}) as live:
+        _, key = await live.account("late")
+        ffmpeg = await live.push(key, 30)
+        await live.wait_live("late")
+        await asyncio.sleep(1)
+    await ffmpeg.wait()
+    files = list((tmp_path / "data" / "recordings" / "late").iterdir())
+    assert [f.suffix for f in files] == [".mp4"], "finalised, no .part file left"
+    found = probe(files[0].read_bytes())
+    assert found["video"] == ("h264", 320, 240) and found["frames"] > 30

@@ -185,13 +185,25 @@ class LiveService:
         self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 30.0) -> None:
+        """Shutdown: flush every session, end every stream, finish recordings (bounded)."""
         for stream in list(self.streams.values()):
             if stream.session is not None:
                 stream.session.kick("server shutting down")
+                stream.session.finish()
+        await self._drain(timeout)
+        for stream in list(self.streams.values()):
+            if stream.grace is not None:
+                stream.grace.cancel()
             await self._end(stream, "shutdown")
+        await self._drain(timeout)  # recordings being finalised, webhooks
         if self._http is not None:
             await self._http.close()
+
+    async def _drain(self, timeout: float) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._tasks and (left := deadline - asyncio.get_running_loop().time()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left)
 
     # --- publishing -----------------------------------------------------------------------
 

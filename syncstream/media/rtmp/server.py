@@ -166,7 +166,7 @@ class Connection:
             key = values[3] if len(values) > 3 and isinstance(values[3], str) else ""
             await self._publish(key)
         elif name in ("FCUnpublish", "deleteStream", "closeStream"):
-            self._end_session()
+            self.end_session()
         elif name == "play":
             self._status(
                 "error",
@@ -219,7 +219,7 @@ class Connection:
         self._send(CSID_CONTROL, USER_CONTROL, struct.pack(">HI", 0, STREAM_ID))  # StreamBegin
         self._status("status", "NetStream.Publish.Start", f"{self.session.stream.name} is now live")
 
-    def _end_session(self) -> None:
+    def end_session(self) -> None:
         if self.session is not None:
             self.session.finish()
             self.session = None
@@ -264,7 +264,7 @@ class RtmpServer:
             log.exception("rtmp.failed", peer=conn.peer)
         finally:
             self._connections.discard(conn)
-            conn._end_session()
+            conn.end_session()
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
