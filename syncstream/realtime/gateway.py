@@ -237,6 +237,9 @@ class Gateway:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     await self._on_text(conn, msg.data)
+                    # Frames already buffered would otherwise run back to back: a burst of
+                    # publishes (each a fan-out) must not hold the loop from everyone else.
+                    await asyncio.sleep(0)
                 elif msg.type == WSMsgType.BINARY:
                     await self._error(conn, None, "invalid_frame", "send JSON text frames")
                 elif msg.type == WSMsgType.ERROR:
