@@ -14,7 +14,7 @@ import queue
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -110,18 +110,3 @@ class QueuedReader:
 
     def handle(self, packet: PacketCopy) -> None:
         raise NotImplementedError
-
-
-def copy_packet(packet: Any) -> PacketCopy:
-    stream = packet.stream
-    ctx = stream.codec_context
-    return PacketCopy(
-        stream.type,
-        ctx.name,
-        bytes(ctx.extradata) if ctx.extradata else None,
-        bytes(packet),
-        packet.pts,
-        packet.dts,
-        packet.time_base,
-        bool(packet.is_keyframe),
-    )

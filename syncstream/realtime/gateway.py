@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -45,7 +45,6 @@ from .wire import (
 log = structlog.get_logger(__name__)
 
 TOPIC_RE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.:@*~=+-]{1,200})$")
-Action = Literal["subscribe", "publish"]
 Check = Callable[[User, str], "bool | Awaitable[bool]"]
 PublishHook = Callable[[User, str, Any], Awaitable[Any]]
 
