@@ -464,6 +464,22 @@ async def test_watch_page_plays_in_chromium(live: Live) -> None:
             assert later > first + 0.5, "currentTime advances: the stream plays"
             state = await page.evaluate("document.getElementById('state').textContent")
             assert state == "live"
+            # The WebRTC button switches the same page to WHEP.
+            await page.evaluate("document.getElementById('mode').click()")
+            webrtc = None
+            for _ in range(100):
+                webrtc = await page.evaluate(
+                    "(() => { const v = document.getElementById('video');"
+                    " return v.srcObject ? v.currentTime : null; })()"
+                )
+                if webrtc and webrtc > 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert webrtc and webrtc > 1, f"WebRTC playback did not start: {webrtc}"
+            _, info, _ = await live.c.call("GET", "/api/live/streams/tv")
+            assert info["viewers"]["webrtc"] == 1
+            label = await page.evaluate("document.getElementById('mode').textContent")
+            assert label == "Watch with HLS"
     finally:
         ffmpeg.kill()
         await ffmpeg.wait()

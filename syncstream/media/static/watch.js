@@ -7,6 +7,7 @@ const video = document.getElementById("video");
 const $ = (id) => document.getElementById(id);
 const source = `/live/${encodeURIComponent(name)}/index.m3u8`;
 let hls = null;
+let whep = null; // { pc, location } while watching over WebRTC
 
 function show(state, message) {
   const badge = $("state");
@@ -35,6 +36,61 @@ function start() {
   video.play().catch(() => show($("state").textContent, "Press play to start."));
 }
 
+function stopHls() {
+  if (hls) { hls.destroy(); hls = null; }
+  video.removeAttribute("src");
+}
+
+async function startWhep() {
+  stopHls();
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  const media = new MediaStream();
+  pc.ontrack = (event) => {
+    media.addTrack(event.track);
+    video.srcObject = media;
+    video.play().catch(() => {});
+  };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {  // gather ICE candidates first (WHEP without trickle)
+    if (pc.iceGatheringState === "complete") return resolve();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && resolve();
+    setTimeout(resolve, 2000);
+  });
+  const response = await fetch(`/live/${encodeURIComponent(name)}/whep`, {
+    method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
+  });
+  if (response.status !== 201) {
+    pc.close();
+    const problem = await response.json().catch(() => ({}));
+    throw new Error(problem.detail || `WHEP answered ${response.status}`);
+  }
+  const location = response.headers.get("Location");
+  await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+  whep = { pc, location };
+  $("mode").textContent = "Watch with HLS";
+}
+
+async function stopWhep() {
+  if (!whep) return;
+  const { pc, location } = whep;
+  whep = null;
+  pc.close();
+  video.srcObject = null;
+  if (location) await fetch(location, { method: "DELETE" }).catch(() => {});
+  $("mode").textContent = "Watch with WebRTC";
+}
+
+$("mode").addEventListener("click", async () => {
+  try {
+    if (whep) { await stopWhep(); start(); } else { await startWhep(); }
+  } catch (error) {
+    show($("state").textContent, `WebRTC: ${error.message}`);
+    start();
+  }
+});
+
 function format(seconds) {
   const s = Math.floor(seconds);
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
@@ -57,6 +113,7 @@ async function refresh() {
     $("bitrate").textContent = stream.bitrate_kbps ? `${Math.round(stream.bitrate_kbps)} kbit/s` : "–";
     $("uptime").textContent = format(stream.uptime_seconds);
     if (hls && hls.latency) $("latency").textContent = `${hls.latency.toFixed(1)} s`;
+    if (whep) $("latency").textContent = "WebRTC (sub-second)";
   } catch (error) {
     show("offline", "The server cannot be reached.");
   }
