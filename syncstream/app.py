@@ -34,6 +34,7 @@ from .media import Media
 from .metrics import Metrics
 from .plugins import EnabledPlugin, PluginContext, discover, resolve, start_plugin
 from .realtime import Gateway, create_engine
+from .services import ServiceRegistry
 from .store import Store, open_store
 
 log = structlog.get_logger(__name__)
@@ -60,6 +61,7 @@ class Core:
     plugins: list[EnabledPlugin] = field(default_factory=list)
     contexts: list[PluginContext] = field(default_factory=list)
     announcements: list[tuple[str, str]] = field(default_factory=list)
+    services: ServiceRegistry = field(default_factory=ServiceRegistry)
     media: Media | None = None
     draining: bool = False
     background: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -70,7 +72,15 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-ALLOWED_HEADERS = "Authorization, Content-Type, If-Range, Range, Idempotency-Key"
+ALLOWED_HEADERS = (
+    "Authorization, Content-Type, If-Range, Range, Idempotency-Key, Tus-Resumable,"
+    " Upload-Length, Upload-Defer-Length, Upload-Offset, Upload-Metadata, Upload-Checksum,"
+    " Link-Password"
+)
+EXPOSED_HEADERS = (
+    "Location, ETag, Content-Range, Content-Disposition, Retry-After, Tus-Resumable, Tus-Version,"
+    " Tus-Max-Size, Tus-Extension, Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires"
+)
 
 
 def _cors_headers(settings: Settings, request: web.Request) -> dict[str, str]:
@@ -82,7 +92,7 @@ def _cors_headers(settings: Settings, request: web.Request) -> dict[str, str]:
         "Access-Control-Allow-Origin": "*" if "*" in allowed else origin,
         "Access-Control-Allow-Headers": ALLOWED_HEADERS,
         "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
-        "Access-Control-Expose-Headers": "Location, ETag, Content-Range, Retry-After",
+        "Access-Control-Expose-Headers": EXPOSED_HEADERS,
         "Access-Control-Max-Age": "600",
         "Vary": "Origin",
     }
@@ -301,6 +311,7 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
                 app=app,
                 data_dir=data_dir,
                 metrics=metrics.registry,
+                services=core.services,
                 announcements=core.announcements,
             )
             core.contexts.append(ctx)

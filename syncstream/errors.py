@@ -15,6 +15,13 @@ from aiohttp import web
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # protocol-specific codes such as tus's 460
+        return "Error"
+
+
 class Problem(Exception):
     """An error a client can act on: HTTP status, stable ``code`` and a human ``detail``."""
 
@@ -30,8 +37,8 @@ class Problem(Exception):
     ) -> None:
         self.status = status
         self.code = code
-        self.detail = detail or HTTPStatus(status).phrase
-        self.title = title or HTTPStatus(status).phrase
+        self.detail = detail or _phrase(status)
+        self.title = title or _phrase(status)
         self.headers = headers or {}
         self.extra = extra
         super().__init__(f"{status} {code}: {self.detail}")
@@ -49,6 +56,7 @@ class Problem(Exception):
     def response(self) -> web.Response:
         return web.Response(
             status=self.status,
+            reason=self.title,
             text=json.dumps(self.body(), separators=(",", ":"), default=str),
             content_type=PROBLEM_CONTENT_TYPE,
             headers=self.headers,

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .bus import EventBus
     from .config import Settings
     from .realtime import Gateway
+    from .services import ServiceRegistry
     from .store import Migration, Store
 
 ENTRY_POINT_GROUP = "syncstream.plugins"
@@ -50,7 +51,8 @@ class NoConfig(BaseModel):
 @dataclass
 class PluginContext:
     """Everything a plugin may use. ``api`` registers JSON routes under ``/api/<name>``;
-    ``app.router`` is there for anything else (static files, media)."""
+    ``app.router`` is there for anything else (static files, media); ``services`` holds what
+    plugins provide each other (see :mod:`syncstream.services`)."""
 
     name: str
     config: Any
@@ -64,6 +66,7 @@ class PluginContext:
     app: web.Application
     data_dir: Path
     metrics: CollectorRegistry
+    services: ServiceRegistry
     announcements: list[tuple[str, str]] = field(default_factory=list)
     log: Any = None
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -71,6 +74,10 @@ class PluginContext:
     def on_cleanup(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run ``callback`` at shutdown (latest first, before the store closes)."""
         self.cleanups.append(callback)
+
+    def provide(self, interface: type[Any], implementation: Any) -> None:
+        """Offer ``implementation`` of a core interface to other plugins."""
+        self.services.provide(interface, implementation, self.name)
 
     def announce(self, label: str, value: str) -> None:
         """Add a line (such as a URL users need) to the startup banner."""

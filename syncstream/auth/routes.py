@@ -8,7 +8,8 @@ from pydantic import BaseModel, Field
 
 from ..api import Api, Call
 from ..errors import Problem
-from .service import SESSION_KEY, Auth, Role, iso
+from ..times import iso
+from .service import SESSION_KEY, Auth, Role
 
 
 class Credentials(BaseModel):

@@ -22,6 +22,7 @@ from ..errors import Problem
 from ..ids import new_id, new_secret
 from ..ratelimit import KeyedLimiter
 from ..store import IntegrityError, Store
+from ..times import iso
 from .passwords import hash_password, needs_rehash, verify_password
 from .session_cache import SessionCache
 
@@ -116,10 +117,6 @@ class Session:
 
 
 SESSION_KEY = web.RequestKey("syncstream.session", Session)
-
-
-def iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
 USER_COLUMNS = "u.id, u.username, u.role, u.banned, u.created_at"

@@ -34,9 +34,10 @@ class Queries(Protocol):
         """The first column of the first row, or None."""
 
 
-# A migration step: portable SQL (may hold several statements separated by ';'), one SQL text per
-# dialect, or an async function given the transaction.
-Migration = str | Mapping[Dialect, str] | Callable[[Queries], Awaitable[None]]
+# A migration step: portable SQL (may hold several statements separated by ';'), an async
+# function given the transaction, or one of those per dialect.
+MigrationStep = str | Callable[[Queries], Awaitable[None]]
+Migration = MigrationStep | Mapping[Dialect, MigrationStep]
 
 
 class Store(Queries, Protocol):

@@ -41,16 +41,14 @@ def owner_lock_key(owner: str) -> int:
 
 
 async def run_step(tx: Queries, dialect: Dialect, step: Migration) -> None:
+    if not (isinstance(step, str) or callable(step)):
+        if dialect not in step:
+            raise StoreError(f"the migration step has no SQL for {dialect}")
+        step = step[dialect]
     if callable(step):
         await step(tx)
         return
-    if isinstance(step, str):
-        script = step
-    elif dialect in step:
-        script = step[dialect]
-    else:
-        raise StoreError(f"the migration step has no SQL for {dialect}")
-    for statement in split_statements(script):
+    for statement in split_statements(step):
         await tx.execute(statement)
 
 

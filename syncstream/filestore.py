@@ -1,0 +1,38 @@
+"""The file store interface: how plugins keep files for users (provided by the files plugin).
+
+Media jobs read their inputs and store their outputs through it, chat checks attachments with
+it, the live core's recordings become files through it (on the ``stream.recorded`` event).
+Look it up with ``ctx.services.get(FileStore)`` in a plugin that ``requires=("files",)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class FileStore(Protocol):
+    async def add(
+        self,
+        *,
+        owner_id: str,
+        source: Path,
+        name: str,
+        folder: str = "",
+        created_by: str | None = None,
+    ) -> dict[str, Any]:
+        """Adopt the local file ``source`` (moved, not copied) as a file of ``owner_id``.
+
+        ``folder`` is a folder id of the owner, or a ``/``-separated path of folder names
+        created as needed (``"Recordings/2026"``); '' is the root. A taken name is numbered.
+        Returns the file as the API shows it. Raises ``Problem`` (quota, name, folder).
+        """
+        ...
+
+    async def readable(self, user_id: str, file_id: str) -> dict[str, Any]:
+        """The file if ``user_id`` may read it, else a 404 ``Problem``."""
+        ...
+
+    def local_path(self, file_id: str) -> Path:
+        """Where a file's bytes are, for reading them (FFmpeg input, thumbnails)."""
+        ...
