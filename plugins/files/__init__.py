@@ -1,0 +1,85 @@
+"""Files: resumable uploads (tus), ranged downloads, folders, trash, sharing, public links,
+search and thumbnails, on local disk. Other plugins keep files through the
+:class:`syncstream.filestore.FileStore` this plugin provides; live recordings become files of
+their broadcaster in ``Recordings/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from syncstream import Namespace, Plugin, PluginContext, User
+from syncstream.bus import Event
+from syncstream.filestore import FileStore
+
+from .config import Config
+from .routes import register
+from .schema import MIGRATIONS
+from .service import FilesService
+from .storage import LocalBlobStore, UploadArea
+from .tus import Tus
+
+SWEEP_SECONDS = 60.0
+
+
+def own_uploads(user: User, topic: str) -> bool:
+    return topic == f"uploads:{user.id}"
+
+
+async def setup(ctx: PluginContext) -> None:
+    config: Config = ctx.config
+    service = FilesService(
+        config=config,
+        store=ctx.store,
+        bus=ctx.bus,
+        gateway=ctx.gateway,
+        audit=ctx.audit,
+        users=ctx.auth,
+        blobs=LocalBlobStore(ctx.data_dir / "blobs"),
+        area=UploadArea(ctx.data_dir / "uploads"),
+        thumbs_dir=ctx.data_dir / "thumbs",
+    )
+    ctx.provide(FileStore, service)
+    ctx.gateway.register(Namespace("uploads", can_subscribe=own_uploads))
+    Tus(service.uploads, service.access, config, ctx.auth.user_from_request).register(
+        ctx.app.router
+    )
+    register(ctx.api, service, ctx.settings.server.public_url.rstrip("/"))
+
+    async def on_recorded(event: Event) -> None:
+        if event.origin == ctx.bus.node_id:  # the recording is on this node's disk
+            await service.adopt_recording(event.data)
+
+    unlisten = ctx.bus.listen("stream.recorded", on_recorded)
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await service.uploads.sweep()
+                await service.purge_expired_trash()
+            except Exception:
+                ctx.log.exception("files.sweep_failed")
+
+    await service.processor.resume()
+    sweeper = asyncio.create_task(sweep())
+
+    async def stop() -> None:
+        unlisten()
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await service.close()
+
+    ctx.on_cleanup(stop)
+
+
+plugin = Plugin(
+    name="files",
+    version="1.0.0",
+    description="Resumable uploads, ranged downloads, folders, sharing, search, thumbnails",
+    setup=setup,
+    config=Config,
+    migrations=MIGRATIONS,
+)

@@ -1,0 +1,149 @@
+"""Media facts and thumbnails, made in worker processes after an upload (never on the loop).
+
+A file whose type can have a thumbnail is stored with ``thumbs = 'pending'``; the worker
+probes it (dimensions, duration, codecs) and writes ``<thumbs>/<id>/<size>.jpg``, then the row
+says ``ready`` (or ``failed`` / ``none``) and ``file.processed`` goes out on the bus. Files
+left pending by a restart are picked up again at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import shutil
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from syncstream.store import Row, Store
+
+from . import media_worker
+from .storage import BlobStore
+
+log = structlog.get_logger(__name__)
+
+THUMBNAIL_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/tiff")
+PROBE_PREFIXES = ("image/", "video/", "audio/")
+TIMEOUT_SECONDS = 120.0
+
+Processed = Callable[[Row, dict[str, Any]], Awaitable[None]]
+
+
+def has_thumbnails(mime: str) -> bool:
+    return mime in THUMBNAIL_TYPES or mime.startswith("video/")
+
+
+def needs_processing(mime: str) -> bool:
+    return mime.startswith(PROBE_PREFIXES)
+
+
+class Processor:
+    """A small pool of worker processes and the queue of files waiting for them."""
+
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobStore,
+        thumbs_dir: Path,
+        sizes: list[int],
+        workers: int,
+        processed: Processed,
+    ) -> None:
+        self.store, self.blobs, self.thumbs_dir = store, blobs, thumbs_dir
+        self.sizes = sorted(set(sizes))
+        self.workers = workers
+        self._processed = processed
+        self._pool: ProcessPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(workers)
+        thumbs_dir.mkdir(parents=True, exist_ok=True)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
+
+    def thumbnail_path(self, file_id: str, size: int) -> Path:
+        return self.thumbs_dir / file_id[-2:] / file_id / f"{size}.jpg"
+
+    def submit(self, node: Row) -> None:
+        """Process a file in the background."""
+        if not needs_processing(node["mime"]):
+            return
+        task = asyncio.create_task(self._process(node))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def resume(self) -> None:
+        """Queue files a previous run left pending."""
+        rows = await self.store.fetchall(
+            "SELECT id, mime FROM files_nodes WHERE thumbs = 'pending' AND kind = 'file'"
+        )
+        for row in rows:
+            self.submit(row)
+
+    async def _process(self, node: Row) -> None:
+        file_id, mime = node["id"], node["mime"]
+        source = str(self.blobs.path(file_id))
+        dest = self.thumbs_dir / file_id[-2:] / file_id
+        loop = asyncio.get_running_loop()
+        meta: dict[str, Any] = {}
+        state = "none"
+        async with self._slots:
+            try:
+                pool = self._executor()
+                meta = await asyncio.wait_for(
+                    loop.run_in_executor(pool, media_worker.probe, source, mime), TIMEOUT_SECONDS
+                )
+                if has_thumbnails(mime):
+                    made = await asyncio.wait_for(
+                        loop.run_in_executor(
+                            pool, media_worker.thumbnails, source, mime, str(dest), self.sizes
+                        ),
+                        TIMEOUT_SECONDS,
+                    )
+                    state = "ready" if made else "none"
+            except media_worker.MediaError as exc:
+                meta, state = {"error": str(exc)}, "failed"
+            except (TimeoutError, BrokenProcessPool) as exc:
+                meta, state = {"error": f"processing failed: {type(exc).__name__}"}, "failed"
+                self._reset_pool()
+            except FileNotFoundError:
+                return  # purged meanwhile
+        await self.store.execute(
+            "UPDATE files_nodes SET meta = ?, thumbs = ? WHERE id = ?",
+            json.dumps(meta),
+            state,
+            file_id,
+        )
+        log.info("files.processed", file_id=file_id, mime=mime, thumbnails=state)
+        await self._processed(node, {"meta": meta, "thumbnails": state})
+
+    def _reset_pool(self) -> None:
+        """A crashed or stuck worker: start over with fresh processes."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.kill()
+            self._pool = None
+
+    async def forget(self, file_id: str) -> None:
+        """Drop a purged file's thumbnails."""
+        await asyncio.to_thread(
+            shutil.rmtree, self.thumbs_dir / file_id[-2:] / file_id, ignore_errors=True
+        )
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+            self._pool = None

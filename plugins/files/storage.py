@@ -1,0 +1,95 @@
+"""Where file bytes live: a blob store keyed by file id, and a scratch area for uploads.
+
+Uploads are assembled in ``<root>/uploads`` (one file per upload, written at acknowledged
+offsets and fsynced); a finished upload is moved into the blob store with an atomic rename.
+The local blob store keeps ``<root>/blobs/<2 chars>/<key>`` so no directory grows too large.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+from typing import Protocol
+
+
+class BlobStore(Protocol):
+    """Finished files. Keys are opaque ids made by the plugin, never user text."""
+
+    def path(self, key: str) -> Path:
+        """The local path of a blob (for sendfile, probing and thumbnails)."""
+
+    async def put(self, key: str, source: Path) -> None:
+        """Take ``source`` (a finished local file) as blob ``key``; ``source`` is gone after."""
+
+    async def delete(self, key: str) -> None:
+        """Remove a blob; missing blobs are fine."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBlobStore:
+    """Blobs on the local disk, moved in by rename (copied when on another filesystem)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        if not key.isalnum():
+            raise ValueError(f"invalid blob key {key!r}")
+        return self.root / key[-2:] / key
+
+    async def put(self, key: str, source: Path) -> None:
+        await asyncio.to_thread(self._put, key, source)
+
+    def _put(self, key: str, source: Path) -> None:
+        target = self.path(key)
+        target.parent.mkdir(exist_ok=True)
+        try:
+            os.replace(source, target)
+        except OSError:  # another filesystem: copy beside the target, then rename
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.copyfile(source, tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+            source.unlink()
+        _fsync_dir(target.parent)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self.path(key).unlink, True)
+
+
+class UploadArea:
+    """Partial uploads: ``<root>/<upload id>.part``, written in place at given offsets."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, upload_id: str) -> Path:
+        if not upload_id.isalnum():
+            raise ValueError(f"invalid upload id {upload_id!r}")
+        return self.root / f"{upload_id}.part"
+
+    async def create(self, upload_id: str) -> None:
+        await asyncio.to_thread(self._create, upload_id)
+
+    def _create(self, upload_id: str) -> None:
+        self.path(upload_id).touch(exist_ok=False)
+        _fsync_dir(self.root)
+
+    async def truncate(self, upload_id: str, size: int) -> None:
+        """Cut a partial upload back to ``size`` bytes (drops an unacknowledged tail)."""
+        await asyncio.to_thread(os.truncate, self.path(upload_id), size)
+
+    async def delete(self, upload_id: str) -> None:
+        await asyncio.to_thread(self.path(upload_id).unlink, True)
