@@ -576,10 +576,24 @@ async def test_recording_to_faststart_mp4(live: Live) -> None:
         await asyncio.sleep(0.1)
     (event,) = recorded
     assert event.data["owner_id"] and event.data["format"] == "mp4"
-    _, listing, _ = await live.c.call("GET", "/api/live/recordings", token)
+    # The files plugin adopts the recording as a file of the broadcaster.
+    for _ in range(100):
+        _, listing, _ = await live.c.call("GET", "/api/live/recordings", token)
+        if listing["recordings"] and listing["recordings"][0]["file_id"]:
+            break
+        await asyncio.sleep(0.05)
     assert [r["id"] for r in listing["recordings"]] == [event.data["id"]]
+    file_id = listing["recordings"][0]["file_id"]
     assert (await live.c.call("GET", "/api/live/recordings", other))[1]["recordings"] == []
-    data = Path(event.data["path"]).read_bytes()
+    _, info, _ = await live.c.call("GET", f"/api/files/{file_id}", token)
+    assert [p["name"] for p in info["path"]] == ["Recordings"] and info["mime"] == "video/mp4"
+    assert info["name"].startswith("rec ") and info["name"].endswith(".mp4")
+    assert (await live.c.call("GET", f"/api/files/{file_id}", other))[0] == 404
+    async with live.c.session.get(
+        live.c.url(f"/api/files/{file_id}/content"),
+        headers={"Authorization": f"Bearer {token}"},
+    ) as resp:
+        data = await resp.read()
     assert data.index(b"moov") < data.index(b"mdat"), "faststart: the index comes first"
     found = probe(data)
     assert found["video"] == ("h264", 320, 240) and found["audio"] == ("aac", 48000)

@@ -20,6 +20,7 @@ from ..realtime import Gateway, Namespace
 from ..store import Store
 from .live import LiveService
 from .recording import MIGRATIONS as RECORDING_MIGRATIONS
+from .recording import note_adopted
 from .routes import register_live_routes
 from .rtmp.server import RtmpServer
 
@@ -48,6 +49,7 @@ class Media:
         # live:<stream> carries the stream's stats every live.stats_seconds (ephemeral).
         gateway.register(Namespace("live", can_publish=lambda user, topic: False))
         self._stats: asyncio.Task[None] | None = None
+        self._unlisten = bus.listen("file.adopted", lambda e: note_adopted(store, e.data))
 
     def register_routes(self, app: web.Application, api: Api) -> None:
         register_live_routes(app, api, self.live)
@@ -59,6 +61,7 @@ class Media:
         self._stats = asyncio.create_task(self._publish_stats())
 
     async def stop(self) -> None:
+        self._unlisten()
         if self._stats is not None:
             self._stats.cancel()
         if self.rtmp is not None:

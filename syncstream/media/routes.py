@@ -254,7 +254,10 @@ def register_recording_routes(api: Api, service: LiveService) -> None:
         if q.stream:
             where.append("stream = ?")
             args.append(q.stream)
-        sql = "SELECT id, stream, owner_id, format, started_at, ended_at, size FROM live_recordings"
+        sql = (
+            "SELECT id, stream, owner_id, format, started_at, ended_at, size, file_id"
+            " FROM live_recordings"
+        )
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = await service.store.fetchall(
