@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import email
 import hashlib
+import json
 import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from syncstream.bus import Event
@@ -24,7 +29,7 @@ from .files_support import (
     tus_patch,
     tus_upload,
 )
-from .support import running
+from .support import PASSWORD, Client, running, spawn_node
 
 PNG_1PX = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
@@ -599,3 +604,139 @@ async def test_upload_progress_reaches_the_uploaders_other_devices(tmp_path: Pat
         assert frames[-1]["data"]["file"]["id"] == file_id
         await phone.ws.close()
         await snoop.ws.close()
+
+
+async def test_kill_9_mid_upload_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    config = tmp_path / "node.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\nrtmp: {{enabled: false}}\n"
+        "logging: {level: warning, access_log: false}\n"
+    )
+    node = spawn_node(config)
+    data = os.urandom(3 << 20)
+    try:
+        await node.wait_ready()
+        async with aiohttp.ClientSession() as session:
+            c = Client(node.base, session)
+            token = await c.register("alice")
+            status, body, headers = await tus_create(c, token, len(data), "big.bin")
+            location = headers["Location"]
+            status, body, _ = await tus_patch(c, token, location, 0, data[: 1 << 20])
+            assert status == 204, body
+
+            sent = asyncio.Event()
+
+            async def stalls() -> AsyncIterator[bytes]:
+                yield data[1 << 20 : (1 << 20) + 300_000]
+                sent.set()
+                await asyncio.sleep(30)
+                yield b""
+
+            patch = asyncio.create_task(tus_patch(c, token, location, 1 << 20, stalls()))
+            await sent.wait()
+            await asyncio.sleep(0.3)
+            node.proc.kill()  # kill -9: no cleanup, no flush
+            node.proc.wait()
+            with pytest.raises(aiohttp.ClientError):
+                await patch
+
+        node = spawn_node(config, port=node.port)
+        await node.wait_ready()
+        async with aiohttp.ClientSession() as session:
+            c = Client(node.base, session)
+            _, login, _ = await c.call(
+                "POST", "/api/auth/login", json={"username": "alice", "password": PASSWORD}
+            )
+            token = login["token"]
+            status, _, resp = await c.call("HEAD", location, token, headers=TUS)
+            offset = int(resp.headers["Upload-Offset"])
+            assert offset == 1 << 20, "exactly the acknowledged bytes survive"
+            status, body, _ = await tus_patch(c, token, location, offset, data[offset:])
+            assert status == 204, body
+            status, got, _ = await download(c, token, f"/api/files/{location[-32:]}/content")
+            assert got == data
+    finally:
+        node.stop()
+
+
+async def test_a_cut_off_body_keeps_what_arrived(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        token = await c.register("alice")
+        data = os.urandom(2 << 20)
+        status, body, headers = await tus_create(c, token, len(data), "cut.bin")
+        location = headers["Location"]
+        host, port = c.base.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            (
+                f"PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                f"Tus-Resumable: 1.0.0\r\nContent-Type: {OFFSET_TYPE}\r\n"
+                f"Upload-Offset: 0\r\nContent-Length: {len(data)}\r\n\r\n"
+            ).encode()
+            + data[:700_000]
+        )
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.close()  # the client vanishes mid-body
+        offset = 0
+        for _ in range(50):
+            _, _, resp = await c.call("HEAD", location, token, headers=TUS)
+            offset = int(resp.headers["Upload-Offset"])
+            if offset:
+                break
+            await asyncio.sleep(0.05)
+        assert 0 < offset <= 700_000
+        status, body, _ = await tus_patch(c, token, location, offset, data[offset:])
+        assert status == 204, body
+        _, info, _ = await c.call("GET", f"/api/files/{location[-32:]}", token)
+        assert info["sha256"] == hashlib.sha256(data).hexdigest()
+        del reader
+
+
+TUS_CLIENT = Path(__file__).parent / "clients" / "tus"
+
+
+@pytest.fixture(scope="session")
+def tus_js_client() -> Path:
+    """tus-js-client from npm, installed once from the committed lock file."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    if not (TUS_CLIENT / "node_modules" / "tus-js-client").is_dir():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=TUS_CLIENT,
+            check=True,
+            timeout=300,
+        )
+    return TUS_CLIENT / "upload.mjs"
+
+
+async def test_tus_js_client_uploads_aborts_and_resumes(
+    tmp_path: Path, tus_js_client: Path
+) -> None:
+    async with running(tmp_path) as c:
+        token = await c.register("alice")
+        data = os.urandom(1_300_000)
+        source = tmp_path / "holiday.mov"
+        source.write_bytes(data)
+        chunk = 256 * 1024
+        proc = await asyncio.create_subprocess_exec(
+            "node",
+            str(tus_js_client),
+            c.url("/api/files/tus"),
+            token,
+            str(source),
+            str(chunk),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        events = [json.loads(line) for line in out.decode().splitlines()]
+        assert proc.returncode == 0, (events, err.decode())
+        kinds = [e["event"] for e in events]
+        assert kinds == ["aborted", "resumed", "success"], events
+        assert events[1]["sent"] >= 2 * chunk, "the second client resumed, not restarted"
+        file_id = events[2]["url"].rsplit("/", 1)[1]
+        _, info, _ = await c.call("GET", f"/api/files/{file_id}", token)
+        assert info["name"] == "holiday.mov" and info["size"] == len(data)
+        assert info["sha256"] == hashlib.sha256(data).hexdigest()
