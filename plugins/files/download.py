@@ -207,7 +207,9 @@ async def _copy(
 ) -> None:
     """Send ``count`` bytes of ``fh`` from ``offset``: sendfile if possible, else by blocks.
 
-    ``loop.sendfile`` first waits for the transport's buffer (the headers) to empty.
+    ``loop.sendfile`` first waits for the transport's buffer (the headers) to empty. uvloop
+    has none; there 1 MiB blocks read on a thread measured faster (3.6 GB/s on loopback, less
+    CPU) than ``os.sendfile`` driven from a thread on the non-blocking socket (2.5 GB/s).
     """
     transport = request.transport
     if transport is None:

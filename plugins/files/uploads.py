@@ -86,9 +86,11 @@ class Uploads:
         self._locks: dict[str, asyncio.Lock] = {}
         self._hashed: dict[str, _Hashed] = {}
         self._writer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="syncstream-upload")
+        self._hasher = ThreadPoolExecutor(max_workers=8, thread_name_prefix="syncstream-hash")
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
+        self._hasher.shutdown(wait=True)
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -279,27 +281,28 @@ class Uploads:
         hashed: _Hashed | None,
         check: Any,
     ) -> tuple[int, Problem | None]:
-        """Copy the body to ``fd``: one write on the writer thread while the next buffer fills."""
+        """Copy the body to ``fd`` while the next buffer fills: each buffer is written on a
+        writer thread and hashed on a hasher thread at the same time."""
         loop = asyncio.get_running_loop()
-        pending: asyncio.Future[None] | None = None
+        pending: list[asyncio.Future[Any]] = []
         buffered: list[bytes] = []
         size = written = 0
         failure: Problem | None = None
+        hashers = [h for h in (hashed.hasher if hashed else None, check) if h is not None]
 
-        def write(data: bytes, at: int) -> None:
-            os.pwrite(fd, data, at)
-            if hashed is not None:
-                hashed.hasher.update(data)
-            if check is not None:
-                check.update(data)
+        def digest(data: bytes) -> None:
+            for hasher in hashers:
+                hasher.update(data)
 
         async def flush() -> None:
             nonlocal pending, buffered, size, written
             data = b"".join(buffered) if len(buffered) > 1 else buffered[0]
             buffered, size = [], 0
-            if pending is not None:
-                await pending
-            pending = loop.run_in_executor(self._writer, write, data, offset + written)
+            for future in pending:
+                await future
+            pending = [loop.run_in_executor(self._writer, os.pwrite, fd, data, offset + written)]
+            if hashers:
+                pending.append(loop.run_in_executor(self._hasher, digest, data))
             written += len(data)
 
         try:
@@ -322,8 +325,8 @@ class Uploads:
         finally:
             if buffered:
                 await flush()
-            if pending is not None:
-                await pending  # never close the file under a running write
+            for future in pending:
+                await future  # never close the file under a running write
         return written, failure
 
     async def _room(self, row: Row) -> int:
