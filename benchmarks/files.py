@@ -4,9 +4,10 @@ For each size (default 1 MB, 100 MB, 2 GB) one file is uploaded with tus (one PA
 curl streams it: ``curl -T``) and downloaded (``curl -o /dev/null``), against the limits of
 this machine measured in the same run: nginx receiving the same file (WebDAV PUT to disk,
 no fsync) and serving it (sendfile) are the limits; ``dd`` writing it with fdatasync shows
-what the disk itself sustains (SyncStream fsyncs before it acknowledges an upload). Memory: the server's peak
-RSS during each transfer (VmHWM, reset before it). Then 100 concurrent small uploads
-(creation-with-upload, one request each) and name searches over 100,000 files.
+what the disk itself sustains (SyncStream fsyncs before it acknowledges an upload).
+Memory: the server's peak RSS during each transfer (VmHWM, reset before it). Then 100
+concurrent small uploads (creation-with-upload, one request each) and name searches over
+100,000 files.
 Needs curl and nginx (Debian: apt-get install curl nginx); it installs nothing itself.
 
     python -m benchmarks.files --sizes 1M,100M,2G
