@@ -13,15 +13,18 @@ import binascii
 import json
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Problem
+from syncstream import Problem, User
 from syncstream.store import Dialect, Row, Store
 from syncstream.times import unix
 
 from .tree import COLUMNS
+
+if TYPE_CHECKING:
+    from .access import Access
 
 TERM = re.compile(r"[^\W_]+")
 MAX_TERMS = 8
@@ -184,3 +187,46 @@ class Finder:
             expr = " ".join(f'"{w}"*' for w in words)
             return "n.rowid IN (SELECT rowid FROM files_fts WHERE files_fts MATCH ?)", expr
         return "n.name_tsv @@ to_tsquery('simple', ?)", " & ".join(f"{w}:*" for w in words)
+
+    async def search(
+        self, user: User, q: SearchQuery, access: Access
+    ) -> tuple[list[Row], str | None]:
+        """Search in the caller's scope (own files, shared with them, or both)."""
+        where: list[str] = []
+        args: list[Any] = []
+        prefix = ""
+        prefix_args: list[Any] = []
+        shared = (
+            "shared(id) AS (SELECT node_id FROM files_shares WHERE user_id = ?"
+            " UNION SELECT c.id FROM files_nodes c JOIN shared s ON c.parent_id = s.id)"
+        )
+        ctes: list[str] = []
+        if q.scope == "mine":
+            where.append("n.owner_id = ?")
+            args.append(user.id)
+        else:
+            ctes.append(shared)
+            prefix_args.append(user.id)
+            if q.scope == "shared":
+                where.append("n.id IN (SELECT id FROM shared) AND n.owner_id <> ?")
+                args.append(user.id)
+            else:
+                where.append("(n.owner_id = ? OR n.id IN (SELECT id FROM shared))")
+                args.append(user.id)
+        if q.folder:
+            await access.node(user, q.folder, "read")
+            ctes.append(
+                "below(id) AS (SELECT id FROM files_nodes WHERE parent_id = ?"
+                " UNION SELECT c.id FROM files_nodes c JOIN below b ON c.parent_id = b.id)"
+            )
+            prefix_args.append(q.folder)
+            where.append("n.id IN (SELECT id FROM below)")
+        match = self.name_match(q.q)
+        if match is not None:
+            where.append(match[0])
+            args.append(match[1])
+        if ctes:
+            prefix = "WITH RECURSIVE " + ", ".join(ctes)
+        return await self.page(
+            q, where=where, args=args, prefix=prefix, prefix_args=tuple(prefix_args)
+        )
