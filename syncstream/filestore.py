@@ -7,6 +7,7 @@ Look it up with ``ctx.services.get(FileStore)`` in a plugin that ``requires=("fi
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +34,10 @@ class FileStore(Protocol):
         """The file if ``user_id`` may read it, else a 404 ``Problem``."""
         ...
 
-    def local_path(self, file_id: str) -> Path:
-        """Where a file's bytes are, for reading them (FFmpeg input, thumbnails)."""
+    def local_copy(self, file_id: str) -> AbstractAsyncContextManager[Path]:
+        """``async with``: a local file with the file's bytes (FFmpeg input, say).
+
+        On local storage it is the stored file itself (read it, never change it); on S3 a
+        scratch copy removed when the block ends.
+        """
         ...

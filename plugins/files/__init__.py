@@ -15,9 +15,10 @@ from syncstream.filestore import FileStore
 
 from .config import Config
 from .routes import register
+from .s3 import S3BlobStore, S3Error
 from .schema import MIGRATIONS
 from .service import FilesService
-from .storage import LocalBlobStore, UploadArea
+from .storage import BlobStore, LocalBlobStore, UploadArea
 from .tus import Tus
 
 SWEEP_SECONDS = 60.0
@@ -25,6 +26,22 @@ SWEEP_SECONDS = 60.0
 
 def own_uploads(user: User, topic: str) -> bool:
     return topic == f"uploads:{user.id}"
+
+
+async def open_blob_store(config: Config, ctx: PluginContext) -> BlobStore:
+    """The configured store; an unreachable S3 bucket stops start-up with the reason."""
+    if config.storage == "local" or config.s3 is None:
+        return LocalBlobStore(ctx.data_dir / "blobs")
+    store = S3BlobStore(config.s3, ctx.data_dir / "scratch")
+    try:
+        await store.check()
+    except (S3Error, OSError) as exc:
+        await store.close()
+        raise RuntimeError(
+            f"S3 bucket {config.s3.bucket!r} at {config.s3.endpoint}: {exc}"
+        ) from exc
+    ctx.announce("Files", f"S3 bucket {config.s3.bucket} at {config.s3.endpoint}")
+    return store
 
 
 async def setup(ctx: PluginContext) -> None:
@@ -36,9 +53,9 @@ async def setup(ctx: PluginContext) -> None:
         gateway=ctx.gateway,
         audit=ctx.audit,
         users=ctx.auth,
-        blobs=LocalBlobStore(ctx.data_dir / "blobs"),
+        blobs=await open_blob_store(config, ctx),
         area=UploadArea(ctx.data_dir / "uploads"),
-        thumbs_dir=ctx.data_dir / "thumbs",
+        scratch=ctx.data_dir / "scratch",
     )
     ctx.provide(FileStore, service)
     ctx.gateway.register(Namespace("uploads", can_subscribe=own_uploads))

@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 GiB = 1 << 30
+MiB = 1 << 20
+
+
+class S3Config(BaseModel):
+    """An S3-compatible bucket (AWS, MinIO, Ceph, Garage ...) holding every node's files."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str = Field(
+        pattern=r"^https?://", description="e.g. https://s3.eu-west-1.amazonaws.com"
+    )
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    region: str = "us-east-1"
+    access_key: str = Field(min_length=1)
+    secret_key: str = Field(min_length=1)
+    prefix: str = Field(
+        "", pattern=r"^[A-Za-z0-9/_.-]*$", description="Key prefix inside the bucket"
+    )
+    path_style: bool = Field(
+        True, description="endpoint/bucket/key (MinIO); false: bucket.endpoint"
+    )
+    part_bytes: int = Field(64 * MiB, ge=5 * MiB, le=5 * GiB, description="Multipart part size")
 
 
 class Config(BaseModel):
@@ -32,3 +56,13 @@ class Config(BaseModel):
     progress_seconds: float = Field(
         0.5, gt=0, description="Upload progress on the realtime topic at most this often"
     )
+    storage: Literal["local", "s3"] = Field(
+        "local", description="Where finished files live: this node's disk, or an S3 bucket"
+    )
+    s3: S3Config | None = None
+
+    @model_validator(mode="after")
+    def _s3_needs_settings(self) -> Config:
+        if self.storage == "s3" and self.s3 is None:
+            raise ValueError("storage: s3 needs an s3 section (endpoint, bucket, keys)")
+        return self

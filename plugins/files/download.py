@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
-from pathlib import Path
 from typing import IO
 from urllib.parse import quote
 
 from aiohttp import web
 
 from syncstream import Problem
+
+from .storage import BlobStore
 
 MAX_RANGES = 32
 BLOCK = 1 << 20
@@ -34,7 +37,8 @@ UNSAFE_INLINE = frozenset({"image/svg+xml"})
 class Served:
     """What is being sent."""
 
-    path: Path
+    blobs: BlobStore
+    key: str
     size: int
     mime: str
     name: str
@@ -165,8 +169,8 @@ async def send(
         response.headers["Content-Range"] = f"bytes {start}-{end}/{served.size}"
     await response.prepare(request)
     if request.method != "HEAD" and length:
-        with open(served.path, "rb") as fh:  # noqa: ASYNC230 - opening is not reading
-            await _copy(request, response, fh, ranges[0][0], length)
+        async with _sender(request, response, served) as copy:
+            await copy(ranges[0][0], length)
     await response.write_eof()
     return response
 
@@ -193,13 +197,38 @@ async def _send_multipart(
     response.headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
     await response.prepare(request)
     if request.method != "HEAD":
-        with open(served.path, "rb") as fh:  # noqa: ASYNC230 - opening is not reading
+        async with _sender(request, response, served) as copy:
             for index, ((start, end), head) in enumerate(zip(ranges, heads, strict=True)):
                 await response.write((b"\r\n" if index else b"") + head)
-                await _copy(request, response, fh, start, end - start + 1)
+                await copy(start, end - start + 1)
             await response.write(b"\r\n" + tail)
     await response.write_eof()
     return response
+
+
+Copy = Callable[[int, int], Awaitable[None]]
+
+
+@asynccontextmanager
+async def _sender(
+    request: web.Request, response: web.StreamResponse, served: Served
+) -> AsyncIterator[Copy]:
+    """A ``copy(offset, count)`` for the served blob: from the local file, or streamed."""
+    path = served.blobs.local_path(served.key)
+    if path is None:
+
+        async def stream(offset: int, count: int) -> None:
+            async for block in served.blobs.read(served.key, offset, count):
+                await response.write(block)
+
+        yield stream
+        return
+    with open(path, "rb") as fh:  # noqa: ASYNC230 - opening is not reading
+
+        async def local(offset: int, count: int) -> None:
+            await _copy(request, response, fh, offset, count)
+
+        yield local
 
 
 async def _copy(

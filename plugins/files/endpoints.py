@@ -20,7 +20,8 @@ class ContentQuery(BaseModel):
 def served(node: Row, service: FilesService) -> Served:
     """What :func:`.download.send` needs to send a stored file."""
     return Served(
-        path=service.blobs.path(node["id"]),
+        blobs=service.blobs,
+        key=node["id"],
         size=int(node["size"]),
         mime=node["mime"],
         name=node["name"],

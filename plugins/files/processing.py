@@ -1,7 +1,7 @@
 """Media facts and thumbnails, made in worker processes after an upload (never on the loop).
 
 A file whose type can have a thumbnail is stored with ``thumbs = 'pending'``; the worker
-probes it (dimensions, duration, codecs) and writes ``<thumbs>/<id>/<size>.jpg``, then the row
+probes it (dimensions, duration, codecs) and makes JPEG thumbnails, stored as blobs; then the row
 says ``ready`` (or ``failed`` / ``none``) and ``file.processed`` goes out on the bus. Files
 left pending by a restart are picked up again at start.
 """
@@ -12,6 +12,7 @@ import asyncio
 import json
 import multiprocessing
 import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,6 +35,11 @@ TIMEOUT_SECONDS = 120.0
 Processed = Callable[[Row, dict[str, Any]], Awaitable[None]]
 
 
+def thumbnail_key(file_id: str, size: int) -> str:
+    """Thumbnails are blobs beside their file's (``t128x<file id>``)."""
+    return f"t{size}x{file_id}"
+
+
 def has_thumbnails(mime: str) -> bool:
     return mime in THUMBNAIL_TYPES or mime.startswith("video/")
 
@@ -49,19 +55,19 @@ class Processor:
         self,
         store: Store,
         blobs: BlobStore,
-        thumbs_dir: Path,
+        scratch: Path,
         sizes: list[int],
         workers: int,
         processed: Processed,
     ) -> None:
-        self.store, self.blobs, self.thumbs_dir = store, blobs, thumbs_dir
+        self.store, self.blobs, self.scratch = store, blobs, scratch
         self.sizes = sorted(set(sizes))
         self.workers = workers
         self._processed = processed
         self._pool: ProcessPoolExecutor | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(workers)
-        thumbs_dir.mkdir(parents=True, exist_ok=True)
+        scratch.mkdir(parents=True, exist_ok=True)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -70,8 +76,9 @@ class Processor:
             )
         return self._pool
 
-    def thumbnail_path(self, file_id: str, size: int) -> Path:
-        return self.thumbs_dir / file_id[-2:] / file_id / f"{size}.jpg"
+    def thumbnail_size(self, wanted: int) -> int:
+        """The smallest thumbnail size at least ``wanted`` (else the largest)."""
+        return next((s for s in self.sizes if s >= wanted), self.sizes[-1])
 
     def submit(self, node: Row) -> None:
         """Process a file in the background."""
@@ -91,25 +98,19 @@ class Processor:
 
     async def _process(self, node: Row) -> None:
         file_id, mime = node["id"], node["mime"]
-        source = str(self.blobs.path(file_id))
-        dest = self.thumbs_dir / file_id[-2:] / file_id
         loop = asyncio.get_running_loop()
         meta: dict[str, Any] = {}
         state = "none"
         async with self._slots:
             try:
                 pool = self._executor()
-                meta = await asyncio.wait_for(
-                    loop.run_in_executor(pool, media_worker.probe, source, mime), TIMEOUT_SECONDS
-                )
-                if has_thumbnails(mime):
-                    made = await asyncio.wait_for(
-                        loop.run_in_executor(
-                            pool, media_worker.thumbnails, source, mime, str(dest), self.sizes
-                        ),
+                async with self.blobs.local_copy(file_id) as source:
+                    meta = await asyncio.wait_for(
+                        loop.run_in_executor(pool, media_worker.probe, str(source), mime),
                         TIMEOUT_SECONDS,
                     )
-                    state = "ready" if made else "none"
+                    if has_thumbnails(mime):
+                        state = await self._thumbnails(pool, file_id, str(source), mime)
             except media_worker.MediaError as exc:
                 meta, state = {"error": str(exc)}, "failed"
             except (TimeoutError, BrokenProcessPool) as exc:
@@ -126,6 +127,24 @@ class Processor:
         log.info("files.processed", file_id=file_id, mime=mime, thumbnails=state)
         await self._processed(node, {"meta": meta, "thumbnails": state})
 
+    async def _thumbnails(
+        self, pool: ProcessPoolExecutor, file_id: str, source: str, mime: str
+    ) -> str:
+        """Make the thumbnails in a scratch directory, then store each as a blob."""
+        scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=self.scratch))
+        try:
+            made = await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(
+                    pool, media_worker.thumbnails, source, mime, str(scratch), self.sizes
+                ),
+                TIMEOUT_SECONDS,
+            )
+            for size in made:
+                await self.blobs.put(thumbnail_key(file_id, size), scratch / f"{size}.jpg")
+        finally:
+            await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
+        return "ready" if made else "none"
+
     def _reset_pool(self) -> None:
         """A crashed or stuck worker: start over with fresh processes."""
         if self._pool is not None:
@@ -136,9 +155,8 @@ class Processor:
 
     async def forget(self, file_id: str) -> None:
         """Drop a purged file's thumbnails."""
-        await asyncio.to_thread(
-            shutil.rmtree, self.thumbs_dir / file_id[-2:] / file_id, ignore_errors=True
-        )
+        for size in self.sizes:
+            await self.blobs.delete(thumbnail_key(file_id, size))
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ class FilesService:
         users: Auth,
         blobs: BlobStore,
         area: UploadArea,
-        thumbs_dir: Path,
+        scratch: Path,
     ) -> None:
         self.config, self.store, self.bus, self.gateway, self.audit = (
             config,
@@ -60,7 +61,7 @@ class FilesService:
         self.finder = Finder(store)
         self.access = Access(store, self.tree)
         self.processor = Processor(
-            store, blobs, thumbs_dir, config.thumbnail_sizes, config.workers, self._processed
+            store, blobs, scratch, config.thumbnail_sizes, config.workers, self._processed
         )
         self.uploads = Uploads(
             store, self.tree, area, blobs, config, bus.node_id, self._uploaded, self._progress
@@ -204,8 +205,8 @@ class FilesService:
             raise Problem(404, "file_not_found", f"no file {file_id[:64]}")
         return public(node, level)
 
-    def local_path(self, file_id: str) -> Path:
-        return self.blobs.path(file_id)
+    def local_copy(self, file_id: str) -> AbstractAsyncContextManager[Path]:
+        return self.blobs.local_copy(file_id)
 
     # -- recordings -------------------------------------------------------------------------
 
@@ -233,3 +234,4 @@ class FilesService:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.processor.close()
         self.uploads.close()
+        await self.blobs.close()

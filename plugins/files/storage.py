@@ -1,8 +1,9 @@
 """Where file bytes live: a blob store keyed by file id, and a scratch area for uploads.
 
 Uploads are assembled in ``<root>/uploads`` (one file per upload, written at acknowledged
-offsets and fsynced); a finished upload is moved into the blob store with an atomic rename.
-The local blob store keeps ``<root>/blobs/<2 chars>/<key>`` so no directory grows too large.
+offsets and fsynced); a finished upload is moved into the blob store: on local disk with an
+atomic rename (``<root>/blobs/<2 chars>/<key>``, so no directory grows too large), or to an
+S3-compatible bucket (:mod:`.s3`). Thumbnails are blobs too (``<file id>t<size>``).
 """
 
 from __future__ import annotations
@@ -10,21 +11,34 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Protocol
+
+READ_BLOCK = 1 << 20
 
 
 class BlobStore(Protocol):
     """Finished files. Keys are opaque ids made by the plugin, never user text."""
-
-    def path(self, key: str) -> Path:
-        """The local path of a blob (for sendfile, probing and thumbnails)."""
 
     async def put(self, key: str, source: Path) -> None:
         """Take ``source`` (a finished local file) as blob ``key``; ``source`` is gone after."""
 
     async def delete(self, key: str) -> None:
         """Remove a blob; missing blobs are fine."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The blob's path if it is on this machine's disk (sendfile), else None."""
+
+    def read(self, key: str, offset: int = 0, count: int | None = None) -> AsyncIterator[bytes]:
+        """``count`` bytes (None: to the end) from ``offset``."""
+
+    def local_copy(self, key: str) -> AbstractAsyncContextManager[Path]:
+        """A local file with the blob's bytes for as long as the context lasts."""
+
+    async def close(self) -> None:
+        """Release connections."""
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -46,6 +60,33 @@ class LocalBlobStore:
         if not key.isalnum():
             raise ValueError(f"invalid blob key {key!r}")
         return self.root / key[-2:] / key
+
+    def local_path(self, key: str) -> Path:
+        return self.path(key)
+
+    async def read(
+        self, key: str, offset: int = 0, count: int | None = None
+    ) -> AsyncIterator[bytes]:
+        fd = await asyncio.to_thread(os.open, self.path(key), os.O_RDONLY)
+        try:
+            if count is None:
+                count = os.fstat(fd).st_size - offset
+            while count > 0:
+                block = await asyncio.to_thread(os.pread, fd, min(READ_BLOCK, count), offset)
+                if not block:
+                    raise OSError(f"blob {key} is shorter than its record")
+                yield block
+                offset += len(block)
+                count -= len(block)
+        finally:
+            os.close(fd)
+
+    @asynccontextmanager
+    async def local_copy(self, key: str) -> AsyncIterator[Path]:
+        yield self.path(key)
+
+    async def close(self) -> None:
+        return None
 
     async def put(self, key: str, source: Path) -> None:
         await asyncio.to_thread(self._put, key, source)

@@ -386,14 +386,16 @@ class Uploads:
         node = await self.tree.get(row["id"])
         if node is None:
             partial = self.area.path(row["id"])
-            source = partial if partial.exists() else self.blobs.path(row["id"])
             hashed = self._hashed.pop(row["id"], None)
-            head, digest = await asyncio.to_thread(
-                _head_and_digest, source, None if hashed is None else hashed.hasher
-            )
-            mime = sniff(head, row["name"])
-            if source == partial:
+            if partial.exists():
+                head, digest = await asyncio.to_thread(
+                    _head_and_digest, partial, None if hashed is None else hashed.hasher
+                )
                 await self.blobs.put(row["id"], partial)
+            else:  # a crash came between storing the bytes and recording the file
+                async with self.blobs.local_copy(row["id"]) as stored:
+                    head, digest = await asyncio.to_thread(_head_and_digest, stored, None)
+            mime = sniff(head, row["name"])
             node = await self.tree.insert(
                 node_id=row["id"],
                 owner_id=row["owner_id"],
