@@ -33,6 +33,7 @@ from .harness import (
     free_port,
     login,
     percentile,
+    random_name,
     require,
     save,
     start_node,
@@ -200,6 +201,7 @@ def tus_upload(url: str, token: str, source: Path) -> tuple[str, float]:
 async def small_uploads(url: str, token: str, count: int, size: int) -> dict[str, Any]:
     """``count`` concurrent uploads of ``size`` bytes, each one creation-with-upload request."""
     body = os.urandom(size)
+    run = random_name("")
     headers = {
         "Authorization": f"Bearer {token}",
         "Tus-Resumable": "1.0.0",
@@ -214,7 +216,7 @@ async def small_uploads(url: str, token: str, count: int, size: int) -> dict[str
             async with session.post(
                 url + "/api/files/tus",
                 data=body,
-                headers={**headers, "Upload-Metadata": metadata(f"small-{i}.bin")},
+                headers={**headers, "Upload-Metadata": metadata(f"small-{run}-{i}.bin")},
             ) as resp:
                 if resp.status != 201:
                     raise RuntimeError(f"upload {i}: {resp.status} {await resp.text()}")

@@ -396,7 +396,10 @@ class Server:
             f"  WebSocket     {ws_url}",
             f"  HLS           {self.url}/live/<stream>/index.m3u8",
             f"  Watch page    {self.url}/watch/<stream>",
-            *[f"  {label:<13} {value}" for label, value in core.announcements],
+            *[
+                f"  {label:<13} {value.replace('{url}', self.url)}"
+                for label, value in core.announcements
+            ],
             f"  Health        {self.url}/healthz  {self.url}/readyz  {self.url}/metrics",
             f"  Store         {store}",
             f"  Bus           {bus}",

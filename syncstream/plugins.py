@@ -80,7 +80,8 @@ class PluginContext:
         self.services.provide(interface, implementation, self.name)
 
     def announce(self, label: str, value: str) -> None:
-        """Add a line (such as a URL users need) to the startup banner."""
+        """Add a line (such as a URL users need) to the startup banner; ``{url}`` in ``value``
+        becomes the node's base URL."""
         self.announcements.append((label, value))
 
     async def run_cleanups(self) -> None:

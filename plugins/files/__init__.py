@@ -40,7 +40,7 @@ async def open_blob_store(config: Config, ctx: PluginContext) -> BlobStore:
         raise RuntimeError(
             f"S3 bucket {config.s3.bucket!r} at {config.s3.endpoint}: {exc}"
         ) from exc
-    ctx.announce("Files", f"S3 bucket {config.s3.bucket} at {config.s3.endpoint}")
+    ctx.announce("File storage", f"S3 bucket {config.s3.bucket} at {config.s3.endpoint}")
     return store
 
 
@@ -63,6 +63,7 @@ async def setup(ctx: PluginContext) -> None:
         ctx.app.router
     )
     register(ctx.api, service, ctx.settings.server.public_url.rstrip("/"))
+    ctx.announce("Files", "{url}/api/files  (tus uploads: {url}/api/files/tus)")
 
     async def on_recorded(event: Event) -> None:
         if event.origin == ctx.bus.node_id:  # the recording is on this node's disk

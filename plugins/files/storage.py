@@ -11,12 +11,22 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 READ_BLOCK = 1 << 20
+# File work (writes, fsyncs, renames) of many uploads at once: fsyncs of different files
+# proceed together on the disk, so this pool is larger than asyncio's default one.
+FILE_IO = ThreadPoolExecutor(32, thread_name_prefix="syncstream-files")
+T = TypeVar("T")
+
+
+async def on_io_thread(call: Callable[..., T], *args: Any) -> T:
+    """Run blocking file work on the :data:`FILE_IO` pool."""
+    return await asyncio.get_running_loop().run_in_executor(FILE_IO, call, *args)
 
 
 class BlobStore(Protocol):
@@ -67,12 +77,12 @@ class LocalBlobStore:
     async def read(
         self, key: str, offset: int = 0, count: int | None = None
     ) -> AsyncIterator[bytes]:
-        fd = await asyncio.to_thread(os.open, self.path(key), os.O_RDONLY)
+        fd = await on_io_thread(os.open, self.path(key), os.O_RDONLY)
         try:
             if count is None:
                 count = os.fstat(fd).st_size - offset
             while count > 0:
-                block = await asyncio.to_thread(os.pread, fd, min(READ_BLOCK, count), offset)
+                block = await on_io_thread(os.pread, fd, min(READ_BLOCK, count), offset)
                 if not block:
                     raise OSError(f"blob {key} is shorter than its record")
                 yield block
@@ -89,7 +99,7 @@ class LocalBlobStore:
         return None
 
     async def put(self, key: str, source: Path) -> None:
-        await asyncio.to_thread(self._put, key, source)
+        await on_io_thread(self._put, key, source)
 
     def _put(self, key: str, source: Path) -> None:
         target = self.path(key)
@@ -106,7 +116,7 @@ class LocalBlobStore:
         _fsync_dir(target.parent)
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self.path(key).unlink, True)
+        await on_io_thread(self.path(key).unlink, True)
 
 
 class UploadArea:
@@ -122,15 +132,16 @@ class UploadArea:
         return self.root / f"{upload_id}.part"
 
     async def create(self, upload_id: str) -> None:
-        await asyncio.to_thread(self._create, upload_id)
+        await on_io_thread(self._create, upload_id)
 
     def _create(self, upload_id: str) -> None:
+        # No directory fsync: until an append stores an offset, nothing was acknowledged, and
+        # an append recreates a file a crash took away.
         self.path(upload_id).touch(exist_ok=False)
-        _fsync_dir(self.root)
 
     async def truncate(self, upload_id: str, size: int) -> None:
         """Cut a partial upload back to ``size`` bytes (drops an unacknowledged tail)."""
-        await asyncio.to_thread(os.truncate, self.path(upload_id), size)
+        await on_io_thread(os.truncate, self.path(upload_id), size)
 
     async def delete(self, upload_id: str) -> None:
-        await asyncio.to_thread(self.path(upload_id).unlink, True)
+        await on_io_thread(self.path(upload_id).unlink, True)

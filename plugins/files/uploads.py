@@ -29,7 +29,7 @@ from .config import Config
 from .names import clean_name
 from .processing import needs_processing
 from .sniff import SNIFF_BYTES, sniff
-from .storage import BlobStore, UploadArea
+from .storage import FILE_IO, BlobStore, UploadArea, on_io_thread
 from .tree import Tree
 
 log = structlog.get_logger(__name__)
@@ -85,11 +85,9 @@ class Uploads:
         self._finished, self._progress = finished, progress
         self._locks: dict[str, asyncio.Lock] = {}
         self._hashed: dict[str, _Hashed] = {}
-        self._writer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="syncstream-upload")
         self._hasher = ThreadPoolExecutor(max_workers=8, thread_name_prefix="syncstream-hash")
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
         self._hasher.shutdown(wait=True)
 
     # -- sessions ---------------------------------------------------------------------------
@@ -234,10 +232,10 @@ class Uploads:
         if hashed is None or hashed.offset != offset:
             hashed = None if offset else _Hashed()
         check = CHECKSUMS[checksum.algorithm]() if checksum else None
-        fd = await asyncio.to_thread(os.open, path, os.O_WRONLY)
+        fd = await on_io_thread(os.open, path, os.O_WRONLY | os.O_CREAT, 0o600)
         written, failure = 0, None
         try:
-            await asyncio.to_thread(os.ftruncate, fd, offset)  # drop any unacknowledged tail
+            await on_io_thread(os.ftruncate, fd, offset)  # drop any unacknowledged tail
             written, failure = await self._stream(fd, offset, room, chunks, hashed, check)
             if checksum and check and failure is None and check.digest() != checksum.digest:
                 failure = Problem(
@@ -245,8 +243,8 @@ class Uploads:
                 )
             if failure is not None and (checksum or failure.status == 413):
                 written = 0
-                await asyncio.to_thread(os.ftruncate, fd, offset)
-            await asyncio.to_thread(os.fsync, fd)
+                await on_io_thread(os.ftruncate, fd, offset)
+            await on_io_thread(os.fsync, fd)
         finally:
             os.close(fd)
         new_offset = offset + written
@@ -300,7 +298,7 @@ class Uploads:
             buffered, size = [], 0
             for future in pending:
                 await future
-            pending = [loop.run_in_executor(self._writer, os.pwrite, fd, data, offset + written)]
+            pending = [loop.run_in_executor(FILE_IO, os.pwrite, fd, data, offset + written)]
             if hashers:
                 pending.append(loop.run_in_executor(self._hasher, digest, data))
             written += len(data)
@@ -388,13 +386,13 @@ class Uploads:
             partial = self.area.path(row["id"])
             hashed = self._hashed.pop(row["id"], None)
             if partial.exists():
-                head, digest = await asyncio.to_thread(
+                head, digest = await on_io_thread(
                     _head_and_digest, partial, None if hashed is None else hashed.hasher
                 )
                 await self.blobs.put(row["id"], partial)
             else:  # a crash came between storing the bytes and recording the file
                 async with self.blobs.local_copy(row["id"]) as stored:
-                    head, digest = await asyncio.to_thread(_head_and_digest, stored, None)
+                    head, digest = await on_io_thread(_head_and_digest, stored, None)
             mime = sniff(head, row["name"])
             node = await self.tree.insert(
                 node_id=row["id"],
