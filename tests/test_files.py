@@ -740,3 +740,46 @@ async def test_tus_js_client_uploads_aborts_and_resumes(
         _, info, _ = await c.call("GET", f"/api/files/{file_id}", token)
         assert info["name"] == "holiday.mov" and info["size"] == len(data)
         assert info["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG header that claims a huge picture (a decompression bomb's first bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("bomb.png", png_claiming(100_000, 100_000), "image too large"),
+        ("broken.mp4", b"\x00\x00\x00\x18ftypisom" + os.urandom(4000), "not readable media"),
+        ("cut.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 100, "not a readable image"),
+    ],
+)
+async def test_hostile_media_fails_processing_with_a_reason(
+    tmp_path: Path, name: str, data: bytes, reason: str
+) -> None:
+    async with running(tmp_path) as c:
+        token = await c.register("alice")
+        file_id = await tus_upload(c, token, data, name)
+        info: dict[str, Any] = {}
+        for _ in range(200):
+            _, info, _ = await c.call("GET", f"/api/files/{file_id}", token)
+            if info["thumbnails"] != "pending":
+                break
+            await asyncio.sleep(0.05)
+        assert info["thumbnails"] == "failed", info
+        assert reason in info["meta"]["error"]
+        assert str(tmp_path) not in info["meta"]["error"], "no server paths in errors"
+        status, got, headers = await download(c, token, f"/api/files/{file_id}/content")
+        assert status == 200 and got == data, "the file itself is kept, byte for byte"
+        status, _, headers = await download(c, token, f"/api/files/{file_id}/thumbnail")
+        assert status == 200 and headers["X-Thumbnail"] == "failed"

@@ -29,6 +29,11 @@ class MediaError(Exception):
     """The file is not the media it appears to be, or exceeds what we decode."""
 
 
+def _reason(exc: BaseException, path: str) -> str:
+    """An error's text without the server's file path in it (users see these)."""
+    return str(exc).replace(f"'{path}'", "the file").replace(path, "the file")
+
+
 def probe(path: str, mime: str) -> dict[str, Any]:
     """Dimensions for images; duration, size, codecs, bitrate, fps for audio and video."""
     if mime in IMAGE_TYPES:
@@ -71,9 +76,9 @@ def _probe_image(path: str) -> dict[str, Any]:
                 facts["frames"] = frames
             return facts
     except Image.DecompressionBombError as exc:
-        raise MediaError(f"image too large: {exc}") from None
+        raise MediaError(f"image too large: {_reason(exc, path)}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise MediaError(f"not a readable image: {exc}") from None
+        raise MediaError(f"not a readable image: {_reason(exc, path)}") from None
 
 
 def _rotated(img: Image.Image) -> bool:
@@ -89,9 +94,9 @@ def _open_image(path: str, largest: int) -> Image.Image:
             img.load()
             return _flattened(ImageOps.exif_transpose(img))
     except Image.DecompressionBombError as exc:
-        raise MediaError(f"image too large: {exc}") from None
+        raise MediaError(f"image too large: {_reason(exc, path)}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise MediaError(f"not a readable image: {exc}") from None
+        raise MediaError(f"not a readable image: {_reason(exc, path)}") from None
 
 
 def _flattened(img: Image.Image) -> Image.Image:
@@ -108,7 +113,7 @@ def _open_av(path: str) -> Any:
     try:
         return av.open(path, options={"probesize": "5000000", "analyzeduration": "5000000"})
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(f"not readable media: {exc}") from None
+        raise MediaError(f"not readable media: {_reason(exc, path)}") from None
 
 
 def _probe_av(path: str) -> dict[str, Any]:
@@ -172,7 +177,7 @@ def _video_frame(path: str) -> Image.Image:
                     break
         except av.FFmpegError as exc:
             if chosen is None:
-                raise MediaError(f"undecodable video: {exc}") from None
+                raise MediaError(f"undecodable video: {_reason(exc, path)}") from None
         if chosen is None:
             raise MediaError("the video has no decodable frame")
         picture: Image.Image = chosen.to_image()

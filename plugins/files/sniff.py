@@ -111,7 +111,7 @@ def _binary_type(head: bytes) -> str | None:
         return "application/zip"
     if _is_mpeg_ts(head):
         return "video/mp2t"
-    if len(head) > 1 and head[0] == 0xFF:
+    if len(head) > 1 and head[0] == 0xFF and head[:2] != b"\xff\xfe":  # not a UTF-16 BOM
         if head[1] & 0xF6 == 0xF0:
             return "audio/aac"
         if head[1] & 0xE0 == 0xE0 and head[1] & 0x06:
