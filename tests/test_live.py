@@ -15,7 +15,7 @@ from typing import Any
 import av
 import pytest
 from aiohttp import web
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 
 from syncstream.bus import Event
 from syncstream.media.rtmp import amf
@@ -670,6 +670,51 @@ async def test_whep_video_only_offer(live: Live) -> None:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     finally:
         await pc.close()
+        ffmpeg.kill()
+        await ffmpeg.wait()
+
+
+async def test_whep_viewers_without_h264_share_one_vp8_transcode(live: Live) -> None:
+    _, key = await live.account("vp")
+    ffmpeg = await live.push(key, 30)
+    peers = [RTCPeerConnection() for _ in range(2)]
+    try:
+        await live.wait_live("vp")
+        vp8 = [c for c in RTCRtpReceiver.getCapabilities("video").codecs if c.name == "VP8"]
+        tracks: list[Any] = []
+        for pc in peers:
+            transceiver = pc.addTransceiver("video", direction="recvonly")
+            transceiver.setCodecPreferences(vp8)  # a browser without H.264
+            pc.on("track", tracks.append)
+            await pc.setLocalDescription(await pc.createOffer())
+            assert "H264" not in pc.localDescription.sdp
+            async with live.c.session.post(
+                live.c.url("/live/vp/whep"),
+                data=pc.localDescription.sdp,
+                headers={"Content-Type": "application/sdp"},
+            ) as resp:
+                assert resp.status == 201, await resp.text()
+                answer = await resp.text()
+            assert "VP8/90000" in answer and "H264" not in answer
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        for _ in range(100):
+            if len(tracks) == 2:
+                break
+            await asyncio.sleep(0.05)
+        for track in tracks:
+            frames = [await asyncio.wait_for(track.recv(), 15) for _ in range(10)]
+            assert (frames[-1].width, frames[-1].height) == (320, 240)
+            assert frames[-1].pts > frames[0].pts
+        assert live.c.server is not None and live.c.server.core is not None
+        media = live.c.server.core.media
+        assert media is not None
+        relay = media.live.streams["vp"].relay
+        assert relay is not None and relay._vp8 is not None, "one transcoder for both viewers"
+        threads = [t.name for t in threading.enumerate() if t.name == "syncstream-webrtc-vp8"]
+        assert len(threads) == 1
+    finally:
+        for pc in peers:
+            await pc.close()
         ffmpeg.kill()
         await ffmpeg.wait()
 

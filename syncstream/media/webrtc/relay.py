@@ -1,7 +1,8 @@
 """One relay per live stream: packets are converted once and fanned out to every viewer.
 
 Video is passed through (AVCC -> Annex-B, SPS/PPS before each keyframe): aiortc's senders
-only packetise ``av.Packet``s, they do not re-encode. Audio is AAC in RTMP and must be Opus in
+only packetise ``av.Packet``s, they do not re-encode. Viewers without H.264 get VP8 from one
+transcoder per stream (:mod:`.vp8`). Audio is AAC in RTMP and must be Opus in
 WebRTC: one transcoder thread per stream makes it, whatever the number of viewers. Each viewer
 has a small bounded queue; a viewer that falls behind loses non-key frames and resumes at the
 next keyframe, without slowing anyone else. A new viewer starts at the next keyframe (in
@@ -21,6 +22,7 @@ from aiortc import MediaStreamTrack
 from ...ids import new_id
 from ..readers import PacketCopy, QueuedReader
 from .h264 import START_CODE, parse_avc_config, to_annexb
+from .vp8 import Vp8Transcoder
 
 Packet = Any  # av.Packet (typed loosely: PyAV's stubs make it generic)
 VIEWER_QUEUE = 120  # packets (~2 s of video + audio)
@@ -56,9 +58,10 @@ class ViewerTrack(MediaStreamTrack):
 
 
 class Viewer:
-    def __init__(self, pc: Any) -> None:
+    def __init__(self, pc: Any, video_codec: str = "h264") -> None:
         self.id = new_id()
         self.pc = pc
+        self.video_codec = video_codec  # "h264" (passthrough) or "vp8" (transcoded)
         self.video = ViewerTrack("video")
         self.audio = ViewerTrack("audio")
 
@@ -109,6 +112,7 @@ class WebRtcRelay:
         self.loop = loop
         self.viewers: dict[str, Viewer] = {}
         self._transcoder: OpusTranscoder | None = None
+        self._vp8: Vp8Transcoder | None = None
         self._config: bytes | None = None
         self._prefix = b""
         self._length_size = 4
@@ -120,12 +124,22 @@ class WebRtcRelay:
     def accepts(self, kind: str, keyframe: bool) -> bool:
         return bool(self.viewers)
 
+    def add(self, viewer: Viewer) -> None:
+        """A viewer joins; a VP8 one starts (or wakes) the stream's VP8 transcoder."""
+        self.viewers[viewer.id] = viewer
+        if viewer.video_codec == "vp8":
+            if self._vp8 is None:
+                self._vp8 = Vp8Transcoder(self._vp8_from_thread)
+            self._vp8.request_keyframe()
+
     def offer(self, packet: PacketCopy) -> None:
         if packet.kind == "audio":
             if self._transcoder is None:
                 self._transcoder = OpusTranscoder(self._from_thread)
             self._transcoder.offer(packet)
             return
+        if self._vp8 is not None and any(v.video_codec == "vp8" for v in self.viewers.values()):
+            self._vp8.offer(packet)
         if packet.extradata and packet.extradata != self._config:
             units, self._length_size = parse_avc_config(packet.extradata)
             self._prefix = b"".join(START_CODE + u for u in units)
@@ -136,7 +150,8 @@ class WebRtcRelay:
         out = av.Packet(data)
         out.pts, out.dts, out.time_base = packet.pts, packet.dts, packet.time_base
         for viewer in self.viewers.values():
-            viewer.video.push(out, packet.keyframe)
+            if viewer.video_codec == "h264":
+                viewer.video.push(out, packet.keyframe)
 
     def _from_thread(self, packet: Packet) -> None:
         self.loop.call_soon_threadsafe(self._push_audio, packet)
@@ -145,7 +160,16 @@ class WebRtcRelay:
         for viewer in self.viewers.values():
             viewer.audio.push(packet, True)
 
+    def _vp8_from_thread(self, packet: Packet, keyframe: bool) -> None:
+        self.loop.call_soon_threadsafe(self._push_vp8, packet, keyframe)
+
+    def _push_vp8(self, packet: Packet, keyframe: bool) -> None:
+        for viewer in self.viewers.values():
+            if viewer.video_codec == "vp8":
+                viewer.video.push(packet, keyframe)
+
     def close(self) -> None:
-        if self._transcoder is not None:
-            self._transcoder.close()
-            self._transcoder = None
+        for transcoder in (self._transcoder, self._vp8):
+            if transcoder is not None:
+                transcoder.close()
+        self._transcoder = self._vp8 = None

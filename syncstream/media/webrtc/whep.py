@@ -17,7 +17,21 @@ SDP_TYPE = "application/sdp"
 MAX_OFFER = 64 * 1024
 
 
-H264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+VIDEO_CODECS = RTCRtpSender.getCapabilities("video").codecs
+H264 = [c for c in VIDEO_CODECS if c.mimeType == "video/H264"]
+VP8 = [c for c in VIDEO_CODECS if c.mimeType == "video/VP8"]
+
+
+def offered_video_codecs(sdp: str) -> set[str]:
+    """Upper-case codec names in the offer's video section (``H264``, ``VP8`` ...)."""
+    names: set[str] = set()
+    in_video = False
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            in_video = line.startswith("m=video")
+        elif in_video and line.startswith("a=rtpmap:"):
+            names.add(line.split(" ", 1)[-1].split("/", 1)[0].upper())
+    return names
 
 
 def register_whep_routes(app: web.Application, service: LiveService, name_pattern: str) -> None:
@@ -34,15 +48,17 @@ def register_whep_routes(app: web.Application, service: LiveService, name_patter
         if not sdp.startswith("v=0") or ("m=video" not in sdp and "m=audio" not in sdp):
             raise Problem(400, "invalid_sdp", "the body is not an SDP offer with media")
         relay = service.relay(stream)
-        pc = RTCPeerConnection()
-        viewer = Viewer(pc)
-        # Transceivers made before the offer is applied take its m-lines; the video one accepts
-        # only H.264, which is passed through (VP8 would need a re-encode per viewer).
+        # H.264 is passed through; an offer without it but with VP8 gets the stream's shared
+        # VP8 transcode. Transceivers made before the offer is applied take its m-lines.
         # A viewer may ask for video only or audio only: answer just what was offered.
         kinds = {line[2:7] for line in sdp.splitlines() if line.startswith(("m=video", "m=audio"))}
+        codecs = offered_video_codecs(sdp)
+        vp8 = "video" in kinds and "H264" not in codecs and "VP8" in codecs
+        pc = RTCPeerConnection()
+        viewer = Viewer(pc, "vp8" if vp8 else "h264")
         if "video" in kinds:
             video = pc.addTransceiver(viewer.video, direction="sendonly")
-            video.setCodecPreferences(H264)
+            video.setCodecPreferences(VP8 if vp8 else H264)
         if "audio" in kinds:
             pc.addTransceiver(viewer.audio, direction="sendonly")
         try:
@@ -51,12 +67,12 @@ def register_whep_routes(app: web.Application, service: LiveService, name_patter
         except OperationError as exc:
             await pc.close()
             raise Problem(
-                406, "codec_unsupported", f"the offer has no H.264 or no Opus: {exc}"
+                406, "codec_unsupported", f"the offer has neither H.264 nor VP8, or no Opus: {exc}"
             ) from None
         except (ValueError, KeyError, AttributeError, InvalidStateError) as exc:
             await pc.close()
             raise Problem(400, "invalid_sdp", f"the offer cannot be answered: {exc}") from None
-        relay.viewers[viewer.id] = viewer
+        relay.add(viewer)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -64,7 +80,9 @@ def register_whep_routes(app: web.Application, service: LiveService, name_patter
                 relay.viewers.pop(viewer.id, None)
                 await pc.close()
 
-        log.info("whep.viewer_joined", stream=stream.name, viewer=viewer.id)
+        log.info(
+            "whep.viewer_joined", stream=stream.name, viewer=viewer.id, video=viewer.video_codec
+        )
         location = f"/live/{stream.name}/whep/{viewer.id}"
         return web.Response(
             status=201,
