@@ -57,7 +57,7 @@ async def tus_upload(c: Client, token: str, data: bytes, name: str, **meta: str)
     location = headers["Location"]
     half = len(data) // 2
     for offset, part in ((0, data[:half]), (half, data[half:])):
-        if part or offset == 0:
+        if part:
             status, body, _ = await tus_patch(c, token, location, offset, part)
             assert status == 204, body
     return location.rsplit("/", 1)[1]

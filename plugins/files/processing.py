@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import structlog
 
 from syncstream.store import Row, Store
+from syncstream.workers import WorkerPool
 
 from . import media_worker
 from .storage import BlobStore
@@ -62,19 +61,11 @@ class Processor:
     ) -> None:
         self.store, self.blobs, self.scratch = store, blobs, scratch
         self.sizes = sorted(set(sizes))
-        self.workers = workers
         self._processed = processed
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool = WorkerPool(workers)
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(workers)
         scratch.mkdir(parents=True, exist_ok=True)
-
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn")
-            )
-        return self._pool
 
     def thumbnail_size(self, wanted: int) -> int:
         """The smallest thumbnail size at least ``wanted`` (else the largest)."""
@@ -98,24 +89,20 @@ class Processor:
 
     async def _process(self, node: Row) -> None:
         file_id, mime = node["id"], node["mime"]
-        loop = asyncio.get_running_loop()
         meta: dict[str, Any] = {}
         state = "none"
         async with self._slots:
             try:
-                pool = self._executor()
                 async with self.blobs.local_copy(file_id) as source:
-                    meta = await asyncio.wait_for(
-                        loop.run_in_executor(pool, media_worker.probe, str(source), mime),
-                        TIMEOUT_SECONDS,
+                    meta = await self._pool.run(
+                        TIMEOUT_SECONDS, media_worker.probe, str(source), mime
                     )
                     if has_thumbnails(mime):
-                        state = await self._thumbnails(pool, file_id, str(source), mime)
+                        state = await self._thumbnails(file_id, str(source), mime)
             except media_worker.MediaError as exc:
                 meta, state = {"error": str(exc)}, "failed"
             except (TimeoutError, BrokenProcessPool) as exc:
                 meta, state = {"error": f"processing failed: {type(exc).__name__}"}, "failed"
-                self._reset_pool()
             except FileNotFoundError:
                 return  # purged meanwhile
         await self.store.execute(
@@ -127,31 +114,18 @@ class Processor:
         log.info("files.processed", file_id=file_id, mime=mime, thumbnails=state)
         await self._processed(node, {"meta": meta, "thumbnails": state})
 
-    async def _thumbnails(
-        self, pool: ProcessPoolExecutor, file_id: str, source: str, mime: str
-    ) -> str:
+    async def _thumbnails(self, file_id: str, source: str, mime: str) -> str:
         """Make the thumbnails in a scratch directory, then store each as a blob."""
         scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=self.scratch))
         try:
-            made = await asyncio.wait_for(
-                asyncio.get_running_loop().run_in_executor(
-                    pool, media_worker.thumbnails, source, mime, str(scratch), self.sizes
-                ),
-                TIMEOUT_SECONDS,
+            made = await self._pool.run(
+                TIMEOUT_SECONDS, media_worker.thumbnails, source, mime, str(scratch), self.sizes
             )
             for size in made:
                 await self.blobs.put(thumbnail_key(file_id, size), scratch / f"{size}.jpg")
         finally:
             await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
         return "ready" if made else "none"
-
-    def _reset_pool(self) -> None:
-        """A crashed or stuck worker: start over with fresh processes."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            for process in list(getattr(self._pool, "_processes", {}).values()):
-                process.kill()
-            self._pool = None
 
     async def forget(self, file_id: str) -> None:
         """Drop a purged file's thumbnails."""
@@ -162,6 +136,4 @@ class Processor:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._pool is not None:
-            await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
-            self._pool = None
+        await self._pool.close()
