@@ -27,9 +27,11 @@ class WorkerPool:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
-        loop = asyncio.get_running_loop()
+        pool = self._pool
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self._pool, call, *args), timeout)
+            # submit() may spawn worker processes (tens of ms): never on the event loop.
+            future = await asyncio.to_thread(pool.submit, call, *args)
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except (TimeoutError, BrokenProcessPool):
             self.reset()
             raise

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from .commands import Plan
 
 STDERR_TAIL = 4000
+# Encoders run below the daemon's priority: on a busy machine the event loop (WebSockets,
+# live ingest, HTTP) gets the CPU first and FFmpeg takes what is left.
+NICENESS = 10
 
 
 @dataclass
@@ -73,6 +76,9 @@ async def _run_pass(
     cancelled: asyncio.Event,
 ) -> None:
     proc = await asyncio.create_subprocess_exec(
+        "nice",
+        "-n",
+        str(NICENESS),
         *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
