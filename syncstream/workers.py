@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+NICENESS = 10  # below the daemon: its event loop gets the CPU first
 
 
 class WorkerPool:
@@ -25,16 +27,22 @@ class WorkerPool:
     async def run(self, timeout: float, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` in a worker; TimeoutError or BrokenProcessPool (pool replaced)."""
         if self._pool is None:
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            # Making the pool starts multiprocessing's resource tracker, and submit() may
+            # spawn workers: tens of milliseconds each, so never on the event loop.
+            self._pool = await asyncio.to_thread(self._new_pool)
         pool = self._pool
         try:
-            # submit() may spawn worker processes (tens of ms): never on the event loop.
             future = await asyncio.to_thread(pool.submit, call, *args)
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except (TimeoutError, BrokenProcessPool):
             self.reset()
             raise
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=os.nice, initargs=(NICENESS,)
+        )
 
     def reset(self) -> None:
         """Kill every worker; the next call starts fresh ones."""

@@ -19,7 +19,7 @@ from .commands import Plan
 STDERR_TAIL = 4000
 # Encoders run below the daemon's priority: on a busy machine the event loop (WebSockets,
 # live ingest, HTTP) gets the CPU first and FFmpeg takes what is left.
-NICENESS = 10
+NICENESS = 19
 
 
 @dataclass
