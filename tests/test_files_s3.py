@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,41 +69,6 @@ def test_sigv4_matches_the_aws_examples(
     signed = sign(method, url, headers, payload_hash=payload, **EXAMPLE)  # type: ignore[arg-type]
     assert signed["authorization"].endswith(f"Signature={signature}")
     assert signed["x-amz-date"] == "20130524T000000Z"
-
-
-@pytest.fixture
-async def s3_server() -> AsyncIterator[str]:
-    """moto's S3 server on a free port with an empty bucket ``files``."""
-    pytest.importorskip("moto")
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "moto.server",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(100):
-                try:
-                    headers = signed_headers("PUT", f"{endpoint}/files")
-                    async with session.put(f"{endpoint}/files", headers=headers) as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("moto did not start")
-        yield endpoint
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 def signed_headers(method: str, url: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import secrets
 import signal
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,16 @@ import pytest
 from syncstream.bus import Event
 
 from .files_support import download, tus_upload
-from .support import PASSWORD, Client, running, spawn_node
+from .support import (
+    PASSWORD,
+    PG_URL,
+    REDIS_URL,
+    Client,
+    NodeProcess,
+    pg_schema,
+    running,
+    spawn_node,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -456,3 +466,52 @@ async def test_a_job_whose_node_dies_runs_again_after_restart(tmp_path: Path) ->
     finally:
         node.stop()
         await asyncio.create_subprocess_exec("pkill", "-9", "-f", str(tmp_path))
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_cluster_nodes_share_the_queue_through_s3_storage(
+    tmp_path: Path, s3_server: str
+) -> None:
+    """Two nodes with their own disks, sharing PostgreSQL, Redis and an S3 bucket: jobs
+    queued on one node run on both, inputs and outputs travel through the bucket."""
+    async with pg_schema() as schema:
+        config = tmp_path / "cluster.yaml"
+        config.write_text(
+            "server: {host: 127.0.0.1}\nrtmp: {enabled: false}\n"
+            f"store: {{url: '{PG_URL}', schema: {schema}}}\n"
+            f"cluster: {{redis_url: '{REDIS_URL}', prefix: t{secrets.token_hex(4)}}}\n"
+            "logging: {level: warning, access_log: false}\n"
+            "plugins:\n"
+            "  files: {storage: s3, s3: {endpoint: '%s', bucket: files, access_key: k,"
+            " secret_key: s}}\n"
+            "  media: {concurrency: 1, per_user_running: 4}\n" % s3_server
+        )
+        nodes: list[NodeProcess] = []
+        try:
+            for name in ("node-a", "node-b"):
+                env = {
+                    "SYNCSTREAM_CLUSTER__NODE_ID": name,
+                    "SYNCSTREAM_DATA_DIR": str(tmp_path / name),
+                }
+                nodes.append(spawn_node(config, env))
+            for node in nodes:
+                await node.wait_ready()
+            async with aiohttp.ClientSession() as session:
+                a, b = (Client(node.base, session) for node in nodes)
+                token = await a.register("alice")
+                data = await make_media(tmp_path / "in.mp4", 4, "-c:v", "libx264", "-c:a", "aac")
+                file_id = await tus_upload(a, token, data, "in.mp4")
+                op = {"op": "convert", "container": "webm", "speed": "fast", "height": 120}
+                jobs = [await submit(a, token, file_id, operation=op) for _ in range(2)]
+                done = [await wait_job(b, token, job["id"], 120) for job in jobs]
+                assert [j["status"] for j in done] == ["done", "done"], done
+                assert {j["node"] for j in done} == {"node-a", "node-b"}, "both nodes worked"
+                for job in done:
+                    status, made, _ = await download(
+                        a, token, f"/api/files/{job['result']['files'][0]['id']}/content"
+                    )
+                    assert status == 200 and facts(made)["video"][0] == "vp9"
+        finally:
+            for node in nodes:
+                node.stop()
