@@ -234,6 +234,12 @@ async def test_hls_vod_package_is_served(tmp_path: Path) -> None:
         assert status == 404
         status, _, _ = await c.call("GET", f"{base}/../../{job['id']}/master.m3u8")
         assert status == 404
+        status, _, _ = await c.call("DELETE", f"/api/media/jobs/{job['id']}", token)
+        assert status == 204
+        status, _, _ = await c.call("GET", package["url"])
+        assert status == 404, "the package went with its job"
+        status, _, _ = await c.call("GET", f"/api/media/jobs/{job['id']}", token)
+        assert status == 404
 
 
 async def test_cancel_kills_ffmpeg_and_stores_nothing(tmp_path: Path) -> None:

@@ -251,6 +251,9 @@ class Jobs:
         )
         return await self.get(row["id"])
 
+    async def delete(self, job_id: str) -> None:
+        await self.store.execute("DELETE FROM media_jobs WHERE id = ?", job_id)
+
     async def recover(self, max_attempts: int, everyone: bool = False) -> list[Row]:
         """Jobs whose node died (lease expired; with ``everyone``, every running job: a single
         node that restarts): queued again while attempts remain, else failed."""

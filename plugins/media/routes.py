@@ -104,6 +104,15 @@ def register(
         await bus.fire("media.job.queued", {"user_id": row["user_id"], "job": job})
         return job
 
+    @api.route("DELETE", JOB)
+    async def delete_job(call: Call[None]) -> None:
+        """Forget a finished job (its HLS package goes with it; output files stay yours)."""
+        row = await jobs.owned(call.param("job_id"), call.user.id, call.user.is_admin)
+        if row["status"] in ("queued", "running"):
+            raise Problem(409, "job_unfinished", "cancel the job first")
+        await jobs.delete(row["id"])
+        await packager.delete(row["id"])
+
     @api.route("GET", "/presets")
     async def presets(call: Call[None]) -> dict[str, Any]:
         """Named presets (built in, and from the config)."""
