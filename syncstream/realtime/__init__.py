@@ -2,7 +2,7 @@
 
 from .engine import Broker, HistoryResult, PresenceManager, Publication
 from .engines import create_engine
-from .gateway import Connection, Gateway, Namespace, admins, anyone
+from .gateway import Connection, Gateway, Namespace, Published, admins, anyone
 
 __all__ = [
     "Broker",
@@ -12,6 +12,7 @@ __all__ = [
     "Namespace",
     "PresenceManager",
     "Publication",
+    "Published",
     "admins",
     "anyone",
     "create_engine",

@@ -65,11 +65,23 @@ async def allowed(check: Check, user: User, topic: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Published:
+    """What an ``on_publish`` hook may return instead of plain data: ``data`` for the
+    subscribers (None: nothing is broadcast, e.g. a retried message) and ``reply`` fields
+    for the publisher's reply."""
+
+    data: Any
+    reply: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Namespace:
     """A family of topics and who may do what on them.
 
     ``on_publish`` may validate or rewrite what a client publishes (raise :class:`Problem` to
-    refuse); the returned value is what subscribers get. ``presence`` tracks subscribers.
+    refuse); the returned value (or :class:`Published`) is what subscribers get. ``presence``
+    tracks subscribers; ``ephemeral`` publications from clients are delivered but not kept
+    for resume (typing indicators).
     """
 
     name: str
@@ -77,6 +89,7 @@ class Namespace:
     can_publish: Check = admins
     on_publish: PublishHook | None = None
     presence: bool = False
+    ephemeral: bool = False
 
 
 @dataclass(eq=False)
@@ -462,10 +475,15 @@ class Gateway:
         namespace = self.namespace_of(topic)
         if not await allowed(namespace.can_publish, user, topic):
             raise Problem(403, "forbidden", f"you may not publish to {topic}")
+        extra: dict[str, Any] = {}
         if namespace.on_publish is not None:
             data = await namespace.on_publish(user, topic, data)
-        pub = await self.broker.publish(topic, data)
-        return {"seq": pub.seq}
+            if isinstance(data, Published):
+                data, extra = data.data, data.reply
+                if data is None:
+                    return extra
+        pub = await self.broker.publish(topic, data, ephemeral=namespace.ephemeral)
+        return {**extra, "seq": pub.seq}
 
     async def _op_presence(self, conn: Connection, frame: dict[str, Any]) -> dict[str, Any]:
         return await self.presence_for(conn.user, frame.get("topic"))

@@ -1,0 +1,262 @@
+"""The chat service: every rule a message passes before it is stored and broadcast.
+
+Sending over HTTP and over the WebSocket (``publish`` to ``chat:<room id>``) both come here.
+A stored change is published on ``chat:<room id>`` as ``{"type": "message" | "update",
+"message": ...}`` and fired on the bus (``chat.message``, ``chat.mention``, ``chat.direct``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from syncstream import Problem, User
+from syncstream.audit import Audit
+from syncstream.auth import Auth
+from syncstream.bus import EventBus
+from syncstream.filestore import FileStore
+from syncstream.ratelimit import KeyedLimiter
+from syncstream.realtime import Gateway
+from syncstream.services import ServiceRegistry
+from syncstream.store import Row, Store
+
+from .config import Config
+from .messages import Messages, message_public
+from .rooms import RANK, Rooms
+
+CLIENT_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class ChatService:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        auth: Auth,
+        bus: EventBus,
+        gateway: Gateway,
+        audit: Audit,
+        services: ServiceRegistry,
+    ) -> None:
+        self.config, self.store, self.auth, self.bus = config, store, auth, bus
+        self.gateway, self.audit, self.services = gateway, audit, services
+        self.rooms = Rooms(store, auth, config.max_group_members)
+        self.messages = Messages(store)
+        self.limiter = KeyedLimiter(config.messages_per_second, config.message_burst)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def send(
+        self,
+        user: User,
+        room_id: str,
+        text: str,
+        *,
+        client_key: str | None = None,
+        reply_to: str | None = None,
+        attachments: list[str] | None = None,
+    ) -> tuple[Row, bool]:
+        """Store and broadcast a message; (message, False) when it is a retry of one stored."""
+        room, member = await self.rooms.joined(user, room_id)
+        if client_key is not None and not CLIENT_KEY.match(client_key):
+            raise Problem(422, "invalid_client_key", "client keys are 1-64 of A-Z a-z 0-9 _ . : -")
+        if client_key is not None:
+            existing = await self.messages.existing(room["id"], user.id, client_key)
+            if existing is not None:
+                return existing, False
+        await self.rooms.check_not_banned(room["id"], user.id)
+        now = time.time()
+        if member["muted_until"] is not None and member["muted_until"] > now:
+            raise Problem(403, "muted", "you are muted in this room", until=member["muted_until"])
+        text = text.strip()
+        files = attachments or []
+        if not text and not files:
+            raise Problem(422, "empty_message", "a message needs text or an attachment")
+        if len(text) > self.config.max_message_chars:
+            raise Problem(
+                413,
+                "message_too_long",
+                f"messages are at most {self.config.max_message_chars} characters",
+            )
+        if len(files) > self.config.max_attachments:
+            raise Problem(
+                422, "too_many_attachments", f"at most {self.config.max_attachments} files"
+            )
+        slow = room["slow_mode_seconds"]
+        if slow and RANK[member["role"]] < RANK["moderator"] and member["last_sent_at"]:
+            wait = member["last_sent_at"] + slow - now
+            if wait > 0:
+                raise Problem(
+                    429, "slow_mode", f"slow mode: wait {wait:.1f} s", retry_after=round(wait, 3)
+                )
+        wait = self.limiter.take(user.id)
+        if wait > 0:
+            raise Problem(
+                429, "rate_limited", "too many messages", retry_after=round(wait, 3),
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )  # fmt: skip
+        if room["kind"] == "direct":
+            other = await self.rooms.other_member(room["id"], user.id)
+            if other is not None and await self.rooms.blocked(user.id, other):
+                raise Problem(403, "blocked", "this user does not accept your messages")
+        attached = [await self._attachment(user, file_id) for file_id in files]
+        mentions = await self.messages.mentions(room["id"], text)
+        row = await self.messages.send(
+            room["id"], user, text, client_key=client_key, reply_to=reply_to,
+            mentions=mentions, attachments=attached,
+        )  # fmt: skip
+        message = await self.publish(row, "message")
+        await self.bus.fire(
+            "chat.message",
+            {"room_id": room["id"], "room_kind": room["kind"], "message": message},
+        )
+        for user_id in mentions:
+            if user_id != user.id:
+                await self.bus.fire(
+                    "chat.mention", {"user_id": user_id, "room_id": room["id"], "message": message}
+                )
+        if room["kind"] == "direct":
+            other = await self.rooms.other_member(room["id"], user.id)
+            await self.bus.fire(
+                "chat.direct", {"user_id": other, "room_id": room["id"], "message": message}
+            )
+        return row, True
+
+    async def _attachment(self, user: User, file_id: str) -> dict[str, Any]:
+        files = self.services.find(FileStore)
+        if files is None:
+            raise Problem(422, "attachments_unavailable", "the files plugin is not enabled")
+        info = await files.readable(user.id, str(file_id))
+        return {"id": info["id"], "name": info["name"], "size": info["size"], "mime": info["mime"]}
+
+    async def publish(self, row: Row, kind: str) -> dict[str, Any]:
+        names = await self.messages.usernames({row["user_id"]})
+        message = message_public(row, names)
+        await self.gateway.publish(f"chat:{row['room_id']}", {"type": kind, "message": message})
+        return message
+
+    # -- changing ---------------------------------------------------------------------------
+
+    async def edit(self, user: User, room_id: str, message_id: str, text: str) -> Row:
+        room, _ = await self.rooms.joined(user, room_id)
+        row = await self.messages.get(room["id"], message_id)
+        if row["user_id"] != user.id:
+            raise Problem(403, "not_your_message", "only the author may edit a message")
+        if row["deleted_at"] is not None:
+            raise Problem(409, "message_deleted", "a deleted message cannot be edited")
+        text = text.strip()
+        if not text:
+            raise Problem(422, "empty_message", "an edit needs text (delete the message instead)")
+        if len(text) > self.config.max_message_chars:
+            raise Problem(413, "message_too_long", "the text is too long")
+        mentions = await self.messages.mentions(room["id"], text)
+        row = await self.messages.change(
+            row, text=text, edited_at=time.time(), mentions=json.dumps(mentions)
+        )
+        await self.publish(row, "update")
+        return row
+
+    async def delete(self, user: User, room_id: str, message_id: str, ip: str = "") -> Row:
+        room = await self.rooms.get(room_id)
+        member = await self.rooms.member(room["id"], user.id)
+        if member is None and not user.is_admin:
+            raise Problem(404, "room_not_found", f"no room {room_id[:64]}")
+        row = await self.messages.get(room["id"], message_id)
+        if row["deleted_at"] is not None:
+            return row
+        own = row["user_id"] == user.id
+        moderator = member is not None and RANK[member["role"]] >= RANK["moderator"]
+        if not (own or moderator or user.is_admin):
+            raise Problem(403, "not_your_message", "only the author or a moderator may delete it")
+        row = await self.messages.change(row, deleted_at=time.time())
+        await self.publish(row, "update")
+        if not own:
+            await self.audit.record(
+                "chat.message_removed", actor_id=user.id, target=row["id"], ip=ip,
+                room_id=room["id"], author_id=row["user_id"],
+            )  # fmt: skip
+        return row
+
+    async def react(self, user: User, room_id: str, message_id: str, emoji: str, on: bool) -> Row:
+        room, _ = await self.rooms.joined(user, room_id)
+        row = await self.messages.get(room["id"], message_id)
+        if row["deleted_at"] is not None:
+            raise Problem(409, "message_deleted", "a deleted message takes no reactions")
+        changed = await self.messages.react(row, user.id, emoji, on)
+        if changed["version"] != row["version"]:
+            await self.publish(changed, "update")
+        return changed
+
+    async def read(self, user: User, room_id: str, seq: int) -> int:
+        room, _ = await self.rooms.joined(user, room_id)
+        seq = min(seq, int(room["last_seq"]))
+        position = await self.messages.mark_read(room["id"], user.id, seq)
+        await self.gateway.publish(
+            f"chat:{room['id']}",
+            {"type": "read", "user_id": user.id, "seq": position},
+            ephemeral=True,
+        )
+        return position
+
+    # -- moderation -------------------------------------------------------------------------
+
+    async def moderate(
+        self,
+        user: User,
+        room_id: str,
+        action: str,
+        target: User,
+        seconds: float | None,
+        reason: str,
+        ip: str,
+    ) -> None:
+        """Mute, unmute, kick, ban or unban ``target`` (moderators act on lower ranks only)."""
+        room, member = await self.rooms.joined(user, room_id, "moderator")
+        if room["kind"] == "direct":
+            raise Problem(409, "direct_room", "direct chats have no moderation; block instead")
+        theirs = await self.rooms.member(room["id"], target.id)
+        if (
+            theirs is not None
+            and RANK[theirs["role"]] >= RANK[member["role"]]
+            and not user.is_admin
+        ):
+            raise Problem(403, "forbidden", "you may only moderate members of a lower rank")
+        until = time.time() + seconds if seconds else None
+        if action in ("mute", "unmute"):
+            if theirs is None:
+                raise Problem(404, "member_not_found", "that user is not in the room")
+            await self.store.execute(
+                "UPDATE chat_members SET muted_until = ? WHERE room_id = ? AND user_id = ?",
+                (until or time.time() + 100 * 365 * 86400) if action == "mute" else None,
+                room["id"],
+                target.id,
+            )
+        elif action == "kick":
+            if not await self.rooms.remove_member(room["id"], target.id):
+                raise Problem(404, "member_not_found", "that user is not in the room")
+        elif action == "ban":
+            await self.rooms.remove_member(room["id"], target.id)
+            await self.store.execute(
+                "INSERT INTO chat_bans (room_id, user_id, until, banned_by, reason, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (room_id, user_id) DO UPDATE SET"
+                " until = excluded.until, reason = excluded.reason",
+                room["id"], target.id, until, user.id, reason, time.time(),
+            )  # fmt: skip
+        elif action == "unban":
+            await self.store.execute(
+                "DELETE FROM chat_bans WHERE room_id = ? AND user_id = ?", room["id"], target.id
+            )
+        await self.audit.record(
+            f"chat.{action}", actor_id=user.id, target=target.id, ip=ip, room_id=room["id"],
+            seconds=seconds, reason=reason,
+        )  # fmt: skip
+        await self.gateway.publish(
+            f"chat:{room['id']}",
+            {"type": "moderation", "action": action, "user_id": target.id, "by": user.id},
+        )
+        await self.bus.fire(
+            f"chat.{action}", {"room_id": room["id"], "user_id": target.id, "by": user.id}
+        )

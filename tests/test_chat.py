@@ -1,0 +1,304 @@
+"""Chat end to end: rooms, messages over HTTP and WebSocket, sync, typing, moderation."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from syncstream.bus import Event
+
+from .files_support import tus_upload
+from .support import Client, Socket, running
+
+
+async def room_of(c: Client, token: str, name: str = "team", **body: Any) -> dict[str, Any]:
+    status, room, _ = await c.call("POST", "/api/chat/rooms", token, json={"name": name, **body})
+    assert status == 201, room
+    return dict(room)
+
+
+async def say(c: Client, token: str, room_id: str, text: str, **body: Any) -> tuple[int, Any]:
+    status, message, _ = await c.call(
+        "POST", f"/api/chat/rooms/{room_id}/messages", token, json={"text": text, **body}
+    )
+    return status, message
+
+
+async def events(sock: Socket, count: int, ephemeral: bool = False) -> list[dict[str, Any]]:
+    return [f["data"] for f in await sock.events(count, ephemeral=ephemeral)]
+
+
+async def test_group_messages_over_http_and_websocket(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        bus: list[Event] = []
+        assert c.server is not None and c.server.core is not None
+        c.server.core.bus.listen("chat.*", bus.append)
+        alice = await c.register("alice")
+        bob = await c.register("bob")
+        carol = await c.register("carol")
+        room = await room_of(c, alice, members=["bob"])
+        assert room["role"] == "owner" and room["visibility"] == "invite"
+        rid = room["id"]
+        ws = await c.ws(bob)
+        assert (await ws.request("subscribe", f"chat:{rid}"))["op"] == "reply"
+        snoop = await c.ws(carol)
+        reply = await snoop.request("subscribe", f"chat:{rid}")
+        assert reply["op"] == "error" and reply["code"] == "forbidden"
+
+        status, first = await say(c, alice, rid, "hello @bob and @nobody", client_key="k1")
+        assert status == 201 and first["seq"] == 1 and first["username"] == "alice"
+        assert first["mentions"] == [ws.hello["user"]["id"]]
+        (event,) = await events(ws, 1)
+        assert event["type"] == "message" and event["message"]["id"] == first["id"]
+        # A retry with the same key: the same message, 200, and no second broadcast.
+        status, again = await say(c, alice, rid, "hello @bob and @nobody", client_key="k1")
+        assert status == 200 and again["id"] == first["id"]
+        # Sending over the WebSocket: publish to the room's topic.
+        sender = await c.ws(bob)
+        reply = await sender.request(
+            "publish", f"chat:{rid}", {"text": "hi!", "client_key": "b1", "reply_to": first["id"]}
+        )
+        assert reply["op"] == "reply" and reply["data"]["message"]["seq"] == 2
+        (event,) = await events(ws, 1)
+        assert event["message"]["reply_to"] == first["id"] and event["message"]["seq"] == 2
+        reply = await sender.request("publish", f"chat:{rid}", {"text": "hi!", "client_key": "b1"})
+        assert reply["data"]["message"]["seq"] == 2, "the WebSocket retry is idempotent too"
+        await sender.ws.close()
+
+        status, message, _ = await c.call(
+            "PUT", f"/api/chat/rooms/{rid}/messages/{first['id']}/reactions/👍", bob
+        )
+        assert status == 200 and message["reactions"] == {"👍": [ws.hello["user"]["id"]]}
+        status, message, _ = await c.call(
+            "PATCH", f"/api/chat/rooms/{rid}/messages/{first['id']}", alice, json={"text": "hello!"}
+        )
+        assert message["text"] == "hello!" and message["edited_at"] and message["mentions"] == []
+        status, problem, _ = await c.call(
+            "PATCH", f"/api/chat/rooms/{rid}/messages/{first['id']}", bob, json={"text": "mine"}
+        )
+        assert status == 403 and problem["code"] == "not_your_message"
+        status, message, _ = await c.call(
+            "DELETE", f"/api/chat/rooms/{rid}/messages/{first['id']}", alice
+        )
+        assert message["deleted"] and message["text"] == ""
+        kinds = [e["type"] for e in await events(ws, 3)]
+        assert kinds == ["update", "update", "update"]
+
+        _, page, _ = await c.call("GET", f"/api/chat/rooms/{rid}/messages?limit=1", bob)
+        assert [m["seq"] for m in page["messages"]] == [2]
+        _, page, _ = await c.call("GET", f"/api/chat/rooms/{rid}/messages?before=2", bob)
+        assert [m["seq"] for m in page["messages"]] == [1] and page["messages"][0]["deleted"]
+        _, found, _ = await c.call("GET", f"/api/chat/rooms/{rid}/messages?q=HI", bob)
+        assert [m["text"] for m in found["messages"]] == ["hi!"]
+        status, _, _ = await c.call("GET", f"/api/chat/rooms/{rid}/messages", carol)
+        assert status == 404, "invite-only rooms are invisible to others"
+        await asyncio.sleep(0.05)
+        assert {"chat.message", "chat.mention"} <= {e.type for e in bus}
+        await ws.ws.close()
+        await snoop.ws.close()
+
+
+async def test_direct_chats_blocks_and_stream_rooms(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice = await c.register("alice")
+        bob = await c.register("bob")
+        status, dm, _ = await c.call("POST", "/api/chat/direct/bob", alice)
+        assert status == 200 and dm["kind"] == "direct" and dm["with"]["username"] == "bob"
+        _, again, _ = await c.call("POST", "/api/chat/direct/alice", bob)
+        assert again["id"] == dm["id"], "one direct room per pair"
+        assert (await say(c, alice, dm["id"], "psst"))[0] == 201
+        status, problem, _ = await c.call("POST", f"/api/chat/rooms/{dm['id']}/leave", bob)
+        assert status == 409
+        await c.call("PUT", "/api/chat/blocks/alice", bob)
+        status, problem = await say(c, alice, dm["id"], "hello?")
+        assert status == 403 and problem["code"] == "blocked"
+        assert (await say(c, bob, dm["id"], "I can still write"))[0] == 201
+        await c.call("DELETE", "/api/chat/blocks/alice", bob)
+        assert (await say(c, alice, dm["id"], "back"))[0] == 201
+        status, _, _ = await c.call("POST", "/api/chat/direct/alice", alice)
+        assert status == 422
+
+        status, key, _ = await c.call(
+            "POST", "/api/auth/stream-key", alice, json={"stream": "show"}
+        )
+        assert status in (200, 201), key
+        status, room, _ = await c.call("GET", "/api/chat/streams/show", bob)
+        assert status == 200 and room["kind"] == "stream" and "role" not in room
+        status, problem = await say(c, bob, room["id"], "first!")
+        assert status == 403 and problem["code"] == "not_a_member"
+        await c.call("POST", f"/api/chat/rooms/{room['id']}/join", bob)
+        assert (await say(c, bob, room["id"], "first!"))[0] == 201
+        _, owner_view, _ = await c.call("GET", "/api/chat/streams/show", alice)
+        assert owner_view["role"] == "owner"
+        status, _, _ = await c.call("GET", "/api/chat/streams/nothing", bob)
+        assert status == 404
+
+
+async def test_sync_returns_every_change_once_across_a_restart(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice = await c.register("alice")
+        bob = await c.register("bob")
+        rid = (await room_of(c, alice, members=["bob"]))["id"]
+        ids = [(await say(c, alice, rid, f"m{i}"))[1]["id"] for i in range(5)]
+        _, synced, _ = await c.call("POST", "/api/chat/sync", bob, json={"positions": {}})
+        changes = synced["rooms"][rid]["changes"]
+        assert [m["text"] for m in changes] == ["m0", "m1", "m2", "m3", "m4"]
+        seen = changes[-1]["version"]
+    async with running(tmp_path) as c:  # the same data directory: a restarted node
+        _, login, _ = await c.call(
+            "POST",
+            "/api/auth/login",
+            json={"username": "alice", "password": "correct horse battery"},
+        )
+        alice = login["token"]
+        _, login, _ = await c.call(
+            "POST", "/api/auth/login", json={"username": "bob", "password": "correct horse battery"}
+        )
+        bob = login["token"]
+        await c.call(
+            "PATCH", f"/api/chat/rooms/{rid}/messages/{ids[1]}", alice, json={"text": "M1"}
+        )
+        await say(c, alice, rid, "m5")
+        await c.call("DELETE", f"/api/chat/rooms/{rid}/messages/{ids[3]}", alice)
+        _, synced, _ = await c.call("POST", "/api/chat/sync", bob, json={"positions": {rid: seen}})
+        changes = synced["rooms"][rid]["changes"]
+        assert [(m["text"], m["deleted"]) for m in changes] == [
+            ("M1", False),
+            ("m5", False),
+            ("", True),
+        ]
+        versions = [m["version"] for m in changes]
+        assert versions == sorted(versions) and len(set(versions)) == 3
+
+        # Unread counts and read receipts.
+        _, mine, _ = await c.call("GET", "/api/chat/rooms", bob)
+        assert mine["rooms"][0]["unread"] == 5  # m0, m1, m2, m4, m5 (m3 deleted)
+        last = synced["rooms"][rid]["last_seq"]
+        _, read, _ = await c.call("POST", f"/api/chat/rooms/{rid}/read", bob, json={"seq": last})
+        assert read["last_read_seq"] == last
+        _, mine, _ = await c.call("GET", "/api/chat/rooms", bob)
+        assert mine["rooms"][0]["unread"] == 0
+        _, read, _ = await c.call("POST", f"/api/chat/rooms/{rid}/read", bob, json={"seq": 1})
+        assert read["last_read_seq"] == last, "a read marker never moves back"
+
+
+async def test_typing_is_ephemeral_throttled_and_for_members(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice = await c.register("alice")
+        bob = await c.register("bob")
+        carol = await c.register("carol")
+        rid = (await room_of(c, alice, members=["bob"]))["id"]
+        a, b, x = await c.ws(alice), await c.ws(bob), await c.ws(carol)
+        assert (await b.request("subscribe", f"typing:{rid}"))["op"] == "reply"
+        assert (await a.request("publish", f"typing:{rid}", {"typing": True}))["op"] == "reply"
+        (event,) = await events(b, 1, ephemeral=True)
+        assert event["username"] == "alice" and event["typing"] and event["expires_in"] == 5.0
+        reply = await a.request("publish", f"typing:{rid}", {"typing": True})
+        assert reply["data"] == {"throttled": True}
+        reply = await x.request("publish", f"typing:{rid}", {"typing": True})
+        assert reply["op"] == "error"
+        _, page, _ = await c.call("GET", f"/api/chat/rooms/{rid}/messages", bob)
+        assert page["messages"] == [], "typing is never stored"
+        for sock in (a, b, x):
+            await sock.ws.close()
+
+
+async def test_moderation_limits_and_bad_input(tmp_path: Path) -> None:
+    async with running(
+        tmp_path, **{"plugins.chat.message_burst": 5, "plugins.chat.max_message_chars": 100}
+    ) as c:
+        owner = await c.register("owner")
+        mod = await c.register("mod")
+        bob = await c.register("bob")
+        rid = (await room_of(c, owner, visibility="public"))["id"]
+        for token in (mod, bob):
+            await c.call("POST", f"/api/chat/rooms/{rid}/join", token)
+        status, _, _ = await c.call(
+            "PUT", f"/api/chat/rooms/{rid}/members/mod/role", owner, json={"role": "moderator"}
+        )
+        assert status == 200
+
+        async def act(token: str, **body: Any) -> tuple[int, Any]:
+            status, out, _ = await c.call(
+                "POST", f"/api/chat/rooms/{rid}/moderation", token, json=body
+            )
+            return status, out
+
+        assert (await act(mod, action="mute", username="bob", seconds=60))[0] == 200
+        status, problem = await say(c, bob, rid, "can you hear me")
+        assert status == 403 and problem["code"] == "muted"
+        status, problem = await act(bob, action="mute", username="mod")
+        assert status == 403
+        status, problem = await act(mod, action="kick", username="owner")
+        assert status == 403, "a moderator cannot act on the owner"
+        assert (await act(mod, action="unmute", username="bob"))[0] == 200
+        assert (await say(c, bob, rid, "thanks"))[0] == 201
+
+        status, _, _ = await c.call(
+            "PATCH", f"/api/chat/rooms/{rid}", mod, json={"slow_mode_seconds": 30}
+        )
+        assert status == 200
+        status, problem = await say(c, bob, rid, "again")
+        assert status == 429 and problem["code"] == "slow_mode" and problem["retry_after"] > 25
+        assert (await say(c, mod, rid, "moderators are exempt"))[0] == 201
+        await c.call("PATCH", f"/api/chat/rooms/{rid}", mod, json={"slow_mode_seconds": 0})
+        status, _, _ = await c.call("PATCH", f"/api/chat/rooms/{rid}", mod, json={"name": "mine"})
+        assert status == 403, "renaming is the owner's"
+
+        victim = (await say(c, bob, rid, "delete me"))[1]
+        status, gone, _ = await c.call(
+            "DELETE", f"/api/chat/rooms/{rid}/messages/{victim['id']}", mod
+        )
+        assert status == 200 and gone["deleted"]
+
+        assert (await act(mod, action="ban", username="bob", reason="spam"))[0] == 200
+        status, problem = await say(c, bob, rid, "let me in")
+        assert status == 403
+        status, problem, _ = await c.call("POST", f"/api/chat/rooms/{rid}/join", bob)
+        assert status == 403 and problem["code"] == "banned" and problem["reason"] == "spam"
+        assert (await act(owner, action="unban", username="bob"))[0] == 200
+        assert (await c.call("POST", f"/api/chat/rooms/{rid}/join", bob))[0] == 200
+
+        for text, code in (("   ", "empty_message"), ("x" * 101, "message_too_long")):
+            status, problem = await say(c, bob, rid, text)
+            assert problem["code"] == code
+        status, problem = await say(c, bob, rid, "hi", client_key="has space")
+        assert status == 422 and problem["code"] == "invalid_client_key"
+        status, problem = await say(c, bob, rid, "hi", reply_to="f" * 32)
+        assert status == 404
+        status, problem = await say(c, bob, "0" * 32, "hi")
+        assert status == 404 and problem["code"] == "room_not_found"
+        codes = [(await say(c, bob, rid, f"flood {i}"))[1].get("code") for i in range(8)]
+        assert "rate_limited" in codes, codes
+
+        assert c.server is not None and c.server.core is not None
+        rows = await c.server.core.store.fetchall(
+            "SELECT action FROM audit_log WHERE action LIKE 'chat.%' ORDER BY time"
+        )
+        assert [r["action"] for r in rows] == [
+            "chat.role",
+            "chat.mute",
+            "chat.unmute",
+            "chat.room_changed",
+            "chat.room_changed",
+            "chat.message_removed",
+            "chat.ban",
+            "chat.unban",
+        ]
+
+
+async def test_attachments_are_permission_checked(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice = await c.register("alice")
+        bob = await c.register("bob")
+        rid = (await room_of(c, alice, members=["bob"]))["id"]
+        mine = await tus_upload(c, alice, b"%PDF-1.4 report", "report.pdf")
+        theirs = await tus_upload(c, bob, b"private", "diary.txt")
+        status, message = await say(c, alice, rid, "", attachments=[mine])
+        assert status == 201
+        assert message["attachments"] == [
+            {"id": mine, "name": "report.pdf", "size": 15, "mime": "application/pdf"}
+        ]
+        status, problem = await say(c, alice, rid, "look", attachments=[theirs])
+        assert status == 404 and problem["code"] == "file_not_found"
