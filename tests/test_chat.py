@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from pathlib import Path
 from typing import Any
+
+import aiohttp
+import pytest
 
 from syncstream.bus import Event
 
 from .files_support import tus_upload
-from .support import Client, Socket, running
+from .support import (
+    PG_URL,
+    REDIS_URL,
+    Client,
+    NodeProcess,
+    Socket,
+    pg_schema,
+    running,
+    spawn_node,
+)
 
 
 async def room_of(c: Client, token: str, name: str = "team", **body: Any) -> dict[str, Any]:
@@ -302,3 +315,54 @@ async def test_attachments_are_permission_checked(tmp_path: Path) -> None:
         ]
         status, problem = await say(c, alice, rid, "look", attachments=[theirs])
         assert status == 404 and problem["code"] == "file_not_found"
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_two_nodes_chat_presence_typing_and_sync(tmp_path: Path) -> None:
+    async with pg_schema() as schema:
+        config = tmp_path / "cluster.yaml"
+        config.write_text(
+            f"data_dir: {tmp_path / 'data'}\n"
+            "server: {host: 127.0.0.1}\nrtmp: {enabled: false}\n"
+            f"store: {{url: '{PG_URL}', schema: {schema}}}\n"
+            f"cluster: {{redis_url: '{REDIS_URL}', prefix: t{secrets.token_hex(4)}}}\n"
+            "logging: {level: warning, access_log: false}\n"
+        )
+        nodes: list[NodeProcess] = []
+        try:
+            for name in ("node-a", "node-b"):
+                nodes.append(spawn_node(config, {"SYNCSTREAM_CLUSTER__NODE_ID": name}))
+            for node in nodes:
+                await node.wait_ready()
+            async with aiohttp.ClientSession() as session:
+                a, b = (Client(node.base, session) for node in nodes)
+                alice = await a.register("alice")
+                bob = await b.register("bob")
+                rid = (await room_of(a, alice, members=["bob"]))["id"]
+                alice_ws, bob_ws = await a.ws(alice), await b.ws(bob)
+                for sock in (alice_ws, bob_ws):
+                    for topic in (f"chat:{rid}", f"typing:{rid}"):
+                        assert (await sock.request("subscribe", topic))["op"] == "reply"
+                await b.call("PUT", "/api/chat/status", bob, json={"status": "away"})
+                _, presence, _ = await a.call("GET", f"/api/chat/rooms/{rid}/presence", alice)
+                states = {m["username"]: (m["state"], m["devices"]) for m in presence["members"]}
+                assert states == {"alice": ("online", 1), "bob": ("away", 1)}
+
+                await alice_ws.request("publish", f"typing:{rid}", {"typing": True})
+                typing: dict[str, Any] = {}
+                while "typing" not in typing:
+                    typing = (await bob_ws.events(1, ephemeral=True))[0]["data"]
+                assert typing["username"] == "alice" and typing["typing"]
+                for i in range(3):  # alternate nodes
+                    client, token = (a, alice) if i % 2 == 0 else (b, bob)
+                    assert (await say(client, token, rid, f"n{i}"))[0] == 201
+                seen = [e["message"]["text"] for e in await events(bob_ws, 3)]
+                assert seen == ["n0", "n1", "n2"], "every message, in order, across nodes"
+                _, synced, _ = await b.call("POST", "/api/chat/sync", bob, json={"positions": {}})
+                assert [m["text"] for m in synced["rooms"][rid]["changes"]] == ["n0", "n1", "n2"]
+                await alice_ws.ws.close()
+                await bob_ws.ws.close()
+        finally:
+            for node in nodes:
+                node.stop()

@@ -68,6 +68,11 @@ class SyncIn(BaseModel):
     )
 
 
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["online", "away"]
+
+
 class MemberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(max_length=64)
@@ -316,6 +321,17 @@ def register(api: ScopedApi, chat: ChatService) -> None:
                 "more": len(rows) == chat.config.sync_limit,
             }
         return {"rooms": out}
+
+    @api.route("PUT", "/status", body=StatusIn)
+    async def set_status(call: Call[StatusIn]) -> dict[str, Any]:
+        """Online or away, as your rooms see you while you are connected."""
+        await chat.set_status(call.user, call.body.status)
+        return {"status": call.body.status}
+
+    @api.route("GET", ROOM + "/presence")
+    async def presence(call: Call[None]) -> dict[str, Any]:
+        """Who of the room is online (devices), away or offline, and when last seen."""
+        return {"members": await chat.presence(call.user, call.param("room_id"))}
 
     @api.route("PUT", "/blocks/{username}")
     async def block(call: Call[None]) -> dict[str, Any]:

@@ -68,5 +68,12 @@ MIGRATIONS = [
         created_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (user_id, blocked_id)
     )
+    """,
     """
+    CREATE TABLE chat_status (
+        user_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        last_seen_at DOUBLE PRECISION NOT NULL
+    )
+    """,
 ]

@@ -21,6 +21,7 @@ from syncstream.ratelimit import KeyedLimiter
 from syncstream.realtime import Gateway
 from syncstream.services import ServiceRegistry
 from syncstream.store import Row, Store
+from syncstream.times import iso, iso_or_none
 
 from .config import Config
 from .messages import Messages, message_public
@@ -200,6 +201,55 @@ class ChatService:
             ephemeral=True,
         )
         return position
+
+    # -- presence ---------------------------------------------------------------------------
+
+    async def set_status(self, user: User, status: str) -> None:
+        """``online`` or ``away`` (shown to the user's rooms); also a last-seen mark."""
+        await self.store.execute(
+            "INSERT INTO chat_status (user_id, status, last_seen_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET status = excluded.status,"
+            " last_seen_at = excluded.last_seen_at",
+            user.id,
+            status,
+            time.time(),
+        )
+        for room in (await self.rooms.rooms_of(user.id))[:200]:
+            await self.gateway.publish(
+                f"chat:{room['id']}",
+                {"type": "status", "user_id": user.id, "status": status},
+                ephemeral=True,
+            )
+
+    async def presence(self, user: User, room_id: str) -> list[dict[str, Any]]:
+        """Each member: online (with how many devices), away or offline, and last seen."""
+        room, _ = await self.rooms.readable(user, room_id)
+        online = {
+            p["user_id"]: p["connections"]
+            for p in await self.gateway.presence_of(f"chat:{room['id']}")
+        }
+        rows = await self.store.fetchall(
+            "SELECT u.id, u.username, s.status, s.last_seen_at, m.last_sent_at"
+            " FROM chat_members m JOIN users u ON u.id = m.user_id"
+            " LEFT JOIN chat_status s ON s.user_id = u.id WHERE m.room_id = ?"
+            " ORDER BY u.username LIMIT 1000",
+            room["id"],
+        )
+        out = []
+        for row in rows:
+            devices = online.get(row["id"], 0)
+            state = "offline" if not devices else (row["status"] or "online")
+            seen = max(row["last_seen_at"] or 0, row["last_sent_at"] or 0) or None
+            out.append(
+                {
+                    "user_id": row["id"],
+                    "username": row["username"],
+                    "state": state,
+                    "devices": devices,
+                    "last_seen_at": iso(time.time()) if devices else iso_or_none(seen),
+                }
+            )
+        return out
 
     # -- moderation -------------------------------------------------------------------------
 
