@@ -51,8 +51,12 @@ def message_public(row: Row, usernames: dict[str, str] | None = None) -> dict[st
 
 async def next_seq(tx: Queries, room_id: str) -> int:
     """The room's next sequence number (the UPDATE locks the room row until commit)."""
-    await tx.execute("UPDATE chat_rooms SET last_seq = last_seq + 1 WHERE id = ?", room_id)
-    return int(await tx.fetchval("SELECT last_seq FROM chat_rooms WHERE id = ?", room_id))
+    return int(
+        await tx.fetchval(
+            "UPDATE chat_rooms SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+            room_id,
+        )
+    )
 
 
 class Messages:
@@ -106,36 +110,37 @@ class Messages:
         """Store a new message; the caller checked permissions, limits and idempotency."""
         if reply_to is not None:
             await self.get(room_id, reply_to)
-        now = time.time()
+        row: Row = {
+            "id": new_id(),
+            "room_id": room_id,
+            "seq": 0,
+            "version": 0,
+            "user_id": user.id,
+            "client_key": client_key,
+            "text": text,
+            "reply_to": reply_to,
+            "mentions": json.dumps(mentions),
+            "attachments": json.dumps(attachments),
+            "reactions": "{}",
+            "created_at": time.time(),
+            "edited_at": None,
+            "deleted_at": None,
+        }
         async with self.store.transaction() as tx:
-            seq = await next_seq(tx, room_id)
-            message_id = new_id()
+            row["seq"] = row["version"] = await next_seq(tx, room_id)
             await tx.execute(
                 f"INSERT INTO chat_messages ({COLUMNS}) VALUES ({', '.join('?' * 14)})",
-                message_id,
-                room_id,
-                seq,
-                seq,
-                user.id,
-                client_key,
-                text,
-                reply_to,
-                json.dumps(mentions),
-                json.dumps(attachments),
-                "{}",
-                now,
-                None,
-                None,
+                *row.values(),
             )
             await tx.execute(
                 "UPDATE chat_members SET last_sent_at = ?, last_read_seq = ?"
                 " WHERE room_id = ? AND user_id = ?",
-                now,
-                seq,
+                row["created_at"],
+                row["seq"],
                 room_id,
                 user.id,
             )
-        return await self.get(room_id, message_id)
+        return row
 
     async def change(self, row: Row, **fields: Any) -> Row:
         """Apply ``fields`` to a message as the room's next change (a new version)."""

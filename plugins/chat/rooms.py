@@ -73,12 +73,24 @@ class Rooms:
 
     async def joined(self, user: User, room_id: str, role: Role = "member") -> tuple[Row, Row]:
         """The room if the caller is a member with at least ``role`` (403/404 otherwise)."""
-        room = await self.get(room_id)
-        member = await self.member(room["id"], user.id)
-        if member is None:
+        row = await self.store.fetchone(  # one query: this runs for every message sent
+            f"SELECT {', '.join('r.' + c.strip() for c in ROOM_COLUMNS.split(','))},"
+            " m.user_id AS member_id, m.role, m.joined_at, m.last_read_seq, m.muted_until,"
+            " m.last_sent_at FROM chat_rooms r LEFT JOIN chat_members m"
+            " ON m.room_id = r.id AND m.user_id = ? WHERE r.id = ?",
+            user.id,
+            room_id[:64],
+        )
+        if row is None:
+            raise Problem(404, "room_not_found", f"no room {room_id[:64]}")
+        room = {k: row[k] for k in (c.strip() for c in ROOM_COLUMNS.split(","))}
+        if row["member_id"] is None:
             if room["visibility"] == "public" and room["kind"] != "direct":
                 raise Problem(403, "not_a_member", "join the room first")
             raise Problem(404, "room_not_found", f"no room {room_id[:64]}")
+        member = {"room_id": row["id"], "user_id": row["member_id"]} | {
+            k: row[k] for k in ("role", "joined_at", "last_read_seq", "muted_until", "last_sent_at")
+        }
         if RANK[member["role"]] < RANK[role] and not user.is_admin:
             raise Problem(403, "forbidden", f"this needs the {role} role in the room")
         return room, member

@@ -68,8 +68,7 @@ class ChatService:
             existing = await self.messages.existing(room["id"], user.id, client_key)
             if existing is not None:
                 return existing, False
-        await self.rooms.check_not_banned(room["id"], user.id)
-        now = time.time()
+        now = time.time()  # (a ban removes the membership, so banned users never get here)
         if member["muted_until"] is not None and member["muted_until"] > now:
             raise Problem(403, "muted", "you are muted in this room", until=member["muted_until"])
         text = text.strip()
@@ -109,7 +108,7 @@ class ChatService:
             room["id"], user, text, client_key=client_key, reply_to=reply_to,
             mentions=mentions, attachments=attached,
         )  # fmt: skip
-        message = await self.publish(row, "message")
+        message = await self.publish(row, "message", {user.id: user.username})
         await self.bus.fire(
             "chat.message",
             {"room_id": room["id"], "room_kind": room["kind"], "message": message},
@@ -133,8 +132,10 @@ class ChatService:
         info = await files.readable(user.id, str(file_id))
         return {"id": info["id"], "name": info["name"], "size": info["size"], "mime": info["mime"]}
 
-    async def publish(self, row: Row, kind: str) -> dict[str, Any]:
-        names = await self.messages.usernames({row["user_id"]})
+    async def publish(
+        self, row: Row, kind: str, names: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        names = names or await self.messages.usernames({row["user_id"]})
         message = message_public(row, names)
         await self.gateway.publish(f"chat:{row['room_id']}", {"type": kind, "message": message})
         return message

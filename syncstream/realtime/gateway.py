@@ -201,8 +201,8 @@ class Gateway:
             if pending is not None:
                 pending.append(pub)
                 continue
-            if conn.closing:
-                continue
+            if conn.closing or conn.transport.is_closing():
+                continue  # a socket that went away is dropped by its own handler
             conn.transport.write(wire)
             sent += 1
             if conn.transport.get_write_buffer_size() > limit:

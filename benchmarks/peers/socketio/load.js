@@ -5,9 +5,12 @@
 // for SyncStream, socket.io-client's own decoder for Socket.IO.
 //
 // Usage: node load.js '<json options>'  -> prints one JSON line of results.
-// Options: kind ("syncstream" | "socketio"), urls (subscribers are spread over them, the
-// publisher uses urls[0]), token, clients, rate, seconds, topic, workers (1: one process does
-// everything; 2+: that many forked processes hold the subscribers and this one only publishes).
+// Options: kind ("syncstream" | "socketio" | "chat"), urls (subscribers are spread over them,
+// the publisher uses urls[0]), token, clients, rate, seconds, topic, workers (1: one process
+// does everything; 2+: that many forked processes hold the subscribers and this one only
+// publishes). kind "chat": rooms = [[topic, size], ...] (sizes add up to clients); client j
+// joins the room its index falls in, the publisher sends chat messages to the rooms in turn
+// (the text carries the send time) and receivers read the time back from message events.
 "use strict";
 const { fork } = require("child_process");
 const { performance } = require("perf_hooks");
@@ -49,12 +52,13 @@ class Receiver {
     this.hist[Math.min(BUCKETS - 1, Math.max(0, Math.floor(ms / BUCKET_MS)))] += 1;
   }
 
-  open(url, subscribe) {
-    return this.opts.kind === "socketio" ? this.openSocketio(url, subscribe) : this.openSyncstream(url, subscribe);
+  open(url, subscribe, topic) {
+    return this.opts.kind === "socketio" ? this.openSocketio(url, subscribe) : this.openSyncstream(url, subscribe, topic);
   }
 
-  openSyncstream(url, subscribe) {
-    const { token, topic } = this.opts;
+  openSyncstream(url, subscribe, topic = this.opts.topic) {
+    const { token } = this.opts;
+    const chat = this.opts.kind === "chat";
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(`${url.replace(/^http/, "ws")}/ws?token=${token}`, { perMessageDeflate: false });
       let ready = false;
@@ -62,7 +66,8 @@ class Receiver {
       ws.on("message", (data) => {
         const frame = JSON.parse(data.toString());
         if (frame.op === "event") {
-          this.record(frame.data.t);
+          if (!chat) this.record(frame.data.t);
+          else if (frame.data.type === "message") this.record(parseFloat(frame.data.message.text));
         } else if (frame.op === "hello" && !ready) {
           if (subscribe) ws.send(JSON.stringify({ op: "subscribe", id: 1, topic }));
           else { ready = true; resolve(ws); }
@@ -94,10 +99,11 @@ class Receiver {
     });
   }
 
-  async subscribeAll(urlIndexes) {
+  async subscribeAll(clients) {
     const batch = 100;
-    for (let i = 0; i < urlIndexes.length; i += batch) {
-      const group = urlIndexes.slice(i, i + batch).map((u) => this.open(this.opts.urls[u], true));
+    for (let i = 0; i < clients.length; i += batch) {
+      const group = clients.slice(i, i + batch).map(
+        (j) => this.open(this.opts.urls[j % this.opts.urls.length], true, topicOf(this.opts, j)));
       this.sockets.push(...(await Promise.all(group)));
     }
   }
@@ -127,8 +133,33 @@ class Receiver {
 // The subscribers of client number j go to urls[j % urls.length] and worker j % workers.
 function myClients(opts, worker, workers) {
   const mine = [];
-  for (let j = 0; j < opts.clients; j++) if (j % workers === worker) mine.push(j % opts.urls.length);
+  for (let j = 0; j < opts.clients; j++) if (j % workers === worker) mine.push(j);
   return mine;
+}
+
+// The topic client j subscribes to: its room (kind "chat"), else the one topic.
+function topicOf(opts, j) {
+  if (!opts.rooms) return opts.topic;
+  let end = 0;
+  for (const [topic, size] of opts.rooms) {
+    end += size;
+    if (j < end) return topic;
+  }
+  return opts.rooms[opts.rooms.length - 1][0];
+}
+
+// Deliveries the given clients should see when `sent` messages went out: for chat, each
+// message reaches the clients of the room it was sent to (rooms in turn).
+function expectedFor(opts, clients, sent) {
+  if (!opts.rooms) return sent * clients.length;
+  const perRoom = new Map();
+  for (const j of clients) perRoom.set(topicOf(opts, j), (perRoom.get(topicOf(opts, j)) || 0) + 1);
+  let total = 0;
+  opts.rooms.forEach(([topic], r) => {
+    const messages = Math.floor(sent / opts.rooms.length) + (r < sent % opts.rooms.length ? 1 : 0);
+    total += messages * (perRoom.get(topic) || 0);
+  });
+  return total;
 }
 
 // --- a forked worker: holds its share of the subscribers -----------------------------------
@@ -143,7 +174,7 @@ function runWorker() {
         receiver.cpuAtReady = cpuSeconds();
         process.send({ cmd: "ready" });
       } else if (msg.cmd === "finish") {
-        await receiver.drain(msg.expected, msg.until);
+        await receiver.drain(expectedFor(msg.opts, myClients(msg.opts, msg.worker, msg.workers), msg.sent), msg.until);
         const stats = receiver.stats();
         stats.cpu -= receiver.cpuAtReady;
         process.send({ cmd: "stats", stats });
@@ -205,7 +236,9 @@ async function main(opts) {
   const publisher = await pubSide.open(opts.urls[0], false);
   const send = kind === "socketio"
     ? (n) => publisher.emit("publish", topic, { n, t: now() })
-    : (n) => publisher.send(`{"op":"publish","id":${n + 2},"topic":"${topic}","data":{"n":${n},"t":${now()}}}`);
+    : kind === "chat"
+      ? (n) => publisher.send(`{"op":"publish","id":${n + 2},"topic":"${opts.rooms[n % opts.rooms.length][0]}","data":{"text":"${now()}"}}`)
+      : (n) => publisher.send(`{"op":"publish","id":${n + 2},"topic":"${topic}","data":{"n":${n},"t":${now()}}}`);
 
   const cpuBefore = cpuSeconds();
   let sent = 0;
@@ -222,12 +255,13 @@ async function main(opts) {
   });
   const until = now() + DRAIN_MS;
   let parts;
+  const expected = expectedFor(opts, myClients(opts, 0, 1), sent);
   if (local) {
-    await local.drain(sent * clients, until);
+    await local.drain(expected, until);
     parts = [local.stats()];
   } else {
     parts = (await Promise.all(children.map((c, w) => ask(
-      c, { cmd: "finish", expected: sent * myClients(opts, w, workers).length, until }, "stats"))))
+      c, { cmd: "finish", opts, worker: w, workers, sent, until }, "stats"))))
       .map((m) => m.stats);
   }
 
@@ -236,7 +270,6 @@ async function main(opts) {
   const hist = [...merged.entries()].sort((a, b) => a[0] - b[0]);
   const delivered = parts.reduce((s, p) => s + p.delivered, 0);
   const lastReceive = Math.max(...parts.map((p) => p.lastReceive));
-  const expected = sent * clients;
   const span = (lastReceive - firstSend) / 1000;
   // CPU of the client during the run: the coordinator's since the first send, plus each
   // worker's since its sockets were open.
