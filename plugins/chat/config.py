@@ -14,5 +14,4 @@ class Config(BaseModel):
     messages_per_second: float = Field(2.0, gt=0, description="Per user, over all rooms ...")
     message_burst: int = Field(10, ge=1, description="... with this burst (429 beyond)")
     typing_seconds: float = Field(5.0, gt=0, description="A typing indicator lasts this long")
-    history_page: int = Field(50, ge=1, le=500, description="Default messages per history page")
     sync_limit: int = Field(500, ge=10, le=10_000, description="Changes per room in one sync")
