@@ -84,6 +84,7 @@ async def setup(ctx: PluginContext) -> None:
             can_publish=may_read,
             on_publish=on_message,
             presence=True,
+            presence_events=False,  # GET .../presence answers; no n^2 join storms in big rooms
         )
     )
     ctx.gateway.register(

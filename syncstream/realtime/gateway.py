@@ -80,8 +80,10 @@ class Namespace:
 
     ``on_publish`` may validate or rewrite what a client publishes (raise :class:`Problem` to
     refuse); the returned value (or :class:`Published`) is what subscribers get. ``presence``
-    tracks subscribers; ``ephemeral`` publications from clients are delivered but not kept
-    for resume (typing indicators).
+    tracks subscribers; with ``presence_events`` off, joins and leaves are not broadcast and
+    the subscribe reply carries no member list (big rooms: every join would reach everyone,
+    n^2 frames in a connection storm) — the ``presence`` op still answers. ``ephemeral``
+    publications from clients are delivered but not kept for resume (typing indicators).
     """
 
     name: str
@@ -89,6 +91,7 @@ class Namespace:
     can_publish: Check = admins
     on_publish: PublishHook | None = None
     presence: bool = False
+    presence_events: bool = True
     ephemeral: bool = False
 
 
@@ -394,7 +397,8 @@ class Gateway:
         reply: dict[str, Any] = {"seq": top, "epoch": current_epoch, "recovered": recovered}
         if namespace.presence:
             await self.presence.add(topic, conn.id, self._presence_info(conn))
-            reply["presence"] = await self._presence_list(topic)
+            if namespace.presence_events:
+                reply["presence"] = await self._presence_list(topic)
         await self._send(conn, "reply", id=frame.get("id"), topic=topic, data=reply)
         # Replay what was missed, then what arrived meanwhile, without duplicates; a client
         # that did not ask to resume starts at the position in the reply.
@@ -405,7 +409,7 @@ class Gateway:
             last = max(last, pub.seq)
             if not conn.closing:
                 conn.transport.write(text_frame(pub.frame))
-        if namespace.presence:  # every subscriber hears of the join, the joiner too
+        if namespace.presence and namespace.presence_events:  # everyone hears of the join
             await self.broker.publish(
                 topic, {"presence": "join", "user": self._presence_info(conn)}, ephemeral=True
             )
@@ -463,9 +467,10 @@ class Gateway:
         namespace = self.namespaces.get(topic.split(":", 1)[0])
         if namespace is not None and namespace.presence:
             await self.presence.remove(topic, conn.id)
-            await self.broker.publish(
-                topic, {"presence": "leave", "user": self._presence_info(conn)}, ephemeral=True
-            )
+            if namespace.presence_events:
+                await self.broker.publish(
+                    topic, {"presence": "leave", "user": self._presence_info(conn)}, ephemeral=True
+                )
 
     async def _op_publish(self, conn: Connection, frame: dict[str, Any]) -> dict[str, Any]:
         return await self.publish_as(conn.user, frame.get("topic"), frame.get("data"))

@@ -8,9 +8,10 @@
 // Options: kind ("syncstream" | "socketio" | "chat"), urls (subscribers are spread over them,
 // the publisher uses urls[0]), token, clients, rate, seconds, topic, workers (1: one process
 // does everything; 2+: that many forked processes hold the subscribers and this one only
-// publishes). kind "chat": rooms = [[topic, size], ...] (sizes add up to clients); client j
-// joins the room its index falls in, the publisher sends chat messages to the rooms in turn
-// (the text carries the send time) and receivers read the time back from message events.
+// publishes). rooms = [[topic, size], ...] (sizes add up to clients): client j joins the room
+// its index falls in and the publisher sends to the rooms in turn; kind "chat" sends chat
+// messages (the text carries the send time, read back from message events), "socketio"
+// broadcasts to the Socket.IO room.
 "use strict";
 const { fork } = require("child_process");
 const { performance } = require("perf_hooks");
@@ -53,7 +54,7 @@ class Receiver {
   }
 
   open(url, subscribe, topic) {
-    return this.opts.kind === "socketio" ? this.openSocketio(url, subscribe) : this.openSyncstream(url, subscribe, topic);
+    return this.opts.kind === "socketio" ? this.openSocketio(url, subscribe, topic) : this.openSyncstream(url, subscribe, topic);
   }
 
   openSyncstream(url, subscribe, topic = this.opts.topic) {
@@ -84,8 +85,7 @@ class Receiver {
     });
   }
 
-  openSocketio(url, subscribe) {
-    const { topic } = this.opts;
+  openSocketio(url, subscribe, topic = this.opts.topic) {
     return new Promise((resolve, reject) => {
       const socket = io(url, { transports: ["websocket"], forceNew: true, reconnection: false });
       socket.publishErrors = 0;
@@ -234,8 +234,9 @@ async function main(opts) {
   }
   const pubSide = local || new Receiver(opts);
   const publisher = await pubSide.open(opts.urls[0], false);
+  const roomOf = (n) => (opts.rooms ? opts.rooms[n % opts.rooms.length][0] : topic);
   const send = kind === "socketio"
-    ? (n) => publisher.emit("publish", topic, { n, t: now() })
+    ? (n) => publisher.emit("publish", roomOf(n), { n, t: now() })
     : kind === "chat"
       ? (n) => publisher.send(`{"op":"publish","id":${n + 2},"topic":"${opts.rooms[n % opts.rooms.length][0]}","data":{"text":"${now()}"}}`)
       : (n) => publisher.send(`{"op":"publish","id":${n + 2},"topic":"${topic}","data":{"n":${n},"t":${now()}}}`);
