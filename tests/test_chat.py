@@ -104,6 +104,10 @@ async def test_group_messages_over_http_and_websocket(tmp_path: Path) -> None:
         assert [m["seq"] for m in page["messages"]] == [1] and page["messages"][0]["deleted"]
         _, found, _ = await c.call("GET", f"/api/chat/rooms/{rid}/messages?q=HI", bob)
         assert [m["text"] for m in found["messages"]] == ["hi!"]
+        _, thread, _ = await c.call(
+            "GET", f"/api/chat/rooms/{rid}/messages?thread={first['id']}", bob
+        )
+        assert [m["seq"] for m in thread["messages"]] == [1, 2], "the message and its reply"
         status, _, _ = await c.call("GET", f"/api/chat/rooms/{rid}/messages", carol)
         assert status == 404, "invite-only rooms are invisible to others"
         await asyncio.sleep(0.05)

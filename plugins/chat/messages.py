@@ -181,12 +181,23 @@ class Messages:
         return await self.get(row["room_id"], row["id"])
 
     async def history(
-        self, room_id: str, *, before: int | None, after: int | None, limit: int, query: str
+        self,
+        room_id: str,
+        *,
+        before: int | None,
+        after: int | None,
+        limit: int,
+        query: str,
+        thread: str | None = None,
     ) -> list[Row]:
         """A page of messages by ``seq``: the newest before ``before`` or the oldest after
-        ``after`` (always returned oldest first); ``query`` filters by words of the text."""
+        ``after`` (always returned oldest first); ``query`` filters by words of the text,
+        ``thread`` keeps a message and the replies to it."""
         where: list[str] = ["room_id = ?"]
         args: list[Any] = [room_id]
+        if thread is not None:
+            where.append("(id = ? OR reply_to = ?)")
+            args += [thread, thread]
         if before is not None:
             where.append("seq < ?")
             args.append(before)

@@ -54,6 +54,7 @@ class HistoryQuery(BaseModel):
     after: int | None = Field(None, ge=0, description="Messages after this seq (oldest first)")
     limit: int = Field(50, ge=1, le=500)
     q: str = Field("", max_length=200, description="Words the text contains")
+    thread: str | None = Field(None, max_length=64, description="A message and its replies")
 
 
 class ReadIn(BaseModel):
@@ -267,7 +268,7 @@ def register(api: ScopedApi, chat: ChatService) -> None:
         q: HistoryQuery = call.query
         room, _ = await rooms.readable(call.user, call.param("room_id"))
         rows = await messages.history(
-            room["id"], before=q.before, after=q.after, limit=q.limit, query=q.q
+            room["id"], before=q.before, after=q.after, limit=q.limit, query=q.q, thread=q.thread
         )
         names = await messages.usernames({r["user_id"] for r in rows})
         return {"messages": [message_public(r, names) for r in rows], "last_seq": room["last_seq"]}
