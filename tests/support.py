@@ -211,6 +211,17 @@ async def _backend(backend: str) -> AsyncIterator[dict[str, Any]]:
         yield {"store.url": url, "store.schema": schema}
 
 
+def cluster_yaml(schema: str, extra: str = "") -> str:
+    """Config text for a node of a test cluster: its own PostgreSQL schema, a fresh Redis
+    prefix, RTMP off, quiet logs; ``extra`` adds lines (``data_dir``, plugins ...)."""
+    return (
+        "server: {host: 127.0.0.1}\nrtmp: {enabled: false}\n"
+        f"store: {{url: '{PG_URL}', schema: {schema}}}\n"
+        f"cluster: {{redis_url: '{REDIS_URL}', prefix: t{secrets.token_hex(4)}}}\n"
+        "logging: {level: warning, access_log: false}\n" + extra
+    )
+
+
 @dataclass
 class NodeProcess:
     """A `syncstream serve` subprocess (for multi-node and CLI tests)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,10 @@ from syncstream.bus import Event
 
 from .files_support import tus_upload
 from .support import (
-    PG_URL,
-    REDIS_URL,
     Client,
     NodeProcess,
     Socket,
+    cluster_yaml,
     pg_schema,
     running,
     spawn_node,
@@ -326,13 +324,7 @@ async def test_attachments_are_permission_checked(tmp_path: Path) -> None:
 async def test_two_nodes_chat_presence_typing_and_sync(tmp_path: Path) -> None:
     async with pg_schema() as schema:
         config = tmp_path / "cluster.yaml"
-        config.write_text(
-            f"data_dir: {tmp_path / 'data'}\n"
-            "server: {host: 127.0.0.1}\nrtmp: {enabled: false}\n"
-            f"store: {{url: '{PG_URL}', schema: {schema}}}\n"
-            f"cluster: {{redis_url: '{REDIS_URL}', prefix: t{secrets.token_hex(4)}}}\n"
-            "logging: {level: warning, access_log: false}\n"
-        )
+        config.write_text(cluster_yaml(schema, f"data_dir: {tmp_path / 'data'}\n"))
         nodes: list[NodeProcess] = []
         try:
             for name in ("node-a", "node-b"):

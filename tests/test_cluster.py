@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .support import PASSWORD, PG_URL, REDIS_URL, Client, NodeProcess, pg_schema, spawn_node
+from .support import PASSWORD, Client, NodeProcess, cluster_yaml, pg_schema, spawn_node
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -24,12 +23,10 @@ async def nodes(
     async with pg_schema() as schema:
         config = tmp_path / "cluster.yaml"
         config.write_text(
-            f"data_dir: {tmp_path / 'data'}\n"
-            "server: {host: 127.0.0.1}\nrtmp: {enabled: false}\n"
-            f"store: {{url: '{PG_URL}', schema: {schema}}}\n"
-            f"cluster: {{redis_url: '{REDIS_URL}', prefix: t{secrets.token_hex(4)}}}\n"
-            "logging: {level: warning, access_log: false}\n"
-            "plugins: {guestbook: {enabled: true}}\n"
+            cluster_yaml(
+                schema,
+                f"data_dir: {tmp_path / 'data'}\nplugins: {{guestbook: {{enabled: true}}}}\n",
+            )
         )
         monkeypatch.setenv("SYNCSTREAM_CONFIG", str(config))
         procs: list[NodeProcess] = []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import secrets
 import signal
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,22 @@ from syncstream.bus import Event
 from .files_support import download, tus_upload
 from .support import (
     PASSWORD,
-    PG_URL,
-    REDIS_URL,
     Client,
     NodeProcess,
+    cluster_yaml,
     pg_schema,
     running,
     spawn_node,
 )
 
 pytestmark = pytest.mark.slow
+
+
+async def quick_clip(path: Path, seconds: float, size: str) -> bytes:
+    """A clip encoded as fast as libx264 goes (for inputs that only need to be long)."""
+    return await make_media(
+        path, seconds, "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", size=size
+    )
 
 
 async def make_media(path: Path, seconds: float = 3, *args: str, size: str = "320x240") -> bytes:
@@ -245,17 +250,7 @@ async def test_hls_vod_package_is_served(tmp_path: Path) -> None:
 async def test_cancel_kills_ffmpeg_and_stores_nothing(tmp_path: Path) -> None:
     async with running(tmp_path) as c:
         token = await c.register("alice")
-        data = await make_media(
-            tmp_path / "in.mp4",
-            40,
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "aac",
-            size="1280x720",
-        )
+        data = await quick_clip(tmp_path / "in.mp4", 40, "1280x720")
         file_id = await tus_upload(c, token, data, "long.mp4")
         job = await submit(
             c, token, file_id, operation={"op": "convert", "container": "webm", "speed": "veryslow"}
@@ -379,17 +374,7 @@ async def test_priorities_and_per_user_limits(tmp_path: Path) -> None:
         token = await c.register("alice")
         data = await make_media(tmp_path / "in.mp4", 2, "-c:v", "libx264", "-c:a", "aac")
         file_id = await tus_upload(c, token, data, "a.mp4")
-        slow = await make_media(
-            tmp_path / "slow.mp4",
-            20,
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "aac",
-            size="640x480",
-        )
+        slow = await quick_clip(tmp_path / "slow.mp4", 20, "640x480")
         slow_id = await tus_upload(c, token, slow, "slow.mp4")
         first = await submit(
             c,
@@ -428,17 +413,7 @@ async def test_a_job_whose_node_dies_runs_again_after_restart(tmp_path: Path) ->
         f"data_dir: {tmp_path / 'data'}\nrtmp: {{enabled: false}}\n"
         "logging: {level: warning, access_log: false}\n"
     )
-    data = await make_media(
-        tmp_path / "in.mp4",
-        15,
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-c:a",
-        "aac",
-        size="640x480",
-    )
+    data = await quick_clip(tmp_path / "in.mp4", 15, "640x480")
     node = spawn_node(config)
     try:
         await node.wait_ready()
@@ -484,14 +459,13 @@ async def test_cluster_nodes_share_the_queue_through_s3_storage(
     async with pg_schema() as schema:
         config = tmp_path / "cluster.yaml"
         config.write_text(
-            "server: {host: 127.0.0.1}\nrtmp: {enabled: false}\n"
-            f"store: {{url: '{PG_URL}', schema: {schema}}}\n"
-            f"cluster: {{redis_url: '{REDIS_URL}', prefix: t{secrets.token_hex(4)}}}\n"
-            "logging: {level: warning, access_log: false}\n"
-            "plugins:\n"
-            "  files: {storage: s3, s3: {endpoint: '%s', bucket: files, access_key: k,"
-            " secret_key: s}}\n"
-            "  media: {concurrency: 1, per_user_running: 4}\n" % s3_server
+            cluster_yaml(
+                schema,
+                "plugins:\n"
+                f"  files: {{storage: s3, s3: {{endpoint: '{s3_server}', bucket: files,"
+                " access_key: k, secret_key: s}}\n"
+                "  media: {concurrency: 1, per_user_running: 4}\n",
+            )
         )
         nodes: list[NodeProcess] = []
         try:

@@ -8,12 +8,13 @@ and is public: any user may read and join it; the stream's owner owns it.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from syncstream import Problem, User
 from syncstream.auth import Auth
 from syncstream.ids import new_id
-from syncstream.store import IntegrityError, Row, Store
+from syncstream.store import IntegrityError, Queries, Row, Store
 from syncstream.times import iso, iso_or_none
 
 Role = Literal["owner", "moderator", "member"]
@@ -134,40 +135,31 @@ class Rooms:
         if other.id == user.id:
             raise Problem(422, "direct_with_self", "a direct chat needs another user")
         key = ":".join(sorted((user.id, other.id)))
-        row = await self.store.fetchone(
-            f"SELECT {ROOM_COLUMNS} FROM chat_rooms WHERE direct_key = ?", key
-        )
+        row = await self._by("direct_key", key)
         if row is not None:
             return row
         room_id, now = new_id(), time.time()
-        try:
-            async with self.store.transaction() as tx:
-                await tx.execute(
-                    "INSERT INTO chat_rooms (id, kind, visibility, direct_key, created_by,"
-                    " created_at) VALUES (?, 'direct', 'private', ?, ?, ?)",
-                    room_id,
-                    key,
-                    user.id,
-                    now,
-                )
-                await tx.executemany(
-                    "INSERT INTO chat_members (room_id, user_id, role, joined_at)"
-                    " VALUES (?, ?, 'member', ?)",
-                    [(room_id, user.id, now), (room_id, other.id, now)],
-                )
-        except IntegrityError:  # made at the same moment by the other side
-            pass
-        found = await self.store.fetchone(
-            f"SELECT {ROOM_COLUMNS} FROM chat_rooms WHERE direct_key = ?", key
-        )
-        assert found is not None
-        return found
+
+        async def create(tx: Queries) -> None:
+            await tx.execute(
+                "INSERT INTO chat_rooms (id, kind, visibility, direct_key, created_by,"
+                " created_at) VALUES (?, 'direct', 'private', ?, ?, ?)",
+                room_id,
+                key,
+                user.id,
+                now,
+            )
+            await tx.executemany(
+                "INSERT INTO chat_members (room_id, user_id, role, joined_at)"
+                " VALUES (?, ?, 'member', ?)",
+                [(room_id, user.id, now), (room_id, other.id, now)],
+            )
+
+        return await self._create_once("direct_key", key, create)
 
     async def stream_room(self, stream: str) -> Row:
         """The chat beside a live stream (made on first use, owned by the stream's owner)."""
-        row = await self.store.fetchone(
-            f"SELECT {ROOM_COLUMNS} FROM chat_rooms WHERE stream = ?", stream
-        )
+        row = await self._by("stream", stream)
         if row is not None:
             return row
         owner = await self.store.fetchval(
@@ -176,30 +168,44 @@ class Rooms:
         if owner is None:
             raise Problem(404, "stream_not_found", f"no stream {stream[:64]}")
         room_id, now = new_id(), time.time()
+
+        async def create(tx: Queries) -> None:
+            await tx.execute(
+                "INSERT INTO chat_rooms (id, kind, name, visibility, stream, created_by,"
+                " created_at) VALUES (?, 'stream', ?, 'public', ?, ?, ?)",
+                room_id,
+                stream,
+                stream,
+                owner,
+                now,
+            )
+            await tx.execute(
+                "INSERT INTO chat_members (room_id, user_id, role, joined_at)"
+                " VALUES (?, ?, 'owner', ?)",
+                room_id,
+                owner,
+                now,
+            )
+
+        return await self._create_once("stream", stream, create)
+
+    async def _by(self, column: str, value: str) -> Row | None:
+        return await self.store.fetchone(
+            f"SELECT {ROOM_COLUMNS} FROM chat_rooms WHERE {column} = ?", value
+        )
+
+    async def _create_once(
+        self, column: str, value: str, create: Callable[[Queries], Awaitable[None]]
+    ) -> Row:
+        """Run ``create``; if another request made the room first, take that one."""
         try:
             async with self.store.transaction() as tx:
-                await tx.execute(
-                    "INSERT INTO chat_rooms (id, kind, name, visibility, stream, created_by,"
-                    " created_at) VALUES (?, 'stream', ?, 'public', ?, ?, ?)",
-                    room_id,
-                    stream,
-                    stream,
-                    owner,
-                    now,
-                )
-                await tx.execute(
-                    "INSERT INTO chat_members (room_id, user_id, role, joined_at)"
-                    " VALUES (?, ?, 'owner', ?)",
-                    room_id,
-                    owner,
-                    now,
-                )
+                await create(tx)
         except IntegrityError:
             pass
-        found = await self.store.fetchone(
-            f"SELECT {ROOM_COLUMNS} FROM chat_rooms WHERE stream = ?", stream
-        )
-        assert found is not None
+        found = await self._by(column, value)
+        if found is None:
+            raise Problem(500, "room_not_created", "the room could not be made")
         return found
 
     async def add_member(self, room: Row, user_id: str, role: Role = "member") -> None:
