@@ -1,0 +1,57 @@
+"""Chess: challenges and open seeks, server-authoritative games with every rule
+(python-chess), lichess-style clocks with lag compensation, spectators, takebacks, draw
+offers and claims, games stored move by move, PGN export and an NDJSON game stream.
+
+Realtime: subscribe to ``chess:<game id>`` for ``state`` events (full position, last move,
+clocks, sequence number); players publish ``{"move": "e2e4", "ply": n, "lag_ms": x}`` or
+``{"action": "resign" | "draw_offer" | ...}`` there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from syncstream import Namespace, Plugin, PluginContext, Problem, User
+from syncstream.realtime import Published
+
+from .routes import ACTIONS, register
+from .schema import MIGRATIONS
+from .service import ChessService
+
+
+async def setup(ctx: PluginContext) -> None:
+    service = ChessService(ctx.store, ctx.auth, ctx.bus, ctx.gateway)
+
+    async def on_publish(user: User, topic: str, data: Any) -> Published:
+        game_id = topic.split(":", 1)[1]
+        if not isinstance(data, dict):
+            raise Problem(422, "invalid_message", "publish {move, ply?, lag_ms?} or {action}")
+        if "move" in data:
+            ply, lag = data.get("ply"), data.get("lag_ms", 0)
+            if not isinstance(data["move"], str) or not (ply is None or isinstance(ply, int)):
+                raise Problem(422, "invalid_message", "move is a string, ply an integer")
+            lag_ms = int(lag) if isinstance(lag, (int, float)) and 0 <= lag <= 10_000 else 0
+            state = await service.move(user, game_id, data["move"], ply, lag_ms)
+        elif data.get("action") in ACTIONS:
+            state = await service.act(user, game_id, data["action"])
+        else:
+            raise Problem(422, "invalid_message", f"actions: {', '.join(ACTIONS)}")
+        return Published(None, {"state": state})
+
+    ctx.gateway.register(
+        Namespace(
+            "chess", can_publish=lambda user, topic: True, on_publish=on_publish, presence=True
+        )
+    )
+    register(ctx.api, service)
+    await service.start()
+    ctx.on_cleanup(service.close)
+
+
+plugin = Plugin(
+    name="chess",
+    version="1.0.0",
+    description="Real-time chess: challenges, full rules, clocks, spectators, PGN, NDJSON stream",
+    setup=setup,
+    migrations=MIGRATIONS,
+)

@@ -1,0 +1,308 @@
+"""One game: the position (python-chess), the clocks and the rules of how a game ends.
+
+Pure logic, no I/O: the service persists each change before it is acknowledged. Moves are
+UCI or SAN and carry the ply they are meant for, so a replayed or stale message is refused
+instead of being played twice.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import chess
+import chess.pgn
+
+from syncstream import Problem
+
+from .clock import Clock, TimeUp
+
+SIDES = ("white", "black")
+
+
+def opposite(side: str) -> str:
+    return "black" if side == "white" else "white"
+
+
+@dataclass
+class Move:
+    uci: str
+    san: str
+    white_ms: int
+    black_ms: int
+    at: float  # wall clock
+
+
+@dataclass
+class Game:
+    id: str
+    players: dict[str, str]  # side -> user id
+    names: dict[str, str]  # side -> username
+    rated: bool
+    clock: Clock
+    initial_fen: str = chess.STARTING_FEN
+    board: chess.Board = field(init=False)
+    moves: list[Move] = field(default_factory=list)
+    status: str = "started"
+    result: str = "*"
+    termination: str | None = None
+    seq: int = 0
+    draw_offer: str | None = None
+    takeback_offer: str | None = None
+    created_at: float = field(default_factory=time.time)
+    seen: dict[str, float] = field(default_factory=dict)  # side -> monotonic last activity
+
+    def __post_init__(self) -> None:
+        self.board = chess.Board(self.initial_fen)
+
+    # -- who --------------------------------------------------------------------------------
+
+    def side_of(self, user_id: str) -> str | None:
+        for side in SIDES:
+            if self.players[side] == user_id:
+                return side
+        return None
+
+    def player(self, user_id: str) -> str:
+        side = self.side_of(user_id)
+        if side is None:
+            raise Problem(403, "not_a_player", "spectators cannot act in a game")
+        return side
+
+    @property
+    def turn(self) -> str:
+        return "white" if self.board.turn == chess.WHITE else "black"
+
+    def _live(self) -> None:
+        if self.status != "started":
+            raise Problem(409, "game_over", f"the game is over ({self.result}, {self.termination})")
+
+    # -- moves ------------------------------------------------------------------------------
+
+    def parse(self, text: str) -> chess.Move:
+        text = text.strip()
+        try:
+            move = chess.Move.from_uci(text)
+        except ValueError:
+            try:
+                return self.board.parse_san(text)
+            except ValueError:
+                raise Problem(
+                    422, "illegal_move", f"{text[:16]!r} is not a legal move here"
+                ) from None
+        if move not in self.board.legal_moves:
+            raise Problem(422, "illegal_move", f"{text[:16]!r} is not a legal move here")
+        return move
+
+    def play(self, user_id: str, text: str, ply: int | None, lag_ms: int, now: float) -> Move:
+        """Play a move for ``user_id``; raises a problem and changes nothing if it may not."""
+        self._live()
+        side = self.player(user_id)
+        self.seen[side] = now
+        if side != self.turn:
+            raise Problem(409, "not_your_turn", "it is not your turn")
+        if ply is not None and ply != len(self.moves):
+            raise Problem(409, "stale_move", f"the game is at ply {len(self.moves)}, not {ply}")
+        move = self.parse(text)
+        san = self.board.san(move)
+        if len(self.moves) >= 2:  # clocks run once both sides have moved (as on lichess)
+            try:
+                self.clock.charge(side, now, lag_ms)
+            except TimeUp:
+                self._flag(side)
+                raise Problem(409, "game_over", "your time ran out before the move") from None
+        self.board.push(move)
+        clocks = self.clock.remaining
+        record = Move(move.uci(), san, clocks["white"], clocks["black"], time.time())
+        self.moves.append(record)
+        self.draw_offer = None if self.draw_offer == side else self.draw_offer
+        self.takeback_offer = None
+        if len(self.moves) >= 2:
+            self.clock.start(self.turn, now)
+        self._automatic_end()
+        self.seq += 1
+        return record
+
+    def _automatic_end(self) -> None:
+        board = self.board
+        if board.is_checkmate():
+            self.end("1-0" if board.turn == chess.BLACK else "0-1", "checkmate")
+        elif board.is_stalemate():
+            self.end("1/2-1/2", "stalemate")
+        elif board.is_insufficient_material():
+            self.end("1/2-1/2", "insufficient_material")
+        elif board.is_fivefold_repetition():
+            self.end("1/2-1/2", "fivefold_repetition")
+        elif board.is_seventyfive_moves():
+            self.end("1/2-1/2", "seventyfive_moves")
+
+    def end(self, result: str, termination: str) -> None:
+        self.status, self.result, self.termination = "ended", result, termination
+        self.clock.running = None
+        self.draw_offer = self.takeback_offer = None
+
+    # -- time -------------------------------------------------------------------------------
+
+    def check_flag(self, now: float) -> bool:
+        """End the game if the running clock fell; True if it did."""
+        if self.status == "started" and self.clock.flagged(now) and self.clock.running:
+            self.clock.remaining[self.clock.running] = 0
+            self._flag(self.clock.running)
+            self.seq += 1
+            return True
+        return False
+
+    def _flag(self, side: str) -> None:
+        winner = opposite(side)
+        color = chess.WHITE if winner == "white" else chess.BLACK
+        if self.board.has_insufficient_material(color):
+            self.end("1/2-1/2", "timeout_vs_insufficient_material")
+        else:
+            self.end("1-0" if winner == "white" else "0-1", "timeout")
+
+    # -- other actions ----------------------------------------------------------------------
+
+    def act(self, user_id: str, action: str, now: float, opponent_present: bool) -> None:
+        """resign, abort, draw_offer / draw_accept / draw_decline, takeback_offer /
+        takeback_accept / takeback_decline, claim_draw, claim_victory."""
+        self._live()
+        side = self.player(user_id)
+        self.seen[side] = now
+        other = opposite(side)
+        if action == "resign":
+            self.end("0-1" if side == "white" else "1-0", "resign")
+        elif action == "abort":
+            if len(self.moves) >= 2:
+                raise Problem(
+                    409, "too_late_to_abort", "a game can be aborted before both sides moved"
+                )
+            self.end("*", "aborted")
+        elif action == "draw_offer":
+            if self.draw_offer == other:
+                self.end("1/2-1/2", "agreement")
+            else:
+                self.draw_offer = side
+        elif action == "draw_accept":
+            if self.draw_offer != other:
+                raise Problem(409, "no_offer", "there is no draw offer to accept")
+            self.end("1/2-1/2", "agreement")
+        elif action == "draw_decline":
+            if self.draw_offer != other:
+                raise Problem(409, "no_offer", "there is no draw offer to decline")
+            self.draw_offer = None
+        elif action == "takeback_offer":
+            if not self._own_moves(side):
+                raise Problem(409, "nothing_to_take_back", "you have made no move yet")
+            self.takeback_offer = side
+        elif action in ("takeback_accept", "takeback_decline"):
+            if self.takeback_offer != other:
+                raise Problem(409, "no_offer", "there is no takeback offer")
+            if action == "takeback_accept":
+                self._take_back(other, now)
+            self.takeback_offer = None
+        elif action == "claim_draw":
+            if self.board.can_claim_threefold_repetition():
+                self.end("1/2-1/2", "threefold_repetition")
+            elif self.board.can_claim_fifty_moves():
+                self.end("1/2-1/2", "fifty_moves")
+            else:
+                raise Problem(409, "no_draw_claim", "neither threefold repetition nor 50 moves")
+        elif action == "claim_victory":
+            if opponent_present:
+                raise Problem(409, "opponent_present", "your opponent is still connected")
+            self.end("1-0" if side == "white" else "0-1", "abandoned")
+        else:
+            raise Problem(422, "unknown_action", f"unknown action {action[:32]!r}")
+        self.seq += 1
+
+    def _own_moves(self, side: str) -> int:
+        """How many moves ``side`` made (moves alternate from the initial side to move)."""
+        first = "white" if chess.Board(self.initial_fen).turn == chess.WHITE else "black"
+        parity = 0 if side == first else 1
+        return sum(1 for i in range(len(self.moves)) if i % 2 == parity)
+
+    def _take_back(self, side: str, now: float) -> None:
+        """Undo ``side``'s last move (and the reply to it, if there was one)."""
+        undo = 1 if self.turn != side else 2
+        undo = min(undo, len(self.moves))
+        for _ in range(undo):
+            self.board.pop()
+            self.moves.pop()
+        before = self.moves[-1] if self.moves else None
+        self.clock.remaining = (
+            {"white": before.white_ms, "black": before.black_ms}
+            if before
+            else {"white": self.clock.base_ms, "black": self.clock.base_ms}
+        )
+        self.clock.running = None
+        if len(self.moves) >= 2:
+            self.clock.start(self.turn, now)
+
+    # -- views ------------------------------------------------------------------------------
+
+    def state(self, now: float) -> dict[str, Any]:
+        last = self.moves[-1] if self.moves else None
+        return {
+            "id": self.id,
+            "seq": self.seq,
+            "status": self.status,
+            "result": self.result,
+            "termination": self.termination,
+            "fen": self.board.fen(),
+            "turn": self.turn,
+            "ply": len(self.moves),
+            "last_move": None if last is None else {"uci": last.uci, "san": last.san},
+            "check": self.board.is_check(),
+            "clocks": self.clock.state(now),
+            "clock_running": self.clock.running,
+            "draw_offer": self.draw_offer,
+            "takeback_offer": self.takeback_offer,
+            "claimable_draw": self.status == "started"
+            and (self.board.can_claim_threefold_repetition() or self.board.can_claim_fifty_moves()),
+        }
+
+    def full(self, now: float) -> dict[str, Any]:
+        return self.state(now) | {
+            "white": {"id": self.players["white"], "username": self.names["white"]},
+            "black": {"id": self.players["black"], "username": self.names["black"]},
+            "rated": self.rated,
+            "clock": {"base_ms": self.clock.base_ms, "increment_ms": self.clock.increment_ms},
+            "initial_fen": self.initial_fen,
+            "moves": [m.uci for m in self.moves],
+        }
+
+    def pgn(self) -> str:
+        game = chess.pgn.Game()
+        board = chess.Board(self.initial_fen)
+        if self.initial_fen != chess.STARTING_FEN:
+            game.setup(board)
+        game.headers.update(
+            {
+                "Event": "Rated game" if self.rated else "Casual game",
+                "Site": "SyncStream",
+                "Date": time.strftime("%Y.%m.%d", time.gmtime(self.created_at)),
+                "White": self.names["white"],
+                "Black": self.names["black"],
+                "Result": self.result,
+                "TimeControl": f"{self.clock.base_ms // 1000}+{self.clock.increment_ms // 1000}",
+                "Termination": self.termination or "unterminated",
+            }
+        )
+        node: chess.pgn.GameNode = game
+        for record in self.moves:
+            move = chess.Move.from_uci(record.uci)
+            mover = "white" if board.turn == chess.WHITE else "black"
+            board.push(move)
+            node = node.add_variation(move)
+            left = record.white_ms if mover == "white" else record.black_ms
+            node.comment = f"[%clk {_clk(left)}]"
+        out = io.StringIO()
+        print(game, file=out, end="\n")
+        return out.getvalue()
+
+
+def _clk(ms: int) -> str:
+    seconds = max(0, ms) / 1000
+    return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{seconds % 60:04.1f}"

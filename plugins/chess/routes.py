@@ -1,0 +1,204 @@
+"""The chess API under ``/api/chess``: challenges and seeks, games, moves, PGN, streams."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any, Literal
+
+import chess
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from syncstream import Call, Problem
+from syncstream.api import ScopedApi
+
+from .service import ChessService
+
+GAME = "/games/{game_id:[0-9a-f]{32}}"
+CHALLENGE = "/challenges/{challenge_id:[0-9a-f]{32}}"
+ACTIONS = (
+    "resign", "abort", "draw_offer", "draw_accept", "draw_decline", "takeback_offer",
+    "takeback_accept", "takeback_decline", "claim_draw", "claim_victory",
+)  # fmt: skip
+
+
+class ChallengeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str | None = Field(None, max_length=64, description="Whom; none: an open seek")
+    base_seconds: float = Field(300, ge=0, le=3 * 3600)
+    increment_seconds: float = Field(3, ge=0, le=180)
+    rated: bool = False
+    color: Literal["white", "black", "random"] = "random"
+    fen: str | None = Field(None, max_length=100, description="Start from this position")
+
+
+class MoveQuery(BaseModel):
+    ply: int | None = Field(None, ge=0, description="The ply this move is for (refuses replays)")
+    lag_ms: int = Field(0, ge=0, le=10_000, description="Your measured network lag")
+
+
+def register(api: ScopedApi, chess_service: ChessService) -> None:
+    service, store = chess_service, chess_service.store
+
+    @api.route("POST", "/challenges", body=ChallengeIn, status=201)
+    async def challenge(call: Call[ChallengeIn]) -> dict[str, Any]:
+        """Challenge a user, or post an open seek anyone may accept."""
+        body = call.body
+        target_id = None
+        if body.username is not None:
+            target = await service.auth.find_user(body.username)
+            if target is None:
+                raise Problem(404, "user_not_found", "no such user")
+            if target.id == call.user.id:
+                raise Problem(422, "challenge_self", "you cannot play yourself")
+            target_id = target.id
+        fen = body.fen or chess.STARTING_FEN
+        try:
+            board = chess.Board(fen)
+        except ValueError:
+            raise Problem(422, "invalid_fen", "that FEN is not a position") from None
+        if not board.is_valid() or board.is_game_over():
+            raise Problem(422, "invalid_fen", "the position is not legal or already over")
+        if body.base_seconds == 0 and body.increment_seconds == 0:
+            raise Problem(422, "invalid_clock", "a clock needs a base time or an increment")
+        row = {
+            "id": secrets.token_hex(16),
+            "challenger_id": call.user.id,
+            "target_id": target_id,
+            "base_ms": int(body.base_seconds * 1000),
+            "increment_ms": int(body.increment_seconds * 1000),
+            "rated": int(body.rated and body.fen is None),
+            "color": body.color,
+            "initial_fen": board.fen(),
+            "status": "pending",
+            "game_id": None,
+            "created_at": time.time(),
+        }
+        await store.execute(
+            f"INSERT INTO chess_challenges ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            *row.values(),
+        )
+        if target_id is not None:
+            await service.gateway.publish(
+                f"user:{target_id}", {"type": "chess.challenge", "challenge": row}
+            )
+        await service.bus.fire("chess.challenge", {"challenge": row})
+        return row
+
+    @api.route("GET", "/challenges")
+    async def challenges(call: Call[None]) -> dict[str, Any]:
+        """Open seeks, and challenges to or from you."""
+        rows = await store.fetchall(
+            "SELECT * FROM chess_challenges WHERE status = 'pending' AND (target_id IS NULL"
+            " OR target_id = ? OR challenger_id = ?) ORDER BY created_at DESC LIMIT 200",
+            call.user.id,
+            call.user.id,
+        )
+        return {"challenges": rows}
+
+    async def pending(call: Call[None]) -> dict[str, Any]:
+        row = await store.fetchone(
+            "SELECT * FROM chess_challenges WHERE id = ?", call.param("challenge_id")
+        )
+        if row is None or (
+            row["target_id"] not in (None, call.user.id) and row["challenger_id"] != call.user.id
+        ):
+            raise Problem(404, "challenge_not_found", "no such challenge")
+        if row["status"] != "pending":
+            raise Problem(409, "challenge_closed", f"the challenge was {row['status']}")
+        return row
+
+    @api.route("POST", CHALLENGE + "/accept", status=201)
+    async def accept(call: Call[None]) -> dict[str, Any]:
+        """Accept: the game starts; its id is in the answer and on both players' topics."""
+        row = await pending(call)
+        if row["challenger_id"] == call.user.id:
+            raise Problem(422, "challenge_self", "you cannot accept your own challenge")
+        taken = await store.execute(
+            "UPDATE chess_challenges SET status = 'accepted' WHERE id = ? AND status = 'pending'",
+            row["id"],
+        )
+        if not taken:
+            raise Problem(409, "challenge_closed", "someone else accepted it first")
+        challenger = await service.auth.get_user(row["challenger_id"])
+        color = row["color"] if row["color"] != "random" else secrets.choice(("white", "black"))
+        white, black = (challenger, call.user) if color == "white" else (call.user, challenger)
+        game = await service.create(
+            white, black, rated=bool(row["rated"]), base_ms=row["base_ms"],
+            increment_ms=row["increment_ms"], fen=row["initial_fen"],
+        )  # fmt: skip
+        await store.execute(
+            "UPDATE chess_challenges SET game_id = ? WHERE id = ?", game.id, row["id"]
+        )
+        full = game.full(time.monotonic())
+        for user_id in game.players.values():
+            await service.gateway.publish(f"user:{user_id}", {"type": "chess.game", "game": full})
+        return full
+
+    for action, status in (("decline", "declined"), ("cancel", "canceled")):
+
+        async def close(call: Call[None], status: str = status, action: str = action) -> None:
+            row = await pending(call)
+            mine = row["challenger_id"] == call.user.id
+            if (action == "cancel") != mine:
+                raise Problem(
+                    403,
+                    "forbidden",
+                    f"only the {'challenger' if action == 'cancel' else 'challenged'} may {action}",
+                )
+            await store.execute(
+                "UPDATE chess_challenges SET status = ? WHERE id = ?", status, row["id"]
+            )
+
+        api.route("POST", CHALLENGE + f"/{action}", summary=f"{action.title()} a challenge")(close)
+
+    @api.route("GET", "/games")
+    async def my_games(call: Call[None]) -> dict[str, Any]:
+        """Your games, newest first."""
+        rows = await store.fetchall(
+            "SELECT id, white_id, black_id, status, result, termination, rated, created_at"
+            " FROM chess_games WHERE white_id = ? OR black_id = ?"
+            " ORDER BY created_at DESC LIMIT 100",
+            call.user.id,
+            call.user.id,
+        )
+        return {"games": rows}
+
+    @api.route("GET", GAME)
+    async def get_game(call: Call[None]) -> dict[str, Any]:
+        """The full state: players, clocks, position, moves (anyone may watch)."""
+        game = await service.get(call.param("game_id"))
+        return game.full(time.monotonic())
+
+    @api.route("GET", GAME + "/pgn")
+    async def pgn(call: Call[None]) -> web.Response:
+        """The game as PGN with headers and clock comments."""
+        game = await service.get(call.param("game_id"))
+        return web.Response(text=game.pgn(), content_type="application/x-chess-pgn")
+
+    @api.route("POST", GAME + "/move/{move}", query=MoveQuery)
+    async def move(call: Call[None]) -> dict[str, Any]:
+        """Play a move (UCI or SAN) for bots and HTTP clients."""
+        q: MoveQuery = call.query
+        return await service.move(
+            call.user, call.param("game_id"), call.param("move"), q.ply, q.lag_ms
+        )
+
+    for name in ACTIONS:
+
+        async def act(call: Call[None], name: str = name) -> dict[str, Any]:
+            return await service.act(call.user, call.param("game_id"), name)
+
+        api.route("POST", GAME + f"/{name}", summary=name.replace("_", " ").title())(act)
+
+    @api.route("GET", GAME + "/stream")
+    async def stream(call: Call[None]) -> web.StreamResponse:
+        """NDJSON: ``gameFull`` then a ``gameState`` per change (like lichess's Board API)."""
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(call.request)
+        async for event in service.stream(call.param("game_id")):
+            await response.write((json.dumps(event) + "\n").encode() if event else b"\n")
+        await response.write_eof()
+        return response

@@ -1,0 +1,56 @@
+"""Tables of the chess plugin: games with their clocks, every accepted move, challenges."""
+
+from __future__ import annotations
+
+MIGRATIONS = [
+    """
+    CREATE TABLE chess_games (
+        id TEXT PRIMARY KEY,
+        white_id TEXT NOT NULL,
+        black_id TEXT NOT NULL,
+        rated BIGINT NOT NULL,
+        base_ms BIGINT NOT NULL,
+        increment_ms BIGINT NOT NULL,
+        initial_fen TEXT NOT NULL,
+        status TEXT NOT NULL,
+        result TEXT NOT NULL DEFAULT '*',
+        termination TEXT,
+        seq BIGINT NOT NULL DEFAULT 0,
+        draw_offer TEXT,
+        takeback_offer TEXT,
+        white_ms BIGINT NOT NULL,
+        black_ms BIGINT NOT NULL,
+        running TEXT,
+        running_since DOUBLE PRECISION,
+        created_at DOUBLE PRECISION NOT NULL,
+        ended_at DOUBLE PRECISION
+    );
+    CREATE INDEX chess_games_white ON chess_games (white_id, created_at);
+    CREATE INDEX chess_games_black ON chess_games (black_id, created_at);
+    CREATE INDEX chess_games_status ON chess_games (status);
+    CREATE TABLE chess_moves (
+        game_id TEXT NOT NULL REFERENCES chess_games (id) ON DELETE CASCADE,
+        ply BIGINT NOT NULL,
+        uci TEXT NOT NULL,
+        san TEXT NOT NULL,
+        white_ms BIGINT NOT NULL,
+        black_ms BIGINT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (game_id, ply)
+    );
+    CREATE TABLE chess_challenges (
+        id TEXT PRIMARY KEY,
+        challenger_id TEXT NOT NULL,
+        target_id TEXT,
+        base_ms BIGINT NOT NULL,
+        increment_ms BIGINT NOT NULL,
+        rated BIGINT NOT NULL,
+        color TEXT NOT NULL,
+        initial_fen TEXT NOT NULL,
+        status TEXT NOT NULL,
+        game_id TEXT,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX chess_challenges_open ON chess_challenges (status, created_at)
+    """
+]

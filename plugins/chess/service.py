@@ -1,0 +1,275 @@
+"""Live games on this node: moves and actions are persisted before they are acknowledged,
+then published on ``chess:<game id>`` (every event carries the full position, the clocks and
+a sequence number) and fired on the bus. A ticker ends games whose flag fell. On start, games
+in progress are rebuilt from their stored moves, so a crash loses no accepted move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import chess
+import structlog
+
+from syncstream import Problem, User
+from syncstream.auth import Auth
+from syncstream.bus import EventBus
+from syncstream.ids import new_id
+from syncstream.realtime import Gateway
+from syncstream.store import Row, Store
+
+from .clock import Clock
+from .game import Game, Move
+
+log = structlog.get_logger(__name__)
+TICK_SECONDS = 0.1
+GAME_COLUMNS = (
+    "id, white_id, black_id, rated, base_ms, increment_ms, initial_fen, status, result,"
+    " termination, seq, draw_offer, takeback_offer, white_ms, black_ms, running, running_since,"
+    " created_at, ended_at"
+)
+
+
+class ChessService:
+    def __init__(self, store: Store, auth: Auth, bus: EventBus, gateway: Gateway) -> None:
+        self.store, self.auth, self.bus, self.gateway = store, auth, bus, gateway
+        self.games: dict[str, Game] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.streams: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        for row in await self.store.fetchall(
+            f"SELECT {GAME_COLUMNS} FROM chess_games WHERE status = 'started'"
+        ):
+            game = await self._rebuild(row)
+            self.games[game.id] = game
+        self._ticker = asyncio.create_task(self._tick())
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+
+    # -- games ------------------------------------------------------------------------------
+
+    async def create(
+        self, white: User, black: User, *, rated: bool, base_ms: int, increment_ms: int, fen: str
+    ) -> Game:
+        game = Game(
+            id=new_id(),
+            players={"white": white.id, "black": black.id},
+            names={"white": white.username, "black": black.username},
+            rated=rated,
+            clock=Clock(base_ms, increment_ms),
+            initial_fen=fen,
+        )
+        await self.store.execute(
+            f"INSERT INTO chess_games ({GAME_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+            *self._row(game).values(),
+        )
+        self.games[game.id] = game
+        await self.bus.fire("chess.game_started", {"game": game.full(time.monotonic())})
+        return game
+
+    async def get(self, game_id: str) -> Game:
+        """A live game from memory, or any game rebuilt from the store."""
+        game = self.games.get(game_id)
+        if game is not None:
+            return game
+        row = await self.store.fetchone(
+            f"SELECT {GAME_COLUMNS} FROM chess_games WHERE id = ?", game_id[:64]
+        )
+        if row is None:
+            raise Problem(404, "game_not_found", f"no game {game_id[:64]}")
+        game = await self._rebuild(row)
+        if game.status == "started":
+            self.games[game.id] = game
+        return game
+
+    async def _rebuild(self, row: Row) -> Game:
+        names = {}
+        for side in ("white", "black"):
+            user = await self.auth.get_user(row[f"{side}_id"])
+            names[side] = user.username
+        game = Game(
+            id=row["id"],
+            players={"white": row["white_id"], "black": row["black_id"]},
+            names=names,
+            rated=bool(row["rated"]),
+            clock=Clock(row["base_ms"], row["increment_ms"]),
+            initial_fen=row["initial_fen"],
+            created_at=row["created_at"],
+        )
+        for move in await self.store.fetchall(
+            "SELECT uci, san, white_ms, black_ms, created_at FROM chess_moves WHERE game_id = ?"
+            " ORDER BY ply",
+            row["id"],
+        ):
+            game.board.push(chess.Move.from_uci(move["uci"]))
+            game.moves.append(
+                Move(
+                    move["uci"], move["san"], move["white_ms"], move["black_ms"], move["created_at"]
+                )
+            )
+        game.status, game.result, game.termination = (
+            row["status"],
+            row["result"],
+            row["termination"],
+        )
+        game.seq, game.draw_offer, game.takeback_offer = (
+            row["seq"], row["draw_offer"], row["takeback_offer"]
+        )  # fmt: skip
+        game.clock.remaining = {"white": row["white_ms"], "black": row["black_ms"]}
+        if row["running"] and game.status == "started":
+            elapsed = max(0.0, time.time() - row["running_since"])
+            game.clock.start(row["running"], time.monotonic() - elapsed)
+        return game
+
+    def _row(self, game: Game) -> dict[str, Any]:
+        now = time.monotonic()
+        running = game.clock.running
+        since = time.time() - (now - game.clock.since) if running else None
+        return {
+            "id": game.id,
+            "white_id": game.players["white"],
+            "black_id": game.players["black"],
+            "rated": int(game.rated),
+            "base_ms": game.clock.base_ms,
+            "increment_ms": game.clock.increment_ms,
+            "initial_fen": game.initial_fen,
+            "status": game.status,
+            "result": game.result,
+            "termination": game.termination,
+            "seq": game.seq,
+            "draw_offer": game.draw_offer,
+            "takeback_offer": game.takeback_offer,
+            "white_ms": game.clock.remaining["white"],
+            "black_ms": game.clock.remaining["black"],
+            "running": running,
+            "running_since": since,
+            "created_at": game.created_at,
+            "ended_at": time.time() if game.status == "ended" else None,
+        }
+
+    async def _save(self, game: Game, plies_before: int) -> None:
+        """Store the game as it is now: its row and its move list (one transaction)."""
+        row = self._row(game)
+        async with self.store.transaction() as tx:
+            if len(game.moves) < plies_before:  # a takeback
+                await tx.execute(
+                    "DELETE FROM chess_moves WHERE game_id = ? AND ply >= ?",
+                    game.id,
+                    len(game.moves),
+                )
+            for ply in range(plies_before, len(game.moves)):
+                move = game.moves[ply]
+                await tx.execute(
+                    "INSERT INTO chess_moves (game_id, ply, uci, san, white_ms, black_ms,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    game.id, ply, move.uci, move.san, move.white_ms, move.black_ms, move.at,
+                )  # fmt: skip
+            assignments = ", ".join(f"{k} = ?" for k in row if k != "id")
+            await tx.execute(
+                f"UPDATE chess_games SET {assignments} WHERE id = ?",
+                *(v for k, v in row.items() if k != "id"),
+                game.id,
+            )
+
+    async def _change(self, game: Game, apply: Any) -> dict[str, Any]:
+        """Apply a change under the game's lock; persist, then publish. A failed change or
+        store write leaves the game as it was (rebuilt from the store)."""
+        lock = self.locks.setdefault(game.id, asyncio.Lock())
+        async with lock:
+            game = self.games.get(game.id, game)
+            before = len(game.moves)
+            try:
+                apply(game)
+            except Problem:
+                if game.status == "ended":  # a flag fell while trying: that is a change
+                    await self._save(game, before)
+                    await self._publish(game)
+                raise
+            try:
+                await self._save(game, before)
+            except Exception:
+                self.games.pop(game.id, None)  # memory went ahead of the store: reload
+                raise
+            return await self._publish(game)
+
+    async def _publish(self, game: Game) -> dict[str, Any]:
+        state = game.state(time.monotonic())
+        await self.gateway.publish(f"chess:{game.id}", {"type": "state", **state})
+        for queue in self.streams.get(game.id, ()):
+            queue.put_nowait({"type": "gameState", **state})
+        if game.status == "ended":
+            self.games.pop(game.id, None)
+            self.locks.pop(game.id, None)
+            await self.bus.fire(
+                "chess.game_ended",
+                {"game_id": game.id, "result": game.result, "termination": game.termination,
+                 "players": game.players, "rated": game.rated},
+            )  # fmt: skip
+        return state
+
+    async def move(
+        self, user: User, game_id: str, text: str, ply: int | None, lag_ms: int
+    ) -> dict[str, Any]:
+        game = await self.get(game_id)
+        state = await self._change(
+            game, lambda g: g.play(user.id, text, ply, lag_ms, time.monotonic())
+        )
+        await self.bus.fire("chess.move", {"game_id": game.id, "user_id": user.id, "state": state})
+        return state
+
+    async def act(self, user: User, game_id: str, action: str) -> dict[str, Any]:
+        game = await self.get(game_id)
+        present = await self._opponent_present(game, user.id) if action == "claim_victory" else True
+        return await self._change(game, lambda g: g.act(user.id, action, time.monotonic(), present))
+
+    async def _opponent_present(self, game: Game, user_id: str) -> bool:
+        side = game.side_of(user_id)
+        if side is None:
+            return True
+        opponent = game.players["black" if side == "white" else "white"]
+        online = {p["user_id"] for p in await self.gateway.presence_of(f"chess:{game.id}")}
+        return opponent in online
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            now = time.monotonic()
+            for game in list(self.games.values()):
+                if game.status == "started" and game.clock.flagged(now):
+                    try:
+                        await self._change(game, lambda g: g.check_flag(time.monotonic()))
+                    except Exception:
+                        log.exception("chess.flag_failed", game=game.id)
+
+    # -- NDJSON streams ---------------------------------------------------------------------
+
+    async def stream(self, game_id: str) -> AsyncIterator[dict[str, Any]]:
+        """``gameFull`` then a ``gameState`` per change until the game ends (Board API)."""
+        game = await self.get(game_id)
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1000)
+        self.streams.setdefault(game.id, set()).add(queue)
+        try:
+            yield {"type": "gameFull", **game.full(time.monotonic())}
+            if game.status == "ended":
+                return
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), 6.0)
+                except TimeoutError:
+                    yield {}  # keep-alive: an empty line
+                    continue
+                yield event
+                if event.get("status") == "ended":
+                    return
+        finally:
+            self.streams.get(game.id, set()).discard(queue)

@@ -1,0 +1,230 @@
+"""Chess end to end: challenges, rules in tricky positions, clocks, actions, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from .support import PASSWORD, Client, running
+
+
+async def start_game(
+    c: Client, white: str, black_name: str, black: str, **body: Any
+) -> dict[str, Any]:
+    status, challenge, _ = await c.call(
+        "POST", "/api/chess/challenges", white,
+        json={"username": black_name, "color": "white", **body},
+    )  # fmt: skip
+    assert status == 201, challenge
+    status, game, _ = await c.call("POST", f"/api/chess/challenges/{challenge['id']}/accept", black)
+    assert status == 201, game
+    return dict(game)
+
+
+async def move(c: Client, token: str, game_id: str, uci: str, **query: Any) -> tuple[int, Any]:
+    params = "&".join(f"{k}={v}" for k, v in query.items())
+    status, body, _ = await c.call(
+        "POST", f"/api/chess/games/{game_id}/move/{uci}" + (f"?{params}" if params else ""), token
+    )
+    return status, body
+
+
+async def test_a_game_over_websocket_and_http_with_spectators(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob, carol = [await c.register(n) for n in ("alice", "bob", "carol")]
+        game = await start_game(c, alice, "bob", bob)
+        gid = game["id"]
+        assert game["white"]["username"] == "alice" and game["fen"].startswith("rnbqkbnr")
+        watcher = await c.ws(carol)
+        assert (await watcher.request("subscribe", f"chess:{gid}"))["op"] == "reply"
+        white = await c.ws(alice)
+        reply = await white.request("publish", f"chess:{gid}", {"move": "e2e4", "ply": 0})
+        assert reply["op"] == "reply" and reply["data"]["state"]["ply"] == 1
+        (event,) = [f["data"] for f in await watcher.events(1)]
+        assert event["last_move"] == {"uci": "e2e4", "san": "e4"} and event["seq"] == 1
+        assert event["fen"].startswith("rnbqkbnr/pppppppp/8/8/4P3")
+        # Refusals leave the game untouched.
+        assert (await white.request("publish", f"chess:{gid}", {"move": "e2e4", "ply": 0}))[
+            "code"
+        ] == "not_your_turn"
+        status, problem = await move(c, bob, gid, "e7e4")
+        assert status == 422 and problem["code"] == "illegal_move"
+        status, problem = await move(c, bob, gid, "e7e5", ply=0)
+        assert status == 409 and problem["code"] == "stale_move", "a replayed message is refused"
+        status, problem = await move(c, carol, gid, "e7e5")
+        assert status == 403 and problem["code"] == "not_a_player"
+        status, problem = await move(c, bob, gid, "xyz")
+        assert status == 422
+        # Scholar's mate, in SAN and UCI.
+        for token, mv in (
+            (bob, "e5"),
+            (alice, "Bc4"),
+            (bob, "b8c6"),
+            (alice, "Qh5"),
+            (bob, "Nf6"),
+            (alice, "Qxf7#"),
+        ):
+            status, state = await move(c, token, gid, mv)
+            assert status == 200, state
+        assert (
+            state["status"] == "ended"
+            and state["result"] == "1-0"
+            and state["termination"] == "checkmate"
+        )
+        status, problem = await move(c, bob, gid, "a7a6")
+        assert status == 409 and problem["code"] == "game_over"
+        seqs = [f["data"]["seq"] for f in await watcher.events(6)]
+        assert seqs == [2, 3, 4, 5, 6, 7]
+        status, pgn, _ = await c.call("GET", f"/api/chess/games/{gid}/pgn", carol)
+        assert '[White "alice"]' in pgn and '[Result "1-0"]' in pgn and "[%clk" in pgn
+        assert "Qxf7#" in pgn and pgn.rstrip().endswith("1-0")
+        _, mine, _ = await c.call("GET", "/api/chess/games", alice)
+        assert [g["id"] for g in mine["games"]] == [gid]
+        await watcher.ws.close()
+        await white.ws.close()
+
+
+async def test_tricky_positions_from_fen(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        # En passant that would expose the king on the fifth rank is illegal.
+        g = await start_game(c, alice, "bob", bob, fen="8/8/8/KPp4r/8/8/8/7k w - c6 0 2")
+        status, problem = await move(c, alice, g["id"], "b5c6")
+        assert status == 422 and problem["code"] == "illegal_move"
+        # Castling through an attacked square is illegal; castling when clear is fine.
+        g = await start_game(c, alice, "bob", bob, fen="r3k2r/8/8/8/8/7q/8/R3K2R w KQkq - 0 1")
+        assert (await move(c, alice, g["id"], "e1g1"))[0] == 422, "f1 is attacked"
+        status, state = await move(c, alice, g["id"], "e1c1")
+        assert status == 200 and state["last_move"]["san"] == "O-O-O"
+        # Underpromotion.
+        g = await start_game(c, alice, "bob", bob, fen="8/4P3/8/8/8/8/k7/7K w - - 0 1")
+        status, state = await move(c, alice, g["id"], "e8=N")
+        assert status == 200 and state["last_move"] == {"uci": "e7e8n", "san": "e8=N"}
+        # A stalemate trap ends the game at once, drawn.
+        g = await start_game(c, alice, "bob", bob, fen="k7/8/1Q6/8/8/8/8/7K w - - 0 1")
+        status, state = await move(c, alice, g["id"], "b6c7")
+        assert state["status"] == "ended" and state["termination"] == "stalemate"
+        assert state["result"] == "1/2-1/2"
+        status, problem, _ = await c.call(
+            "POST", "/api/chess/challenges", alice, json={"username": "bob", "fen": "not a fen"}
+        )
+        assert status == 422 and problem["code"] == "invalid_fen"
+
+
+async def test_clocks_flag_increment_and_insufficient_material(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob, base_seconds=1, increment_seconds=2)
+        await move(c, alice, g["id"], "e2e4")
+        _, state = await move(c, bob, g["id"], "e7e5")
+        assert state["clock_running"] == "white"
+        _, state = await move(c, alice, g["id"], "g1f3")
+        assert state["clocks"]["white"] > 2000, "the increment was added"
+        for _ in range(60):  # black's 1 s + grace runs out; the ticker ends the game
+            _, state, _ = await c.call("GET", f"/api/chess/games/{g['id']}", alice)
+            if state["status"] == "ended":
+                break
+            await asyncio.sleep(0.1)
+        assert state["result"] == "1-0" and state["termination"] == "timeout"
+        assert state["clocks"]["black"] == 0
+        # Timeout against a lone king: a draw, the opponent cannot mate.
+        g = await start_game(
+            c, alice, "bob", bob, base_seconds=1, increment_seconds=0,
+            fen="4k3/8/8/8/8/8/4P3/4K3 w - - 0 1",
+        )  # fmt: skip
+        await move(c, alice, g["id"], "e2e3")
+        await move(c, bob, g["id"], "e8d8")
+        for _ in range(60):
+            _, state, _ = await c.call("GET", f"/api/chess/games/{g['id']}", alice)
+            if state["status"] == "ended":
+                break
+            await asyncio.sleep(0.1)
+        assert state["termination"] == "timeout_vs_insufficient_material"
+        assert state["result"] == "1/2-1/2"
+
+
+async def test_draws_resign_abort_takeback_and_claims(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+
+        async def act(token: str, gid: str, action: str) -> tuple[int, Any]:
+            status, body, _ = await c.call("POST", f"/api/chess/games/{gid}/{action}", token)
+            return status, body
+
+        g = await start_game(c, alice, "bob", bob)
+        assert (await act(bob, g["id"], "abort"))[1]["termination"] == "aborted"
+        g = await start_game(c, alice, "bob", bob)
+        await move(c, alice, g["id"], "e2e4")
+        await move(c, bob, g["id"], "e7e5")
+        status, problem = await act(alice, g["id"], "abort")
+        assert status == 409 and problem["code"] == "too_late_to_abort"
+        assert (await act(alice, g["id"], "draw_offer"))[1]["draw_offer"] == "white"
+        status, state = await act(bob, g["id"], "draw_decline")
+        assert state["draw_offer"] is None
+        status, problem = await act(bob, g["id"], "draw_accept")
+        assert status == 409 and problem["code"] == "no_offer"
+        await move(c, alice, g["id"], "d2d4")
+        assert (await act(alice, g["id"], "takeback_offer"))[1]["takeback_offer"] == "white"
+        status, state = await act(bob, g["id"], "takeback_accept")
+        assert state["ply"] == 2 and state["turn"] == "white"
+        status, problem = await act(alice, g["id"], "claim_draw")
+        assert status == 409 and problem["code"] == "no_draw_claim"
+        # Threefold repetition: knights out and back twice.
+        for uci in ("g1f3", "g8f6", "f3g1", "f6g8", "g1f3", "g8f6", "f3g1", "f6g8"):
+            token = alice if uci[0] in "gf" and uci in ("g1f3", "f3g1") else bob
+            assert (await move(c, token, g["id"], uci))[0] == 200
+        status, state = await act(alice, g["id"], "claim_draw")
+        assert state["termination"] == "threefold_repetition" and state["result"] == "1/2-1/2"
+
+        g = await start_game(c, alice, "bob", bob)
+        await move(c, alice, g["id"], "e2e4")
+        status, problem = await act(alice, g["id"], "claim_victory")
+        assert status == 200 and problem["termination"] == "abandoned", "bob is not connected"
+        g = await start_game(c, alice, "bob", bob)
+        sock = await c.ws(bob)
+        await sock.request("subscribe", f"chess:{g['id']}")
+        status, problem = await act(alice, g["id"], "claim_victory")
+        assert status == 409 and problem["code"] == "opponent_present"
+        assert (await act(bob, g["id"], "resign"))[1]["result"] == "1-0"
+        await sock.ws.close()
+
+
+async def test_no_accepted_move_is_lost_across_a_restart(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob, base_seconds=600)
+        for token, uci in ((alice, "d2d4"), (bob, "d7d5"), (alice, "c2c4")):
+            assert (await move(c, token, g["id"], uci))[0] == 200
+    async with running(tmp_path) as c:
+        tokens = {}
+        for name in ("alice", "bob"):
+            _, login, _ = await c.call(
+                "POST", "/api/auth/login", json={"username": name, "password": PASSWORD}
+            )
+            tokens[name] = login["token"]
+        _, state, _ = await c.call("GET", f"/api/chess/games/{g['id']}", tokens["bob"])
+        assert state["moves"] == ["d2d4", "d7d5", "c2c4"] and state["turn"] == "black"
+        assert state["clock_running"] == "black" and state["clocks"]["black"] < 600_000
+        status, state = await move(c, tokens["bob"], g["id"], "e7e6", ply=3)
+        assert status == 200 and state["ply"] == 4
+
+
+async def test_ndjson_stream_for_bots(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob)
+        async with c.session.get(
+            c.url(f"/api/chess/games/{g['id']}/stream"), headers={"Authorization": f"Bearer {bob}"}
+        ) as resp:
+            assert resp.content_type == "application/x-ndjson"
+            first = json.loads(await resp.content.readline())
+            assert first["type"] == "gameFull" and first["white"]["username"] == "alice"
+            await move(c, alice, g["id"], "e2e4")
+            second = json.loads(await resp.content.readline())
+            assert second["type"] == "gameState" and second["last_move"]["uci"] == "e2e4"
+            await c.call("POST", f"/api/chess/games/{g['id']}/resign", bob)
+            last = json.loads(await resp.content.readline())
+            assert last["status"] == "ended"
+            assert await resp.content.read() == b"", "the stream ends with the game"
