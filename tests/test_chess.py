@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from plugins.chess.glicko2 import Rating, rate
+
 from .support import PASSWORD, Client, running
 
 
@@ -228,3 +230,35 @@ async def test_ndjson_stream_for_bots(tmp_path: Path) -> None:
             last = json.loads(await resp.content.readline())
             assert last["status"] == "ended"
             assert await resp.content.read() == b"", "the stream ends with the game"
+
+
+def test_glicko2_matches_glickmans_worked_example() -> None:
+    player = Rating(1500, 200, 0.06)
+    games = [(Rating(1400, 30), 1.0), (Rating(1550, 100), 0.0), (Rating(1700, 300), 0.0)]
+    after = rate(player, games, tau=0.5)
+    assert round(after.rating, 2) == 1464.05 and round(after.rd, 2) == 151.52
+    assert abs(after.vol - 0.05999) < 1e-5
+    assert Rating().provisional and not Rating(1500, 100).provisional
+    assert rate(Rating(1500, 46), [(Rating(1500, 46), 0.5)] * 1).rd >= 45, "RD floor"
+
+
+async def test_rated_games_update_ratings_and_the_leaderboard(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob, rated=True)
+        sock = await c.ws(alice)
+        await sock.request("subscribe", f"chess:{g['id']}")
+        await c.call("POST", f"/api/chess/games/{g['id']}/resign", bob)
+        frames = [f["data"] for f in await sock.events(2)]
+        ratings = frames[-1]
+        assert ratings["type"] == "ratings" and ratings["white"]["diff"] > 0
+        assert ratings["black"]["diff"] == -ratings["white"]["diff"]
+        _, info, _ = await c.call("GET", "/api/chess/ratings/alice", bob)
+        assert info["rating"] > 1500 and info["games"] == 1 and info["provisional"]
+        _, board, _ = await c.call("GET", "/api/chess/leaderboard", bob)
+        assert board["players"] == [], "provisional ratings stay off the leaderboard"
+        casual = await start_game(c, alice, "bob", bob)
+        await c.call("POST", f"/api/chess/games/{casual['id']}/resign", bob)
+        _, again, _ = await c.call("GET", "/api/chess/ratings/alice", bob)
+        assert again["games"] == 1, "casual games are not rated"
+        await sock.ws.close()

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from syncstream import Call, Problem
 from syncstream.api import ScopedApi
 
+from .glicko2 import PROVISIONAL_RD
 from .service import ChessService
 
 GAME = "/games/{game_id:[0-9a-f]{32}}"
@@ -165,6 +166,28 @@ def register(api: ScopedApi, chess_service: ChessService) -> None:
             call.user.id,
         )
         return {"games": rows}
+
+    @api.route("GET", "/leaderboard")
+    async def leaderboard(call: Call[None]) -> dict[str, Any]:
+        """The best established ratings (provisional ones, RD >= 110, are left out)."""
+        rows = await store.fetchall(
+            "SELECT u.username, r.rating, r.rd, r.games FROM chess_ratings r JOIN users u"
+            " ON u.id = r.user_id WHERE r.rd < ? ORDER BY r.rating DESC LIMIT 100",
+            PROVISIONAL_RD,
+        )
+        return {"players": [r | {"rating": round(r["rating"]), "rd": round(r["rd"])} for r in rows]}
+
+    @api.route("GET", "/ratings/{username}")
+    async def rating(call: Call[None]) -> dict[str, Any]:
+        """A player's Glicko-2 rating (1500 and provisional before any rated game)."""
+        user = await service.auth.find_user(call.param("username"))
+        if user is None:
+            raise Problem(404, "user_not_found", "no such user")
+        value, games = await service.rating(user.id)
+        return {
+            "username": user.username, "rating": round(value.rating), "rd": round(value.rd),
+            "volatility": value.vol, "games": games, "provisional": value.provisional,
+        }  # fmt: skip
 
     @api.route("GET", GAME)
     async def get_game(call: Call[None]) -> dict[str, Any]:

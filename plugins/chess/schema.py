@@ -1,4 +1,5 @@
-"""Tables of the chess plugin: games with their clocks, every accepted move, challenges."""
+"""Tables of the chess plugin: games with their clocks, every accepted move, challenges,
+Glicko-2 ratings."""
 
 from __future__ import annotations
 
@@ -52,5 +53,16 @@ MIGRATIONS = [
         created_at DOUBLE PRECISION NOT NULL
     );
     CREATE INDEX chess_challenges_open ON chess_challenges (status, created_at)
+    """,
     """
+    CREATE TABLE chess_ratings (
+        user_id TEXT PRIMARY KEY,
+        rating DOUBLE PRECISION NOT NULL,
+        rd DOUBLE PRECISION NOT NULL,
+        vol DOUBLE PRECISION NOT NULL,
+        games BIGINT NOT NULL DEFAULT 0,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX chess_ratings_rating ON chess_ratings (rating)
+    """,
 ]

@@ -24,6 +24,7 @@ from syncstream.store import Row, Store
 
 from .clock import Clock
 from .game import Game, Move
+from .glicko2 import Rating, rate
 
 log = structlog.get_logger(__name__)
 TICK_SECONDS = 0.1
@@ -210,12 +211,54 @@ class ChessService:
         if game.status == "ended":
             self.games.pop(game.id, None)
             self.locks.pop(game.id, None)
+            ratings = await self._rate(game) if game.rated and game.result != "*" else None
+            if ratings:
+                await self.gateway.publish(f"chess:{game.id}", {"type": "ratings", **ratings})
             await self.bus.fire(
                 "chess.game_ended",
                 {"game_id": game.id, "result": game.result, "termination": game.termination,
-                 "players": game.players, "rated": game.rated},
+                 "players": game.players, "rated": game.rated, "ratings": ratings},
             )  # fmt: skip
         return state
+
+    async def rating(self, user_id: str) -> tuple[Rating, int]:
+        row = await self.store.fetchone(
+            "SELECT rating, rd, vol, games FROM chess_ratings WHERE user_id = ?", user_id
+        )
+        if row is None:
+            return Rating(), 0
+        return Rating(row["rating"], row["rd"], row["vol"]), int(row["games"])
+
+    async def _rate(self, game: Game) -> dict[str, Any]:
+        """Glicko-2 for both players of a rated game, stored together."""
+        white_score = {"1-0": 1.0, "0-1": 0.0}.get(game.result, 0.5)
+        (white, w_games), (black, b_games) = [
+            await self.rating(game.players[side]) for side in ("white", "black")
+        ]
+        new = {
+            "white": rate(white, [(black, white_score)]),
+            "black": rate(black, [(white, 1 - white_score)]),
+        }
+        old = {"white": white, "black": black}
+        async with self.store.transaction() as tx:
+            for side, games in (("white", w_games), ("black", b_games)):
+                r = new[side]
+                await tx.execute(
+                    "INSERT INTO chess_ratings (user_id, rating, rd, vol, games, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
+                    " rating = excluded.rating, rd = excluded.rd, vol = excluded.vol,"
+                    " games = excluded.games, updated_at = excluded.updated_at",
+                    game.players[side], r.rating, r.rd, r.vol, games + 1, time.time(),
+                )  # fmt: skip
+        return {
+            side: {
+                "user_id": game.players[side],
+                "rating": round(new[side].rating),
+                "diff": round(new[side].rating) - round(old[side].rating),
+                "provisional": new[side].provisional,
+            }
+            for side in ("white", "black")
+        }
 
     async def move(
         self, user: User, game_id: str, text: str, ply: int | None, lag_ms: int
