@@ -209,23 +209,18 @@ def main() -> None:
     if perft_rows:
         print(table([["position", "depth", "nodes", "published", "", "s"], *perft_rows]))
     result = asyncio.run(run_games(args))
-    print(
-        table(
-            [
-                ["measure", "value"],
-                ["games at once", result["games"]],
-                ["moves (errors)", f"{result['moves']} ({result['errors']})"],
-                ["moves/s", round(result["moves_per_s"])],
-                [
-                    "round trip p50 / p99 / max (ms)",
-                    f"{result['rtt_p50_ms']:.1f} / {result['rtt_p99_ms']:.1f} / {result['rtt_max_ms']:.1f}",
-                ],
-                ["moves per server CPU second", round(result["moves_per_cpu_s"])],
-                ["server RSS per game (KB)", round(result["rss_per_game_kb"], 1)],
-                ["event-loop lag max (ms)", round(result["max_loop_lag_ms"] or 0, 1)],
-            ]
-        )  # fmt: skip
-    )
+    rtt = f"{result['rtt_p50_ms']:.1f} / {result['rtt_p99_ms']:.1f} / {result['rtt_max_ms']:.1f}"
+    rows: list[list[Any]] = [
+        ["measure", "value"],
+        ["games at once", result["games"]],
+        ["moves (errors)", f"{result['moves']} ({result['errors']})"],
+        ["moves/s", round(result["moves_per_s"])],
+        ["round trip p50 / p99 / max (ms)", rtt],
+        ["moves per server CPU second", round(result["moves_per_cpu_s"])],
+        ["server RSS per game (KB)", round(result["rss_per_game_kb"], 1)],
+        ["event-loop lag max (ms)", round(result["max_loop_lag_ms"] or 0, 1)],
+    ]
+    print(table(rows))
     save("chess", {"args": vars(args), "perft": perft_rows, **result})
 
 
