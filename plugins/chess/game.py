@@ -259,8 +259,10 @@ class Game:
             "clock_running": self.clock.running,
             "draw_offer": self.draw_offer,
             "takeback_offer": self.takeback_offer,
+            # Cheap hints (the claim itself checks fully): can_claim_threefold_repetition
+            # tries every legal move and cost most of a move's CPU time in the benchmark.
             "claimable_draw": self.status == "started"
-            and (self.board.can_claim_threefold_repetition() or self.board.can_claim_fifty_moves()),
+            and (self.board.is_repetition(3) or self.board.halfmove_clock >= 100),
         }
 
     def full(self, now: float) -> dict[str, Any]:
