@@ -262,3 +262,26 @@ async def test_rated_games_update_ratings_and_the_leaderboard(tmp_path: Path) ->
         _, again, _ = await c.call("GET", "/api/chess/ratings/alice", bob)
         assert again["games"] == 1, "casual games are not rated"
         await sock.ws.close()
+
+
+async def test_quick_pairing_by_time_control_and_rating(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob, carol = [await c.register(n) for n in ("alice", "bob", "carol")]
+        blitz = {"base_seconds": 180, "increment_seconds": 2, "rating_range": 100}
+        status, first, _ = await c.call("POST", "/api/chess/pair", alice, json=blitz)
+        assert status == 200 and "seek" in first
+        _, again, _ = await c.call("POST", "/api/chess/pair", alice, json=blitz)
+        assert "seek" in again, "you are never paired with yourself"
+        _, other, _ = await c.call(
+            "POST", "/api/chess/pair", carol, json={**blitz, "base_seconds": 600}
+        )
+        assert "seek" in other, "another time control does not match"
+        sock = await c.ws(alice)
+        await sock.request("subscribe", f"user:{sock.hello['user']['id']}")
+        _, paired, _ = await c.call("POST", "/api/chess/pair", bob, json=blitz)
+        game = paired["game"]
+        assert {game["white"]["username"], game["black"]["username"]} == {"alice", "bob"}
+        assert game["clock"] == {"base_ms": 180_000, "increment_ms": 2000} and game["rated"]
+        (event,) = [f["data"] for f in await sock.events(1)]
+        assert event["type"] == "chess.game" and event["game"]["id"] == game["id"]
+        await sock.ws.close()

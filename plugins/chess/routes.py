@@ -11,7 +11,7 @@ import chess
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call, Problem
+from syncstream import Call, Problem, User
 from syncstream.api import ScopedApi
 
 from .glicko2 import PROVISIONAL_RD
@@ -33,6 +33,14 @@ class ChallengeIn(BaseModel):
     rated: bool = False
     color: Literal["white", "black", "random"] = "random"
     fen: str | None = Field(None, max_length=100, description="Start from this position")
+
+
+class PairIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base_seconds: float = Field(300, ge=0, le=3 * 3600)
+    increment_seconds: float = Field(3, ge=0, le=180)
+    rated: bool = True
+    rating_range: float = Field(300, ge=0, le=3000, description="How far from your rating")
 
 
 class MoveQuery(BaseModel):
@@ -117,6 +125,9 @@ def register(api: ScopedApi, chess_service: ChessService) -> None:
         row = await pending(call)
         if row["challenger_id"] == call.user.id:
             raise Problem(422, "challenge_self", "you cannot accept your own challenge")
+        return await start_from(row, call.user)
+
+    async def start_from(row: dict[str, Any], user: User) -> dict[str, Any]:
         taken = await store.execute(
             "UPDATE chess_challenges SET status = 'accepted' WHERE id = ? AND status = 'pending'",
             row["id"],
@@ -125,7 +136,7 @@ def register(api: ScopedApi, chess_service: ChessService) -> None:
             raise Problem(409, "challenge_closed", "someone else accepted it first")
         challenger = await service.auth.get_user(row["challenger_id"])
         color = row["color"] if row["color"] != "random" else secrets.choice(("white", "black"))
-        white, black = (challenger, call.user) if color == "white" else (call.user, challenger)
+        white, black = (challenger, user) if color == "white" else (user, challenger)
         game = await service.create(
             white, black, rated=bool(row["rated"]), base_ms=row["base_ms"],
             increment_ms=row["increment_ms"], fen=row["initial_fen"],
@@ -137,6 +148,40 @@ def register(api: ScopedApi, chess_service: ChessService) -> None:
         for user_id in game.players.values():
             await service.gateway.publish(f"user:{user_id}", {"type": "chess.game", "game": full})
         return full
+
+    @api.route("POST", "/pair", body=PairIn)
+    async def pair(call: Call[PairIn]) -> dict[str, Any]:
+        """Quick pairing: join the oldest open seek with this time control whose player is
+        within ``rating_range`` of you (and you of theirs); else post such a seek and wait
+        for the game on ``user:<your id>``."""
+        body = call.body
+        mine, _ = await service.rating(call.user.id)
+        base_ms, increment_ms = int(body.base_seconds * 1000), int(body.increment_seconds * 1000)
+        low, high = mine.rating - body.rating_range, mine.rating + body.rating_range
+        match = await store.fetchone(
+            "SELECT c.* FROM chess_challenges c LEFT JOIN chess_ratings r"
+            " ON r.user_id = c.challenger_id WHERE c.status = 'pending' AND c.target_id IS NULL"
+            " AND c.base_ms = ? AND c.increment_ms = ? AND c.rated = ? AND c.challenger_id <> ?"
+            " AND c.initial_fen = ? AND COALESCE(r.rating, 1500) BETWEEN ? AND ?"
+            " AND (c.rating_min IS NULL OR c.rating_min <= ?)"
+            " AND (c.rating_max IS NULL OR c.rating_max >= ?)"
+            " ORDER BY c.created_at LIMIT 1",
+            base_ms, increment_ms, int(body.rated), call.user.id, chess.STARTING_FEN,
+            low, high, mine.rating, mine.rating,
+        )  # fmt: skip
+        if match is not None:
+            return {"game": await start_from(match, call.user)}
+        row = {
+            "id": secrets.token_hex(16), "challenger_id": call.user.id, "target_id": None,
+            "base_ms": base_ms, "increment_ms": increment_ms, "rated": int(body.rated),
+            "color": "random", "initial_fen": chess.STARTING_FEN, "status": "pending",
+            "game_id": None, "created_at": time.time(), "rating_min": low, "rating_max": high,
+        }  # fmt: skip
+        await store.execute(
+            f"INSERT INTO chess_challenges ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            *row.values(),
+        )
+        return {"seek": row}
 
     for action, status in (("decline", "declined"), ("cancel", "canceled")):
 

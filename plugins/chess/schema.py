@@ -65,4 +65,8 @@ MIGRATIONS = [
     );
     CREATE INDEX chess_ratings_rating ON chess_ratings (rating)
     """,
+    """
+    ALTER TABLE chess_challenges ADD COLUMN rating_min DOUBLE PRECISION;
+    ALTER TABLE chess_challenges ADD COLUMN rating_max DOUBLE PRECISION
+    """,
 ]
