@@ -285,3 +285,17 @@ async def test_quick_pairing_by_time_control_and_rating(tmp_path: Path) -> None:
         (event,) = [f["data"] for f in await sock.events(1)]
         assert event["type"] == "chess.game" and event["game"]["id"] == game["id"]
         await sock.ws.close()
+
+
+async def test_correspondence_games_have_days_per_move(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob, days=2)
+        assert g["clock"]["days_per_move"] == 2
+        for token, uci in ((alice, "e2e4"), (bob, "e7e5"), (alice, "g1f3"), (bob, "b8c6")):
+            _, state = await move(c, token, g["id"], uci)
+        day2 = 2 * 86_400_000
+        assert state["clocks"]["black"] == day2, "each move has the full days afresh"
+        assert day2 - 5000 < state["clocks"]["white"] <= day2
+        _, pgn, _ = await c.call("GET", f"/api/chess/games/{g['id']}/pgn", alice)
+        assert '[TimeControl "1/172800"]' in pgn

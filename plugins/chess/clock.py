@@ -24,6 +24,7 @@ FLAG_GRACE_MS = 2000
 class Clock:
     base_ms: int
     increment_ms: int
+    per_move_ms: int | None = None  # correspondence: each move has this long, afresh
     remaining: dict[str, int] = field(default_factory=dict)  # "white" / "black" -> ms
     quota: dict[str, int] = field(default_factory=dict)
     running: str | None = None  # the side whose clock runs
@@ -65,7 +66,10 @@ class Clock:
         if self.remaining[side] - used <= 0:
             self.remaining[side] = 0
             raise TimeUp(side)
-        self.remaining[side] = self.remaining[side] - used + self.increment_ms
+        if self.per_move_ms is not None:
+            self.remaining[side] = self.per_move_ms
+        else:
+            self.remaining[side] = self.remaining[side] - used + self.increment_ms
         self.running = None
         return used, compensation
 

@@ -270,7 +270,12 @@ class Game:
             "white": {"id": self.players["white"], "username": self.names["white"]},
             "black": {"id": self.players["black"], "username": self.names["black"]},
             "rated": self.rated,
-            "clock": {"base_ms": self.clock.base_ms, "increment_ms": self.clock.increment_ms},
+            "clock": {"base_ms": self.clock.base_ms, "increment_ms": self.clock.increment_ms}
+            | (
+                {"days_per_move": self.clock.per_move_ms / 86_400_000}
+                if self.clock.per_move_ms
+                else {}
+            ),
             "initial_fen": self.initial_fen,
             "moves": [m.uci for m in self.moves],
         }
@@ -288,7 +293,9 @@ class Game:
                 "White": self.names["white"],
                 "Black": self.names["black"],
                 "Result": self.result,
-                "TimeControl": f"{self.clock.base_ms // 1000}+{self.clock.increment_ms // 1000}",
+                "TimeControl": f"1/{self.clock.per_move_ms // 1000}"
+                if self.clock.per_move_ms
+                else f"{self.clock.base_ms // 1000}+{self.clock.increment_ms // 1000}",
                 "Termination": self.termination or "unterminated",
             }
         )

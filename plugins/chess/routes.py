@@ -33,6 +33,7 @@ class ChallengeIn(BaseModel):
     rated: bool = False
     color: Literal["white", "black", "random"] = "random"
     fen: str | None = Field(None, max_length=100, description="Start from this position")
+    days: int | None = Field(None, ge=1, le=14, description="Correspondence: days per move")
 
 
 class PairIn(BaseModel):
@@ -70,20 +71,22 @@ def register(api: ScopedApi, chess_service: ChessService) -> None:
             raise Problem(422, "invalid_fen", "that FEN is not a position") from None
         if not board.is_valid() or board.is_game_over():
             raise Problem(422, "invalid_fen", "the position is not legal or already over")
-        if body.base_seconds == 0 and body.increment_seconds == 0:
+        if body.base_seconds == 0 and body.increment_seconds == 0 and not body.days:
             raise Problem(422, "invalid_clock", "a clock needs a base time or an increment")
+        per_move = body.days * 86_400_000 if body.days else None
         row = {
             "id": secrets.token_hex(16),
             "challenger_id": call.user.id,
             "target_id": target_id,
-            "base_ms": int(body.base_seconds * 1000),
-            "increment_ms": int(body.increment_seconds * 1000),
+            "base_ms": per_move or int(body.base_seconds * 1000),
+            "increment_ms": 0 if per_move else int(body.increment_seconds * 1000),
             "rated": int(body.rated and body.fen is None),
             "color": body.color,
             "initial_fen": board.fen(),
             "status": "pending",
             "game_id": None,
             "created_at": time.time(),
+            "per_move_ms": per_move,
         }
         await store.execute(
             f"INSERT INTO chess_challenges ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -140,6 +143,7 @@ def register(api: ScopedApi, chess_service: ChessService) -> None:
         game = await service.create(
             white, black, rated=bool(row["rated"]), base_ms=row["base_ms"],
             increment_ms=row["increment_ms"], fen=row["initial_fen"],
+            per_move_ms=row["per_move_ms"],
         )  # fmt: skip
         await store.execute(
             "UPDATE chess_challenges SET game_id = ? WHERE id = ?", game.id, row["id"]
@@ -162,7 +166,8 @@ def register(api: ScopedApi, chess_service: ChessService) -> None:
             "SELECT c.* FROM chess_challenges c LEFT JOIN chess_ratings r"
             " ON r.user_id = c.challenger_id WHERE c.status = 'pending' AND c.target_id IS NULL"
             " AND c.base_ms = ? AND c.increment_ms = ? AND c.rated = ? AND c.challenger_id <> ?"
-            " AND c.initial_fen = ? AND COALESCE(r.rating, 1500) BETWEEN ? AND ?"
+            " AND c.initial_fen = ? AND c.per_move_ms IS NULL"
+            " AND COALESCE(r.rating, 1500) BETWEEN ? AND ?"
             " AND (c.rating_min IS NULL OR c.rating_min <= ?)"
             " AND (c.rating_max IS NULL OR c.rating_max >= ?)"
             " ORDER BY c.created_at LIMIT 1",

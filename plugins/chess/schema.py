@@ -69,4 +69,8 @@ MIGRATIONS = [
     ALTER TABLE chess_challenges ADD COLUMN rating_min DOUBLE PRECISION;
     ALTER TABLE chess_challenges ADD COLUMN rating_max DOUBLE PRECISION
     """,
+    """
+    ALTER TABLE chess_challenges ADD COLUMN per_move_ms BIGINT;
+    ALTER TABLE chess_games ADD COLUMN per_move_ms BIGINT
+    """,
 ]

@@ -31,7 +31,7 @@ TICK_SECONDS = 0.1
 GAME_COLUMNS = (
     "id, white_id, black_id, rated, base_ms, increment_ms, initial_fen, status, result,"
     " termination, seq, draw_offer, takeback_offer, white_ms, black_ms, running, running_since,"
-    " created_at, ended_at"
+    " created_at, ended_at, per_move_ms"
 )
 
 
@@ -60,18 +60,26 @@ class ChessService:
     # -- games ------------------------------------------------------------------------------
 
     async def create(
-        self, white: User, black: User, *, rated: bool, base_ms: int, increment_ms: int, fen: str
+        self,
+        white: User,
+        black: User,
+        *,
+        rated: bool,
+        base_ms: int,
+        increment_ms: int,
+        fen: str,
+        per_move_ms: int | None = None,
     ) -> Game:
         game = Game(
             id=new_id(),
             players={"white": white.id, "black": black.id},
             names={"white": white.username, "black": black.username},
             rated=rated,
-            clock=Clock(base_ms, increment_ms),
+            clock=Clock(base_ms, increment_ms, per_move_ms),
             initial_fen=fen,
         )
         await self.store.execute(
-            f"INSERT INTO chess_games ({GAME_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+            f"INSERT INTO chess_games ({GAME_COLUMNS}) VALUES ({', '.join('?' * 20)})",
             *self._row(game).values(),
         )
         self.games[game.id] = game
@@ -103,7 +111,7 @@ class ChessService:
             players={"white": row["white_id"], "black": row["black_id"]},
             names=names,
             rated=bool(row["rated"]),
-            clock=Clock(row["base_ms"], row["increment_ms"]),
+            clock=Clock(row["base_ms"], row["increment_ms"], row["per_move_ms"]),
             initial_fen=row["initial_fen"],
             created_at=row["created_at"],
         )
@@ -156,6 +164,7 @@ class ChessService:
             "running_since": since,
             "created_at": game.created_at,
             "ended_at": time.time() if game.status == "ended" else None,
+            "per_move_ms": game.clock.per_move_ms,
         }
 
     async def _save(self, game: Game, plies_before: int) -> None:
