@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import pytest
+
 from plugins.chess.glicko2 import Rating, rate
 
-from .support import PASSWORD, Client, running
+from .support import PASSWORD, Client, cluster_yaml, pg_schema, running, spawn_node
 
 
 async def start_game(
@@ -299,3 +302,47 @@ async def test_correspondence_games_have_days_per_move(tmp_path: Path) -> None:
         assert day2 - 5000 < state["clocks"]["white"] <= day2
         _, pgn, _ = await c.call("GET", f"/api/chess/games/{g['id']}/pgn", alice)
         assert '[TimeControl "1/172800"]' in pgn
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_two_nodes_one_owner_forwarding_and_takeover(tmp_path: Path) -> None:
+    async with pg_schema() as schema:
+        config = tmp_path / "cluster.yaml"
+        config.write_text(
+            cluster_yaml(
+                schema,
+                f"data_dir: {tmp_path / 'data'}\nplugins: {{chess: {{lease_seconds: 2}}}}\n",
+            )
+        )
+        nodes = [spawn_node(config, {"SYNCSTREAM_CLUSTER__NODE_ID": name}) for name in ("a", "b")]
+        try:
+            for node in nodes:
+                await node.wait_ready()
+            async with aiohttp.ClientSession() as session:
+                a, b = (Client(node.base, session) for node in nodes)
+                alice, bob = await a.register("alice"), await b.register("bob")
+                g = await start_game(a, alice, "bob", bob)  # node a owns it
+                watcher = await b.ws(bob)
+                await watcher.request("subscribe", f"chess:{g['id']}")
+                assert (await move(a, alice, g["id"], "e2e4"))[0] == 200
+                status, state = await move(b, bob, g["id"], "e7e5")  # forwarded to a
+                assert status == 200 and state["ply"] == 2, state
+                status, problem = await move(b, bob, g["id"], "d7d5")
+                assert status == 409 and problem["code"] == "not_your_turn", "errors come back"
+                plies = [f["data"]["ply"] for f in await watcher.events(2)]
+                assert plies == [1, 2], "both nodes' moves reach a watcher on node b"
+                nodes[0].proc.kill()  # the owner dies
+                nodes[0].proc.wait()
+                await watcher.ws.close()
+                for _ in range(100):  # node b takes over once a's lease has run out
+                    status, state = await move(b, alice, g["id"], "g1f3")
+                    if status == 200:
+                        break
+                    await asyncio.sleep(0.2)
+                assert status == 200 and state["ply"] == 3, state
+                _, full, _ = await b.call("GET", f"/api/chess/games/{g['id']}", bob)
+                assert full["moves"] == ["e2e4", "e7e5", "g1f3"]
+        finally:
+            for node in nodes:
+                node.stop()

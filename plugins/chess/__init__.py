@@ -14,13 +14,22 @@ from typing import Any
 from syncstream import Namespace, Plugin, PluginContext, Problem, User
 from syncstream.realtime import Published
 
+from .config import Config
 from .routes import ACTIONS, register
 from .schema import MIGRATIONS
 from .service import ChessService
 
 
 async def setup(ctx: PluginContext) -> None:
-    service = ChessService(ctx.store, ctx.auth, ctx.bus, ctx.gateway)
+    config: Config = ctx.config
+    service = ChessService(
+        ctx.store,
+        ctx.auth,
+        ctx.bus,
+        ctx.gateway,
+        clustered=ctx.settings.clustered,
+        lease_seconds=config.lease_seconds,
+    )
 
     async def on_publish(user: User, topic: str, data: Any) -> Published:
         game_id = topic.split(":", 1)[1]
@@ -53,5 +62,6 @@ plugin = Plugin(
     version="1.0.0",
     description="Real-time chess: challenges, full rules, clocks, spectators, PGN, NDJSON stream",
     setup=setup,
+    config=Config,
     migrations=MIGRATIONS,
 )

@@ -73,4 +73,8 @@ MIGRATIONS = [
     ALTER TABLE chess_challenges ADD COLUMN per_move_ms BIGINT;
     ALTER TABLE chess_games ADD COLUMN per_move_ms BIGINT
     """,
+    """
+    ALTER TABLE chess_games ADD COLUMN owner_node TEXT;
+    ALTER TABLE chess_games ADD COLUMN lease_until DOUBLE PRECISION
+    """,
 ]

@@ -2,6 +2,13 @@
 then published on ``chess:<game id>`` (every event carries the full position, the clocks and
 a sequence number) and fired on the bus. A ticker ends games whose flag fell. On start, games
 in progress are rebuilt from their stored moves, so a crash loses no accepted move.
+
+In a cluster one node owns a game at a time: its id and a lease (``owner_node``,
+``lease_until``, renewed with every change and every few seconds) are in the game's row.
+Another node that gets a move forwards it over the bus (``chess.command`` ->
+``chess.reply``) to the owner; when the owner's lease has run out (it died), the first node
+to need the game — or a node sweeping for orphans, so clocks keep falling — takes it over
+from the store.
 """
 
 from __future__ import annotations
@@ -31,27 +38,57 @@ TICK_SECONDS = 0.1
 GAME_COLUMNS = (
     "id, white_id, black_id, rated, base_ms, increment_ms, initial_fen, status, result,"
     " termination, seq, draw_offer, takeback_offer, white_ms, black_ms, running, running_since,"
-    " created_at, ended_at, per_move_ms"
+    " created_at, ended_at, per_move_ms, owner_node, lease_until"
 )
+FORWARD_TIMEOUT = 5.0
+
+
+class Remote(Exception):
+    """The game is held by another live node."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__(node)
+        self.node = node
 
 
 class ChessService:
-    def __init__(self, store: Store, auth: Auth, bus: EventBus, gateway: Gateway) -> None:
+    def __init__(
+        self,
+        store: Store,
+        auth: Auth,
+        bus: EventBus,
+        gateway: Gateway,
+        *,
+        clustered: bool = False,
+        lease_seconds: float = 10.0,
+    ) -> None:
         self.store, self.auth, self.bus, self.gateway = store, auth, bus, gateway
+        self.node_id, self.clustered, self.lease_seconds = bus.node_id, clustered, lease_seconds
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._unlisten: list[Any] = []
         self.games: dict[str, Game] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.streams: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        for row in await self.store.fetchall(
-            f"SELECT {GAME_COLUMNS} FROM chess_games WHERE status = 'started'"
-        ):
-            game = await self._rebuild(row)
-            self.games[game.id] = game
+        self._unlisten = [
+            self.bus.listen("chess.command", self._on_command),
+            self.bus.listen("chess.reply", self._on_reply),
+            self.bus.listen("chess.state", self._on_state),
+        ]
+        if not self.clustered:  # a single node holds every game (its id changed on restart)
+            for row in await self.store.fetchall(
+                f"SELECT {GAME_COLUMNS} FROM chess_games WHERE status = 'started'"
+            ):
+                game = await self._rebuild(row)
+                self.games[game.id] = game
+            await self._renew()
         self._ticker = asyncio.create_task(self._tick())
 
     async def close(self) -> None:
+        for unlisten in self._unlisten:
+            unlisten()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -79,7 +116,7 @@ class ChessService:
             initial_fen=fen,
         )
         await self.store.execute(
-            f"INSERT INTO chess_games ({GAME_COLUMNS}) VALUES ({', '.join('?' * 20)})",
+            f"INSERT INTO chess_games ({GAME_COLUMNS}) VALUES ({', '.join('?' * 22)})",
             *self._row(game).values(),
         )
         self.games[game.id] = game
@@ -87,18 +124,45 @@ class ChessService:
         return game
 
     async def get(self, game_id: str) -> Game:
-        """A live game from memory, or any game rebuilt from the store."""
+        """A game to look at: the live one held here, else as the store has it."""
         game = self.games.get(game_id)
         if game is not None:
             return game
+        return await self._rebuild(await self._row_of(game_id))
+
+    async def _row_of(self, game_id: str) -> Row:
         row = await self.store.fetchone(
             f"SELECT {GAME_COLUMNS} FROM chess_games WHERE id = ?", game_id[:64]
         )
         if row is None:
             raise Problem(404, "game_not_found", f"no game {game_id[:64]}")
-        game = await self._rebuild(row)
-        if game.status == "started":
-            self.games[game.id] = game
+        return row
+
+    async def hold(self, game_id: str) -> Game:
+        """The game to change, held by this node: taken over if its owner's lease ran out,
+        :class:`Remote` if another node holds it."""
+        game = self.games.get(game_id)
+        if game is not None:
+            return game
+        row = await self._row_of(game_id)
+        if row["status"] != "started":
+            return await self._rebuild(row)
+        now = time.time()
+        taken = await self.store.execute(
+            "UPDATE chess_games SET owner_node = ?, lease_until = ? WHERE id = ?"
+            " AND status = 'started' AND (owner_node = ? OR owner_node IS NULL"
+            " OR lease_until IS NULL OR lease_until < ?)",
+            self.node_id,
+            now + self.lease_seconds,
+            row["id"],
+            self.node_id,
+            now if self.clustered else float("inf"),
+        )
+        if not taken:
+            raise Remote(row["owner_node"])
+        game = await self._rebuild(await self._row_of(game_id))
+        self.games[game.id] = game
+        log.info("chess.game_taken_over", game=game.id, previous=row["owner_node"])
         return game
 
     async def _rebuild(self, row: Row) -> Game:
@@ -165,6 +229,8 @@ class ChessService:
             "created_at": game.created_at,
             "ended_at": time.time() if game.status == "ended" else None,
             "per_move_ms": game.clock.per_move_ms,
+            "owner_node": self.node_id,
+            "lease_until": time.time() + self.lease_seconds,
         }
 
     async def _save(self, game: Game, plies_before: int) -> None:
@@ -215,8 +281,7 @@ class ChessService:
     async def _publish(self, game: Game) -> dict[str, Any]:
         state = game.state(time.monotonic())
         await self.gateway.publish(f"chess:{game.id}", {"type": "state", **state})
-        for queue in self.streams.get(game.id, ()):
-            queue.put_nowait({"type": "gameState", **state})
+        await self.bus.fire("chess.state", {"game_id": game.id, "state": state})
         if game.status == "ended":
             self.games.pop(game.id, None)
             self.locks.pop(game.id, None)
@@ -272,17 +337,107 @@ class ChessService:
     async def move(
         self, user: User, game_id: str, text: str, ply: int | None, lag_ms: int
     ) -> dict[str, Any]:
-        game = await self.get(game_id)
-        state = await self._change(
-            game, lambda g: g.play(user.id, text, ply, lag_ms, time.monotonic())
-        )
-        await self.bus.fire("chess.move", {"game_id": game.id, "user_id": user.id, "state": state})
-        return state
+        return await self.command(user, game_id, "move", {"move": text, "ply": ply, "lag": lag_ms})
 
     async def act(self, user: User, game_id: str, action: str) -> dict[str, Any]:
-        game = await self.get(game_id)
-        present = await self._opponent_present(game, user.id) if action == "claim_victory" else True
-        return await self._change(game, lambda g: g.act(user.id, action, time.monotonic(), present))
+        return await self.command(user, game_id, "act", {"action": action})
+
+    async def command(
+        self, user: User, game_id: str, kind: str, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Run a move or action here if this node holds the game, else on its owner."""
+        try:
+            game = await self.hold(game_id)
+        except Remote as remote:
+            return await self._forward(remote.node, user, game_id, kind, args)
+        if kind == "move":
+            state = await self._change(
+                game,
+                lambda g: g.play(user.id, args["move"], args["ply"], args["lag"], time.monotonic()),
+            )
+            await self.bus.fire(
+                "chess.move", {"game_id": game.id, "user_id": user.id, "state": state}
+            )
+            return state
+        present = True
+        if args["action"] == "claim_victory":
+            present = await self._opponent_present(game, user.id)
+        return await self._change(
+            game, lambda g: g.act(user.id, args["action"], time.monotonic(), present)
+        )
+
+    async def _forward(
+        self, node: str, user: User, game_id: str, kind: str, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        request = new_id()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[request] = future
+        try:
+            await self.bus.fire(
+                "chess.command",
+                {"request": request, "node": node, "reply_to": self.node_id,
+                 "game_id": game_id, "user_id": user.id, "kind": kind, "args": args},
+            )  # fmt: skip
+            reply = await asyncio.wait_for(future, FORWARD_TIMEOUT)
+        except TimeoutError:
+            raise Problem(
+                503, "game_unavailable", "the node holding this game does not answer; retry soon",
+                headers={"Retry-After": str(int(self.lease_seconds))},
+            ) from None  # fmt: skip
+        finally:
+            self.pending.pop(request, None)
+        if "problem" in reply:
+            p = reply["problem"]
+            raise Problem(p["status"], p["code"], p["detail"])
+        return dict(reply["state"])
+
+    async def _on_command(self, event: Any) -> None:
+        data = event.data
+        if data.get("node") != self.node_id:
+            return
+        reply: dict[str, Any] = {"request": data["request"], "reply_to": data["reply_to"]}
+        try:
+            user = await self.auth.get_user(data["user_id"])
+            reply["state"] = await self.command(user, data["game_id"], data["kind"], data["args"])
+        except Problem as problem:
+            reply["problem"] = {
+                "status": problem.status, "code": problem.code, "detail": problem.detail
+            }  # fmt: skip
+        await self.bus.fire("chess.reply", reply)
+
+    def _on_reply(self, event: Any) -> None:
+        data = event.data
+        if data.get("reply_to") != self.node_id:
+            return
+        future = self.pending.get(data.get("request", ""))
+        if future is not None and not future.done():
+            future.set_result(data)
+
+    def _on_state(self, event: Any) -> None:
+        data = event.data
+        for queue in self.streams.get(data.get("game_id", ""), ()):
+            queue.put_nowait({"type": "gameState", **data["state"]})
+
+    async def _renew(self) -> None:
+        if self.games:
+            ids = list(self.games)
+            marks = ", ".join("?" * len(ids))
+            await self.store.execute(
+                f"UPDATE chess_games SET owner_node = ?, lease_until = ? WHERE id IN ({marks})",
+                self.node_id,
+                time.time() + self.lease_seconds,
+                *ids,
+            )
+
+    async def _adopt_orphans(self) -> None:
+        """Take over started games whose owner's lease ran out, so their clocks still fall."""
+        rows = await self.store.fetchall(
+            "SELECT id FROM chess_games WHERE status = 'started' AND lease_until < ? LIMIT 100",
+            time.time(),
+        )
+        for row in rows:
+            with contextlib.suppress(Remote):
+                await self.hold(row["id"])
 
     async def _opponent_present(self, game: Game, user_id: str) -> bool:
         side = game.side_of(user_id)
@@ -293,9 +448,18 @@ class ChessService:
         return opponent in online
 
     async def _tick(self) -> None:
+        last_lease = time.monotonic()
         while True:
             await asyncio.sleep(TICK_SECONDS)
             now = time.monotonic()
+            if now - last_lease > self.lease_seconds / 3:
+                last_lease = now
+                try:
+                    await self._renew()
+                    if self.clustered:
+                        await self._adopt_orphans()
+                except Exception:
+                    log.exception("chess.lease_failed")
             for game in list(self.games.values()):
                 if game.status == "started" and game.clock.flagged(now):
                     try:
@@ -306,7 +470,8 @@ class ChessService:
     # -- NDJSON streams ---------------------------------------------------------------------
 
     async def stream(self, game_id: str) -> AsyncIterator[dict[str, Any]]:
-        """``gameFull`` then a ``gameState`` per change until the game ends (Board API)."""
+        """``gameFull`` then a ``gameState`` per change until the game ends (Board API),
+        from whichever node holds the game (changes arrive as ``chess.state`` events)."""
         game = await self.get(game_id)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1000)
         self.streams.setdefault(game.id, set()).add(queue)

@@ -1,0 +1,13 @@
+"""The chess plugin's settings (``plugins.chess`` in syncstream.yaml)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lease_seconds: float = Field(
+        10.0, ge=1, le=300, description="A node's hold on a game; others take over after it"
+    )
