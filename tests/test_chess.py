@@ -184,9 +184,14 @@ async def test_draws_resign_abort_takeback_and_claims(tmp_path: Path) -> None:
         assert state["termination"] == "threefold_repetition" and state["result"] == "1/2-1/2"
 
         g = await start_game(c, alice, "bob", bob)
+        await move(c, bob, g["id"], "e7e5")  # not bob's turn: refused, but bob was active
         await move(c, alice, g["id"], "e2e4")
         status, problem = await act(alice, g["id"], "claim_victory")
-        assert status == 200 and problem["termination"] == "abandoned", "bob is not connected"
+        assert status == 409 and problem["code"] == "too_early_to_claim", problem
+        g = await start_game(c, alice, "bob", bob)
+        await move(c, alice, g["id"], "e2e4")
+        status, problem = await act(alice, g["id"], "claim_victory")
+        assert status == 200 and problem["termination"] == "abandoned", "bob never showed up"
         g = await start_game(c, alice, "bob", bob)
         sock = await c.ws(bob)
         await sock.request("subscribe", f"chess:{g['id']}")

@@ -20,6 +20,7 @@ from syncstream import Problem
 from .clock import Clock, TimeUp
 
 SIDES = ("white", "black")
+CLAIM_AFTER_SECONDS = 30.0  # an absent opponent's last action must be this old to claim
 
 
 def opposite(side: str) -> str:
@@ -212,6 +213,14 @@ class Game:
         elif action == "claim_victory":
             if opponent_present:
                 raise Problem(409, "opponent_present", "your opponent is still connected")
+            waited = now - self.seen.get(other, float("-inf"))
+            if waited < CLAIM_AFTER_SECONDS:
+                raise Problem(
+                    409,
+                    "too_early_to_claim",
+                    f"your opponent was active {waited:.0f} s ago;"
+                    f" claim after {CLAIM_AFTER_SECONDS:.0f} s",
+                )
             self.end("1-0" if side == "white" else "0-1", "abandoned")
         else:
             raise Problem(422, "unknown_action", f"unknown action {action[:32]!r}")
