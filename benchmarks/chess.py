@@ -123,17 +123,23 @@ async def play(url: str, games: list[str], tokens: dict[str, str], seconds: floa
                interval: float) -> dict[str, Any]:  # fmt: skip
     rtts: list[float] = []
     errors = 0
-    async with aiohttp.ClientSession() as session:
-        bots = {}
-        for side, token in tokens.items():
-            ws = await session.ws_connect(f"{url}/ws?token={token}")
-            await ws.receive()  # hello
-            bots[side] = Bot(ws)
-        readers = [asyncio.create_task(bot.read()) for bot in bots.values()]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        # Every player has a socket of their own, as real players do (a socket's frames are
+        # handled in order, so bots sharing one would queue behind each other).
+        players: dict[str, dict[str, Bot]] = {}
+        for game_id in games:
+            players[game_id] = {}
+            for side, token in tokens.items():
+                ws = await session.ws_connect(f"{url}/ws?token={token}")
+                await ws.receive()  # hello
+                players[game_id][side] = Bot(ws)
+        everyone = [bot for pair in players.values() for bot in pair.values()]
+        readers = [asyncio.create_task(bot.read()) for bot in everyone]
         deadline = time.monotonic() + seconds
 
         async def game(game_id: str) -> None:
             nonlocal errors
+            bots = players[game_id]
             board = chess.Board()
             await asyncio.sleep(random.random() * interval)
             while time.monotonic() < deadline and not board.is_game_over():
@@ -156,7 +162,7 @@ async def play(url: str, games: list[str], tokens: dict[str, str], seconds: floa
         wall = time.monotonic() - started
         for task in readers:
             task.cancel()
-        for bot in bots.values():
+        for bot in everyone:
             await bot.ws.close()
     return {
         "moves": len(rtts),

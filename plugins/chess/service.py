@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import chess
@@ -27,7 +28,7 @@ from syncstream.auth import Auth
 from syncstream.bus import EventBus
 from syncstream.ids import new_id
 from syncstream.realtime import Gateway
-from syncstream.store import Row, Store
+from syncstream.store import Queries, Row, Store
 
 from .clock import Clock
 from .game import Game, Move
@@ -41,6 +42,17 @@ GAME_COLUMNS = (
     " created_at, ended_at, per_move_ms, owner_node, lease_until"
 )
 FORWARD_TIMEOUT = 5.0
+
+
+@dataclass
+class _Write:
+    """One game's pending save: its row, its new moves, and who waits for the commit."""
+
+    game_id: str
+    row: dict[str, Any]
+    moves: list[tuple[int, Move]]
+    truncate_at: int | None
+    done: asyncio.Future[None]
 
 
 class Remote(Exception):
@@ -67,6 +79,8 @@ class ChessService:
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._unlisten: list[Any] = []
         self.games: dict[str, Game] = {}
+        self._batch: list[_Write] = []
+        self._writer: asyncio.Task[None] | None = None
         self.locks: dict[str, asyncio.Lock] = {}
         self.streams: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -234,28 +248,62 @@ class ChessService:
         }
 
     async def _save(self, game: Game, plies_before: int) -> None:
-        """Store the game as it is now: its row and its move list (one transaction)."""
-        row = self._row(game)
-        async with self.store.transaction() as tx:
-            if len(game.moves) < plies_before:  # a takeback
-                await tx.execute(
-                    "DELETE FROM chess_moves WHERE game_id = ? AND ply >= ?",
-                    game.id,
-                    len(game.moves),
-                )
-            for ply in range(plies_before, len(game.moves)):
-                move = game.moves[ply]
-                await tx.execute(
-                    "INSERT INTO chess_moves (game_id, ply, uci, san, white_ms, black_ms,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    game.id, ply, move.uci, move.san, move.white_ms, move.black_ms, move.at,
-                )  # fmt: skip
-            assignments = ", ".join(f"{k} = ?" for k in row if k != "id")
+        """Store the game as it is now (its row and its move list) and return once committed.
+
+        Saves of different games that wait while a transaction runs share the next one
+        (group commit): each is still acknowledged only after its commit."""
+        write = _Write(
+            game.id,
+            self._row(game),
+            [(ply, game.moves[ply]) for ply in range(plies_before, len(game.moves))],
+            len(game.moves) if len(game.moves) < plies_before else None,
+            asyncio.get_running_loop().create_future(),
+        )
+        self._batch.append(write)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches())
+        await write.done
+
+    async def _write_batches(self) -> None:
+        while self._batch:
+            batch, self._batch = self._batch, []
+            try:
+                async with self.store.transaction() as tx:
+                    for write in batch:
+                        await self._write(tx, write)
+            except Exception as exc:
+                for write in batch:
+                    if not write.done.done():
+                        write.done.set_exception(exc)
+            else:
+                for write in batch:
+                    if not write.done.done():
+                        write.done.set_result(None)
+
+    @staticmethod
+    async def _write(tx: Queries, write: _Write) -> None:
+        if write.truncate_at is not None:  # a takeback
             await tx.execute(
-                f"UPDATE chess_games SET {assignments} WHERE id = ?",
-                *(v for k, v in row.items() if k != "id"),
-                game.id,
+                "DELETE FROM chess_moves WHERE game_id = ? AND ply >= ?",
+                write.game_id,
+                write.truncate_at,
             )
+        if write.moves:
+            await tx.executemany(
+                "INSERT INTO chess_moves (game_id, ply, uci, san, white_ms, black_ms,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (write.game_id, ply, m.uci, m.san, m.white_ms, m.black_ms, m.at)
+                    for ply, m in write.moves
+                ],
+            )
+        row = write.row
+        assignments = ", ".join(f"{k} = ?" for k in row if k != "id")
+        await tx.execute(
+            f"UPDATE chess_games SET {assignments} WHERE id = ?",
+            *(v for k, v in row.items() if k != "id"),
+            write.game_id,
+        )
 
     async def _change(self, game: Game, apply: Any) -> dict[str, Any]:
         """Apply a change under the game's lock; persist, then publish. A failed change or
