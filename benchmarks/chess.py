@@ -2,12 +2,15 @@
 
 1. perft on the standard test positions (start, "Kiwipete", position 3) through python-chess,
    the rules layer the server uses; the counts must equal the published perft table.
-2. N concurrent games between bots: each side to move picks a random legal move and
-   publishes it on ``chess:<game>``; the round trip is publish -> reply (the move is
-   validated, stored and broadcast before the reply). A bot waits ``--interval`` between
-   its moves. Prints p50/p99 round trip, moves/s, moves per server CPU second, RSS per game.
+2. N concurrent games between bots (``peers/chessbots/bots.js``: Node, a WebSocket per
+   player, replaying random legal lines made here with python-chess): the side to
+   move publishes its move on ``chess:<game>``; the round trip is publish -> reply (the
+   move is validated, stored and broadcast before the reply). A bot waits ``--interval``
+   between its moves. ``--pin`` puts the server on CPU 0 and the bots on CPU 1. Prints
+   p50/p99 round trip, moves/s,
+   moves per server CPU second, RSS per game.
 
-    python -m benchmarks.chess --games 200 --seconds 10
+    python -m benchmarks.chess --games 100 --seconds 10 --pin
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import asyncio
 import json
 import random
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -24,11 +28,15 @@ import aiohttp
 import chess
 
 from .harness import (
+    HERE,
+    RESULTS,
     CpuWindow,
     LagSampler,
+    add_common_args,
+    cpus,
     create_admin,
     login,
-    percentile,
+    pin_to,
     save,
     start_node,
     stop,
@@ -37,6 +45,7 @@ from .harness import (
     write_config,
 )
 
+BOTS = HERE / "peers" / "chessbots"
 PERFT = [  # (name, FEN, expected node counts by depth) from the Chess Programming Wiki
     ("start", chess.STARTING_FEN, [20, 400, 8902, 197281]),
     ("kiwipete", "r3k2r/p1ppqpb1/bn2pnp1/3PN3/1p2P3/2N2Q1p/PPPBBPPP/R3K2R w KQkq - 0 1",
@@ -96,82 +105,37 @@ async def make_games(url: str, count: int) -> tuple[list[str], dict[str, str]]:
         return games, tokens
 
 
-class Bot:
-    """One side's socket: publishes a move, waits for the reply with the same id."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.next_id = 0
-        self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
-
-    async def read(self) -> None:
-        async for msg in self.ws:
-            frame = json.loads(msg.data)
-            future = self.waiting.pop(frame.get("id", -1), None)
-            if future is not None and not future.done():
-                future.set_result(frame)
-
-    async def request(self, frame: dict[str, Any]) -> dict[str, Any]:
-        self.next_id += 1
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.waiting[self.next_id] = future
-        await self.ws.send_str(json.dumps({**frame, "id": self.next_id}))
-        return await asyncio.wait_for(future, 30)
+def random_line(plies: int) -> list[str]:
+    """Random legal moves from the start until the game ends or ``plies`` are played."""
+    board = chess.Board()
+    line = []
+    while len(line) < plies and not board.is_game_over(claim_draw=False):
+        move = random.choice(list(board.legal_moves))
+        board.push(move)
+        line.append(move.uci())
+    return line
 
 
-async def play(url: str, games: list[str], tokens: dict[str, str], seconds: float,
-               interval: float) -> dict[str, Any]:  # fmt: skip
-    rtts: list[float] = []
-    errors = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        # Every player has a socket of their own, as real players do (a socket's frames are
-        # handled in order, so bots sharing one would queue behind each other).
-        players: dict[str, dict[str, Bot]] = {}
-        for game_id in games:
-            players[game_id] = {}
-            for side, token in tokens.items():
-                ws = await session.ws_connect(f"{url}/ws?token={token}")
-                await ws.receive()  # hello
-                players[game_id][side] = Bot(ws)
-        everyone = [bot for pair in players.values() for bot in pair.values()]
-        readers = [asyncio.create_task(bot.read()) for bot in everyone]
-        deadline = time.monotonic() + seconds
-
-        async def game(game_id: str) -> None:
-            nonlocal errors
-            bots = players[game_id]
-            board = chess.Board()
-            await asyncio.sleep(random.random() * interval)
-            while time.monotonic() < deadline and not board.is_game_over():
-                side = "white" if board.turn else "black"
-                move = random.choice(list(board.legal_moves))
-                start = time.perf_counter()
-                reply = await bots[side].request(
-                    {"op": "publish", "topic": f"chess:{game_id}",
-                     "data": {"move": move.uci(), "ply": board.ply()}}
-                )  # fmt: skip
-                rtts.append((time.perf_counter() - start) * 1000)
-                if reply.get("op") != "reply":
-                    errors += 1
-                    return
-                board.push(move)
-                await asyncio.sleep(interval)
-
-        started = time.monotonic()
-        await asyncio.gather(*(game(g) for g in games))
-        wall = time.monotonic() - started
-        for task in readers:
-            task.cancel()
-        for bot in everyone:
-            await bot.ws.close()
-    return {
-        "moves": len(rtts),
-        "errors": errors,
-        "moves_per_s": len(rtts) / wall,
-        "rtt_p50_ms": percentile(rtts, 50),
-        "rtt_p99_ms": percentile(rtts, 99),
-        "rtt_max_ms": max(rtts, default=0),
-    }
+async def play(
+    url: str, games: list[str], tokens: dict[str, str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Run the Node bots (a socket per player, chess.js move generation)."""
+    if not (BOTS / "node_modules").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BOTS, check=True)
+    lines = {game: random_line(400) for game in games}
+    options = {"url": url, "tokens": tokens, "lines": lines, "seconds": args.seconds,
+               "interval": args.interval}  # fmt: skip
+    options_file = RESULTS / "chessbots-options.json"
+    RESULTS.mkdir(exist_ok=True)
+    options_file.write_text(json.dumps(options))
+    proc = await asyncio.create_subprocess_exec(
+        "node", "bots.js", str(options_file), cwd=BOTS, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, preexec_fn=pin_to(cpus(args, "client")),
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), args.seconds + 120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bots failed: {err.decode()[-2000:]}")
+    return dict(json.loads(out.decode().strip().splitlines()[-1]))
 
 
 def rss_mb(pid: int) -> float:
@@ -183,13 +147,13 @@ async def run_games(args: argparse.Namespace) -> dict[str, Any]:
     with temp_dir() as tmp:
         config = write_config(tmp)
         create_admin(config)
-        node = start_node(config)
+        node = start_node(config, cpus=cpus(args, "server"))
         try:
             await login(node.url)
             before = rss_mb(node.proc.pid)
             games, tokens = await make_games(node.url, args.games)
             with CpuWindow([node.proc.pid]) as cpu, LagSampler([node.url]) as lag:
-                result = await play(node.url, games, tokens, args.seconds, args.interval)
+                result = await play(node.url, games, tokens, args)
             result.update(
                 lag.summary_ms(),
                 games=len(games),
@@ -210,6 +174,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--interval", type=float, default=0.1, help="a bot's pause between moves")
     parser.add_argument("--no-perft", action="store_true")
+    add_common_args(parser)
     args = parser.parse_args()
     perft_rows = [] if args.no_perft else run_perft()
     if perft_rows:

@@ -1,0 +1,76 @@
+// The chess benchmark's load client: every player of every game has a WebSocket of its own.
+// Each game replays a line of legal moves chosen at random beforehand (by the Python side,
+// with python-chess, so the bots spend no CPU on move generation): the side to move
+// publishes its move on chess:<game> with its ply, times the round trip until the reply (the
+// server has validated, stored and broadcast the move by then), and waits `interval` s.
+// Usage: node bots.js OPTIONS.json  ({url, tokens: {white, black},
+//                                     lines: {game id: [uci, ...]}, seconds, interval})
+// Prints one JSON line: moves, errors, round-trip percentiles (ms), client CPU seconds.
+"use strict";
+const { performance } = require("perf_hooks");
+const WebSocket = require("ws");
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function connect(url, token) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url.replace(/^http/, "ws")}/ws?token=${token}`, { perMessageDeflate: false });
+    ws.waiting = new Map();
+    ws.nextId = 0;
+    ws.on("message", (data) => {
+      const frame = JSON.parse(data.toString());
+      if (frame.op === "hello") return resolve(ws);
+      const done = ws.waiting.get(frame.id);
+      if (done) { ws.waiting.delete(frame.id); done(frame); }
+    });
+    ws.on("error", reject);
+  });
+}
+
+function request(ws, frame) {
+  const id = ++ws.nextId;
+  return new Promise((resolve) => {
+    ws.waiting.set(id, resolve);
+    ws.send(JSON.stringify({ ...frame, id }));
+  });
+}
+
+async function main(opts) {
+  const players = [];
+  for (const game of Object.keys(opts.lines)) {
+    players.push({ game, white: await connect(opts.url, opts.tokens.white), black: await connect(opts.url, opts.tokens.black) });
+  }
+  const rtts = [];
+  let errors = 0;
+  const cpu0 = process.cpuUsage();
+  const deadline = performance.now() + opts.seconds * 1000;
+  const start = performance.now();
+  await Promise.all(players.map(async ({ game, white, black }) => {
+    const line = opts.lines[game];
+    await sleep(Math.random() * opts.interval * 1000);
+    for (let ply = 0; ply < line.length && performance.now() < deadline; ply++) {
+      const t0 = performance.now();
+      const reply = await request(ply % 2 === 0 ? white : black,
+        { op: "publish", topic: `chess:${game}`, data: { move: line[ply], ply } });
+      rtts.push(performance.now() - t0);
+      if (reply.op !== "reply") {
+        if (reply.code !== "game_over") errors += 1;  // fivefold, 75 moves: the server ends it
+        return;
+      }
+      await sleep(opts.interval * 1000);
+    }
+  }));
+  const wall = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  rtts.sort((a, b) => a - b);
+  const pct = (p) => (rtts.length ? rtts[Math.min(rtts.length - 1, Math.ceil((p / 100) * rtts.length) - 1)] : null);
+  console.log(JSON.stringify({
+    moves: rtts.length, errors, moves_per_s: rtts.length / wall,
+    rtt_p50_ms: pct(50), rtt_p99_ms: pct(99), rtt_max_ms: rtts.length ? rtts[rtts.length - 1] : null,
+    client_cpu_s: (cpu.user + cpu.system) / 1e6,
+  }));
+  for (const p of players) { p.white.terminate(); p.black.terminate(); }
+  process.exit(0);
+}
+
+main(JSON.parse(require("fs").readFileSync(process.argv[2], "utf8"))).catch((err) => { console.error(err); process.exit(1); });
