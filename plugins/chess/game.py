@@ -269,9 +269,13 @@ class Game:
             "draw_offer": self.draw_offer,
             "takeback_offer": self.takeback_offer,
             # Cheap hints (the claim itself checks fully): can_claim_threefold_repetition
-            # tries every legal move and cost most of a move's CPU time in the benchmark.
+            # tries every legal move and cost most of a move's CPU time in the benchmark;
+            # a threefold repetition needs at least 8 reversible plies.
             "claimable_draw": self.status == "started"
-            and (self.board.is_repetition(3) or self.board.halfmove_clock >= 100),
+            and (
+                self.board.halfmove_clock >= 100
+                or (self.board.halfmove_clock >= 8 and self.board.is_repetition(3))
+            ),
         }
 
     def full(self, now: float) -> dict[str, Any]:

@@ -399,14 +399,10 @@ class ChessService:
         except Remote as remote:
             return await self._forward(remote.node, user, game_id, kind, args)
         if kind == "move":
-            state = await self._change(
+            return await self._change(
                 game,
                 lambda g: g.play(user.id, args["move"], args["ply"], args["lag"], time.monotonic()),
             )
-            await self.bus.fire(
-                "chess.move", {"game_id": game.id, "user_id": user.id, "state": state}
-            )
-            return state
         present = True
         if args["action"] == "claim_victory":
             present = await self._opponent_present(game, user.id)
