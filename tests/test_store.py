@@ -113,6 +113,27 @@ async def test_transactions_commit_or_roll_back(store: Store) -> None:
     ]
 
 
+async def test_write_batches_commit_or_roll_back_as_one(store: Store) -> None:
+    await store.write_batch(
+        [
+            ("INSERT INTO items (id, n) VALUES (?, ?)", ("a", 1)),
+            ("INSERT INTO items (id, n) VALUES (?, ?)", ("b", 2)),
+            ("UPDATE items SET note = ? WHERE id = ?", ("x", "a")),
+        ]
+    )
+    with pytest.raises(IntegrityError):
+        await store.write_batch(
+            [
+                ("UPDATE items SET n = 100", ()),
+                ("INSERT INTO items (id, n) VALUES (?, ?)", ("a", 9)),
+            ]
+        )
+    assert await store.fetchall("SELECT id, n, note FROM items ORDER BY id") == [
+        {"id": "a", "n": 1, "note": "x"},
+        {"id": "b", "n": 2, "note": None},
+    ]
+
+
 async def test_concurrent_statements_do_not_see_half_a_transaction(store: Store) -> None:
     seen: list[int] = []
     inside = asyncio.Event()

@@ -28,7 +28,7 @@ from syncstream.auth import Auth
 from syncstream.bus import EventBus
 from syncstream.ids import new_id
 from syncstream.realtime import Gateway
-from syncstream.store import Queries, Row, Store
+from syncstream.store import Row, Store
 
 from .clock import Clock
 from .game import Game, Move
@@ -267,10 +267,9 @@ class ChessService:
     async def _write_batches(self) -> None:
         while self._batch:
             batch, self._batch = self._batch, []
+            statements = [statement for write in batch for statement in self._statements(write)]
             try:
-                async with self.store.transaction() as tx:
-                    for write in batch:
-                        await self._write(tx, write)
+                await self.store.write_batch(statements)
             except Exception as exc:
                 for write in batch:
                     if not write.done.done():
@@ -281,29 +280,32 @@ class ChessService:
                         write.done.set_result(None)
 
     @staticmethod
-    async def _write(tx: Queries, write: _Write) -> None:
+    def _statements(write: _Write) -> list[tuple[str, tuple[Any, ...]]]:
+        out: list[tuple[str, tuple[Any, ...]]] = []
         if write.truncate_at is not None:  # a takeback
-            await tx.execute(
-                "DELETE FROM chess_moves WHERE game_id = ? AND ply >= ?",
-                write.game_id,
-                write.truncate_at,
+            out.append(
+                (
+                    "DELETE FROM chess_moves WHERE game_id = ? AND ply >= ?",
+                    (write.game_id, write.truncate_at),
+                )
             )
-        if write.moves:
-            await tx.executemany(
-                "INSERT INTO chess_moves (game_id, ply, uci, san, white_ms, black_ms,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (write.game_id, ply, m.uci, m.san, m.white_ms, m.black_ms, m.at)
-                    for ply, m in write.moves
-                ],
+        for ply, m in write.moves:
+            out.append(
+                (
+                    "INSERT INTO chess_moves (game_id, ply, uci, san, white_ms, black_ms,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (write.game_id, ply, m.uci, m.san, m.white_ms, m.black_ms, m.at),
+                )
             )
         row = write.row
         assignments = ", ".join(f"{k} = ?" for k in row if k != "id")
-        await tx.execute(
-            f"UPDATE chess_games SET {assignments} WHERE id = ?",
-            *(v for k, v in row.items() if k != "id"),
-            write.game_id,
+        out.append(
+            (
+                f"UPDATE chess_games SET {assignments} WHERE id = ?",
+                (*(v for k, v in row.items() if k != "id"), write.game_id),
+            )
         )
+        return out
 
     async def _change(self, game: Game, apply: Any) -> dict[str, Any]:
         """Apply a change under the game's lock; persist, then publish. A failed change or

@@ -48,6 +48,10 @@ class Store(Queries, Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Queries]:
         """All statements on the yielded object commit together or not at all."""
 
+    async def write_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run ``(sql, args)`` statements in one transaction, as cheaply as the backend can
+        (SQLite: one hand-off to its thread for all of them). For hot write paths."""
+
     async def migrate(self, owner: str, migrations: Sequence[Migration]) -> list[int]:
         """Apply ``migrations[i]`` as version ``i + 1`` for ``owner`` where not yet applied.
 

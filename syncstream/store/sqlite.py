@@ -109,6 +109,25 @@ class SqliteStore:
                 raise
             await self._statements.execute("COMMIT")
 
+    async def write_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """BEGIN IMMEDIATE, every statement, COMMIT: one trip to the connection's thread."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    conn.execute(sql, args)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+        async with self._lock:
+            with _translated_errors():
+                # aiosqlite has no public "run this on your thread"; _execute is what all
+                # of its own methods use.
+                await self._conn._execute(run, self._conn._conn)  # type: ignore[no-untyped-call]
+
     async def migrate(self, owner: str, migrations: Sequence[Migration]) -> list[int]:
         return await migrate(self, owner, migrations)
 
