@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from collections.abc import AsyncIterator
@@ -82,3 +83,14 @@ async def download(
         sent["Authorization"] = f"Bearer {token}"
     async with c.session.get(c.url(path), headers=sent) as resp:
         return resp.status, await resp.read(), resp.headers.copy()
+
+
+async def processed(c: Client, token: str, file_id: str) -> dict[str, Any]:
+    """The file once its media facts and thumbnails are done (or failed)."""
+    info: dict[str, Any] = {}
+    for _ in range(200):
+        _, info, _ = await c.call("GET", f"/api/files/{file_id}", token)
+        if info["thumbnails"] != "pending":
+            break
+        await asyncio.sleep(0.05)
+    return info

@@ -96,6 +96,14 @@ class Client:
         self.tokens[username] = body["token"]
         return str(body["token"])
 
+    async def login(self, username: str, password: str = PASSWORD) -> str:
+        """A token for an existing account (after a restart, say)."""
+        status, body, _ = await self.call(
+            "POST", "/api/auth/login", json={"username": username, "password": password}
+        )
+        assert status == 200, body
+        return str(body["token"])
+
     async def admin(self, username: str = "root") -> str:
         """An admin account created the way `syncstream user create --admin` does."""
         assert self.server is not None and self.server.core is not None

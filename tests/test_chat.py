@@ -161,16 +161,7 @@ async def test_sync_returns_every_change_once_across_a_restart(tmp_path: Path) -
         assert [m["text"] for m in changes] == ["m0", "m1", "m2", "m3", "m4"]
         seen = changes[-1]["version"]
     async with running(tmp_path) as c:  # the same data directory: a restarted node
-        _, login, _ = await c.call(
-            "POST",
-            "/api/auth/login",
-            json={"username": "alice", "password": "correct horse battery"},
-        )
-        alice = login["token"]
-        _, login, _ = await c.call(
-            "POST", "/api/auth/login", json={"username": "bob", "password": "correct horse battery"}
-        )
-        bob = login["token"]
+        alice, bob = await c.login("alice"), await c.login("bob")
         await c.call(
             "PATCH", f"/api/chat/rooms/{rid}/messages/{ids[1]}", alice, json={"text": "M1"}
         )

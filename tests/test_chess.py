@@ -12,7 +12,7 @@ import pytest
 
 from plugins.chess.glicko2 import Rating, rate
 
-from .support import PASSWORD, Client, cluster_yaml, pg_schema, running, spawn_node
+from .support import Client, cluster_yaml, pg_schema, running, spawn_node
 
 
 async def start_game(
@@ -208,12 +208,7 @@ async def test_no_accepted_move_is_lost_across_a_restart(tmp_path: Path) -> None
         for token, uci in ((alice, "d2d4"), (bob, "d7d5"), (alice, "c2c4")):
             assert (await move(c, token, g["id"], uci))[0] == 200
     async with running(tmp_path) as c:
-        tokens = {}
-        for name in ("alice", "bob"):
-            _, login, _ = await c.call(
-                "POST", "/api/auth/login", json={"username": name, "password": PASSWORD}
-            )
-            tokens[name] = login["token"]
+        tokens = {name: await c.login(name) for name in ("alice", "bob")}
         _, state, _ = await c.call("GET", f"/api/chess/games/{g['id']}", tokens["bob"])
         assert state["moves"] == ["d2d4", "d7d5", "c2c4"] and state["turn"] == "black"
         assert state["clock_running"] == "black" and state["clocks"]["black"] < 600_000

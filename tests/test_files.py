@@ -25,11 +25,12 @@ from .files_support import (
     download,
     form_upload,
     metadata,
+    processed,
     tus_create,
     tus_patch,
     tus_upload,
 )
-from .support import PASSWORD, Client, running, spawn_node
+from .support import Client, running, spawn_node
 
 PNG_1PX = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
@@ -562,12 +563,7 @@ async def test_thumbnails_and_media_facts(tmp_path: Path, kind: str) -> None:
         file_id = await tus_upload(c, token, source.read_bytes(), source.name)
         status, body, h = await download(c, token, f"/api/files/{file_id}/thumbnail")
         assert status == 200
-        info: dict[str, Any] = {}
-        for _ in range(200):
-            _, info, _ = await c.call("GET", f"/api/files/{file_id}", token)
-            if info["thumbnails"] != "pending":
-                break
-            await asyncio.sleep(0.1)
+        info = await processed(c, token, file_id)
         assert info["thumbnails"] == "ready", info
         if kind == "image":
             assert info["mime"] == "image/png" and info["meta"]["width"] == 640
@@ -644,10 +640,7 @@ async def test_kill_9_mid_upload_loses_nothing_acknowledged(tmp_path: Path) -> N
         await node.wait_ready()
         async with aiohttp.ClientSession() as session:
             c = Client(node.base, session)
-            _, login, _ = await c.call(
-                "POST", "/api/auth/login", json={"username": "alice", "password": PASSWORD}
-            )
-            token = login["token"]
+            token = await c.login("alice")
             status, _, resp = await c.call("HEAD", location, token, headers=TUS)
             offset = int(resp.headers["Upload-Offset"])
             assert offset == 1 << 20, "exactly the acknowledged bytes survive"
@@ -770,12 +763,7 @@ async def test_hostile_media_fails_processing_with_a_reason(
     async with running(tmp_path) as c:
         token = await c.register("alice")
         file_id = await tus_upload(c, token, data, name)
-        info: dict[str, Any] = {}
-        for _ in range(200):
-            _, info, _ = await c.call("GET", f"/api/files/{file_id}", token)
-            if info["thumbnails"] != "pending":
-                break
-            await asyncio.sleep(0.05)
+        info = await processed(c, token, file_id)
         assert info["thumbnails"] == "failed", info
         assert reason in info["meta"]["error"]
         assert str(tmp_path) not in info["meta"]["error"], "no server paths in errors"

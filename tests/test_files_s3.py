@@ -3,7 +3,6 @@ local S3-compatible server (moto's, from PyPI) end to end."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from datetime import UTC, datetime
@@ -15,7 +14,7 @@ import pytest
 
 from plugins.files.s3 import sign
 
-from .files_support import download, tus_upload
+from .files_support import download, processed, tus_upload
 from .support import free_port, running
 
 EXAMPLE = {
@@ -123,12 +122,7 @@ async def test_files_on_s3_upload_download_thumbnail_purge(tmp_path: Path, s3_se
         picture = tmp_path / "red.png"
         Image.new("RGB", (300, 200), (255, 0, 0)).save(picture)
         pic_id = await tus_upload(c, token, picture.read_bytes(), "red.png")
-        info: dict[str, Any] = {}
-        for _ in range(200):
-            _, info, _ = await c.call("GET", f"/api/files/{pic_id}", token)
-            if info["thumbnails"] != "pending":
-                break
-            await asyncio.sleep(0.1)
+        info = await processed(c, token, pic_id)
         assert info["thumbnails"] == "ready" and info["meta"]["width"] == 300
         status, body, _ = await download(c, token, f"/api/files/{pic_id}/thumbnail")
         assert status == 200 and body[:2] == b"\xff\xd8"

@@ -18,7 +18,6 @@ from syncstream.bus import Event
 
 from .files_support import download, tus_upload
 from .support import (
-    PASSWORD,
     Client,
     NodeProcess,
     cluster_yaml,
@@ -439,10 +438,7 @@ async def test_a_job_whose_node_dies_runs_again_after_restart(tmp_path: Path) ->
         await node.wait_ready()
         async with aiohttp.ClientSession() as session:
             c = Client(node.base, session)
-            _, login, _ = await c.call(
-                "POST", "/api/auth/login", json={"username": "alice", "password": PASSWORD}
-            )
-            job = await wait_job(c, login["token"], job["id"], 120)
+            job = await wait_job(c, await c.login("alice"), job["id"], 120)
             assert job["status"] == "done" and job["attempts"] == 2, job
     finally:
         node.stop()
