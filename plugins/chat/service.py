@@ -98,9 +98,10 @@ class ChatService:
                 429, "rate_limited", "too many messages", retry_after=round(wait, 3),
                 headers={"Retry-After": str(max(1, round(wait)))},
             )  # fmt: skip
+        recipient = None  # the other member of a direct chat
         if room["kind"] == "direct":
-            other = await self.rooms.other_member(room["id"], user.id)
-            if other is not None and await self.rooms.blocked(user.id, other):
+            recipient = await self.rooms.other_member(room["id"], user.id)
+            if recipient is not None and await self.rooms.blocked(user.id, recipient):
                 raise Problem(403, "blocked", "this user does not accept your messages")
         attached = [await self._attachment(user, file_id) for file_id in files]
         mentions = await self.messages.mentions(room["id"], text)
@@ -118,10 +119,9 @@ class ChatService:
                 await self.bus.fire(
                     "chat.mention", {"user_id": user_id, "room_id": room["id"], "message": message}
                 )
-        if room["kind"] == "direct":
-            other = await self.rooms.other_member(room["id"], user.id)
+        if recipient is not None:
             await self.bus.fire(
-                "chat.direct", {"user_id": other, "room_id": room["id"], "message": message}
+                "chat.direct", {"user_id": recipient, "room_id": room["id"], "message": message}
             )
         return row, True
 
