@@ -124,7 +124,7 @@ async def play(
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BOTS, check=True)
     lines = {game: random_line(400) for game in games}
     options = {"url": url, "tokens": tokens, "lines": lines, "seconds": args.seconds,
-               "interval": args.interval}  # fmt: skip
+               "interval": args.interval, "warmup": args.warmup}  # fmt: skip
     options_file = RESULTS / "chessbots-options.json"
     RESULTS.mkdir(exist_ok=True)
     options_file.write_text(json.dumps(options))
@@ -173,6 +173,7 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--interval", type=float, default=0.1, help="a bot's pause between moves")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds played, not timed")
     parser.add_argument("--no-perft", action="store_true")
     add_common_args(parser)
     args = parser.parse_args()

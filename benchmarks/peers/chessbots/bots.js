@@ -4,7 +4,8 @@
 // publishes its move on chess:<game> with its ply, times the round trip until the reply (the
 // server has validated, stored and broadcast the move by then), and waits `interval` s.
 // Usage: node bots.js OPTIONS.json  ({url, tokens: {white, black},
-//                                     lines: {game id: [uci, ...]}, seconds, interval})
+//                                     lines: {game id: [uci, ...]}, seconds, interval, warmup})
+// The first `warmup` seconds are played but not timed (first calls warm the server's caches).
 // Prints one JSON line: moves, errors, round-trip percentiles (ms), client CPU seconds.
 "use strict";
 const { performance } = require("perf_hooks");
@@ -41,6 +42,7 @@ async function main(opts) {
     players.push({ game, white: await connect(opts.url, opts.tokens.white), black: await connect(opts.url, opts.tokens.black) });
   }
   const rtts = [];
+  const worst = { ms: 0, at: 0 };
   let errors = 0;
   const cpu0 = process.cpuUsage();
   const deadline = performance.now() + opts.seconds * 1000;
@@ -52,7 +54,9 @@ async function main(opts) {
       const t0 = performance.now();
       const reply = await request(ply % 2 === 0 ? white : black,
         { op: "publish", topic: `chess:${game}`, data: { move: line[ply], ply } });
-      rtts.push(performance.now() - t0);
+      const rtt = performance.now() - t0;
+      if (t0 - start >= (opts.warmup || 0) * 1000) rtts.push(rtt);  // after the warm-up
+      if (rtt > worst.ms) { worst.ms = rtt; worst.at = (t0 - start) / 1000; }
       if (reply.op !== "reply") {
         if (reply.code !== "game_over") errors += 1;  // fivefold, 75 moves: the server ends it
         return;
@@ -67,6 +71,7 @@ async function main(opts) {
   console.log(JSON.stringify({
     moves: rtts.length, errors, moves_per_s: rtts.length / wall,
     rtt_p50_ms: pct(50), rtt_p99_ms: pct(99), rtt_max_ms: rtts.length ? rtts[rtts.length - 1] : null,
+    rtt_max_at_s: worst.at,
     client_cpu_s: (cpu.user + cpu.system) / 1e6,
   }));
   for (const p of players) { p.white.terminate(); p.black.terminate(); }
