@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 AuthLevel = Literal["public", "user", "admin"]
 B = TypeVar("B")
-Q = TypeVar("Q")
 Authenticator = Callable[[web.Request], Awaitable["User"]]
 Handler = Callable[["Call[Any]"], Awaitable[Any]]
 

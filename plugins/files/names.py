@@ -61,9 +61,3 @@ def numbered(name: str, n: int) -> str:
     room = MAX_NAME_BYTES - len(suffix.encode())
     stem = stem.encode()[:room].decode(errors="ignore")
     return stem + suffix
-
-
-def extension(name: str) -> str:
-    """Lower-case extension without the dot ('' if none)."""
-    stem, dot, ext = name.rpartition(".")
-    return ext.lower() if dot and stem else ""

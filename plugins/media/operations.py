@@ -15,7 +15,6 @@ VideoCodec = Literal["h264", "hevc", "vp9", "av1", "copy", "none"]
 AudioCodec = Literal["aac", "opus", "mp3", "flac", "pcm", "vorbis", "copy", "none"]
 Speed = Literal["ultrafast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
 
-AUDIO_ONLY: set[str] = {"mp3", "m4a", "opus", "ogg", "flac", "wav"}
 DEFAULTS: dict[str, tuple[VideoCodec, AudioCodec]] = {
     "mp4": ("h264", "aac"),
     "mov": ("h264", "aac"),
