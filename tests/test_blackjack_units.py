@@ -1,0 +1,80 @@
+"""The blackjack rules engine's pure parts: hands and the provably fair shoe."""
+
+from __future__ import annotations
+
+import collections
+import secrets
+
+import pytest
+
+from plugins.blackjack.cards import deck, is_blackjack, is_pair, value
+from plugins.blackjack.shoe import Shoe, _Stream, commitment, order_from_seed, verify
+
+
+@pytest.mark.parametrize(
+    ("cards", "expected"),
+    [
+        (["AS", "KD"], (21, True)),
+        (["AS", "AH"], (12, True)),
+        (["AS", "AH", "9C"], (21, True)),
+        (["AS", "6H", "TC"], (17, False)),
+        (["TS", "9H", "5C"], (24, False)),
+        (["AS", "AH", "AD", "AC", "7S"], (21, True)),
+        (["5S", "6H"], (11, False)),
+    ],
+)
+def test_hand_values_count_aces_soft_or_hard(cards: list[str], expected: tuple[int, bool]) -> None:
+    assert value(cards) == expected
+
+
+def test_blackjack_and_pairs() -> None:
+    assert is_blackjack(["AS", "JD"]) and not is_blackjack(["AS", "JD"], from_split=True)
+    assert not is_blackjack(["7S", "7D", "7C"])
+    assert is_pair(["KS", "TD"]) and is_pair(["8S", "8H"]) and not is_pair(["AS", "KD"])
+
+
+def test_a_shoe_is_every_card_once_per_deck_and_follows_its_seed() -> None:
+    seed = secrets.token_bytes(32)
+    order = order_from_seed(seed, 6)
+    assert collections.Counter(order) == collections.Counter(deck() * 6)
+    assert order_from_seed(seed, 6) == order, "the seed decides the order"
+    assert order_from_seed(secrets.token_bytes(32), 6) != order
+    shoe = Shoe(6, 0.75, seed)
+    assert [shoe.draw() for _ in range(5)] == order[:5]
+    assert shoe.commitment == commitment(seed) != seed.hex()
+
+
+def test_a_revealed_seed_verifies_against_its_commitment() -> None:
+    shoe = Shoe(2, 0.5)
+    revealed = shoe.reveal()
+    assert verify(str(revealed["seed"]), str(revealed["commitment"]), 2) == shoe.cards
+    with pytest.raises(ValueError):
+        verify(secrets.token_hex(32), str(revealed["commitment"]), 2)
+
+
+def test_the_cut_card_and_bad_shoes() -> None:
+    shoe = Shoe(1, 0.5)
+    for _ in range(25):
+        shoe.draw()
+    assert not shoe.needs_shuffle
+    shoe.draw()
+    assert shoe.needs_shuffle
+    for bad in ((0, 0.5), (9, 0.5), (6, 0.1), (6, 0.99)):
+        with pytest.raises(ValueError):
+            Shoe(*bad)
+
+
+def test_shuffle_positions_are_uniform() -> None:
+    """Each card of a 5-card deck lands in each place ~equally often (chi-square, df 4)."""
+    counts = collections.Counter()
+    trials = 20_000
+    for _ in range(trials):
+        stream = _Stream(secrets.token_bytes(16))
+        cards = list(range(5))
+        for i in range(4, 0, -1):
+            j = stream.below(i + 1)
+            cards[i], cards[j] = cards[j], cards[i]
+        counts[cards.index(0)] += 1
+    expected = trials / 5
+    chi2 = sum((counts[k] - expected) ** 2 / expected for k in range(5))
+    assert chi2 < 18.5, f"chi-square {chi2:.1f} (p < 0.001 would be over 18.5)"
