@@ -1,4 +1,4 @@
-"""The blackjack rules engine's pure parts: hands and the provably fair shoe."""
+"""The blackjack rules engine's pure parts: hands, the provably fair shoe, payouts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import secrets
 import pytest
 
 from plugins.blackjack.cards import deck, is_blackjack, is_pair, value
+from plugins.blackjack.rules import Rules, dealer_play, settle, settle_insurance
 from plugins.blackjack.shoe import Shoe, _Stream, commitment, order_from_seed, verify
 
 
@@ -78,3 +79,52 @@ def test_shuffle_positions_are_uniform() -> None:
     expected = trials / 5
     chi2 = sum((counts[k] - expected) ** 2 / expected for k in range(5))
     assert chi2 < 18.5, f"chi-square {chi2:.1f} (p < 0.001 would be over 18.5)"
+
+
+S17 = Rules()
+H17 = Rules(hit_soft_17=True)
+
+
+def dealer_from(cards: list[str], draws: list[str], rules: Rules) -> list[str]:
+    pending = iter(draws)
+    return dealer_play(cards, lambda: next(pending), rules)
+
+
+def test_the_dealer_stands_or_hits_soft_17_by_the_rules() -> None:
+    assert dealer_from(["AS", "6H"], ["2C"], S17) == ["AS", "6H"]
+    assert dealer_from(["AS", "6H"], ["2C"], H17) == ["AS", "6H", "2C"]
+    assert dealer_from(["TS", "6H"], ["5C"], S17) == ["TS", "6H", "5C"]
+    assert dealer_from(["TS", "7H"], ["5C"], H17) == ["TS", "7H"], "hard 17 stands"
+    assert dealer_from(["5S", "6H"], ["AC", "5D"], S17) == ["5S", "6H", "AC", "5D"]
+
+
+@pytest.mark.parametrize(
+    ("player", "bet", "dealer", "rules", "kwargs", "net"),
+    [
+        (["AS", "KD"], 10, ["TS", "9H"], S17, {}, 15),  # blackjack 3:2
+        (["AS", "KD"], 25, ["TS", "9H"], S17, {}, 37),  # 37.5 rounds down
+        (["AS", "KD"], 10, ["TS", "9H"], Rules(blackjack_pays="6:5"), {}, 12),
+        (["AS", "KD"], 10, ["AH", "QH"], S17, {}, 0),  # both blackjack: push
+        (["TS", "QD"], 10, ["AH", "QH"], S17, {}, -10),  # dealer blackjack
+        (["AS", "KD"], 10, ["TS", "9H"], S17, {"from_split": True}, 10),  # split 21: even
+        (["TS", "8D", "5C"], 20, ["TS", "TH", "TC"], S17, {}, -20),  # player busts first
+        (["TS", "8D"], 20, ["TS", "6H", "TC"], S17, {}, 20),  # dealer busts
+        (["TS", "8D"], 20, ["TS", "8H"], S17, {}, 0),  # push
+        (["TS", "9D"], 20, ["TS", "8H"], S17, {}, 20),
+        (["TS", "6D"], 20, ["TS", "8H"], S17, {}, -20),
+        (["TS", "6D"], 20, ["TS", "8H"], S17, {"surrendered": True}, -10),
+    ],
+)
+def test_settlement(
+    player: list[str], bet: int, dealer: list[str], rules: Rules, kwargs: dict[str, bool], net: int
+) -> None:
+    assert settle(player, bet, dealer, rules, **kwargs) == net
+
+
+def test_insurance_doubling_and_the_rules_of_a_table() -> None:
+    assert settle_insurance(5, ["AS", "KD"]) == 10 and settle_insurance(5, ["AS", "9D"]) == -5
+    assert S17.may_double(["5S", "6H"], from_split=False)
+    assert not Rules(double_on="9-11").may_double(["8S", "TH"], from_split=False)
+    assert Rules(double_on="9-11").may_double(["4S", "5H"], from_split=False)
+    assert not Rules(double_after_split=False).may_double(["5S", "6H"], from_split=True)
+    assert not S17.may_double(["5S", "6H", "2C"], from_split=False)
