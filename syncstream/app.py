@@ -7,6 +7,7 @@ the ports and prints the banner, ``await stop()`` drains connections and closes 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import secrets
 import signal
@@ -372,6 +373,11 @@ class Server:
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.server.port
+        # What start-up made (modules, routes, plugins) lives as long as the process: moved
+        # out of the collector's generations, it no longer lengthens every full collection
+        # (~60 ms of pause per collection otherwise).
+        gc.collect()
+        gc.freeze()
         if self.banner_stream is not None:
             print(self.banner(), file=self.banner_stream, flush=True)
 
