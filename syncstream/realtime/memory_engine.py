@@ -35,7 +35,8 @@ def encode(value: Any) -> str:
 class _Topic:
     epoch: str = field(default_factory=new_epoch)
     seq: int = 0
-    history: deque[tuple[float, Publication]] = field(default_factory=deque)
+    # (published at, seq, frame): a tuple of atoms, which the garbage collector stops tracking
+    history: deque[tuple[float, int, str]] = field(default_factory=deque)
 
 
 class MemoryBroker(Broker):
@@ -81,7 +82,7 @@ class MemoryBroker(Broker):
             )
             if self.history_size:
                 now = time.monotonic()
-                state.history.append((now, pub))
+                state.history.append((now, pub.seq, pub.frame))
                 if len(state.history) > self.history_size:
                     state.history.popleft()
             self._since_sweep += 1
@@ -109,7 +110,11 @@ class MemoryBroker(Broker):
     async def history(self, topic: str, since: int, epoch: str | None) -> HistoryResult:
         self._prune(topic, time.monotonic())
         state = self._state(topic)
-        pubs = [pub for _, pub in state.history if pub.seq > since]
+        pubs = [
+            Publication(topic, seq, state.epoch, frame)
+            for _, seq, frame in state.history
+            if seq > since
+        ]
         recovered = is_recovered(since, epoch, state.epoch, state.seq, len(pubs))
         return HistoryResult(pubs if recovered else [], state.seq, state.epoch, recovered)
 
