@@ -20,6 +20,8 @@ from syncstream import Problem
 from .clock import Clock, TimeUp
 
 SIDES = ("white", "black")
+TAKEBACK_PLIES = 2
+TRIM_SLACK = 32  # plies kept beyond the need, so trimming (a board copy) stays rare
 CLAIM_AFTER_SECONDS = 30.0  # an absent opponent's last action must be this old to claim
 
 
@@ -115,6 +117,7 @@ class Game:
                 self._flag(side)
                 raise Problem(409, "game_over", "your time ran out before the move") from None
         self.board.push(move)
+        self._trim_stack()
         clocks = self.clock.remaining
         record = Move(move.uci(), san, clocks["white"], clocks["black"], time.time())
         self.moves.append(record)
@@ -125,6 +128,15 @@ class Game:
         self._automatic_end()
         self.seq += 1
         return record
+
+    def _trim_stack(self) -> None:
+        """Keep only the board history the rules can still look at (positions since the last
+        capture or pawn move, for repetitions; two more plies, for a takeback): long games
+        then hold a bounded number of objects for the garbage collector to walk."""
+        board = self.board
+        keep = board.halfmove_clock + TAKEBACK_PLIES
+        if len(board.move_stack) > keep + TRIM_SLACK:
+            self.board = board.copy(stack=keep)
 
     def _automatic_end(self) -> None:
         board = self.board
@@ -236,9 +248,14 @@ class Game:
         """Undo ``side``'s last move (and the reply to it, if there was one)."""
         undo = 1 if self.turn != side else 2
         undo = min(undo, len(self.moves))
-        for _ in range(undo):
-            self.board.pop()
-            self.moves.pop()
+        if len(self.board.move_stack) >= undo:
+            for _ in range(undo):
+                self.board.pop()
+        else:  # the board's history was trimmed: replay the moves that stay
+            self.board = chess.Board(self.initial_fen)
+            for record in self.moves[: len(self.moves) - undo]:
+                self.board.push_uci(record.uci)
+        del self.moves[len(self.moves) - undo :]
         before = self.moves[-1] if self.moves else None
         self.clock.remaining = (
             {"white": before.white_ms, "black": before.black_ms}

@@ -41,6 +41,10 @@ GAME_COLUMNS = (
     " termination, seq, draw_offer, takeback_offer, white_ms, black_ms, running, running_since,"
     " created_at, ended_at, per_move_ms, owner_node, lease_until"
 )
+FIXED_COLUMNS = frozenset(  # set when a game is created, never changed
+    ("id", "white_id", "black_id", "rated", "base_ms", "increment_ms", "initial_fen",
+     "created_at", "per_move_ms")
+)  # fmt: skip
 FORWARD_TIMEOUT = 5.0
 
 
@@ -53,6 +57,15 @@ class _Write:
     moves: list[tuple[int, Move]]
     truncate_at: int | None
     done: asyncio.Future[None]
+
+
+def _settle(batch: list[_Write], failure: BaseException | None) -> None:
+    for write in batch:
+        if not write.done.done():
+            if failure is None:
+                write.done.set_result(None)
+            else:
+                write.done.set_exception(failure)
 
 
 class Remote(Exception):
@@ -80,6 +93,7 @@ class ChessService:
         self._unlisten: list[Any] = []
         self.games: dict[str, Game] = {}
         self._batch: list[_Write] = []
+        self._writing = False
         self._writer: asyncio.Task[None] | None = None
         self.locks: dict[str, asyncio.Lock] = {}
         self.streams: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
@@ -251,7 +265,9 @@ class ChessService:
         """Store the game as it is now (its row and its move list) and return once committed.
 
         Saves of different games that wait while a transaction runs share the next one
-        (group commit): each is still acknowledged only after its commit."""
+        (group commit): each is still acknowledged only after its commit. The save that
+        finds no writer running writes itself, at once: no task to wake, no extra trip
+        through the event loop's queue."""
         write = _Write(
             game.id,
             self._row(game),
@@ -260,24 +276,30 @@ class ChessService:
             asyncio.get_running_loop().create_future(),
         )
         self._batch.append(write)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_batches())
+        if not self._writing:
+            await self._write_batches()
         await write.done
 
     async def _write_batches(self) -> None:
-        while self._batch:
-            batch, self._batch = self._batch, []
-            statements = [statement for write in batch for statement in self._statements(write)]
-            try:
-                await self.store.write_batch(statements)
-            except Exception as exc:
-                for write in batch:
-                    if not write.done.done():
-                        write.done.set_exception(exc)
-            else:
-                for write in batch:
-                    if not write.done.done():
-                        write.done.set_result(None)
+        """Commit queued saves, a batch per transaction, until none is left."""
+        self._writing = True
+        try:
+            while self._batch:
+                batch, self._batch = self._batch, []
+                statements = [st for write in batch for st in self._statements(write)]
+                try:
+                    await self.store.write_batch(statements)
+                except Exception as exc:
+                    _settle(batch, exc)
+                except BaseException:  # the writing save was cancelled: the others were not
+                    _settle(batch, Problem(503, "write_interrupted", "retry: the game reloads"))
+                    raise
+                else:
+                    _settle(batch, None)
+        finally:
+            self._writing = bool(self._batch)
+            if self._batch:  # saves queued behind a cancelled writer: write them on
+                self._writer = asyncio.create_task(self._write_batches())
 
     @staticmethod
     def _statements(write: _Write) -> list[tuple[str, tuple[Any, ...]]]:
@@ -297,12 +319,15 @@ class ChessService:
                     (write.game_id, ply, m.uci, m.san, m.white_ms, m.black_ms, m.at),
                 )
             )
-        row = write.row
-        assignments = ", ".join(f"{k} = ?" for k in row if k != "id")
+        # Only what a move or an action can change: a column left out of SET leaves its
+        # index pages alone (fewer pages per commit, less WAL to checkpoint).
+        row = {k: v for k, v in write.row.items() if k not in FIXED_COLUMNS}
+        if row["status"] == "started":  # as created: a game's status changes once, at its end
+            del row["status"]
         out.append(
             (
-                f"UPDATE chess_games SET {assignments} WHERE id = ?",
-                (*(v for k, v in row.items() if k != "id"), write.game_id),
+                f"UPDATE chess_games SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?",
+                (*row.values(), write.game_id),
             )
         )
         return out
