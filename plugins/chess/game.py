@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import chess
 import chess.pgn
@@ -29,13 +30,43 @@ def opposite(side: str) -> str:
     return "black" if side == "white" else "white"
 
 
-@dataclass
-class Move:
+class Move(NamedTuple):
     uci: str
     san: str
     white_ms: int
     black_ms: int
     at: float  # wall clock
+
+
+class MoveList:
+    """A game's moves column by column: five lists of strings and numbers rather than an
+    object per move, so long games add nothing for the garbage collector to walk (its
+    pauses are the tail of the move round trip)."""
+
+    __slots__ = ("_columns",)
+
+    def __init__(self) -> None:
+        self._columns: tuple[list[Any], ...] = ([], [], [], [], [])
+
+    def __len__(self) -> int:
+        return len(self._columns[0])
+
+    def __getitem__(self, index: int) -> Move:
+        return Move(*(column[index] for column in self._columns))
+
+    def __iter__(self) -> Iterator[Move]:
+        return map(Move, *self._columns)
+
+    def append(self, move: Move) -> None:
+        for column, value in zip(self._columns, move, strict=True):
+            column.append(value)
+
+    def truncate(self, length: int) -> None:
+        for column in self._columns:
+            del column[length:]
+
+    def ucis(self) -> list[str]:
+        return list(self._columns[0])
 
 
 @dataclass
@@ -47,7 +78,7 @@ class Game:
     clock: Clock
     initial_fen: str = chess.STARTING_FEN
     board: chess.Board = field(init=False)
-    moves: list[Move] = field(default_factory=list)
+    moves: MoveList = field(default_factory=MoveList)
     status: str = "started"
     result: str = "*"
     termination: str | None = None
@@ -253,9 +284,9 @@ class Game:
                 self.board.pop()
         else:  # the board's history was trimmed: replay the moves that stay
             self.board = chess.Board(self.initial_fen)
-            for record in self.moves[: len(self.moves) - undo]:
-                self.board.push_uci(record.uci)
-        del self.moves[len(self.moves) - undo :]
+            for uci in self.moves.ucis()[: len(self.moves) - undo]:
+                self.board.push_uci(uci)
+        self.moves.truncate(len(self.moves) - undo)
         before = self.moves[-1] if self.moves else None
         self.clock.remaining = (
             {"white": before.white_ms, "black": before.black_ms}
@@ -307,7 +338,7 @@ class Game:
                 else {}
             ),
             "initial_fen": self.initial_fen,
-            "moves": [m.uci for m in self.moves],
+            "moves": self.moves.ucis(),
         }
 
     def pgn(self) -> str:
