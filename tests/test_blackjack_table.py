@@ -156,7 +156,7 @@ def test_random_rounds_conserve_chips_and_pay_by_the_rules(seed: int) -> None:
         double_after_split=rng.random() < 0.5, max_hands=rng.choice([2, 3, 4]),
         resplit_aces=rng.random() < 0.5, late_surrender=rng.random() < 0.5,
     )  # fmt: skip
-    table = Table("t", "prop", rules, Shoe(rules.decks, rules.penetration))
+    table = Table("t", "prop", rules, Shoe(rules.decks, rules.penetration, rng.randbytes(32)))
     players = rng.randint(1, 7)
     for user_id, name in PLAYERS[:players]:
         table.sit(user_id, name, None)
@@ -165,7 +165,7 @@ def test_random_rounds_conserve_chips_and_pay_by_the_rules(seed: int) -> None:
     start_total = sum(wallets.values())
     for _ in range(1500):
         if table.shoe.needs_shuffle:
-            table.shoe = Shoe(rules.decks, rules.penetration)
+            table.shoe = Shoe(rules.decks, rules.penetration, rng.randbytes(32))
         paid = dict.fromkeys(wallets, 0)
         for user_id in wallets:
             amount = rng.randint(rules.min_bet, rules.max_bet)

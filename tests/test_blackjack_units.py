@@ -55,6 +55,15 @@ def test_a_revealed_seed_verifies_against_its_commitment() -> None:
         verify(secrets.token_hex(32), str(revealed["commitment"]), 2)
 
 
+def test_a_round_that_outruns_the_shoe_goes_on_verifiably() -> None:
+    shoe = Shoe(1, 0.95)
+    dealt = [shoe.draw() for _ in range(52 + 30)]  # past the last card
+    assert collections.Counter(dealt[:52]) == collections.Counter(deck())
+    revealed = shoe.reveal()
+    assert revealed["dealt"] == 82
+    assert verify(str(revealed["seed"]), str(revealed["commitment"]), 1, 82) == dealt
+
+
 def test_the_cut_card_and_bad_shoes() -> None:
     shoe = Shoe(1, 0.5)
     for _ in range(25):

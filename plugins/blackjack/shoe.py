@@ -4,7 +4,8 @@ The shoe's order comes from a 32-byte seed drawn with ``secrets``: a Fisher-Yate
 whose random numbers are HMAC-SHA256(seed, counter) blocks, each index drawn without bias by
 rejection sampling. Before the first card, players see ``commitment = sha256(seed)``; when
 the shoe is finished the seed is revealed, and anyone can recompute the whole order with
-:func:`order_from_seed` and check it against the cards that were dealt.
+:func:`verify` and check it against the cards that were dealt. A round that outruns its shoe
+goes on with shuffles seeded by HMAC(seed, "continuation:n"), covered by the same commitment.
 """
 
 from __future__ import annotations
@@ -51,6 +52,21 @@ def order_from_seed(seed: bytes, decks: int) -> list[str]:
     return cards
 
 
+def continuation_seed(seed: bytes, n: int) -> bytes:
+    """The seed of the ``n``-th extra shuffle, for a round that outruns its shoe."""
+    return hmac.new(seed, b"continuation:%d" % n, hashlib.sha256).digest()
+
+
+def dealt_order(seed: bytes, decks: int, count: int) -> list[str]:
+    """The first ``count`` cards a shoe with ``seed`` deals, continuations included."""
+    cards = order_from_seed(seed, decks)
+    n = 0
+    while len(cards) < count:
+        n += 1
+        cards += order_from_seed(continuation_seed(seed, n), decks)
+    return cards[:count] if count else cards
+
+
 def commitment(seed: bytes) -> str:
     return hashlib.sha256(seed).hexdigest()
 
@@ -68,11 +84,16 @@ class Shoe:
         self.commitment = commitment(self.seed)
         self.cards = order_from_seed(self.seed, decks)
         self.position = 0
+        self.continuations = 0
         self.cut = int(len(self.cards) * penetration)
 
     def draw(self) -> str:
         if self.position >= len(self.cards):
-            raise RuntimeError("the shoe is empty")  # the cut card comes long before
+            # A round with many players and splits outran the shoe (a single deck can):
+            # it goes on with another shuffle derived from the same committed seed.
+            self.continuations += 1
+            self.cards += order_from_seed(continuation_seed(self.seed, self.continuations),
+                                          self.decks)  # fmt: skip
         card = self.cards[self.position]
         self.position += 1
         return card
@@ -84,12 +105,14 @@ class Shoe:
 
     def reveal(self) -> dict[str, str | int]:
         """What players may check once the shoe is retired."""
-        return {"seed": self.seed.hex(), "commitment": self.commitment, "decks": self.decks}
+        return {"seed": self.seed.hex(), "commitment": self.commitment, "decks": self.decks,
+                "dealt": self.position}  # fmt: skip
 
 
-def verify(seed_hex: str, claimed_commitment: str, decks: int) -> list[str]:
-    """The order a revealed seed gives, if it matches its commitment (else ValueError)."""
+def verify(seed_hex: str, claimed_commitment: str, decks: int, dealt: int = 0) -> list[str]:
+    """The order a revealed seed gives (``dealt`` cards, continuations included; the
+    whole first shuffle if 0), if it matches its commitment (else ValueError)."""
     seed = bytes.fromhex(seed_hex)
     if not hmac.compare_digest(commitment(seed), claimed_commitment):
         raise ValueError("the seed does not match the commitment")
-    return order_from_seed(seed, decks)
+    return dealt_order(seed, decks, dealt)

@@ -166,11 +166,11 @@ class Table:
         """Stake ``amount`` (already reserved) on the coming deal."""
         self.cost_of(user_id, "bet", amount)
         if self.phase in ("idle", "settled"):
-            self._new_round()
+            self.begin_round()
         self.seats[self._seated(user_id)].bet = amount
         self.actions.append({"seat": self.seat_of(user_id), "action": "bet", "amount": amount})
 
-    def _new_round(self) -> None:
+    def begin_round(self) -> None:
         self.phase = "betting"
         self.round_id = secrets.token_hex(16)
         self.dealer, self.hole_revealed, self.turn, self.actions = [], False, None, []
@@ -188,6 +188,9 @@ class Table:
         if self.phase != "betting":
             raise Problem(409, "not_betting", "there are no bets to deal")
         playing = [s for _, s in sorted(self.seats.items()) if s.bet]
+        if not playing:  # the window closed without a bet
+            self.phase = "idle"
+            return
         for seat in playing:
             seat.hands = [Hand([], seat.bet)]
         for _ in range(2):

@@ -1,0 +1,63 @@
+"""Blackjack: multiplayer tables (seven seats and any number of spectators) with the casino's
+rules, a provably fair shoe, and chips accounted in a ledger as strictly as real money.
+
+Realtime: subscribe to ``blackjack:<table id>`` for ``state`` events (the table as anyone may
+see it: the hole card stays ``"??"`` until it is turned) and ``shoe_retired`` events (the
+seed that proves the shoe's order). Seated players may also publish their steps there:
+``{"bet": 50, "request_id": "..."}``, ``{"insurance": true, "request_id": "..."}`` or
+``{"action": "hit" | "stand" | "double" | "split" | "surrender", "request_id": "..."}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from syncstream import Namespace, Plugin, PluginContext, Problem, User
+from syncstream.realtime import Published
+
+from .config import Config
+from .routes import register
+from .schema import MIGRATIONS
+from .service import BlackjackService
+from .table import ACTIONS
+
+
+async def setup(ctx: PluginContext) -> None:
+    config: Config = ctx.config
+    service = BlackjackService(ctx.store, ctx.auth, ctx.bus, ctx.gateway, config)
+
+    async def on_publish(user: User, topic: str, data: Any) -> Published:
+        table_id = topic.split(":", 1)[1]
+        request_id = data.get("request_id") if isinstance(data, dict) else None
+        if not isinstance(request_id, str) or not 1 <= len(request_id) <= 64:
+            raise Problem(422, "invalid_message", "every step carries a request_id (1-64 chars)")
+        if isinstance(data.get("bet"), int) and not isinstance(data["bet"], bool):
+            state = await service.step(user, table_id, "bet", request_id, data["bet"])
+        elif isinstance(data.get("insurance"), bool):
+            state = await service.step(
+                user, table_id, "insurance", request_id, take=data["insurance"]
+            )
+        elif data.get("action") in ACTIONS:
+            state = await service.step(user, table_id, data["action"], request_id)
+        else:
+            raise Problem(
+                422, "invalid_message", f"publish bet, insurance or action ({', '.join(ACTIONS)})"
+            )
+        return Published(None, {"state": state})
+
+    ctx.gateway.register(
+        Namespace("blackjack", can_publish=lambda user, topic: True, on_publish=on_publish)
+    )
+    register(ctx.api, service)
+    await service.start()
+    ctx.on_cleanup(service.close)
+
+
+plugin = Plugin(
+    name="blackjack",
+    version="1.0.0",
+    description="Multiplayer blackjack: casino rules, a provably fair shoe, a chip ledger",
+    setup=setup,
+    config=Config,
+    migrations=MIGRATIONS,
+)

@@ -1,0 +1,279 @@
+"""Blackjack end to end: tables, rounds over HTTP and the WebSocket, spectators, the wallet's
+ledger, refusals, timers, a restart mid-round and the provably fair shoe."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+from typing import Any
+
+from .support import Client, running
+
+FAST = {
+    "plugins.blackjack.betting_seconds": 0.4,
+    "plugins.blackjack.insurance_seconds": 0.4,
+    "plugins.blackjack.turn_seconds": 0.4,
+}
+_ids = itertools.count()
+
+
+def rid() -> str:
+    return f"req-{next(_ids)}"
+
+
+async def table(c: Client, token: str, **rules: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": "high rollers"}
+    if rules:
+        body["rules"] = rules
+    status, created, _ = await c.call("POST", "/api/blackjack/tables", token, json=body)
+    assert status == 201, created
+    return dict(created)
+
+
+async def post(c: Client, token: str, table_id: str, what: str, **body: Any) -> tuple[int, Any]:
+    status, answer, _ = await c.call(
+        "POST", f"/api/blackjack/tables/{table_id}/{what}", token, json=body
+    )
+    return status, answer
+
+
+async def play_out(c: Client, table_id: str, tokens: dict[str, str]) -> dict[str, Any]:
+    """Decline insurance and stand on every hand until the round is settled."""
+    any_token = next(iter(tokens.values()))
+    while True:
+        _, t, _ = await c.call("GET", f"/api/blackjack/tables/{table_id}", any_token)
+        if t["phase"] == "insurance":
+            for seat in t["seats"].values():
+                if seat["hands"] and seat["insurance"] is None:
+                    status, body = await post(
+                        c, tokens[seat["user_id"]], table_id, "insurance", take=False,
+                        request_id=rid(),
+                    )  # fmt: skip
+                    assert status == 200, body
+        elif t["phase"] == "playing":
+            seat = t["seats"][str(t["turn"]["seat"])]
+            status, body = await post(
+                c, tokens[seat["user_id"]], table_id, "act", action="stand", request_id=rid()
+            )
+            assert status == 200, body
+        else:
+            return dict(t)
+
+
+async def me(c: Client, token: str) -> str:
+    _, user, _ = await c.call("GET", "/api/auth/me", token)
+    return str(user["id"])
+
+
+async def balance(c: Client, token: str) -> int:
+    """The wallet's balance, checked against the sum of its ledger."""
+    _, wallet, _ = await c.call("GET", "/api/blackjack/wallet", token)
+    _, ledger, _ = await c.call("GET", "/api/blackjack/wallet/ledger?limit=500", token)
+    assert sum(e["amount"] for e in ledger["entries"]) == wallet["balance"]
+    return int(wallet["balance"])
+
+
+async def test_a_round_over_http_and_websocket_with_a_spectator(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob, carol = [await c.register(n) for n in ("alice", "bob", "carol")]
+        tokens = {await me(c, alice): alice, await me(c, bob): bob}
+        t = await table(c, alice)
+        tid = t["id"]
+        assert t["phase"] == "idle" and len(t["shoe"]["commitment"]) == 64
+        watcher = await c.ws(carol)
+        assert (await watcher.request("subscribe", f"blackjack:{tid}"))["op"] == "reply"
+        assert (await post(c, alice, tid, "sit", seat=2))[0] == 200
+        status, problem = await post(c, bob, tid, "sit", seat=2)
+        assert status == 409 and problem["code"] == "seat_taken"
+        assert (await post(c, bob, tid, "sit"))[0] == 200
+        status, state = await post(c, alice, tid, "bet", amount=100, request_id="a-1")
+        assert status == 200 and state["phase"] == "betting" and state["deadline"]
+        sock = await c.ws(bob)
+        reply = await sock.request("publish", f"blackjack:{tid}", {"bet": 50, "request_id": "b-1"})
+        assert reply["op"] == "reply", reply
+        dealt = reply["data"]["state"]
+        assert dealt["phase"] in ("insurance", "playing", "settled")
+        if dealt["phase"] != "settled":  # the hole card is not shown before its time
+            assert dealt["dealer"]["cards"][1] == "??" and dealt["dealer"]["total"] is None
+        final = await play_out(c, tid, tokens)
+        assert final["phase"] == "settled" and "??" not in final["dealer"]["cards"]
+        hole = final["dealer"]["cards"][1]
+        events = []
+        while True:
+            try:
+                events.append((await watcher.events(1, timeout=0.5))[0])
+            except TimeoutError:
+                break
+        seqs = [e["seq"] for e in events]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        states = [e["data"] for e in events if e["data"]["type"] == "state"]
+        assert states[-1]["phase"] == "settled"
+        for s in states[:-1]:
+            if s["phase"] != "settled":
+                assert s["dealer"]["cards"][1:2] in ([], ["??"]), "the hole card leaked"
+        assert any(s["dealer"]["cards"][:2] == [final["dealer"]["cards"][0], hole]
+                   for s in states)  # fmt: skip
+        # Chips: each player got back exactly what the table says.
+        for token, staked, seat in ((alice, 100, "2"), (bob, 50, "0")):
+            hands = final["seats"][seat]["hands"]
+            back = sum(h["bet"] + h["net"] for h in hands)
+            assert await balance(c, token) == 1000 - staked + back
+        _, stats, _ = await c.call("GET", "/api/blackjack/stats", alice)
+        assert stats["hands"] == 1 and stats["wagered"] == 100
+        _, history, _ = await c.call("GET", f"/api/blackjack/rounds?table_id={tid}", carol)
+        (last,) = history["rounds"]
+        assert last["status"] == "settled" and last["dealer"] == final["dealer"]["cards"]
+        assert [a["action"] for a in last["actions"]][:2] == ["bet", "bet"]
+        await watcher.ws.close()
+        await sock.ws.close()
+
+
+async def test_refusals_replays_and_races_leave_balances_exact(tmp_path: Path) -> None:
+    async with running(tmp_path, **{"plugins.blackjack.starting_chips": 300}) as c:
+        alice, bob, eve = [await c.register(n) for n in ("alice", "bob", "eve")]
+        tokens = {await me(c, alice): alice, await me(c, bob): bob}
+        tid = (await table(c, alice, min_bet=10, max_bet=500))["id"]
+        status, problem = await post(c, eve, tid, "bet", amount=50, request_id=rid())
+        assert status == 403 and problem["code"] == "not_seated"
+        for token in (alice, bob):
+            assert (await post(c, token, tid, "sit"))[0] == 200
+        for amount, code in ((5, "bet_out_of_limits"), (501, "bet_out_of_limits"),
+                             (400, "insufficient_funds")):  # fmt: skip
+            status, problem = await post(c, alice, tid, "bet", amount=amount, request_id=rid())
+            assert problem["code"] == code and status in (409, 422), problem
+        assert await balance(c, alice) == 300
+        # Two devices bet at once with different request ids: one bet stands.
+        results = await asyncio.gather(
+            post(c, alice, tid, "bet", amount=100, request_id="dev-1"),
+            post(c, alice, tid, "bet", amount=100, request_id="dev-2"),
+        )
+        assert sorted(s for s, _ in results) == [200, 409]
+        assert await balance(c, alice) == 200
+        # A replayed request moves nothing again.
+        status, state = await post(c, alice, tid, "bet", amount=100, request_id="dev-1")
+        assert status == 200 and state["replayed"] is True
+        assert await balance(c, alice) == 200
+        status, state = await post(c, bob, tid, "bet", amount=290, request_id=rid())
+        assert status == 200 and state["phase"] != "betting"  # everyone bet: dealt at once
+        status, problem = await post(c, alice, tid, "bet", amount=10, request_id=rid())
+        assert status == 409 and problem["code"] in ("betting_closed", "already_bet")
+        if state["phase"] == "playing":
+            turn_seat = state["seats"][str(state["turn"]["seat"])]
+            waiting = alice if turn_seat["user_id"] != tokens_key(tokens, alice) else bob
+            status, problem = await post(c, waiting, tid, "act", action="hit", request_id=rid())
+            assert status == 409 and problem["code"] == "not_your_turn"
+            if turn_seat["user_id"] == tokens_key(tokens, bob):  # 10 chips left: no double
+                status, problem = await post(c, bob, tid, "act", action="double", request_id=rid())
+                assert status == 409
+                assert problem["code"] in ("insufficient_funds", "cannot_double")
+        for body in ({"action": "fold", "request_id": rid()}, {"action": "hit"}, {}):
+            status, problem = await post(c, alice, tid, "act", **body)
+            assert status == 422 and problem["code"]
+        status, problem = await post(c, alice, tid, "leave")
+        assert status == 409 and problem["code"] == "in_round"
+        await play_out(c, tid, tokens)
+        for token in (alice, bob):
+            await balance(c, token)  # ledger and balance agree
+        status, problem = await post(c, alice, "f" * 32, "bet", amount=10, request_id=rid())
+        assert status == 404 and problem["code"] == "table_not_found"
+
+
+def tokens_key(tokens: dict[str, str], token: str) -> str:
+    return next(user_id for user_id, t in tokens.items() if t == token)
+
+
+async def test_timers_deal_and_stand_for_absent_players(tmp_path: Path) -> None:
+    async with running(tmp_path, **FAST) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        tid = (await table(c, alice, insurance=False))["id"]
+        for token in (alice, bob):
+            assert (await post(c, token, tid, "sit"))[0] == 200
+        status, state = await post(c, alice, tid, "bet", amount=20, request_id=rid())
+        assert status == 200 and state["phase"] == "betting"  # bob has not bet: the window runs
+        for _ in range(40):
+            await asyncio.sleep(0.1)
+            _, state, _ = await c.call("GET", f"/api/blackjack/tables/{tid}", bob)
+            if state["phase"] == "settled":
+                break
+        assert state["phase"] == "settled", state
+        assert state["seats"]["1"]["hands"] == []  # bob sat the round out
+        _, history, _ = await c.call("GET", f"/api/blackjack/rounds?table_id={tid}", bob)
+        actions = history["rounds"][0]["actions"]
+        hands = state["seats"]["0"]["hands"]
+        blackjacks = [state["dealer"], *hands]
+        if not any(h["total"] == 21 and len(h["cards"]) == 2 for h in blackjacks):
+            assert {"seat": 0, "hand": 0, "action": "stand", "timeout": True} in actions
+
+
+async def test_a_restart_mid_round_refunds_each_stake_once(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        tid = (await table(c, alice))["id"]
+        for token in (alice, bob):
+            assert (await post(c, token, tid, "sit"))[0] == 200
+        assert (await post(c, alice, tid, "bet", amount=200, request_id=rid()))[0] == 200
+        assert await balance(c, alice) == 800
+    for _ in range(2):  # restarted twice: refunded once
+        async with running(tmp_path) as c:
+            alice = await c.login("alice")
+            assert await balance(c, alice) == 1000
+            _, ledger, _ = await c.call("GET", "/api/blackjack/wallet/ledger", alice)
+            assert [e["kind"] for e in ledger["entries"]] == ["refund", "bet", "grant"]
+            _, t, _ = await c.call("GET", f"/api/blackjack/tables/{tid}", alice)
+            assert t["phase"] == "idle" and t["seats"] == {}  # the table reopened empty
+
+
+async def test_the_shoe_is_provably_fair(tmp_path: Path) -> None:
+    async with running(tmp_path, **FAST) as c:
+        alice = await c.register("alice")
+        tokens = {await me(c, alice): alice}
+        t = await table(c, alice, decks=1, penetration=0.25, insurance=False)
+        tid, shoe_id, commitment = t["id"], t["shoe"]["id"], t["shoe"]["commitment"]
+        status, shoe, _ = await c.call("GET", f"/api/blackjack/shoes/{shoe_id}", alice)
+        assert status == 200 and "seed" not in shoe and shoe["commitment"] == commitment
+        watcher = await c.ws(alice)
+        await watcher.request("subscribe", f"blackjack:{tid}")
+        assert (await post(c, alice, tid, "sit"))[0] == 200
+        dealt: list[str] = []
+        retired: dict[str, Any] | None = None
+        for _ in range(20):
+            status, state = await post(c, alice, tid, "bet", amount=10, request_id=rid())
+            assert status == 200, state
+            final = await play_out(c, tid, tokens)
+            hands = final["seats"]["0"]["hands"]
+            if not dealt:  # deal order: player, dealer, player, dealer (hole), then draws
+                dealt = [hands[0]["cards"][0], final["dealer"]["cards"][0],
+                         hands[0]["cards"][1], final["dealer"]["cards"][1]]  # fmt: skip
+            if final["shoe"]["id"] != shoe_id:
+                break
+        status, shoe, _ = await c.call("GET", f"/api/blackjack/shoes/{shoe_id}", alice)
+        assert shoe["retired_at"] and len(shoe["seed"]) == 64
+        assert shoe["order"][:4] == dealt
+        status, check, _ = await c.call(
+            "POST", "/api/blackjack/verify",
+            json={"seed": shoe["seed"], "commitment": commitment, "decks": 1},
+        )  # fmt: skip
+        assert status == 200 and check["order"] == shoe["order"]
+        status, problem, _ = await c.call(
+            "POST", "/api/blackjack/verify",
+            json={"seed": "0" * 64, "commitment": commitment, "decks": 1},
+        )  # fmt: skip
+        assert status == 422 and problem["code"] == "seed_mismatch"
+        while retired is None:  # the table announced the seed when it retired the shoe
+            (event,) = await watcher.events(1)
+            if event["data"]["type"] == "shoe_retired":
+                retired = event["data"]
+        assert retired["seed"] == shoe["seed"] and retired["shoe_id"] == shoe_id
+        await watcher.ws.close()
+
+
+async def test_daily_topup_once_a_day(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice = await c.register("alice")
+        status, body, _ = await c.call("POST", "/api/blackjack/wallet/topup", alice)
+        assert status == 200 and body == {"credited": 1000, "balance": 2000}
+        status, problem, _ = await c.call("POST", "/api/blackjack/wallet/topup", alice)
+        assert status == 409 and problem["code"] == "already_topped_up"
+        assert problem["next_topup"].endswith("T00:00:00+00:00")
+        assert await balance(c, alice) == 2000
