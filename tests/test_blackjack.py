@@ -277,3 +277,45 @@ async def test_daily_topup_once_a_day(tmp_path: Path) -> None:
         assert status == 409 and problem["code"] == "already_topped_up"
         assert problem["next_topup"].endswith("T00:00:00+00:00")
         assert await balance(c, alice) == 2000
+
+
+async def test_a_seat_outlives_a_disconnection_for_the_grace_period(tmp_path: Path) -> None:
+    async with running(tmp_path, **{"plugins.blackjack.seat_grace_seconds": 0.6}) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        tid = (await table(c, alice))["id"]
+        sock = await c.ws(alice)
+        await sock.request("subscribe", f"blackjack:{tid}")
+        for token in (alice, bob):
+            assert (await post(c, token, tid, "sit"))[0] == 200
+        await asyncio.sleep(0.3)  # within the grace: bob (not watching) keeps his seat
+        _, t, _ = await c.call("GET", f"/api/blackjack/tables/{tid}", alice)
+        assert [s["username"] for s in t["seats"].values()] == ["alice", "bob"]
+        await asyncio.sleep(1.0)
+        _, t, _ = await c.call("GET", f"/api/blackjack/tables/{tid}", alice)
+        assert [s["username"] for s in t["seats"].values()] == ["alice"]  # she watches
+        await sock.ws.close()
+        await asyncio.sleep(1.3)
+        _, t, _ = await c.call("GET", f"/api/blackjack/tables/{tid}", alice)
+        assert t["seats"] == {}
+
+
+async def test_big_wins_reach_the_bus_for_the_dashboard(tmp_path: Path) -> None:
+    async with running(tmp_path, **{"plugins.blackjack.big_win": 1}) as c:
+        assert c.server is not None and c.server.core is not None
+        wins: list[dict[str, Any]] = []
+        c.server.core.bus.listen("blackjack.big_win", lambda event: wins.append(event.data))
+        alice = await c.register("alice")
+        tokens = {await me(c, alice): alice}
+        tid = (await table(c, alice))["id"]
+        assert (await post(c, alice, tid, "sit"))[0] == 200
+        won = 0
+        for _ in range(40):
+            assert (await post(c, alice, tid, "bet", amount=10, request_id=rid()))[0] == 200
+            final = await play_out(c, tid, tokens)
+            net = sum(h["net"] for h in final["seats"]["0"]["hands"])
+            won += net > 0
+            if won >= 2:
+                break
+        await asyncio.sleep(0.05)
+        assert len(wins) == won >= 1
+        assert {w["username"] for w in wins} == {"alice"} and all(w["net"] >= 1 for w in wins)

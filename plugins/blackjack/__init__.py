@@ -46,7 +46,12 @@ async def setup(ctx: PluginContext) -> None:
         return Published(None, {"state": state})
 
     ctx.gateway.register(
-        Namespace("blackjack", can_publish=lambda user, topic: True, on_publish=on_publish)
+        Namespace(
+            "blackjack",
+            can_publish=lambda user, topic: True,
+            on_publish=on_publish,
+            presence=True,
+        )
     )
     register(ctx.api, service)
     await service.start()

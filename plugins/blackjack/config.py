@@ -35,5 +35,8 @@ class Config(BaseModel):
     betting_seconds: float = Field(10, gt=0, le=120, description="The window the first bet opens")
     insurance_seconds: float = Field(8, gt=0, le=120)
     turn_seconds: float = Field(15, gt=0, le=300, description="A hand stands when it runs out")
+    seat_grace_seconds: float = Field(
+        60, gt=0, le=3600, description="A seat outlives its player's disconnection this long"
+    )
     big_win: int = Field(5000, ge=1, description="A round's net win that fires blackjack.big_win")
     rules: RulesIn = RulesIn()

@@ -12,6 +12,7 @@ exactly once, by request id — and the shoes in use are retired, their seeds re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,7 @@ class LiveTable:
     requests: set[str] = field(default_factory=set)  # request ids seen this round
     timer: asyncio.Task[None] | None = None
     timer_token: tuple[Any, ...] = ()
+    seen: dict[str, float] = field(default_factory=dict)  # user id -> last sign of life
     deadline: float | None = None  # wall clock, for clients' countdowns
 
 
@@ -55,6 +57,7 @@ class BlackjackService:
         self.config = config
         self.wallets = Wallets(store, config.starting_chips, config.daily_topup)
         self.tables: dict[str, LiveTable] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- life -------------------------------------------------------------------------------
 
@@ -68,11 +71,45 @@ class BlackjackService:
         ):
             rules = Rules(**json.loads(row["rules"]))
             self.tables[row["id"]] = await self._open_table(row["id"], row["name"], rules)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_seats())
 
     async def close(self) -> None:
-        for live in self.tables.values():
-            if live.timer is not None:
-                live.timer.cancel()
+        tasks = [live.timer for live in self.tables.values()] + [self._sweeper]
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+
+    async def _sweep_seats(self) -> None:
+        """Free the seats of players who left: neither watching the table (presence on its
+        topic) nor acting for ``seat_grace_seconds``, and with nothing in play."""
+        grace = self.config.seat_grace_seconds
+        while True:
+            await asyncio.sleep(min(grace / 4, 5.0))
+            for live in list(self.tables.values()):
+                try:
+                    await self._free_absent_seats(live, grace)
+                except Exception:
+                    log.exception("blackjack.sweep_failed", table=live.table.id)
+
+    async def _free_absent_seats(self, live: LiveTable, grace: float) -> None:
+        table, now = live.table, time.monotonic()
+        if not table.seats:
+            return
+        present = {p["user_id"] for p in await self.gateway.presence_of(f"blackjack:{table.id}")}
+        gone = []
+        for seat in table.seats.values():
+            if seat.user_id in present:
+                live.seen[seat.user_id] = now
+            elif now - live.seen.get(seat.user_id, now) > grace:
+                gone.append(seat.user_id)
+        if not gone:
+            return
+        async with live.lock:
+            for user_id in gone:
+                with contextlib.suppress(Problem):  # still in play: next time
+                    table.leave(user_id)
+                    live.seen.pop(user_id, None)
+            await self._publish(live)
 
     async def _refund_open_rounds(self) -> None:
         for round_row in await self.store.fetchall(
@@ -141,6 +178,7 @@ class BlackjackService:
         async with live.lock:
             await self.wallets.balance(user.id)  # opens the wallet on a first visit
             live.table.sit(user.id, user.username, seat)
+            live.seen[user.id] = time.monotonic()
             return await self._publish(live)
 
     async def leave(self, user: User, table_id: str) -> dict[str, Any]:
@@ -167,6 +205,7 @@ class BlackjackService:
         live = self.live(table_id)
         async with live.lock:
             table = live.table
+            live.seen[user.id] = time.monotonic()
             if request_id in live.requests:
                 return {**self.view(live), "replayed": True}
             cost = table.cost_of(user.id, step, amount)
