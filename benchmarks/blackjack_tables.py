@@ -33,6 +33,7 @@ from .harness import (
     create_admin,
     login,
     percentile,
+    register,
     save,
     start_node,
     stop,
@@ -128,14 +129,6 @@ class Bot:
                 self.spawn(self.react(self.seated))  # the table as the bot sat down
             if time.perf_counter() >= deadline:
                 return
-
-
-async def register(session: aiohttp.ClientSession, url: str, name: str) -> tuple[str, str]:
-    async with session.post(
-        url + "/api/auth/register", json={"username": name, "password": "benchmark-password"}
-    ) as resp:
-        body = await resp.json()
-    return str(body["token"]), str(body["user"]["id"])
 
 
 async def run_tables(args: argparse.Namespace) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from .harness import (
     create_admin,
     login,
     pin_to,
+    register,
     save,
     start_node,
     stop,
@@ -76,18 +77,11 @@ def run_perft() -> list[list[Any]]:
     return rows
 
 
-async def register(session: aiohttp.ClientSession, url: str, name: str) -> str:
-    async with session.post(
-        url + "/api/auth/register", json={"username": name, "password": "benchmark-password"}
-    ) as resp:
-        return str((await resp.json())["token"])
-
-
 async def make_games(url: str, count: int) -> tuple[list[str], dict[str, str]]:
     async with aiohttp.ClientSession() as session:
         tokens = {
-            "white": await register(session, url, "botw"),
-            "black": await register(session, url, "botb"),
+            "white": (await register(session, url, "botw"))[0],
+            "black": (await register(session, url, "botb"))[0],
         }
         games = []
         for _ in range(count):

@@ -336,6 +336,15 @@ async def login(url: str, name: str = "bench") -> str:
 LAG_METRICS = ("syncstream_event_loop_lag_max_seconds", "syncstream_event_loop_lag_seconds")
 
 
+async def register(session: aiohttp.ClientSession, url: str, name: str) -> tuple[str, str]:
+    """A new account on the node: (token, user id)."""
+    async with session.post(
+        url + "/api/auth/register", json={"username": name, "password": "benchmark-password"}
+    ) as resp:
+        body = await resp.json()
+    return str(body["token"]), str(body["user"]["id"])
+
+
 def read_lag(metrics_text: str) -> float | None:
     """The worst lag a /metrics page shows: the max-since-last-scrape gauge, else the latest."""
     values = {}
