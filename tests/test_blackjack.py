@@ -157,7 +157,8 @@ async def test_refusals_replays_and_races_leave_balances_exact(tmp_path: Path) -
         status, state = await post(c, bob, tid, "bet", amount=290, request_id=rid())
         assert status == 200 and state["phase"] != "betting"  # everyone bet: dealt at once
         status, problem = await post(c, alice, tid, "bet", amount=10, request_id=rid())
-        assert status == 409 and problem["code"] in ("betting_closed", "already_bet")
+        if state["phase"] != "settled":  # (a dealer blackjack ends the round at once)
+            assert status == 409 and problem["code"] in ("betting_closed", "already_bet")
         if state["phase"] == "playing":
             turn_seat = state["seats"][str(state["turn"]["seat"])]
             waiting = alice if turn_seat["user_id"] != tokens_key(tokens, alice) else bob
@@ -319,3 +320,32 @@ async def test_big_wins_reach_the_bus_for_the_dashboard(tmp_path: Path) -> None:
         await asyncio.sleep(0.05)
         assert len(wins) == won >= 1
         assert {w["username"] for w in wins} == {"alice"} and all(w["net"] >= 1 for w in wins)
+
+
+async def test_doubling_or_splitting_without_the_chips_is_refused(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        bob = await c.register("bob")
+        tokens = {await me(c, bob): bob}
+        tid = (await table(c, bob, min_bet=1, max_bet=10**6, insurance=False))["id"]
+        assert (await post(c, bob, tid, "sit"))[0] == 200
+        for _ in range(10):  # until a deal leaves the hand to play (no blackjack either side)
+            before = await balance(c, bob)
+            status, state = await post(
+                c, bob, tid, "bet", amount=before * 7 // 10, request_id=rid()
+            )
+            assert status == 200, state
+            if state["phase"] == "playing":
+                break
+            await play_out(c, tid, tokens)
+        assert state["phase"] == "playing"
+        left = await balance(c, bob)
+        hand = state["seats"]["0"]["hands"][0]
+        for action, codes in (("double", {"insufficient_funds"}),
+                              ("split", {"insufficient_funds", "cannot_split"})):  # fmt: skip
+            status, problem = await post(c, bob, tid, "act", action=action, request_id=rid())
+            assert status == 409 and problem["code"] in codes, problem
+            if action == "split" and hand["cards"][0][0] != hand["cards"][1][0]:
+                assert problem["code"] in ("cannot_split", "insufficient_funds")
+        _, now, _ = await c.call("GET", f"/api/blackjack/tables/{tid}", bob)
+        assert now["seats"]["0"]["hands"] == [hand] and await balance(c, bob) == left
+        await play_out(c, tid, tokens)
