@@ -1,0 +1,255 @@
+"""Calls on this node: invitations that ring and time out, answers, hang-ups, and the relay
+of signaling (SDP offers and answers, trickled ICE candidates, ICE restarts) between the
+participants of a call.
+
+Each participant hears about the call on its own ``user:<id>`` topic: ``call.invite`` (with
+the ICE servers to use), ``call.state`` after every change, and ``call.signal`` from a peer.
+Peers send signals by publishing ``{"to": user id, "signal": {...}}`` on ``call:<id>``, and
+their microphone/camera/screen state as ``{"media": {...}}``; nothing they publish is
+broadcast as is: the server checks it and forwards it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Literal
+
+import structlog
+
+from syncstream import Problem, User
+from syncstream.auth import Auth
+from syncstream.bus import EventBus
+from syncstream.ids import new_id
+from syncstream.realtime import Gateway
+from syncstream.store import Store
+
+from .call import Call, Participant
+from .config import Config
+from .ice import ice_servers
+
+log = structlog.get_logger(__name__)
+SIGNALS = ("offer", "answer", "candidate", "restart", "bye")
+MEDIA = ("audio", "video", "screen")
+MAX_CANDIDATE_CHARS = 1024
+
+
+class CallService:
+    def __init__(
+        self, store: Store, auth: Auth, bus: EventBus, gateway: Gateway, config: Config
+    ) -> None:
+        self.store, self.auth, self.bus, self.gateway = store, auth, bus, gateway
+        self.config = config
+        self.calls: dict[str, Call] = {}
+        self.ring_timers: dict[str, asyncio.Task[None]] = {}
+
+    async def close(self) -> None:
+        for task in self.ring_timers.values():
+            task.cancel()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def in_call(self, user_id: str) -> Call | None:
+        """The call a user is talking in now, if any (they are busy)."""
+        return next(
+            (c for c in self.calls.values() if c.status != "ended" and user_id in c.joined()),
+            None,
+        )
+
+    async def invite(
+        self, user: User, usernames: list[str], kind: Literal["direct", "group"]
+    ) -> dict[str, Any]:
+        if self.in_call(user.id) is not None:
+            raise Problem(409, "already_in_call", "hang up your current call first")
+        names = list(dict.fromkeys(usernames))
+        if kind == "direct" and len(names) != 1:
+            raise Problem(422, "direct_is_one_to_one", "a direct call invites one user")
+        if len(names) + 1 > self.config.max_participants:
+            raise Problem(
+                409, "call_full", f"at most {self.config.max_participants} participants a call"
+            )
+        now = time.time()
+        host = Participant(user.id, user.username, "joined", joined_at=now)
+        participants = {user.id: host}
+        for name in names:
+            target = await self.auth.find_user(name)
+            if target is None:
+                raise Problem(404, "user_not_found", f"no user {name[:64]!r}")
+            if target.id == user.id:
+                raise Problem(422, "call_self", "you cannot call yourself")
+            busy = self.in_call(target.id) is not None
+            participants[target.id] = Participant(
+                target.id, target.username, "busy" if busy else "ringing"
+            )
+        call = Call(new_id(), kind, user.id, participants, created_at=now)
+        await self.store.execute(
+            "INSERT INTO calls (id, kind, host_id, status, created_at) VALUES (?, ?, ?, ?, ?)",
+            call.id, call.kind, call.host_id, call.status, call.created_at,
+        )  # fmt: skip
+        if not call.ringing():  # everyone was busy
+            call.ring_out(now)
+        else:
+            self.calls[call.id] = call
+            self.ring_timers[call.id] = asyncio.get_running_loop().create_task(self._ring_out(call))
+        for user_id in call.ringing():
+            await self.gateway.publish(
+                f"user:{user_id}",
+                {"type": "call.invite", "call": call.view(), "from": user.public(),
+                 "ice_servers": ice_servers(self.config, user_id)},
+            )  # fmt: skip
+        await self.bus.fire("call.invited", {"call_id": call.id, "host_id": user.id,
+                                             "invited": call.ringing()})  # fmt: skip
+        for p in participants.values():
+            if p.state == "busy":
+                await self.bus.fire("call.busy", {"call_id": call.id, "user_id": p.user_id})
+        await self._changed(call)
+        return {**call.view(), "ice_servers": ice_servers(self.config, user.id)}
+
+    async def _ring_out(self, call: Call) -> None:
+        await asyncio.sleep(self.config.ring_seconds)
+        missed = call.ring_out(time.time())
+        for user_id in missed:
+            await self.bus.fire("call.missed", {"call_id": call.id, "user_id": user_id})
+        await self._changed(call)
+
+    def is_member(self, user: User, call_id: str) -> bool:
+        call = self.calls.get(call_id)
+        return call is not None and user.id in call.participants
+
+    def call_of(self, user: User, call_id: str) -> Call:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise Problem(404, "call_not_found", "no such call (or it has ended)")
+        call.member(user.id)
+        return call
+
+    async def answer(
+        self, user: User, call_id: str, how: Literal["accept", "decline", "leave", "cancel"]
+    ) -> dict[str, Any]:
+        call = self.call_of(user, call_id)
+        now = time.time()
+        if how == "accept":
+            other = self.in_call(user.id)
+            if other is not None and other is not call:
+                raise Problem(409, "already_in_call", "hang up your current call first")
+            if len(call.joined()) >= self.config.max_participants:
+                raise Problem(409, "call_full", "the call is full")
+            call.accept(user.id, now)
+        elif how == "decline":
+            call.decline(user.id, now)
+        elif how == "leave":
+            call.leave(user.id, now)
+        else:
+            call.cancel(user.id, now)
+        await self.bus.fire(f"call.{how}", {"call_id": call.id, "user_id": user.id})
+        await self._changed(call)
+        view = call.view()
+        if how == "accept":
+            view["ice_servers"] = ice_servers(self.config, user.id)
+        return view
+
+    async def _changed(self, call: Call) -> None:
+        """Store the call, tell every participant, and forget it once it has ended."""
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "UPDATE calls SET status = ?, end_reason = ?, answered_at = ?, ended_at = ?"
+                " WHERE id = ?",
+                call.status, call.end_reason, call.answered_at, call.ended_at, call.id,
+            )  # fmt: skip
+            for p in call.participants.values():
+                await tx.execute(
+                    "INSERT INTO call_participants (call_id, user_id, username, state,"
+                    " joined_at, left_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT"
+                    " (call_id, user_id) DO UPDATE SET state = excluded.state,"
+                    " joined_at = excluded.joined_at, left_at = excluded.left_at",
+                    call.id, p.user_id, p.username, p.state, p.joined_at, p.left_at,
+                )  # fmt: skip
+        for user_id in call.participants:
+            await self.gateway.publish(
+                f"user:{user_id}", {"type": "call.state", "call": call.view()}
+            )
+        if call.status == "ended":
+            self.calls.pop(call.id, None)
+            timer = self.ring_timers.pop(call.id, None)
+            if timer is not None and timer is not asyncio.current_task():
+                timer.cancel()
+            await self.bus.fire("call.ended", {"call_id": call.id, "reason": call.end_reason,
+                                               "duration": _duration(call)})  # fmt: skip
+
+    # -- signaling --------------------------------------------------------------------------
+
+    async def publish(self, user: User, call_id: str, data: Any) -> dict[str, Any]:
+        """A participant's signal for a peer, or its media state for everyone."""
+        call = self.call_of(user, call_id)
+        if call.member(user.id).state != "joined":
+            raise Problem(409, "not_joined", "answer the call before signaling")
+        if not isinstance(data, dict):
+            raise Problem(422, "invalid_message", "publish {to, signal} or {media}")
+        if "media" in data:
+            media = data["media"]
+            if (
+                not isinstance(media, dict)
+                or not media
+                or any(k not in MEDIA or not isinstance(v, bool) for k, v in media.items())
+            ):
+                raise Problem(422, "invalid_media", f"media is {{{', '.join(MEDIA)}: bool}}")
+            call.participants[user.id].media.update(media)
+            await self._changed(call)
+            return {"media": call.participants[user.id].media}
+        to, signal = data.get("to"), self._checked(data.get("signal"))
+        if not isinstance(to, str) or to == user.id or to not in call.participants:
+            raise Problem(422, "invalid_peer", "to: the user id of another participant")
+        if call.participants[to].state != "joined":
+            raise Problem(409, "peer_not_joined", "that participant is not in the call")
+        await self.gateway.publish(
+            f"user:{to}",
+            {"type": "call.signal", "call_id": call.id, "from": user.id, "signal": signal},
+        )
+        return {"delivered": True}
+
+    def _checked(self, signal: Any) -> dict[str, Any]:
+        if not isinstance(signal, dict) or signal.get("type") not in SIGNALS:
+            raise Problem(422, "invalid_signal", f"signal types: {', '.join(SIGNALS)}")
+        kind = signal["type"]
+        if kind in ("offer", "answer"):
+            sdp = signal.get("sdp")
+            if not isinstance(sdp, str) or len(sdp.encode()) > self.config.max_sdp_bytes:
+                raise Problem(422, "invalid_sdp", "sdp: a session description within the limit")
+            if not sdp.startswith("v=0") or "\nm=" not in sdp or "\no=" not in sdp:
+                raise Problem(422, "invalid_sdp", "that is not an SDP session description")
+            return {"type": kind, "sdp": sdp}
+        if kind == "candidate":
+            candidate = signal.get("candidate")
+            if not (
+                isinstance(candidate, dict)
+                and isinstance(candidate.get("candidate"), str)
+                and len(candidate["candidate"]) <= MAX_CANDIDATE_CHARS
+            ):
+                raise Problem(422, "invalid_candidate", "candidate: {candidate, sdpMid, ...}")
+            allowed = ("candidate", "sdpMid", "sdpMLineIndex", "usernameFragment")
+            return {"type": kind, "candidate": {k: candidate.get(k) for k in allowed}}
+        return {"type": kind}
+
+    # -- history ----------------------------------------------------------------------------
+
+    async def history(self, user: User, limit: int, before: float | None) -> list[dict[str, Any]]:
+        rows = await self.store.fetchall(
+            "SELECT c.id, c.kind, c.host_id, c.status, c.end_reason, c.created_at,"
+            " c.answered_at, c.ended_at, p.state AS my_state FROM calls c"
+            " JOIN call_participants p ON p.call_id = c.id AND p.user_id = ?"
+            " WHERE c.created_at < ? ORDER BY c.created_at DESC LIMIT ?",
+            user.id, before if before is not None else float("inf"), limit,
+        )  # fmt: skip
+        for row in rows:
+            row["participants"] = await self.store.fetchall(
+                "SELECT user_id, username, state, joined_at, left_at FROM call_participants"
+                " WHERE call_id = ?",
+                row["id"],
+            )
+        return rows
+
+
+def _duration(call: Call) -> float | None:
+    if call.answered_at is None or call.ended_at is None:
+        return None
+    return round(call.ended_at - call.answered_at, 3)
