@@ -207,3 +207,25 @@ async def test_turn_credentials_are_coturn_rest_style(tmp_path: Path) -> None:
         assert user_id == me["id"] and 86_000 < int(expiry) - time.time() <= 86_400
         expected = hmac.new(SECRET.encode(), turn["username"].encode(), hashlib.sha1).digest()
         assert base64.b64decode(turn["credential"]) == expected
+
+
+async def test_a_vanished_peer_is_hung_up(tmp_path: Path) -> None:
+    async with running(tmp_path, **{"plugins.calls.leave_after_seconds": 0.4}) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        _, call, _ = await c.call("POST", "/api/calls", alice, json={"usernames": ["bob"]})
+        assert (await answer(c, bob, call["id"], "accept"))[0] == 200
+        a, b = await c.ws(alice), await c.ws(bob)
+        for sock in (a, b):
+            assert (await sock.request("subscribe", f"call:{call['id']}"))["op"] == "reply"
+        await asyncio.sleep(0.8)  # both still connected: the call goes on
+        _, state, _ = await c.call("GET", f"/api/calls/{call['id']}", alice)
+        assert state["status"] == "active"
+        await b.ws.close()  # bob's network drops
+        for _ in range(30):
+            await asyncio.sleep(0.1)
+            _, history, _ = await c.call("GET", "/api/calls", alice)
+            if history["calls"][0]["status"] == "ended":
+                break
+        assert history["calls"][0]["end_reason"] == "completed"
+        assert {p["state"] for p in history["calls"][0]["participants"]} == {"left"}
+        await a.ws.close()

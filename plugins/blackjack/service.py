@@ -25,6 +25,7 @@ from syncstream.auth import Auth
 from syncstream.bus import EventBus
 from syncstream.ids import new_id
 from syncstream.realtime import Gateway
+from syncstream.realtime.absence import Absence
 from syncstream.store import Queries, Store
 
 from .cards import is_blackjack
@@ -45,7 +46,6 @@ class LiveTable:
     requests: set[str] = field(default_factory=set)  # request ids seen this round
     timer: asyncio.Task[None] | None = None
     timer_token: tuple[Any, ...] = ()
-    seen: dict[str, float] = field(default_factory=dict)  # user id -> last sign of life
     deadline: float | None = None  # wall clock, for clients' countdowns
 
 
@@ -58,6 +58,7 @@ class BlackjackService:
         self.wallets = Wallets(store, config.starting_chips, config.daily_topup)
         self.tables: dict[str, LiveTable] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self.absence = Absence(gateway, config.seat_grace_seconds)
 
     # -- life -------------------------------------------------------------------------------
 
@@ -87,28 +88,21 @@ class BlackjackService:
             await asyncio.sleep(min(grace / 4, 5.0))
             for live in list(self.tables.values()):
                 try:
-                    await self._free_absent_seats(live, grace)
+                    await self._free_absent_seats(live)
                 except Exception:
                     log.exception("blackjack.sweep_failed", table=live.table.id)
 
-    async def _free_absent_seats(self, live: LiveTable, grace: float) -> None:
-        table, now = live.table, time.monotonic()
-        if not table.seats:
-            return
-        present = {p["user_id"] for p in await self.gateway.presence_of(f"blackjack:{table.id}")}
-        gone = []
-        for seat in table.seats.values():
-            if seat.user_id in present:
-                live.seen[seat.user_id] = now
-            elif now - live.seen.get(seat.user_id, now) > grace:
-                gone.append(seat.user_id)
+    async def _free_absent_seats(self, live: LiveTable) -> None:
+        table = live.table
+        topic = f"blackjack:{table.id}"
+        gone = await self.absence.absent(topic, [s.user_id for s in table.seats.values()])
         if not gone:
             return
         async with live.lock:
             for user_id in gone:
                 with contextlib.suppress(Problem):  # still in play: next time
                     table.leave(user_id)
-                    live.seen.pop(user_id, None)
+                    self.absence.forget(topic, user_id)
             await self._publish(live)
 
     async def _refund_open_rounds(self) -> None:
@@ -178,7 +172,7 @@ class BlackjackService:
         async with live.lock:
             await self.wallets.balance(user.id)  # opens the wallet on a first visit
             live.table.sit(user.id, user.username, seat)
-            live.seen[user.id] = time.monotonic()
+            self.absence.seen(f"blackjack:{table_id}", user.id)
             return await self._publish(live)
 
     async def leave(self, user: User, table_id: str) -> dict[str, Any]:
@@ -205,7 +199,7 @@ class BlackjackService:
         live = self.live(table_id)
         async with live.lock:
             table = live.table
-            live.seen[user.id] = time.monotonic()
+            self.absence.seen(f"blackjack:{table_id}", user.id)
             if request_id in live.requests:
                 return {**self.view(live), "replayed": True}
             cost = table.cost_of(user.id, step, amount)

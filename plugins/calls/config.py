@@ -29,6 +29,9 @@ class Config(BaseModel):
 
     ring_seconds: float = Field(30, gt=0, le=300, description="Unanswered invitations: missed")
     max_participants: int = Field(8, ge=2, le=64, description="Per call, the caller included")
+    leave_after_seconds: float = Field(
+        15, gt=0, le=600, description="A participant with no socket on call:<id> this long leaves"
+    )
     max_sdp_bytes: int = Field(65_536, ge=1024, le=1_048_576)
     ice_servers: list[IceServer] = Field(default_factory=list, description="STUN/TURN as is")
     turn: Turn | None = Field(None, description="TURN with time-limited credentials")

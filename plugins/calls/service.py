@@ -6,7 +6,9 @@ Each participant hears about the call on its own ``user:<id>`` topic: ``call.inv
 the ICE servers to use), ``call.state`` after every change, and ``call.signal`` from a peer.
 Peers send signals by publishing ``{"to": user id, "signal": {...}}`` on ``call:<id>``, and
 their microphone/camera/screen state as ``{"media": {...}}``; nothing they publish is
-broadcast as is: the server checks it and forwards it.
+broadcast as is: the server checks it and forwards it. A participant stays subscribed to
+``call:<id>`` while in the call: one whose sockets are all gone for ``leave_after_seconds``
+is taken out of it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from syncstream.auth import Auth
 from syncstream.bus import EventBus
 from syncstream.ids import new_id
 from syncstream.realtime import Gateway
+from syncstream.realtime.absence import Absence
 from syncstream.store import Store
 
 from .call import Call, Participant
@@ -42,10 +45,30 @@ class CallService:
         self.config = config
         self.calls: dict[str, Call] = {}
         self.ring_timers: dict[str, asyncio.Task[None]] = {}
+        self.absence = Absence(gateway, config.leave_after_seconds)
+        self._sweeper = asyncio.get_running_loop().create_task(self._hang_up_vanished())
 
     async def close(self) -> None:
-        for task in self.ring_timers.values():
+        for task in [*self.ring_timers.values(), self._sweeper]:
             task.cancel()
+
+    async def _hang_up_vanished(self) -> None:
+        """Participants whose connection vanished (no socket on ``call:<id>`` for
+        ``leave_after_seconds``) leave the call, so it ends when nobody is left."""
+        while True:
+            await asyncio.sleep(min(self.absence.grace / 4, 5.0))
+            for call in list(self.calls.values()):
+                try:
+                    topic = f"call:{call.id}"
+                    for user_id in await self.absence.absent(topic, call.joined()):
+                        self.absence.forget(topic, user_id)
+                        call.leave(user_id, time.time())
+                        await self.bus.fire("call.lost", {"call_id": call.id, "user_id": user_id})
+                        await self._changed(call)
+                        if call.status == "ended":
+                            break
+                except Exception:
+                    log.exception("calls.sweep_failed", call=call.id)
 
     # -- lifecycle --------------------------------------------------------------------------
 
