@@ -52,7 +52,7 @@ class Page:
 
 
 @asynccontextmanager
-async def chromium_page(url: str) -> AsyncIterator[Page]:
+async def chromium_page(url: str, *extra_flags: str) -> AsyncIterator[Page]:
     assert CHROMIUM, "chromium is not installed"
     # Chromium's helper processes may still write to the profile while it shuts down.
     with tempfile.TemporaryDirectory(
@@ -61,6 +61,7 @@ async def chromium_page(url: str) -> AsyncIterator[Page]:
         proc = await asyncio.create_subprocess_exec(
             CHROMIUM,
             *FLAGS,
+            *extra_flags,
             f"--user-data-dir={profile}",
             "about:blank",
             stdout=subprocess.DEVNULL,
@@ -74,10 +75,13 @@ async def chromium_page(url: str) -> AsyncIterator[Page]:
                 await asyncio.sleep(0.1)
             port = port_file.read_text().split()[0]
             async with aiohttp.ClientSession() as session:
-                async with session.put(f"http://127.0.0.1:{port}/json/new?{url}") as resp:
+                # Opened blank, then navigated: a URL in /json/new's query would lose its #fragment.
+                async with session.put(f"http://127.0.0.1:{port}/json/new?about:blank") as resp:
                     target = await resp.json()
                 async with session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                    yield Page(ws)
+                    page = Page(ws)
+                    await page.call("Page.navigate", url=url)
+                    yield page
         finally:
             proc.terminate()
             try:

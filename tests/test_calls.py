@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import VideoStreamTrack
+from aiortc.sdp import candidate_from_sdp
 
+from .browser import CHROMIUM, chromium_page
 from .support import Client, Socket, running
 
 SECRET = "a-turn-secret-of-some-length"
@@ -228,4 +231,88 @@ async def test_a_vanished_peer_is_hung_up(tmp_path: Path) -> None:
                 break
         assert history["calls"][0]["end_reason"] == "completed"
         assert {p["state"] for p in history["calls"][0]["participants"]} == {"left"}
+        await a.ws.close()
+
+
+FAKE_MEDIA = (
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",  # host candidates aiortc can reach
+)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+async def test_chromium_joins_a_call_from_the_call_page(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        a = await user_socket(c, alice)
+        _, bob_me, _ = await c.call("GET", "/api/auth/me", bob)
+        _, call, _ = await c.call("POST", "/api/calls", alice, json={"usernames": ["bob"]})
+        assert (await answer(c, bob, call["id"], "accept"))[0] == 200
+        status, html, resp = await c.call("GET", "/call")
+        assert status == 200 and "/call/call.js" in html
+        assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+        page_url = c.url(f"/call#token={bob}&call={call['id']}")
+        async with chromium_page(page_url, *FAKE_MEDIA) as page:
+            for _ in range(100):  # the page has its camera and listens for signals
+                if await page.evaluate("document.getElementById('state').textContent") == (
+                    "waiting for the caller…"
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            pc.addTrack(VideoStreamTrack())
+            frames: asyncio.Queue[Any] = asyncio.Queue()
+            pulling: list[asyncio.Task[None]] = []
+
+            @pc.on("track")
+            def on_track(track: Any) -> None:
+                async def pull() -> None:
+                    while True:
+                        await frames.put(await track.recv())
+
+                if track.kind == "video":
+                    pulling.append(asyncio.ensure_future(pull()))
+
+            await pc.setLocalDescription(await pc.createOffer())
+            offer = {"type": "offer", "sdp": pc.localDescription.sdp}
+            topic = f"call:{call['id']}"
+            assert (await a.request("publish", topic, {"to": bob_me["id"], "signal": offer}))[
+                "op"
+            ] == "reply"
+            answered = False
+            deadline = time.monotonic() + 20
+            while frames.empty() and time.monotonic() < deadline:
+                try:
+                    signal = (await next_of(a, "call.signal", timeout=0.5))["signal"]
+                except TimeoutError:
+                    continue
+                if signal["type"] == "answer":
+                    await pc.setRemoteDescription(RTCSessionDescription(**signal))
+                    answered = True
+                elif signal["type"] == "candidate" and signal["candidate"]["candidate"]:
+                    found = candidate_from_sdp(signal["candidate"]["candidate"].split(":", 1)[1])
+                    found.sdpMid = signal["candidate"]["sdpMid"]
+                    found.sdpMLineIndex = signal["candidate"]["sdpMLineIndex"]
+                    await pc.addIceCandidate(found)
+            assert answered, await page.evaluate("document.getElementById('state').textContent")
+            frame = await asyncio.wait_for(frames.get(), 20)  # the browser's fake camera
+            assert frame.width > 0 and frame.height > 0
+            playing = 0.0
+            for _ in range(100):  # and the page plays what aiortc sends
+                playing = await page.evaluate("document.getElementById('remote').currentTime")
+                if playing and playing > 0.5:
+                    break
+                await asyncio.sleep(0.1)
+            assert playing > 0.5, f"the page's remote video does not play: {playing}"
+            await page.evaluate("document.getElementById('mute').click()")
+            state = await next_of(a, "call.state")
+            bob_state = next(p for p in state["call"]["participants"] if p["username"] == "bob")
+            assert bob_state["media"]["audio"] is False
+            await page.evaluate("document.getElementById('hangup').click()")
+            state = await next_of(a, "call.state")
+            assert state["call"]["status"] == "ended"
+            for task in pulling:
+                task.cancel()
+            await pc.close()
         await a.ws.close()

@@ -15,6 +15,7 @@ from syncstream import Namespace, Plugin, PluginContext, User
 from syncstream.realtime import Published
 
 from .config import Config
+from .page import register_page
 from .routes import register
 from .schema import MIGRATIONS
 from .service import CallService
@@ -38,6 +39,7 @@ async def setup(ctx: PluginContext) -> None:
         )
     )
     register(ctx.api, service)
+    register_page(ctx.app.router)
     ctx.on_cleanup(service.close)
 
 
