@@ -149,55 +149,112 @@ async def test_signaling_is_checked(tmp_path: Path) -> None:
             await sock.ws.close()
 
 
+class Peers:
+    """Alice (caller) and Bob (callee) as aiortc peers in one call, signaling through the
+    server; Bob's received video tracks feed ``frames`` (by track id)."""
+
+    def __init__(self, c: Client, call_id: str, sockets: dict[str, Socket], ids: dict[str, str]):
+        self.c, self.call_id, self.sockets, self.ids = c, call_id, sockets, ids
+        self.topic = f"call:{call_id}"
+        self.caller = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.callee = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.frames: dict[str, asyncio.Queue[Any]] = {}
+        self.pulling: list[asyncio.Task[None]] = []
+        self.callee.on("track", self._on_track)
+
+    def _on_track(self, track: Any) -> None:
+        queue = self.frames.setdefault(track.id, asyncio.Queue())
+
+        async def pull() -> None:
+            while True:
+                await queue.put(await track.recv())
+
+        self.pulling.append(asyncio.ensure_future(pull()))
+
+    async def relay(self, sender: str, receiver: str, signal: dict[str, Any]) -> dict[str, Any]:
+        """``sender`` publishes ``signal`` for ``receiver``, who gets it from the server."""
+        data = {"to": self.ids[receiver], "signal": signal}
+        reply = await self.sockets[sender].request("publish", self.topic, data)
+        assert reply["op"] == "reply" and reply["data"] == {"delivered": True}, reply
+        relayed = await next_of(self.sockets[receiver], "call.signal")
+        assert relayed["from"] == self.ids[sender] and relayed["call_id"] == self.call_id
+        return dict(relayed["signal"])
+
+    async def negotiate(self) -> None:
+        """An offer from alice, an answer from bob (the first time, and after each change)."""
+        await self.caller.setLocalDescription(await self.caller.createOffer())
+        offer = {"type": "offer", "sdp": self.caller.localDescription.sdp}
+        relayed = await self.relay("alice", "bob", offer)
+        await self.callee.setRemoteDescription(RTCSessionDescription(**relayed))
+        await self.callee.setLocalDescription(await self.callee.createAnswer())
+        answer_signal = {"type": "answer", "sdp": self.callee.localDescription.sdp}
+        relayed = await self.relay("bob", "alice", answer_signal)
+        await self.caller.setRemoteDescription(RTCSessionDescription(**relayed))
+
+    async def close(self) -> None:
+        for task in self.pulling:
+            task.cancel()
+        await self.caller.close()
+        await self.callee.close()
+
+
+async def peers_in_a_call(c: Client) -> Peers:
+    alice, bob = await c.register("alice"), await c.register("bob")
+    sockets = {"alice": await user_socket(c, alice), "bob": await user_socket(c, bob)}
+    ids = {}
+    for name, token in (("alice", alice), ("bob", bob)):
+        _, me, _ = await c.call("GET", "/api/auth/me", token)
+        ids[name] = me["id"]
+    _, call, _ = await c.call("POST", "/api/calls", alice, json={"usernames": ["bob"]})
+    await next_of(sockets["bob"], "call.invite")
+    assert (await answer(c, bob, call["id"], "accept"))[0] == 200
+    return Peers(c, call["id"], sockets, ids)
+
+
 async def test_two_aiortc_peers_connect_through_the_signaling(tmp_path: Path) -> None:
     async with running(tmp_path) as c:
-        alice, bob = await c.register("alice"), await c.register("bob")
-        a, b = await user_socket(c, alice), await user_socket(c, bob)
-        ids = {}
-        for name, token in (("alice", alice), ("bob", bob)):
-            _, me, _ = await c.call("GET", "/api/auth/me", token)
-            ids[name] = me["id"]
-        _, call, _ = await c.call("POST", "/api/calls", alice, json={"usernames": ["bob"]})
-        await next_of(b, "call.invite")
-        assert (await answer(c, bob, call["id"], "accept"))[0] == 200
-        topic = f"call:{call['id']}"
-        caller = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        callee = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        caller.addTrack(VideoStreamTrack())
-        frames: asyncio.Queue[Any] = asyncio.Queue()
-        pulling: list[asyncio.Task[None]] = []
-
-        @callee.on("track")
-        def on_track(track: Any) -> None:
-            async def pull() -> None:
-                while True:
-                    await frames.put(await track.recv())
-
-            pulling.append(asyncio.ensure_future(pull()))
-
-        await caller.setLocalDescription(await caller.createOffer())
-        offer = {"type": "offer", "sdp": caller.localDescription.sdp}
-        reply = await a.request("publish", topic, {"to": ids["bob"], "signal": offer})
-        assert reply["op"] == "reply" and reply["data"] == {"delivered": True}
-        relayed = await next_of(b, "call.signal")
-        assert relayed["from"] == ids["alice"] and relayed["signal"]["type"] == "offer"
-        await callee.setRemoteDescription(RTCSessionDescription(**relayed["signal"]))
-        await callee.setLocalDescription(await callee.createAnswer())
-        answer_signal = {"type": "answer", "sdp": callee.localDescription.sdp}
-        assert (await b.request("publish", topic, {"to": ids["alice"], "signal": answer_signal}))[
-            "op"
-        ] == "reply"
-        relayed = await next_of(a, "call.signal")
-        await caller.setRemoteDescription(RTCSessionDescription(**relayed["signal"]))
-        frame = await asyncio.wait_for(frames.get(), 20)  # decoded on the far side
+        peers = await peers_in_a_call(c)
+        peers.caller.addTrack(VideoStreamTrack())
+        await peers.negotiate()
+        for _ in range(100):
+            if peers.frames:
+                break
+            await asyncio.sleep(0.1)
+        (queue,) = peers.frames.values()
+        frame = await asyncio.wait_for(queue.get(), 20)  # decoded on the far side
         assert frame.width == 640 and frame.height == 480
-        await caller.close()
-        await callee.close()
-        for task in pulling:
-            task.cancel()
-        await answer(c, alice, call["id"], "leave")
-        for sock in (a, b):
-            await sock.ws.close()
+        await peers.close()
+
+
+async def test_a_screen_share_is_a_labelled_track_added_by_renegotiation(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path) as c:
+        peers = await peers_in_a_call(c)
+        camera, screen = VideoStreamTrack(), VideoStreamTrack()
+        peers.caller.addTrack(camera)
+        await peers.negotiate()
+        peers.caller.addTrack(screen)  # alice starts sharing her screen: a second offer
+        await peers.negotiate()
+        for _ in range(200):
+            if len(peers.frames) == 2 and all(not q.empty() for q in peers.frames.values()):
+                break
+            await asyncio.sleep(0.1)
+        assert len(peers.frames) == 2, "bob receives both tracks"
+        labels = {camera.id: "camera", screen.id: "screen"}
+        reply = await peers.sockets["alice"].request(
+            "publish", peers.topic, {"media": {"screen": True}, "tracks": labels}
+        )
+        assert reply["data"]["tracks"] == labels
+        state = await next_of(peers.sockets["bob"], "call.state")
+        alice = next(p for p in state["call"]["participants"] if p["username"] == "alice")
+        assert alice["media"]["screen"] is True and alice["tracks"] == labels
+        assert set(peers.frames) == set(labels), "track ids match the labels"
+        bad = await peers.sockets["alice"].request(
+            "publish", peers.topic, {"tracks": {camera.id: "hologram"}}
+        )
+        assert bad["code"] == "invalid_tracks"
+        await peers.close()
 
 
 async def test_turn_credentials_are_coturn_rest_style(tmp_path: Path) -> None:

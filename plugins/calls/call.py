@@ -27,11 +27,12 @@ class Participant:
     media: dict[str, bool] = field(
         default_factory=lambda: {"audio": True, "video": True, "screen": False}
     )
+    tracks: dict[str, str] = field(default_factory=dict)  # track id -> camera, screen, ...
 
     def view(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "username": self.username, "state": self.state,
                 "joined_at": self.joined_at, "left_at": self.left_at,
-                "media": dict(self.media)}  # fmt: skip
+                "media": dict(self.media), "tracks": dict(self.tracks)}  # fmt: skip
 
 
 @dataclass

@@ -5,7 +5,8 @@ participants of a call.
 Each participant hears about the call on its own ``user:<id>`` topic: ``call.invite`` (with
 the ICE servers to use), ``call.state`` after every change, and ``call.signal`` from a peer.
 Peers send signals by publishing ``{"to": user id, "signal": {...}}`` on ``call:<id>``, and
-their microphone/camera/screen state as ``{"media": {...}}``; nothing they publish is
+their microphone/camera/screen state as ``{"media": {...}}`` and what each of their tracks
+is as ``{"tracks": {track id: "camera" | "screen" | ...}}``; nothing they publish is
 broadcast as is: the server checks it and forwards it. A participant stays subscribed to
 ``call:<id>`` while in the call: one whose sockets are all gone for ``leave_after_seconds``
 is taken out of it.
@@ -35,6 +36,8 @@ log = structlog.get_logger(__name__)
 SIGNALS = ("offer", "answer", "candidate", "restart", "bye")
 MEDIA = ("audio", "video", "screen")
 MAX_CANDIDATE_CHARS = 1024
+TRACK_LABELS = ("microphone", "camera", "screen", "screen-audio")
+MAX_TRACKS = 8
 
 
 class CallService:
@@ -208,17 +211,13 @@ class CallService:
             raise Problem(409, "not_joined", "answer the call before signaling")
         if not isinstance(data, dict):
             raise Problem(422, "invalid_message", "publish {to, signal} or {media}")
-        if "media" in data:
-            media = data["media"]
-            if (
-                not isinstance(media, dict)
-                or not media
-                or any(k not in MEDIA or not isinstance(v, bool) for k, v in media.items())
-            ):
-                raise Problem(422, "invalid_media", f"media is {{{', '.join(MEDIA)}: bool}}")
-            call.participants[user.id].media.update(media)
+        if "media" in data or "tracks" in data:
+            participant = call.participants[user.id]
+            participant.media.update(_checked_media(data.get("media", {})))
+            if "tracks" in data:
+                participant.tracks = _checked_tracks(data["tracks"])
             await self._changed(call)
-            return {"media": call.participants[user.id].media}
+            return {"media": participant.media, "tracks": participant.tracks}
         to, signal = data.get("to"), self._checked(data.get("signal"))
         if not isinstance(to, str) or to == user.id or to not in call.participants:
             raise Problem(422, "invalid_peer", "to: the user id of another participant")
@@ -270,6 +269,32 @@ class CallService:
                 row["id"],
             )
         return rows
+
+
+def _checked_media(media: Any) -> dict[str, bool]:
+    if not isinstance(media, dict) or any(
+        k not in MEDIA or not isinstance(v, bool) for k, v in media.items()
+    ):
+        raise Problem(422, "invalid_media", f"media is {{{', '.join(MEDIA)}: bool}}")
+    return media
+
+
+def _checked_tracks(tracks: Any) -> dict[str, str]:
+    """What each of a participant's tracks is (by MediaStreamTrack id): the peers tell a
+    screen share from a camera by it."""
+    if (
+        not isinstance(tracks, dict)
+        or len(tracks) > MAX_TRACKS
+        or any(
+            not isinstance(k, str) or not 0 < len(k) <= 128 or v not in TRACK_LABELS
+            for k, v in tracks.items()
+        )
+    ):
+        raise Problem(
+            422, "invalid_tracks",
+            f"tracks maps up to {MAX_TRACKS} track ids to {', '.join(TRACK_LABELS)}",
+        )  # fmt: skip
+    return dict(tracks)
 
 
 def _duration(call: Call) -> float | None:
