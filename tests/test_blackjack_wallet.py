@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from plugins.blackjack.schema import MIGRATIONS
-from plugins.blackjack.wallet import Wallets
+from plugins.blackjack.wallet import Wallets, movement
 from syncstream import Problem
-from syncstream.store import Store, open_store
+from syncstream.store import IntegrityError, Store, open_store
 
 from .support import database
 
@@ -60,11 +60,14 @@ async def test_a_replayed_request_moves_nothing_twice(stores: tuple[Store, Store
     entries = {first.id, *(e.id for e in again)}
     assert len(entries) == 1 and [first.replayed, *(e.replayed for e in again)].count(False) == 1
     assert await audit(two, "u1") == 700
-    async with stores[0].transaction() as tx:
-        await one.credit_in(tx, "u1", 600, "return", "return:round:0", "t", "round")
-    async with stores[1].transaction() as tx:  # a settlement retried after a crash
-        replay = await two.credit_in(tx, "u1", 600, "return", "return:round:0", "t", "round")
-    assert replay.replayed and await audit(one, "u1") == 1300
+    # A settlement retried after a crash collides with the first one's request id.
+    _, pay = movement("u1", 600, "return", "return:round:0", "t", "round")
+    assert await stores[0].write_batch(pay) == [1, 1]
+    with pytest.raises(IntegrityError):
+        await stores[1].write_batch(movement("u1", 600, "return", "return:round:0")[1])
+    replay = await two.entry(stores[1], "u1", "return:round:0")
+    assert replay is not None and replay.amount == 600
+    assert await audit(one, "u1") == 1300
 
 
 async def test_the_daily_topup_is_once_a_day(stores: tuple[Store, Store]) -> None:

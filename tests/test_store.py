@@ -114,13 +114,15 @@ async def test_transactions_commit_or_roll_back(store: Store) -> None:
 
 
 async def test_write_batches_commit_or_roll_back_as_one(store: Store) -> None:
-    await store.write_batch(
+    counts = await store.write_batch(
         [
             ("INSERT INTO items (id, n) VALUES (?, ?)", ("a", 1)),
             ("INSERT INTO items (id, n) VALUES (?, ?)", ("b", 2)),
             ("UPDATE items SET note = ? WHERE id = ?", ("x", "a")),
+            ("UPDATE items SET note = ? WHERE id = ?", ("y", "nobody")),
         ]
     )
+    assert counts == [1, 1, 1, 0]
     with pytest.raises(IntegrityError):
         await store.write_batch(
             [

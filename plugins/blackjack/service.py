@@ -26,14 +26,14 @@ from syncstream.bus import EventBus
 from syncstream.ids import new_id
 from syncstream.realtime import Gateway
 from syncstream.realtime.absence import Absence
-from syncstream.store import Queries, Store
+from syncstream.store import Store
 
 from .cards import is_blackjack
 from .config import Config
 from .rules import Rules
 from .shoe import Shoe
 from .table import Table
-from .wallet import Wallets
+from .wallet import Statement, Wallets, movement
 
 log = structlog.get_logger(__name__)
 
@@ -115,16 +115,17 @@ class BlackjackService:
                 " WHERE round_id = ? AND amount < 0",
                 round_id,
             )
-            async with self.store.transaction() as tx:
-                for stake in stakes:
-                    await self.wallets.credit_in(
-                        tx, stake["user_id"], -stake["amount"], "refund",
-                        f"refund:{stake['id']}", round_row["table_id"], round_id,
-                    )  # fmt: skip
-                await tx.execute(
-                    "UPDATE blackjack_rounds SET status = 'refunded', ended_at = ? WHERE id = ?",
-                    time.time(), round_id,
-                )  # fmt: skip
+            statements: list[Statement] = []
+            for stake in stakes:  # each refund's request id names its stake: once only
+                statements += movement(
+                    stake["user_id"], -stake["amount"], "refund", f"refund:{stake['id']}",
+                    round_row["table_id"], round_id,
+                )[1]  # fmt: skip
+            statements.append((
+                "UPDATE blackjack_rounds SET status = 'refunded', ended_at = ? WHERE id = ?",
+                (time.time(), round_id),
+            ))  # fmt: skip
+            await self.store.write_batch(statements)
             log.warning("blackjack.round_refunded", round=round_id, stakes=len(stakes))
 
     async def _open_table(self, table_id: str, name: str, rules: Rules) -> LiveTable:
@@ -170,7 +171,7 @@ class BlackjackService:
     async def sit(self, user: User, table_id: str, seat: int | None) -> dict[str, Any]:
         live = self.live(table_id)
         async with live.lock:
-            await self.wallets.balance(user.id)  # opens the wallet on a first visit
+            await self.wallets.open(user.id)  # a first visit gets the starting chips
             live.table.sit(user.id, user.username, seat)
             self.absence.seen(f"blackjack:{table_id}", user.id)
             return await self._publish(live)
@@ -284,16 +285,16 @@ class BlackjackService:
                 log.exception("blackjack.timer_failed", table=table.id)
 
     async def _settle(self, live: LiveTable) -> None:
-        """Pay every seat, store the hands and close the round, in one transaction."""
+        """Pay every seat, store the hands and close the round, in one transaction (a
+        second settlement of the round would collide with the first's request ids)."""
         table, now = live.table, time.time()
-        returns = table.returns()
-        async with self.store.transaction() as tx:
-            for seat_no, amount in returns.items():
-                await self.wallets.credit_in(
-                    tx, table.seats[seat_no].user_id, amount, "return",
-                    f"return:{table.round_id}:{seat_no}", table.id, table.round_id,
-                )  # fmt: skip
-            await self._store_round(tx, table, now)
+        statements: list[Statement] = []
+        for seat_no, amount in table.returns().items():
+            statements += movement(
+                table.seats[seat_no].user_id, amount, "return",
+                f"return:{table.round_id}:{seat_no}", table.id, table.round_id,
+            )[1]  # fmt: skip
+        await self.store.write_batch(statements + self._round_rows(table, now))
         big = self.config.big_win
         for seat in table.seats.values():
             net = sum(h.net or 0 for h in seat.hands) + (seat.insurance_net or 0)
@@ -310,14 +311,15 @@ class BlackjackService:
         if table.shoe.needs_shuffle:
             await self._new_shoe(live)
 
-    async def _store_round(self, tx: Queries, table: Table, now: float) -> None:
+    @staticmethod
+    def _round_rows(table: Table, now: float) -> list[Statement]:
         seats = {str(n): s.view() for n, s in table.seats.items() if s.hands}
-        await tx.execute(
+        rows: list[Statement] = [(
             "UPDATE blackjack_rounds SET status = 'settled', dealer = ?, seats = ?,"
             " actions = ?, ended_at = ? WHERE id = ?",
-            json.dumps(table.dealer), json.dumps(seats), json.dumps(table.actions), now,
-            table.round_id,
-        )  # fmt: skip
+            (json.dumps(table.dealer), json.dumps(seats), json.dumps(table.actions), now,
+             table.round_id),
+        )]  # fmt: skip
         for seat_no, seat in table.seats.items():
             for index, hand in enumerate(seat.hands):
                 net = hand.net or 0
@@ -326,12 +328,13 @@ class BlackjackService:
                     else "blackjack" if net > 0 and is_blackjack(hand.cards, hand.from_split)
                     else "win" if net > 0 else "push" if net == 0 else "loss"
                 )  # fmt: skip
-                await tx.execute(
+                rows.append((
                     "INSERT INTO blackjack_hands (round_id, seat, hand, user_id, cards, bet,"
                     " net, outcome, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    table.round_id, seat_no, index, seat.user_id, " ".join(hand.cards),
-                    hand.bet, net, outcome, now,
-                )  # fmt: skip
+                    (table.round_id, seat_no, index, seat.user_id, " ".join(hand.cards),
+                     hand.bet, net, outcome, now),
+                ))  # fmt: skip
+        return rows
 
     async def _new_shoe(self, live: LiveTable) -> None:
         """The cut card came out: retire the shoe (revealing its seed) and bring a new one."""

@@ -48,9 +48,10 @@ class Store(Queries, Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Queries]:
         """All statements on the yielded object commit together or not at all."""
 
-    async def write_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    async def write_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
         """Run ``(sql, args)`` statements in one transaction, as cheaply as the backend can
-        (SQLite: one hand-off to its thread for all of them). For hot write paths."""
+        (SQLite: committed on the event loop). For hot write paths. Returns each
+        statement's number of rows changed."""
 
     async def migrate(self, owner: str, migrations: Sequence[Migration]) -> list[int]:
         """Apply ``migrations[i]`` as version ``i + 1`` for ``owner`` where not yet applied.

@@ -99,10 +99,9 @@ class PostgresStore(_Statements):
         async with self._pool.acquire() as conn, conn.transaction():
             yield _Statements(conn)
 
-    async def write_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    async def write_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
         async with self.transaction() as tx:
-            for sql, args in statements:
-                await tx.execute(sql, *args)
+            return [await tx.execute(sql, *args) for sql, args in statements]
 
     async def migrate(self, owner: str, migrations: Sequence[Migration]) -> list[int]:
         return await migrate(self, owner, migrations, lock=_advisory_lock)

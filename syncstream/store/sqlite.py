@@ -183,7 +183,7 @@ class SqliteStore:
                 raise
             await self._statements.execute("COMMIT")
 
-    async def write_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    async def write_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
         """BEGIN IMMEDIATE, every statement, COMMIT — on the event loop's thread, unless
         another process holds the write lock: then on aiosqlite's thread, which may wait."""
         async with self._lock:
@@ -193,14 +193,14 @@ class SqliteStore:
             with _translated_errors():
                 conn.execute("PRAGMA busy_timeout=0")
                 try:
-                    _run_batch(conn, statements)
-                    return
+                    return _run_batch(conn, statements)
                 except sqlite3.OperationalError as exc:
                     if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                         raise
                 finally:
                     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                await self._conn._execute(_run_batch, conn, statements)  # type: ignore[no-untyped-call]
+                counts: list[int] = await self._conn._execute(_run_batch, conn, statements)  # type: ignore[no-untyped-call]
+                return counts
 
     async def migrate(self, owner: str, migrations: Sequence[Migration]) -> list[int]:
         return await migrate(self, owner, migrations)
@@ -210,13 +210,15 @@ class SqliteStore:
         await self._conn.close()  # the last connection out checkpoints and removes the WAL
 
 
-def _run_batch(conn: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+def _run_batch(
+    conn: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]]
+) -> list[int]:
     """One transaction; BEGIN IMMEDIATE fails with SQLITE_BUSY before anything is written."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for sql, args in statements:
-            conn.execute(sql, args)
+        counts = [max(conn.execute(sql, args).rowcount, 0) for sql, args in statements]
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+    return counts
