@@ -7,10 +7,12 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import VideoStreamTrack
@@ -372,4 +374,33 @@ async def test_chromium_joins_a_call_from_the_call_page(tmp_path: Path) -> None:
             for task in pulling:
                 task.cancel()
             await pc.close()
+        await a.ws.close()
+
+
+async def test_full_calls_and_signaling_floods_are_refused(tmp_path: Path) -> None:
+    limits = {"plugins.calls.max_participants": 2, "realtime.rate_per_second": 5,
+              "realtime.rate_burst": 5}  # fmt: skip
+    async with running(tmp_path, **limits) as c:
+        alice, bob = [await c.register(n) for n in ("alice", "bob", "carol")][:2]
+        group = {"usernames": ["bob", "carol"], "kind": "group"}
+        status, problem, _ = await c.call("POST", "/api/calls", alice, json=group)
+        assert status == 409 and problem["code"] == "call_full"
+        _, call, _ = await c.call("POST", "/api/calls", alice, json={"usernames": ["bob"]})
+        assert (await answer(c, bob, call["id"], "accept"))[0] == 200
+        _, bob_me, _ = await c.call("GET", "/api/auth/me", bob)
+        a = await c.ws(alice)
+        candidate = {"type": "candidate", "candidate": {"candidate": "candidate:1"}}
+        for _ in range(12):  # a burst far above the limit, without waiting for replies
+            await a.send("publish", f"call:{call['id']}", {"to": bob_me["id"], "signal": candidate})
+        codes = []
+        while len(codes) < 12:
+            msg = await a.ws.receive(timeout=5)
+            if msg.type != aiohttp.WSMsgType.TEXT:  # the flood goes on: the socket is closed
+                codes.append(f"closed {a.ws.close_code}")
+                break
+            frame = json.loads(msg.data)
+            if frame["op"] in ("reply", "error"):
+                codes.append(frame.get("code", "ok"))
+        assert codes[:5] == ["ok"] * 5 and codes[5] == "rate_limited", codes
+        assert codes[-1] == "closed 4029", codes
         await a.ws.close()
