@@ -54,6 +54,7 @@ async def setup(ctx: PluginContext) -> None:
         )
     )
     register(ctx.api, service)
+    ctx.announce("Blackjack", "{url}/api/blackjack/tables  (verify shoes: /api/blackjack/verify)")
     await service.start()
     ctx.on_cleanup(service.close)
 

@@ -40,6 +40,7 @@ async def setup(ctx: PluginContext) -> None:
     )
     register(ctx.api, service)
     register_page(ctx.app.router)
+    ctx.announce("Call page", "{url}/call#token=<token>&call=<call id>")
     ctx.on_cleanup(service.close)
 
 
