@@ -143,6 +143,8 @@ async def test_refusals_replays_and_races_leave_balances_exact(tmp_path: Path) -
             status, problem = await post(c, alice, tid, "bet", amount=amount, request_id=rid())
             assert problem["code"] == code and status in (409, 422), problem
         assert await balance(c, alice) == 300
+        _, t, _ = await c.call("GET", f"/api/blackjack/tables/{tid}", alice)
+        assert t["phase"] == "idle", "a refused first bet opens no round"
         # Two devices bet at once with different request ids: one bet stands.
         results = await asyncio.gather(
             post(c, alice, tid, "bet", amount=100, request_id="dev-1"),

@@ -206,14 +206,19 @@ class BlackjackService:
             cost = table.cost_of(user.id, step, amount)
             if step == "insurance" and not take:
                 cost = 0
-            if step == "bet" and table.phase in ("idle", "settled"):
+            opens_round = step == "bet" and table.phase in ("idle", "settled")
+            if opens_round:
                 await self._begin_round(live)
-            if cost:
+            try:
                 entry = await self.wallets.debit(
                     user.id, cost, step, request_id, table.id, table.round_id
-                )
-                if entry.replayed:
-                    return {**self.view(live), "replayed": True}
+                ) if cost else None  # fmt: skip
+            except Problem:
+                if opens_round:  # the round never had a stake: it did not happen
+                    await self._abandon_round(live)
+                raise
+            if entry is not None and entry.replayed:
+                return {**self.view(live), "replayed": True}
             live.requests.add(request_id)
             if step == "bet":
                 table.place_bet(user.id, amount)
@@ -234,6 +239,13 @@ class BlackjackService:
             "INSERT INTO blackjack_rounds (id, table_id, shoe_id, status, started_at)"
             " VALUES (?, ?, ?, 'open', ?)",
             table.round_id, table.id, live.shoe_id, time.time(),
+        )  # fmt: skip
+
+    async def _abandon_round(self, live: LiveTable) -> None:
+        live.table.phase = "idle"
+        await self.store.execute(
+            "UPDATE blackjack_rounds SET status = 'abandoned', ended_at = ? WHERE id = ?",
+            time.time(), live.table.round_id,
         )  # fmt: skip
 
     async def _after_change(self, live: LiveTable) -> dict[str, Any]:
