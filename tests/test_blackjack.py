@@ -175,7 +175,11 @@ async def test_refusals_replays_and_races_leave_balances_exact(tmp_path: Path) -
             assert status == 422 and problem["code"]
         status, problem = await post(c, alice, tid, "leave")
         assert status == 409 and problem["code"] == "in_round"
-        await play_out(c, tid, tokens)
+        settled = await play_out(c, tid, tokens)
+        if settled["phase"] == "settled":  # (not when alice's bet above opened a new round)
+            status, again = await post(c, alice, tid, "bet", amount=100, request_id="dev-1")
+            assert status == 200 and again["replayed"] is True  # a retry after the round
+            assert again["phase"] == "settled" and again["seats"] == settled["seats"]
         for token in (alice, bob):
             await balance(c, token)  # ledger and balance agree
         status, problem = await post(c, alice, "f" * 32, "bet", amount=10, request_id=rid())

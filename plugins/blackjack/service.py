@@ -208,6 +208,8 @@ class BlackjackService:
                 cost = 0
             opens_round = step == "bet" and table.phase in ("idle", "settled")
             if opens_round:
+                if await self.wallets.entry(self.store, user.id, request_id) is not None:
+                    return {**self.view(live), "replayed": True}  # a retry of a past bet
                 await self._begin_round(live)
             try:
                 entry = await self.wallets.debit(
@@ -217,7 +219,7 @@ class BlackjackService:
                 if opens_round:  # the round never had a stake: it did not happen
                     await self._abandon_round(live)
                 raise
-            if entry is not None and entry.replayed:
+            if entry is not None and entry.replayed:  # an earlier request's retry
                 return {**self.view(live), "replayed": True}
             live.requests.add(request_id)
             if step == "bet":
