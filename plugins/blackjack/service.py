@@ -38,6 +38,10 @@ from .wallet import Statement, Wallets, movement
 log = structlog.get_logger(__name__)
 
 
+def topic(table_id: str) -> str:
+    return f"blackjack:{table_id}"
+
+
 @dataclass
 class LiveTable:
     table: Table
@@ -72,7 +76,9 @@ class BlackjackService:
         ):
             rules = Rules(**json.loads(row["rules"]))
             self.tables[row["id"]] = await self._open_table(row["id"], row["name"], rules)
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_seats())
+        self._sweeper = asyncio.get_running_loop().create_task(
+            self.absence.patrol(self._seated, self._free_seats)
+        )
 
     async def close(self) -> None:
         tasks = [live.timer for live in self.tables.values()] + [self._sweeper]
@@ -80,29 +86,22 @@ class BlackjackService:
             if task is not None:
                 task.cancel()
 
-    async def _sweep_seats(self) -> None:
-        """Free the seats of players who left: neither watching the table (presence on its
-        topic) nor acting for ``seat_grace_seconds``, and with nothing in play."""
-        grace = self.config.seat_grace_seconds
-        while True:
-            await asyncio.sleep(min(grace / 4, 5.0))
-            for live in list(self.tables.values()):
-                try:
-                    await self._free_absent_seats(live)
-                except Exception:
-                    log.exception("blackjack.sweep_failed", table=live.table.id)
+    def _seated(self) -> list[tuple[str, list[str]]]:
+        return [
+            (topic(t.table.id), [s.user_id for s in t.table.seats.values()])
+            for t in self.tables.values()
+            if t.table.seats
+        ]
 
-    async def _free_absent_seats(self, live: LiveTable) -> None:
-        table = live.table
-        topic = f"blackjack:{table.id}"
-        gone = await self.absence.absent(topic, [s.user_id for s in table.seats.values()])
-        if not gone:
-            return
+    async def _free_seats(self, table_topic: str, gone: list[str]) -> None:
+        """Players who left (neither watching the table nor acting for
+        ``seat_grace_seconds``) lose their seats, unless chips are in play."""
+        live = self.live(table_topic.split(":", 1)[1])
         async with live.lock:
             for user_id in gone:
-                with contextlib.suppress(Problem):  # still in play: next time
-                    table.leave(user_id)
-                    self.absence.forget(topic, user_id)
+                with contextlib.suppress(Problem):  # still in play: offered again next time
+                    live.table.leave(user_id)
+                    self.absence.forget(table_topic, user_id)
             await self._publish(live)
 
     async def _refund_open_rounds(self) -> None:
@@ -173,7 +172,7 @@ class BlackjackService:
         async with live.lock:
             await self.wallets.open(user.id)  # a first visit gets the starting chips
             live.table.sit(user.id, user.username, seat)
-            self.absence.seen(f"blackjack:{table_id}", user.id)
+            self.absence.seen(topic(table_id), user.id)
             return await self._publish(live)
 
     async def leave(self, user: User, table_id: str) -> dict[str, Any]:
@@ -200,7 +199,7 @@ class BlackjackService:
         live = self.live(table_id)
         async with live.lock:
             table = live.table
-            self.absence.seen(f"blackjack:{table_id}", user.id)
+            self.absence.seen(topic(table_id), user.id)
             if request_id in live.requests:
                 return {**self.view(live), "replayed": True}
             cost = table.cost_of(user.id, step, amount)
@@ -357,7 +356,7 @@ class BlackjackService:
             "UPDATE blackjack_shoes SET retired_at = ? WHERE id = ?", time.time(), live.shoe_id
         )
         await self.gateway.publish(
-            f"blackjack:{live.table.id}",
+            topic(live.table.id),
             {"type": "shoe_retired", "shoe_id": live.shoe_id, **old.reveal()},
         )
         rules = live.table.rules
@@ -366,5 +365,5 @@ class BlackjackService:
 
     async def _publish(self, live: LiveTable) -> dict[str, Any]:
         view = self.view(live)
-        await self.gateway.publish(f"blackjack:{live.table.id}", {"type": "state", **view})
+        await self.gateway.publish(topic(live.table.id), {"type": "state", **view})
         return view

@@ -49,29 +49,28 @@ class CallService:
         self.calls: dict[str, Call] = {}
         self.ring_timers: dict[str, asyncio.Task[None]] = {}
         self.absence = Absence(gateway, config.leave_after_seconds)
-        self._sweeper = asyncio.get_running_loop().create_task(self._hang_up_vanished())
+        self._sweeper = asyncio.get_running_loop().create_task(
+            self.absence.patrol(self._joined, self._hang_up)
+        )
 
     async def close(self) -> None:
         for task in [*self.ring_timers.values(), self._sweeper]:
             task.cancel()
 
-    async def _hang_up_vanished(self) -> None:
-        """Participants whose connection vanished (no socket on ``call:<id>`` for
-        ``leave_after_seconds``) leave the call, so it ends when nobody is left."""
-        while True:
-            await asyncio.sleep(min(self.absence.grace / 4, 5.0))
-            for call in list(self.calls.values()):
-                try:
-                    topic = f"call:{call.id}"
-                    for user_id in await self.absence.absent(topic, call.joined()):
-                        self.absence.forget(topic, user_id)
-                        call.leave(user_id, time.time())
-                        await self.bus.fire("call.lost", {"call_id": call.id, "user_id": user_id})
-                        await self._changed(call)
-                        if call.status == "ended":
-                            break
-                except Exception:
-                    log.exception("calls.sweep_failed", call=call.id)
+    def _joined(self) -> list[tuple[str, list[str]]]:
+        return [(f"call:{call.id}", call.joined()) for call in self.calls.values()]
+
+    async def _hang_up(self, call_topic: str, gone: list[str]) -> None:
+        """Participants whose sockets on ``call:<id>`` all vanished ``leave_after_seconds``
+        ago leave the call, so it ends when nobody is left."""
+        call = self.calls.get(call_topic.split(":", 1)[1])
+        for user_id in gone:
+            if call is None or call.status == "ended":
+                return
+            self.absence.forget(call_topic, user_id)
+            call.leave(user_id, time.time())
+            await self.bus.fire("call.lost", {"call_id": call.id, "user_id": user_id})
+            await self._changed(call)
 
     # -- lifecycle --------------------------------------------------------------------------
 

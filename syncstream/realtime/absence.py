@@ -4,10 +4,15 @@ hang up for a player or a caller whose connection vanished."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+
+import structlog
 
 from .gateway import Gateway
+
+log = structlog.get_logger(__name__)
 
 
 class Absence:
@@ -34,3 +39,21 @@ class Absence:
 
     def forget(self, topic: str, user_id: str) -> None:
         self._seen.pop((topic, user_id), None)
+
+    async def patrol(
+        self,
+        members: Callable[[], Iterable[tuple[str, list[str]]]],
+        on_gone: Callable[[str, list[str]], Awaitable[None]],
+    ) -> None:
+        """Forever, every quarter of the grace period (5 s at most): for each ``(topic,
+        member ids)`` that ``members()`` gives, ``on_gone(topic, ids gone)`` if any are
+        (which should :meth:`forget` those it dealt with; the others are offered again)."""
+        while True:
+            await asyncio.sleep(min(self.grace / 4, 5.0))
+            for topic, users in list(members()):
+                try:
+                    gone = await self.absent(topic, users)
+                    if gone:
+                        await on_gone(topic, gone)
+                except Exception:
+                    log.exception("absence.on_gone_failed", topic=topic)
