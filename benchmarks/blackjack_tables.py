@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import time
 from typing import Any
 
@@ -33,6 +32,7 @@ from .harness import (
     create_admin,
     login,
     percentile,
+    pin_self,
     register,
     save,
     start_node,
@@ -205,10 +205,10 @@ def main() -> None:
     parser.add_argument("--think", type=float, default=0.0, help="a bot's pause before a step")
     add_common_args(parser)
     args = parser.parse_args()
-    client_cpus = cpus(args, "client")
-    if client_cpus:
-        os.sched_setaffinity(0, client_cpus)
+    pin_self(args)
     r = asyncio.run(run_tables(args))
+    if not r["steps"]:
+        raise SystemExit("no step was timed: run longer (--seconds) or with more tables")
     rtt = f"{r['rtt_p50_ms']:.1f} / {r['rtt_p99_ms']:.1f} / {r['rtt_max_ms']:.1f}"
     print(table([
         ["measure", "value"],

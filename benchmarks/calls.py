@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
 from typing import Any
 
@@ -27,6 +26,7 @@ from .harness import (
     create_admin,
     login,
     percentile,
+    pin_self,
     register,
     save,
     start_node,
@@ -140,9 +140,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     add_common_args(parser)
     args = parser.parse_args()
-    client_cpus = cpus(args, "client")
-    if client_cpus:
-        os.sched_setaffinity(0, client_cpus)
+    pin_self(args)
     r = asyncio.run(run(args))
     print(table([
         ["measure", "value"],

@@ -122,6 +122,13 @@ def pin_to(cpus: set[int] | None) -> Callable[[], None] | None:
 SERVER_CPUS, CLIENT_CPUS = {0}, {1}
 
 
+def pin_self(args: argparse.Namespace) -> None:
+    """With --pin, this process (a Python load client) runs on the client's CPU."""
+    client_cpus = cpus(args, "client")
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Options every benchmark has: --pin, --retries and --wait-idle."""
     parser.add_argument(
