@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from syncstream import Namespace, Plugin, PluginContext, User
+from syncstream.filestore import FileStore
 from syncstream.realtime import Published
 
 from .config import Config
@@ -23,7 +24,11 @@ from .service import CallService
 
 async def setup(ctx: PluginContext) -> None:
     config: Config = ctx.config
-    service = CallService(ctx.store, ctx.auth, ctx.bus, ctx.gateway, config)
+    service = CallService(
+        ctx.store, ctx.auth, ctx.bus, ctx.gateway, config,
+        files=lambda: ctx.services.find(FileStore),
+        scratch=ctx.data_dir / "calls" / "recordings",
+    )  # fmt: skip
 
     async def on_publish(user: User, topic: str, data: Any) -> Published:
         reply = await service.publish(user, topic.split(":", 1)[1], data)

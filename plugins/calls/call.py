@@ -28,11 +28,13 @@ class Participant:
         default_factory=lambda: {"audio": True, "video": True, "screen": False}
     )
     tracks: dict[str, str] = field(default_factory=dict)  # track id -> camera, screen, ...
+    locked: set[str] = field(default_factory=set)  # media the host muted: only it unmutes
 
     def view(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "username": self.username, "state": self.state,
                 "joined_at": self.joined_at, "left_at": self.left_at,
-                "media": dict(self.media), "tracks": dict(self.tracks)}  # fmt: skip
+                "media": dict(self.media), "tracks": dict(self.tracks),
+                "locked": sorted(self.locked)}  # fmt: skip
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Call:
     answered_at: float | None = None
     ended_at: float | None = None
     end_reason: str | None = None
+    route: Literal["p2p", "sfu"] = "p2p"  # sfu: media goes through the server
+    recording: dict[str, Any] | None = None
 
     def joined(self) -> list[str]:
         return [p.user_id for p in self.participants.values() if p.state == "joined"]
@@ -142,4 +146,6 @@ class Call:
             "answered_at": self.answered_at,
             "ended_at": self.ended_at,
             "end_reason": self.end_reason,
+            "route": self.route,
+            "recording": self.recording,
         }

@@ -33,5 +33,11 @@ class Config(BaseModel):
         15, gt=0, le=600, description="A participant with no socket on call:<id> this long leaves"
     )
     max_sdp_bytes: int = Field(65_536, ge=1024, le=1_048_576)
+    max_video_kbps: int = Field(
+        1500, ge=100, le=20_000, description="Per video track sent to the SFU (b=AS and REMB)"
+    )
+    speaker_threshold_dbov: int = Field(
+        -50, ge=-127, le=0, description="Quieter than this is nobody speaking"
+    )
     ice_servers: list[IceServer] = Field(default_factory=list, description="STUN/TURN as is")
     turn: Turn | None = Field(None, description="TURN with time-limited credentials")

@@ -19,6 +19,10 @@ class InviteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     usernames: list[str] = Field(min_length=1, max_length=63)
     kind: Literal["direct", "group"] = "direct"
+    route: Literal["p2p", "sfu"] | None = Field(
+        None, description="Default: sfu for group and recorded calls, p2p for direct ones"
+    )
+    record: bool = Field(False, description="Record from the start (the host's file)")
 
 
 class HistoryQuery(BaseModel):
@@ -30,7 +34,8 @@ def register(api: ScopedApi, service: CallService) -> None:
     @api.route("POST", "", body=InviteIn, status=201)
     async def invite(call: ApiCall[InviteIn]) -> dict[str, Any]:
         """Ring a user (direct) or several (group); they get ``call.invite`` on user:<id>."""
-        return await service.invite(call.user, call.body.usernames, call.body.kind)
+        body = call.body
+        return await service.invite(call.user, body.usernames, body.kind, body.route, body.record)
 
     @api.route("GET", "/ice")
     async def ice(call: ApiCall[None]) -> dict[str, Any]:
@@ -47,6 +52,17 @@ def register(api: ScopedApi, service: CallService) -> None:
     async def get_call(call: ApiCall[None]) -> dict[str, Any]:
         """A call in progress (participants only)."""
         return service.call_of(call.user, call.param("call_id")).view()
+
+    @api.route("POST", CALL + "/recording", status=201)
+    async def start_recording(call: ApiCall[None]) -> dict[str, Any]:
+        """Start recording (the host, calls through the SFU); everyone gets
+        ``call.recording`` on call:<id>."""
+        return await service.record(call.user, call.param("call_id"), True)
+
+    @api.route("DELETE", CALL + "/recording")
+    async def stop_recording(call: ApiCall[None]) -> dict[str, Any]:
+        """Stop recording: the file lands in the host's Recordings/Calls folder."""
+        return await service.record(call.user, call.param("call_id"), False)
 
     for how in ("accept", "decline", "leave", "cancel"):
         register_answer(api, service, how)

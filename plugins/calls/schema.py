@@ -27,4 +27,5 @@ MIGRATIONS: list[Migration] = [
     );
     CREATE INDEX call_participants_user ON call_participants (user_id, call_id)
     """,
+    "ALTER TABLE calls ADD COLUMN route TEXT NOT NULL DEFAULT 'p2p'",
 ]

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import structlog
@@ -23,6 +25,7 @@ import structlog
 from syncstream import Problem, User
 from syncstream.auth import Auth
 from syncstream.bus import EventBus
+from syncstream.filestore import FileStore
 from syncstream.ids import new_id
 from syncstream.realtime import Gateway
 from syncstream.realtime.absence import Absence
@@ -31,9 +34,11 @@ from syncstream.store import Store
 from .call import Call, Participant
 from .config import Config
 from .ice import ice_servers
+from .sfu.rooms import Rooms
 
 log = structlog.get_logger(__name__)
 SIGNALS = ("offer", "answer", "candidate", "restart", "bye")
+SFU_SIGNALS = (*SIGNALS, "subscribe")
 MEDIA = ("audio", "video", "screen")
 MAX_CANDIDATE_CHARS = 1024
 TRACK_LABELS = ("microphone", "camera", "screen", "screen-audio")
@@ -42,10 +47,12 @@ MAX_TRACKS = 8
 
 class CallService:
     def __init__(
-        self, store: Store, auth: Auth, bus: EventBus, gateway: Gateway, config: Config
-    ) -> None:
+        self, store: Store, auth: Auth, bus: EventBus, gateway: Gateway, config: Config,
+        files: Callable[[], FileStore | None], scratch: Path,
+    ) -> None:  # fmt: skip
         self.store, self.auth, self.bus, self.gateway = store, auth, bus, gateway
         self.config = config
+        self.rooms = Rooms(gateway, bus, config, files, scratch)
         self.calls: dict[str, Call] = {}
         self.ring_timers: dict[str, asyncio.Task[None]] = {}
         self.absence = Absence(gateway, config.leave_after_seconds)
@@ -56,6 +63,7 @@ class CallService:
     async def close(self) -> None:
         for task in [*self.ring_timers.values(), self._sweeper]:
             task.cancel()
+        await self.rooms.close()
 
     def _joined(self) -> list[tuple[str, list[str]]]:
         return [(f"call:{call.id}", call.joined()) for call in self.calls.values()]
@@ -69,6 +77,7 @@ class CallService:
                 return
             self.absence.forget(call_topic, user_id)
             call.leave(user_id, time.time())
+            await self.rooms.leave(call.id, user_id)
             await self.bus.fire("call.lost", {"call_id": call.id, "user_id": user_id})
             await self._changed(call)
 
@@ -82,8 +91,15 @@ class CallService:
         )
 
     async def invite(
-        self, user: User, usernames: list[str], kind: Literal["direct", "group"]
-    ) -> dict[str, Any]:
+        self, user: User, usernames: list[str], kind: Literal["direct", "group"],
+        route: Literal["p2p", "sfu"] | None = None, record: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Ring users. Group calls and recorded calls go through the SFU; a direct call is
+        peer to peer unless ``route`` says otherwise."""
+        if route is None:
+            route = "sfu" if kind == "group" or record else "p2p"
+        elif record and route == "p2p":
+            raise Problem(422, "record_needs_sfu", "a recorded call goes through the server")
         if self.in_call(user.id) is not None:
             raise Problem(409, "already_in_call", "hang up your current call first")
         names = list(dict.fromkeys(usernames))
@@ -106,16 +122,19 @@ class CallService:
             participants[target.id] = Participant(
                 target.id, target.username, "busy" if busy else "ringing"
             )
-        call = Call(new_id(), kind, user.id, participants, created_at=now)
+        call = Call(new_id(), kind, user.id, participants, created_at=now, route=route)
         await self.store.execute(
-            "INSERT INTO calls (id, kind, host_id, status, created_at) VALUES (?, ?, ?, ?, ?)",
-            call.id, call.kind, call.host_id, call.status, call.created_at,
+            "INSERT INTO calls (id, kind, host_id, status, created_at, route)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            call.id, call.kind, call.host_id, call.status, call.created_at, call.route,
         )  # fmt: skip
         if not call.ringing():  # everyone was busy
             call.ring_out(now)
         else:
             self.calls[call.id] = call
             self.ring_timers[call.id] = asyncio.get_running_loop().create_task(self._ring_out(call))
+            if record:
+                call.recording = await self.rooms.start_recording(call, user.id)
         for user_id in call.ringing():
             await self.gateway.publish(
                 f"user:{user_id}",
@@ -164,6 +183,7 @@ class CallService:
             call.decline(user.id, now)
         elif how == "leave":
             call.leave(user.id, now)
+            await self.rooms.leave(call.id, user.id)
         else:
             call.cancel(user.id, now)
         await self.bus.fire(f"call.{how}", {"call_id": call.id, "user_id": user.id})
@@ -194,6 +214,8 @@ class CallService:
                 f"user:{user_id}", {"type": "call.state", "call": call.view()}
             )
         if call.status == "ended":
+            await self.rooms.end(call)
+            call.recording = None
             self.calls.pop(call.id, None)
             timer = self.ring_timers.pop(call.id, None)
             if timer is not None and timer is not asyncio.current_task():
@@ -204,20 +226,37 @@ class CallService:
     # -- signaling --------------------------------------------------------------------------
 
     async def publish(self, user: User, call_id: str, data: Any) -> dict[str, Any]:
-        """A participant's signal for a peer, or its media state for everyone."""
+        """A participant's signal for a peer (or the SFU), its media state for everyone, or
+        the host's moderation."""
         call = self.call_of(user, call_id)
         if call.member(user.id).state != "joined":
             raise Problem(409, "not_joined", "answer the call before signaling")
         if not isinstance(data, dict):
-            raise Problem(422, "invalid_message", "publish {to, signal} or {media}")
+            raise Problem(422, "invalid_message", "publish {to, signal}, {media} or {moderate}")
+        if "moderate" in data:
+            return await self._moderate(call, user, data["moderate"])
         if "media" in data or "tracks" in data:
             participant = call.participants[user.id]
-            participant.media.update(_checked_media(data.get("media", {})))
+            media = _checked_media(data.get("media", {}))
+            locked = [k for k, on in media.items() if on and k in participant.locked]
+            if locked:
+                raise Problem(403, "muted_by_host", f"the host muted your {', '.join(locked)}")
+            participant.media.update(media)
             if "tracks" in data:
                 participant.tracks = _checked_tracks(data["tracks"])
+            self._enforce(call, participant)
             await self._changed(call)
             return {"media": participant.media, "tracks": participant.tracks}
-        to, signal = data.get("to"), self._checked(data.get("signal"))
+        to = data.get("to")
+        if to == "sfu":
+            if call.route != "sfu":
+                raise Problem(409, "not_routed_via_sfu", "a peer-to-peer call: signal the peer")
+            signal = self._checked(data.get("signal"), SFU_SIGNALS)
+            await self.rooms.room(call).signal(user.id, user.username, signal)
+            return {"delivered": True}
+        signal = self._checked(data.get("signal"), SIGNALS)
+        if call.route == "sfu":
+            raise Problem(409, "routed_via_sfu", 'this call goes through the server: "to": "sfu"')
         if not isinstance(to, str) or to == user.id or to not in call.participants:
             raise Problem(422, "invalid_peer", "to: the user id of another participant")
         if call.participants[to].state != "joined":
@@ -228,17 +267,88 @@ class CallService:
         )
         return {"delivered": True}
 
-    def _checked(self, signal: Any) -> dict[str, Any]:
-        if not isinstance(signal, dict) or signal.get("type") not in SIGNALS:
-            raise Problem(422, "invalid_signal", f"signal types: {', '.join(SIGNALS)}")
+    def _enforce(self, call: Call, participant: Participant) -> None:
+        """The SFU forwards only what a participant has switched on (and the host allows)."""
+        if call.route == "sfu" and call.id in self.rooms.rooms:
+            self.rooms.rooms[call.id].set_media(participant.user_id, participant.media)
+
+    async def _moderate(self, call: Call, user: User, order: Any) -> dict[str, Any]:
+        """The host mutes a participant's (or everyone's) audio, video or screen — with
+        ``lock`` they cannot unmute it themselves — or unlocks it again."""
+        if user.id != call.host_id:
+            raise Problem(403, "not_host", "only the host moderates the call")
+        if (
+            not isinstance(order, dict)
+            or order.get("action") not in ("mute", "unlock")
+            or order.get("media") not in MEDIA
+            or not isinstance(order.get("lock", False), bool)
+            or not isinstance(order.get("user"), str)
+        ):
+            raise Problem(
+                422, "invalid_moderation",
+                f"moderate is {{action: mute | unlock, media: {' | '.join(MEDIA)},"
+                " user: a user id | all, lock: bool}",
+            )  # fmt: skip
+        media: str = order["media"]
+        if order["user"] == "all":
+            targets = [p for p in call.participants.values() if p.user_id != user.id]
+        else:
+            target = call.participants.get(order["user"])
+            if target is None:
+                raise Problem(404, "not_in_call", "that user is not part of this call")
+            targets = [target]
+        for participant in targets:
+            if order["action"] == "unlock":
+                participant.locked.discard(media)
+                continue
+            participant.media[media] = False
+            if order.get("lock", False):
+                participant.locked.add(media)
+            self._enforce(call, participant)
+        await self.bus.fire(
+            "call.moderated",
+            {"call_id": call.id, "by": user.id, "action": order["action"], "media": media,
+             "users": [p.user_id for p in targets]},
+        )  # fmt: skip
+        await self._changed(call)
+        return {"moderated": [p.user_id for p in targets]}
+
+    # -- recording --------------------------------------------------------------------------
+
+    async def record(self, user: User, call_id: str, on: bool) -> dict[str, Any]:
+        """The host starts or stops recording; everyone in the call is told."""
+        call = self.call_of(user, call_id)
+        if user.id != call.host_id:
+            raise Problem(403, "not_host", "only the host records the call")
+        if call.route != "sfu":
+            raise Problem(409, "not_routed_via_sfu", "only calls through the server record")
+        if on:
+            call.recording = await self.rooms.start_recording(call, user.id)
+            await self._changed(call)
+            return call.recording
+        call.recording = None
+        notice = await self.rooms.stop_recording(call)
+        await self._changed(call)
+        return notice
+
+    def _checked(self, signal: Any, types: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(signal, dict) or signal.get("type") not in types:
+            raise Problem(422, "invalid_signal", f"signal types: {', '.join(types)}")
         kind = signal["type"]
+        sfu = {}  # to the SFU: which of the participant's two connections, what it carries
+        if types is SFU_SIGNALS:
+            sfu["pc"] = signal.get("pc", "publish")
+            if sfu["pc"] not in ("publish", "subscribe"):
+                raise Problem(422, "invalid_signal", "pc: publish or subscribe")
+            if kind == "offer" and "tracks" in signal:
+                sfu["tracks"] = _checked_tracks(signal["tracks"])
         if kind in ("offer", "answer"):
             sdp = signal.get("sdp")
             if not isinstance(sdp, str) or len(sdp.encode()) > self.config.max_sdp_bytes:
                 raise Problem(422, "invalid_sdp", "sdp: a session description within the limit")
             if not sdp.startswith("v=0") or "\nm=" not in sdp or "\no=" not in sdp:
                 raise Problem(422, "invalid_sdp", "that is not an SDP session description")
-            return {"type": kind, "sdp": sdp}
+            return {"type": kind, "sdp": sdp, **sfu}
         if kind == "candidate":
             candidate = signal.get("candidate")
             if not (
@@ -248,8 +358,8 @@ class CallService:
             ):
                 raise Problem(422, "invalid_candidate", "candidate: {candidate, sdpMid, ...}")
             allowed = ("candidate", "sdpMid", "sdpMLineIndex", "usernameFragment")
-            return {"type": kind, "candidate": {k: candidate.get(k) for k in allowed}}
-        return {"type": kind}
+            return {"type": kind, "candidate": {k: candidate.get(k) for k in allowed}, **sfu}
+        return {"type": kind, **sfu}
 
     # -- history ----------------------------------------------------------------------------
 
@@ -279,8 +389,8 @@ def _checked_media(media: Any) -> dict[str, bool]:
 
 
 def _checked_tracks(tracks: Any) -> dict[str, str]:
-    """What each of a participant's tracks is (by MediaStreamTrack id): the peers tell a
-    screen share from a camera by it."""
+    """What each of a participant's tracks is (by MediaStreamTrack id, or by mid in an offer
+    to the SFU): the peers tell a screen share from a camera by it."""
     if (
         not isinstance(tracks, dict)
         or len(tracks) > MAX_TRACKS

@@ -17,44 +17,15 @@ from fractions import Fraction
 from typing import Any
 
 import av
-from aiortc import MediaStreamTrack
 
 from ...ids import new_id
 from ..readers import PacketCopy, QueuedReader
 from .h264 import START_CODE, parse_avc_config, to_annexb
+from .packet_track import PacketTrack
 from .vp8 import Vp8Transcoder
 
 Packet = Any  # av.Packet (typed loosely: PyAV's stubs make it generic)
-VIEWER_QUEUE = 120  # packets (~2 s of video + audio)
 OPUS_RATE = 48000
-
-
-class ViewerTrack(MediaStreamTrack):
-    """A track whose frames are ready-made packets for one viewer."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.kind = kind
-        self.queue: asyncio.Queue[Packet] = asyncio.Queue(VIEWER_QUEUE)
-        self.started = kind == "audio"
-        self.dropped = 0
-
-    def push(self, packet: Packet, keyframe: bool) -> None:
-        if not self.started:
-            if not keyframe:
-                return
-            self.started = True
-        if self.queue.full():
-            if not keyframe:
-                self.dropped += 1
-                return
-            while not self.queue.empty():  # resync on the keyframe
-                self.queue.get_nowait()
-                self.dropped += 1
-        self.queue.put_nowait(packet)
-
-    async def recv(self) -> Packet:
-        return await self.queue.get()
 
 
 class Viewer:
@@ -62,8 +33,8 @@ class Viewer:
         self.id = new_id()
         self.pc = pc
         self.video_codec = video_codec  # "h264" (passthrough) or "vp8" (transcoded)
-        self.video = ViewerTrack("video")
-        self.audio = ViewerTrack("audio")
+        self.video = PacketTrack("video")
+        self.audio = PacketTrack("audio")
 
 
 class OpusTranscoder(QueuedReader):

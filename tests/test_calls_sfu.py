@@ -1,0 +1,232 @@
+"""Calls through the SFU, end to end with aiortc peers: three participants see and hear each
+other (frames decoded on the far side, each picture from the right person), mute and
+moderation are enforced by the server, a screen share arrives as its own labelled feed,
+active-speaker events follow the loud one, leaving peers are cleaned up, and a recorded call
+becomes a WebM in the host's files whose streams PyAV checks."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+
+from .files_support import download
+from .sfu_peer import ColourTrack, SfuPeer, ToneTrack, colour_of
+from .support import Client, running
+
+
+async def me(c: Client, token: str) -> str:
+    _, body, _ = await c.call("GET", "/api/auth/me", token)
+    return str(body["id"])
+
+
+async def join(c: Client, call_id: str, name: str, token: str) -> SfuPeer:
+    """A participant who has answered: socket on user:<id> and call:<id>."""
+    user_id = await me(c, token)
+    sock = await c.ws(token)
+    for topic in (f"user:{user_id}", f"call:{call_id}"):
+        assert (await sock.request("subscribe", topic))["op"] == "reply"
+    return SfuPeer(name, user_id, call_id, sock)
+
+
+async def group_call(c: Client, names: list[str], **invite: Any) -> tuple[str, list[SfuPeer]]:
+    tokens = [await c.register(n) for n in names]
+    kind = "group" if len(names) > 2 else "direct"
+    body = {"usernames": names[1:], "kind": kind, **invite}
+    status, call, _ = await c.call("POST", "/api/calls", tokens[0], json=body)
+    assert status == 201 and call["route"] == "sfu", call
+    for token in tokens[1:]:
+        status, _, _ = await c.call("POST", f"/api/calls/{call['id']}/accept", token)
+        assert status == 200
+    return call["id"], [await join(c, call["id"], n, t) for n, t in zip(names, tokens, strict=True)]
+
+
+def udp_sockets() -> int:
+    """UDP sockets this process holds (ICE ports)."""
+    inodes = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as f:
+            inodes |= {line.split()[9] for line in list(f)[1:]}
+    held = 0
+    for fd in os.listdir("/proc/self/fd"):
+        target = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists(f"/proc/self/fd/{fd}") else ""
+        held += target.startswith("socket:[") and target[8:-1] in inodes
+    return held
+
+
+async def stopped(peer: SfuPeer, username: str, label: str) -> bool:
+    """No frame of that feed for a while (after what was in flight)."""
+    await asyncio.sleep(0.5)
+    moment = time.monotonic()
+    await asyncio.sleep(1.0)
+    return peer.since(username, label, moment) == 0
+
+
+async def test_three_peers_through_the_sfu(tmp_path: Path) -> None:
+    udp_before = udp_sockets()
+    async with running(tmp_path) as c:
+        call_id, (alice, bob, carol) = await group_call(c, ["alice", "bob", "carol"])
+        colours = {"alice": "red", "bob": "green", "carol": "blue"}
+        for peer in (alice, bob, carol):
+            mic = ToneTrack() if peer is alice else None
+            tracks = {"camera": ColourTrack(colours[peer.name])}
+            if mic is not None:
+                tracks["microphone"] = mic
+            await peer.publish(tracks)
+        # Everyone sees the two others, each picture from the right person.
+        for peer in (alice, bob, carol):
+            for other in (alice, bob, carol):
+                if other is not peer:
+                    frames = await peer.frames_of(other.name, "camera")
+                    assert colour_of(frames[-1]) == colours[other.name], (peer.name, other.name)
+        sound = await bob.frames_of("alice", "microphone")
+        assert sound[-1].sample_rate == 48000
+        speaker = await carol.event("call.speaker")
+        assert speaker["user_id"] == alice.user_id and speaker["level"] > -30
+
+        # Bob turns his camera off: the SFU stops forwarding it; on again: it comes back.
+        reply = await bob.request({"media": {"video": False}})
+        assert reply["op"] == "reply"
+        assert await stopped(alice, "bob", "camera")
+        await bob.request({"media": {"video": True}})
+        moment = time.monotonic()
+        await asyncio.sleep(1.5)
+        assert alice.since("bob", "camera", moment) > 5
+
+        # The host mutes everyone and locks it: carol cannot unmute, alice is not heard...
+        reply = await alice.request(
+            {"moderate": {"action": "mute", "media": "audio", "user": "all", "lock": True}}
+        )
+        assert set(reply["data"]["moderated"]) == {bob.user_id, carol.user_id}
+        reply = await carol.request({"media": {"audio": True}})
+        assert reply["op"] == "error" and reply["code"] == "muted_by_host"
+        reply = await bob.request(
+            {"moderate": {"action": "mute", "media": "audio", "user": alice.user_id}}
+        )
+        assert reply["code"] == "not_host"
+        await alice.request({"media": {"audio": False}})
+        assert await stopped(bob, "alice", "microphone")
+        await alice.request({"moderate": {"action": "unlock", "media": "audio", "user": "all"}})
+        assert (await carol.request({"media": {"audio": True}}))["op"] == "reply"
+
+        # Carol shares her screen: a new track, its own label, to everyone.
+        offers = alice.offers
+        await carol.publish({"screen": ColourTrack("yellow", (640, 360))})
+        frames = await alice.frames_of("carol", "screen")
+        assert colour_of(frames[-1]) == "yellow" and frames[-1].width == 640
+        assert alice.offers > offers
+        assert colour_of((await bob.frames_of("carol", "screen"))[-1]) == "yellow"
+
+        # Bob leaves: the others stop receiving him; his connections are closed.
+        status, _, _ = await c.call("POST", f"/api/calls/{call_id}/leave", c.tokens["bob"])
+        assert status == 200
+        for _ in range(50):
+            if alice.feed_of("bob", "camera") is None and carol.feed_of("bob", "camera") is None:
+                break
+            await asyncio.sleep(0.1)
+        assert alice.feed_of("bob", "camera") is None and carol.feed_of("bob", "camera") is None
+        frames = await alice.frames_of("carol", "camera")  # the rest goes on
+        assert colour_of(frames[-1]) == "blue"
+        for peer in (alice, bob, carol):
+            await peer.close()
+        for token in (c.tokens["alice"], c.tokens["carol"]):
+            await c.call("POST", f"/api/calls/{call_id}/leave", token)
+        _, history, _ = await c.call("GET", "/api/calls", c.tokens["alice"])
+        assert history["calls"][0]["status"] == "ended"
+    await asyncio.sleep(0.2)
+    assert udp_sockets() <= udp_before, "ICE ports left open"
+
+
+async def test_a_recorded_call_becomes_a_webm_in_the_hosts_files(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        call_id, (alice, bob) = await group_call(c, ["alice", "bob"], record=True)
+        _, state, _ = await c.call("GET", f"/api/calls/{call_id}", c.tokens["bob"])
+        assert state["recording"]["by"] == alice.user_id  # what everyone in the call sees
+        await alice.publish({"camera": ColourTrack("red"), "microphone": ToneTrack()})
+        await bob.publish({"camera": ColourTrack("green", (640, 480))})
+        await bob.frames_of("alice", "camera", 30)
+        await asyncio.sleep(2.0)
+        status, problem, _ = await c.call(
+            "DELETE", f"/api/calls/{call_id}/recording", c.tokens["bob"]
+        )
+        assert status == 403 and problem["code"] == "not_host"
+        status, stopped_, _ = await c.call(
+            "DELETE", f"/api/calls/{call_id}/recording", c.tokens["alice"]
+        )
+        assert status == 200 and stopped_["state"] == "stopped", stopped_
+        notice = await bob.event("call.recording")
+        while notice["state"] != "stopped":
+            notice = await bob.event("call.recording")
+        file = notice["file"]
+        assert file["name"].startswith("Call ") and file["name"].endswith(".webm")
+        status, data, _ = await download(c, c.tokens["alice"], f"/api/files/{file['id']}/content")
+        assert status == 200
+        with av.open(io.BytesIO(data)) as container:
+            streams = {(s.type, s.codec_context.name, s.metadata.get("title")): s
+                       for s in container.streams}  # fmt: skip
+            assert set(streams) == {
+                ("video", "vp8", "alice camera"), ("audio", "opus", "alice microphone"),
+                ("video", "vp8", "bob camera"),
+            }  # fmt: skip
+            assert container.duration is not None and 2.0 < container.duration / 1e6 < 8.0
+            sizes = {(s.metadata["title"]): (s.width, s.height)
+                     for s in container.streams.video}  # fmt: skip
+            assert sizes == {"alice camera": (320, 240), "bob camera": (640, 480)}
+            decoded = sum(1 for _ in container.decode(video=0))
+            assert decoded > 30
+        status, _, _ = await c.call("DELETE", f"/api/calls/{call_id}/recording", c.tokens["alice"])
+        assert status == 409
+        for peer in (alice, bob):
+            await peer.close()
+
+
+async def test_sfu_signaling_is_checked(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        call_id, (alice, bob) = await group_call(c, ["alice", "bob"], route="sfu")
+        h264_only = (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
+            "a=msid-semantic:WMS *\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\n"
+            "a=sendonly\r\na=mid:0\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\n"
+            "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n"
+            "a=fingerprint:sha-256 00:11\r\na=setup:actpass\r\n"
+        )
+        cases = [
+            ({"type": "offer", "sdp": h264_only}, "invalid_sdp"),
+            ({"type": "offer", "sdp": "v=0\r\no=x\r\nm=garbage\r\n"}, "invalid_sdp"),
+            ({"type": "answer", "pc": "subscribe", "sdp": h264_only}, "no_offer"),
+            ({"type": "offer", "pc": "sideways", "sdp": h264_only}, "invalid_signal"),
+            ({"type": "offer", "sdp": h264_only, "tracks": {"0": "hologram"}}, "invalid_tracks"),
+            ({"type": "dance"}, "invalid_signal"),
+        ]
+        for signal, code in cases:
+            reply = await alice.signal(signal)
+            assert reply["op"] == "error" and reply["code"] == code, (signal, reply)
+        reply = await alice.request({"to": bob.user_id, "signal": {"type": "bye"}})
+        assert reply["code"] == "routed_via_sfu"
+        bad_orders = [{"action": "explode", "media": "audio", "user": "all"},
+                      {"action": "mute", "media": "smell", "user": "all"}, "mute"]  # fmt: skip
+        for order in bad_orders:
+            reply = await alice.request({"moderate": order})
+            assert reply["code"] == "invalid_moderation", order
+        # A peer-to-peer call does not talk to the SFU and is not recorded.
+        for peer in (alice, bob):
+            await peer.close()
+        await c.call("POST", f"/api/calls/{call_id}/leave", c.tokens["alice"])
+        carol, dave = await c.register("carol"), await c.register("dave")
+        _, p2p, _ = await c.call("POST", "/api/calls", carol, json={"usernames": ["dave"]})
+        assert p2p["route"] == "p2p"
+        await c.call("POST", f"/api/calls/{p2p['id']}/accept", dave)
+        peer = await join(c, p2p["id"], "carol", carol)
+        reply = await peer.signal({"type": "subscribe"})
+        assert reply["code"] == "not_routed_via_sfu"
+        status, problem, _ = await c.call("POST", f"/api/calls/{p2p['id']}/recording", carol)
+        assert status == 409 and problem["code"] == "not_routed_via_sfu"
+        body = {"usernames": ["carol"], "route": "p2p", "record": True}
+        status, problem, _ = await c.call("POST", "/api/calls", dave, json=body)
+        assert status == 422 and problem["code"] == "record_needs_sfu"
+        await peer.close()
