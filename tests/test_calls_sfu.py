@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import av
+import pytest
 
+from .browser import CHROMIUM, chromium_page
 from .files_support import download
 from .sfu_peer import ColourTrack, SfuPeer, ToneTrack, colour_of
 from .support import Client, running
+from .test_calls import FAKE_MEDIA
 
 
 async def me(c: Client, token: str) -> str:
@@ -230,3 +233,41 @@ async def test_sfu_signaling_is_checked(tmp_path: Path) -> None:
         status, problem, _ = await c.call("POST", "/api/calls", dave, json=body)
         assert status == 422 and problem["code"] == "record_needs_sfu"
         await peer.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+async def test_chromium_joins_an_sfu_call_from_the_call_page(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        call_id, (alice, bob) = await group_call(c, ["alice", "bob"], route="sfu")
+        await bob.close()  # bob joins from the browser instead
+        await alice.publish({"camera": ColourTrack("red"), "microphone": ToneTrack()})
+        page_url = c.url(f"/call#token={c.tokens['bob']}&call={call_id}")
+        async with chromium_page(page_url, *FAKE_MEDIA) as page:
+            frames = await alice.frames_of("bob", "camera")  # the browser's fake camera
+            assert frames[-1].width > 0
+            caption, playing = "", 0.0
+            for _ in range(150):  # and the page plays alice's camera in a labelled tile
+                caption, playing = await page.evaluate(
+                    "[...document.querySelectorAll('#grid figure')].filter(f => !f.hidden)"
+                    ".map(f => [f.querySelector('figcaption').textContent,"
+                    " f.querySelector('video').currentTime])[0] || ['', 0]"
+                )
+                if playing > 0.5:
+                    break
+                await asyncio.sleep(0.1)
+            assert caption == "alice · camera" and playing > 0.5, (caption, playing)
+            await alice.request(
+                {"moderate": {"action": "mute", "media": "audio", "user": "all", "lock": True}}
+            )
+            label = ""
+            for _ in range(50):  # the page follows the host's mute
+                label = await page.evaluate("document.getElementById('mute').textContent")
+                if label == "Unmute":
+                    break
+                await asyncio.sleep(0.1)
+            assert label == "Unmute"
+            await page.evaluate("document.getElementById('hangup').click()")
+            state = await alice.event("call.state")
+            while state["call"]["status"] != "ended":
+                state = await alice.event("call.state")
+        await alice.close()
