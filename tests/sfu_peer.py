@@ -18,7 +18,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 from av import AudioFrame, VideoFrame
 
 from .support import Socket
@@ -69,8 +69,7 @@ class SfuPeer:
     def __init__(self, name: str, user_id: str, call_id: str, sock: Socket) -> None:
         self.name, self.user_id, self.call_id, self.sock = name, user_id, call_id, sock
         self.topic = f"call:{call_id}"
-        self.publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.subscriber = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.publisher, self.subscriber = self._connections()
         self.feeds: dict[str, dict[str, Any]] = {}  # mid -> the feed it carries now
         self.frames: dict[str, list[tuple[float, Any]]] = defaultdict(list)  # feed id -> ...
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -78,7 +77,20 @@ class SfuPeer:
         self.answered = asyncio.Event()
         self.offers = 0
         self.tasks = [asyncio.ensure_future(self._read())]
-        self.subscriber.on("track", self._on_track)
+
+    def _connections(self) -> tuple[RTCPeerConnection, RTCPeerConnection]:
+        subscriber = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        subscriber.on("track", self._on_track)
+        return RTCPeerConnection(RTCConfiguration(iceServers=[])), subscriber
+
+    async def restart(self, tracks: dict[str, MediaStreamTrack]) -> None:
+        """The network changed: tell the SFU, start over with new connections."""
+        assert (await self.signal({"type": "restart"}))["op"] == "reply"
+        await self.publisher.close()
+        await self.subscriber.close()
+        self.publisher, self.subscriber = self._connections()
+        self.feeds = {}
+        await self.publish(tracks)
 
     async def request(self, data: Any) -> dict[str, Any]:
         """Publish on the call topic; the server's reply (or error)."""
@@ -135,13 +147,15 @@ class SfuPeer:
         return sum(1 for at, _ in self.frames[feed["feed"]] if at > moment)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        transceiver = next(
-            t for t in self.subscriber.getTransceivers() if t.receiver.track is track
-        )
+        pc = self.subscriber
+        transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is track)
 
         async def pull() -> None:
             while True:
-                frame = await track.recv()
+                try:
+                    frame = await track.recv()
+                except MediaStreamError:
+                    return
                 feed = self.feeds.get(transceiver.mid or "")
                 if feed is not None:
                     self.frames[feed["feed"]].append((time.monotonic(), frame))

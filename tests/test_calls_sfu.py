@@ -145,6 +145,21 @@ async def test_three_peers_through_the_sfu(tmp_path: Path) -> None:
     assert udp_sockets() <= udp_before, "ICE ports left open"
 
 
+async def test_a_peer_whose_network_changed_restarts_and_is_seen_again(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        _, (alice, bob) = await group_call(c, ["alice", "bob"], route="sfu")
+        await alice.publish({"camera": ColourTrack("red")})
+        await bob.publish({"camera": ColourTrack("green")})
+        before = bob.feed_of("alice", "camera")
+        assert colour_of((await bob.frames_of("alice", "camera"))[-1]) == "red"
+        await alice.restart({"camera": ColourTrack("yellow")})
+        frames = await bob.frames_of("alice", "camera")
+        assert colour_of(frames[-1]) == "yellow" and bob.feed_of("alice", "camera") != before
+        assert colour_of((await alice.frames_of("bob", "camera"))[-1]) == "green"
+        for peer in (alice, bob):
+            await peer.close()
+
+
 async def test_a_recorded_call_becomes_a_webm_in_the_hosts_files(tmp_path: Path) -> None:
     async with running(tmp_path) as c:
         call_id, (alice, bob) = await group_call(c, ["alice", "bob"], record=True)
