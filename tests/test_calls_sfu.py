@@ -75,12 +75,12 @@ async def test_three_peers_through_the_sfu(tmp_path: Path) -> None:
     async with running(tmp_path) as c:
         call_id, (alice, bob, carol) = await group_call(c, ["alice", "bob", "carol"])
         colours = {"alice": "red", "bob": "green", "carol": "blue"}
-        for peer in (alice, bob, carol):
-            mic = ToneTrack() if peer is alice else None
-            tracks = {"camera": ColourTrack(colours[peer.name])}
-            if mic is not None:
-                tracks["microphone"] = mic
-            await peer.publish(tracks)
+        tracks: dict[str, dict[str, Any]] = {
+            p.name: {"camera": ColourTrack(colours[p.name])} for p in (alice, bob, carol)
+        }
+        tracks["alice"]["microphone"] = ToneTrack()
+        # All at once, as real clients join: the SFU's offers to each must not cross.
+        await asyncio.gather(*(p.publish(tracks[p.name]) for p in (alice, bob, carol)))
         # Everyone sees the two others, each picture from the right person.
         for peer in (alice, bob, carol):
             for other in (alice, bob, carol):

@@ -246,8 +246,12 @@ class Room:
             changed = True
         if not changed or not member.outlets:
             return
-        await pc.setLocalDescription(await pc.createOffer())
-        member.offering = True
+        member.offering = True  # before the first await: one offer out at a time
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+        except Exception:
+            member.offering = False
+            raise
         tracks = {o.transceiver.mid: o.feed.view() for o in member.outlets if o.feed is not None}
         await self.notify(
             member.user_id,
