@@ -160,6 +160,25 @@ async def test_a_peer_whose_network_changed_restarts_and_is_seen_again(tmp_path:
             await peer.close()
 
 
+async def test_a_peer_whose_connections_drop_is_taken_out_of_the_room(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        call_id, (alice, bob) = await group_call(c, ["alice", "bob"], route="sfu")
+        await asyncio.gather(alice.publish({"camera": ColourTrack("red")}),
+                             bob.publish({"camera": ColourTrack("green")}))  # fmt: skip
+        await alice.frames_of("bob", "camera")
+        await bob.publisher.close()  # bob's app dies without a word
+        await bob.subscriber.close()
+        for _ in range(100):
+            if alice.feed_of("bob", "camera") is None:
+                break
+            await asyncio.sleep(0.1)
+        assert alice.feed_of("bob", "camera") is None, "alice was offered bob's feed away"
+        _, state, _ = await c.call("GET", f"/api/calls/{call_id}", c.tokens["alice"])
+        assert {p["state"] for p in state["participants"]} == {"joined"}  # still in the call
+        for peer in (alice, bob):
+            await peer.close()
+
+
 async def test_a_recorded_call_becomes_a_webm_in_the_hosts_files(tmp_path: Path) -> None:
     async with running(tmp_path) as c:
         call_id, (alice, bob) = await group_call(c, ["alice", "bob"], record=True)

@@ -118,8 +118,21 @@ class Room:
             self.members[user_id] = Member(user_id, username)
         return self.members[user_id]
 
-    def _connection(self) -> RTCPeerConnection:
-        return RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
+    def _connection(self, member: Member) -> RTCPeerConnection:
+        """A connection for ``member``: if it fails (the network went away for good), the
+        member's media session ends; the participant may publish again (``restart``)."""
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
+
+        async def changed() -> None:
+            if (
+                pc.connectionState in ("failed", "closed")
+                and self.members.get(member.user_id) is member
+            ):
+                log.info("sfu.connection_lost", call=self.call_id, user=member.user_id)
+                await self.leave(member.user_id)
+
+        pc.on("connectionstatechange", changed)
+        return pc
 
     # -- signals from a participant ---------------------------------------------------------
 
@@ -146,7 +159,7 @@ class Room:
             raise Problem(422, "invalid_sdp", str(exc)) from None
         async with member.publishing:
             if member.publisher is None:
-                member.publisher = self._connection()
+                member.publisher = self._connection(member)
             pc = member.publisher
             added: list[Feed] = []
 
@@ -216,7 +229,11 @@ class Room:
     async def _resync(self, exclude: str | None) -> None:
         for member in list(self.members.values()):
             if member.user_id != exclude and (member.subscriber or member.publisher):
-                await self._offer_feeds(member)
+                try:
+                    await self._offer_feeds(member)
+                except Exception as exc:  # one member's broken connection is theirs alone
+                    log.warning("sfu.offer_failed", call=self.call_id, user=member.user_id,
+                                error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
     async def _offer_feeds(self, member: Member) -> None:
         """Bring the member's subscribe connection in line with the others' feeds and send
@@ -226,8 +243,10 @@ class Room:
             return
         member.stale = False
         if member.subscriber is None:
-            member.subscriber = self._connection()
+            member.subscriber = self._connection(member)
         pc = member.subscriber
+        if pc.connectionState == "closed":
+            return
         wanted = {f.id: f for f in self.feeds() if f.owner != member.user_id}
         changed = False
         for outlet in member.outlets:
@@ -292,9 +311,10 @@ class Room:
         await self._resync(exclude=None)
 
     async def close(self) -> None:
-        for member in list(self.members.values()):
+        members = list(self.members.values())
+        self.members.clear()
+        for member in members:
             for feed in member.feeds.values():
                 self._drop(feed)
             with contextlib.suppress(Exception):
                 await member.close()
-        self.members.clear()
