@@ -1,10 +1,13 @@
-"""Calls: ring users (direct or group), answer, hang up, and WebRTC signaling relayed by the
-server between the participants, with STUN/TURN servers (time-limited TURN credentials).
+"""Calls: ring users (direct or group), answer, hang up; WebRTC peer to peer (signals relayed
+by the server) or through the server's SFU (group and recorded calls: see ``sfu/``), with
+STUN/TURN servers (time-limited TURN credentials), host moderation and recording.
 
 Realtime: invitations, call states and signals arrive on your ``user:<id>`` topic
 (``call.invite``, ``call.state``, ``call.signal``); publish ``{"to": user id, "signal":
-{"type": "offer" | "answer" | "candidate" | "restart" | "bye", ...}}`` or ``{"media":
-{"audio": bool, "video": bool, "screen": bool}}`` on ``call:<call id>``.
+{"type": "offer" | "answer" | "candidate" | "restart" | "bye", ...}}`` (``"to": "sfu"`` on
+calls through the SFU), ``{"media": {"audio": bool, "video": bool, "screen": bool}}`` or the
+host's ``{"moderate": {...}}`` on ``call:<call id>``; ``call.speaker`` and ``call.recording``
+arrive there.
 """
 
 from __future__ import annotations
@@ -51,8 +54,8 @@ async def setup(ctx: PluginContext) -> None:
 
 plugin = Plugin(
     name="calls",
-    version="0.1.0",
-    description="Calls: ringing, answers, hang-ups, WebRTC signaling, STUN/TURN credentials",
+    version="0.2.0",
+    description="Calls: ringing, WebRTC signaling, an SFU for group calls, recording, TURN",
     setup=setup,
     config=Config,
     migrations=MIGRATIONS,
