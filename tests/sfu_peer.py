@@ -57,6 +57,24 @@ class ToneTrack(AudioStreamTrack):
         return frame
 
 
+class NoiseTrack(VideoStreamTrack):
+    """A camera showing noise: an encoder spends all the bitrate it is allowed on it."""
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        blocks = np.random.randint(0, 255, (15, 20, 3), np.uint8)  # 16x16 blocks of noise
+        rgb = blocks.repeat(16, axis=0).repeat(16, axis=1)
+        frame = VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+async def bytes_sent(pc: RTCPeerConnection) -> int:
+    """Media bytes a connection has sent so far."""
+    stats = await pc.getStats()
+    return sum(s.bytesSent for s in stats.values() if s.type == "outbound-rtp")
+
+
 def colour_of(frame: VideoFrame) -> str:
     """The named colour nearest to the frame's average."""
     mean = frame.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0)
@@ -75,6 +93,7 @@ class SfuPeer:
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.answered = asyncio.Event()
+        self.answer = ""  # the SFU's last answer to this peer's publish offer
         self.offers = 0
         self.tasks = [asyncio.ensure_future(self._read())]
 
@@ -181,6 +200,7 @@ class SfuPeer:
             await self.publisher.setRemoteDescription(
                 RTCSessionDescription(signal["sdp"], "answer")
             )
+            self.answer = signal["sdp"]
             self.answered.set()
         elif signal["type"] == "offer":
             self.feeds = dict(signal["tracks"])

@@ -18,7 +18,7 @@ import pytest
 
 from .browser import CHROMIUM, chromium_page
 from .files_support import download
-from .sfu_peer import ColourTrack, SfuPeer, ToneTrack, colour_of
+from .sfu_peer import ColourTrack, NoiseTrack, SfuPeer, ToneTrack, bytes_sent, colour_of
 from .support import Client, running
 from .test_calls import FAKE_MEDIA
 
@@ -175,6 +175,22 @@ async def test_a_peer_whose_connections_drop_is_taken_out_of_the_room(tmp_path: 
         assert alice.feed_of("bob", "camera") is None, "alice was offered bob's feed away"
         _, state, _ = await c.call("GET", f"/api/calls/{call_id}", c.tokens["alice"])
         assert {p["state"] for p in state["participants"]} == {"joined"}  # still in the call
+        for peer in (alice, bob):
+            await peer.close()
+
+
+async def test_publishers_are_held_to_the_video_bitrate_cap(tmp_path: Path) -> None:
+    async with running(tmp_path, **{"plugins.calls.max_video_kbps": 300}) as c:
+        _, (alice, bob) = await group_call(c, ["alice", "bob"], route="sfu")
+        await alice.publish({"camera": NoiseTrack()})
+        await bob.publish({"camera": ColourTrack("green")})
+        assert "b=AS:300" in alice.answer  # what a browser keeps under
+        await bob.frames_of("alice", "camera")
+        await asyncio.sleep(3)  # the SFU's REMB feedback reaches alice's encoder
+        sent = await bytes_sent(alice.publisher)
+        await asyncio.sleep(3)
+        kbps = (await bytes_sent(alice.publisher) - sent) * 8 / 3 / 1000
+        assert kbps < 300 * 1.3, f"alice still sends {kbps:.0f} kbit/s"  # aiortc starts at 500
         for peer in (alice, bob):
             await peer.close()
 
