@@ -33,6 +33,7 @@ from .config import LoadedConfig, Settings
 from .errors import Problem, from_http_exception
 from .media import Media
 from .metrics import Metrics
+from .oversight import Oversight
 from .plugins import EnabledPlugin, PluginContext, discover, resolve, start_plugin
 from .realtime import Gateway, create_engine
 from .services import ServiceRegistry
@@ -63,6 +64,7 @@ class Core:
     contexts: list[PluginContext] = field(default_factory=list)
     announcements: list[tuple[str, str]] = field(default_factory=list)
     services: ServiceRegistry = field(default_factory=ServiceRegistry)
+    oversight: Oversight = field(default_factory=Oversight)
     media: Media | None = None
     draining: bool = False
     background: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -290,6 +292,7 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
         await media.start()
         cleanups.append(media.stop)
         core.media = media
+        media.oversee(core.oversight, auth)
         if media.rtmp is not None:
             host = _public_host(settings)
             core.announcements.append(
@@ -313,6 +316,7 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
                 data_dir=data_dir,
                 metrics=metrics.registry,
                 services=core.services,
+                oversight=core.oversight,
                 announcements=core.announcements,
             )
             core.contexts.append(ctx)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .auth import Auth
     from .bus import EventBus
     from .config import Settings
+    from .oversight import Oversight
     from .realtime import Gateway
     from .services import ServiceRegistry
     from .store import Migration, Store
@@ -52,7 +53,8 @@ class NoConfig(BaseModel):
 class PluginContext:
     """Everything a plugin may use. ``api`` registers JSON routes under ``/api/<name>``;
     ``app.router`` is there for anything else (static files, media); ``services`` holds what
-    plugins provide each other (see :mod:`syncstream.services`)."""
+    plugins provide each other (see :mod:`syncstream.services`); ``oversight`` takes what
+    they show the operator (see :mod:`syncstream.oversight`)."""
 
     name: str
     config: Any
@@ -67,6 +69,7 @@ class PluginContext:
     data_dir: Path
     metrics: CollectorRegistry
     services: ServiceRegistry
+    oversight: Oversight
     announcements: list[tuple[str, str]] = field(default_factory=list)
     log: Any = None
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

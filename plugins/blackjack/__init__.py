@@ -53,7 +53,9 @@ async def setup(ctx: PluginContext) -> None:
             presence=True,
         )
     )
-    register(ctx.api, service)
+    register(ctx.api, service, ctx.audit)
+    ctx.oversight.add_figures("blackjack", service.figures)
+    ctx.oversight.add_user_facts("blackjack", service.user_facts)
     ctx.announce("Blackjack", "{url}/api/blackjack/tables  (verify shoes: /api/blackjack/verify)")
     await service.start()
     ctx.on_cleanup(service.close)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syncstream import Call, Problem
 from syncstream.api import ScopedApi
+from syncstream.audit import Audit
 
 from .config import RulesIn
 from .rules import Rules
@@ -73,7 +74,14 @@ class VerifyIn(BaseModel):
     dealt: int = Field(0, ge=0, le=10_000, description="Cards dealt (0: the first shuffle)")
 
 
-def register(api: ScopedApi, service: BlackjackService) -> None:
+class AdjustIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: int = Field(ge=-1_000_000_000, le=1_000_000_000, description="Chips; not 0")
+    reason: str = Field(min_length=1, max_length=200)
+    request_id: str = REQUEST_ID
+
+
+def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
     store, wallets = service.store, service.wallets
 
     @api.route("POST", "/tables", body=TableIn, status=201)
@@ -154,6 +162,24 @@ def register(api: ScopedApi, service: BlackjackService) -> None:
         """Claim the daily top-up (once per UTC day)."""
         entry = await wallets.topup(call.user.id)
         return {"credited": entry.amount, "balance": await wallets.balance(call.user.id)}
+
+    @api.route("POST", "/wallets/{user_id:[0-9a-f]{32}}/adjust", body=AdjustIn, auth="admin")
+    async def adjust(call: Call[AdjustIn]) -> dict[str, Any]:
+        """Credit or debit a user's chips (admin; audited with the reason)."""
+        body, user_id = call.body, call.param("user_id")
+        if body.amount == 0:
+            raise Problem(422, "zero_adjustment", "adjust by a number of chips other than 0")
+        user = await service.auth.get_user(user_id)
+        entry = await wallets.adjust(user.id, body.amount, body.request_id)
+        await audit.record(
+            "blackjack.chips_adjusted", actor_id=call.user.id, target=user.id, ip=call.ip,
+            amount=body.amount, reason=body.reason,
+        )  # fmt: skip
+        return {
+            "entry": entry.id,
+            "amount": entry.amount,
+            "balance": await wallets.balance(user.id),
+        }
 
     @api.route("GET", "/wallet/ledger", query=LedgerQuery)
     async def ledger(call: Call[None]) -> dict[str, Any]:

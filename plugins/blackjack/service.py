@@ -80,6 +80,16 @@ class BlackjackService:
             self.absence.patrol(self._seated, self._free_seats)
         )
 
+    async def figures(self) -> dict[str, float]:
+        seated = sum(len(live.table.seats) for live in self.tables.values())
+        return {"tables": len(self.tables), "seated": seated}
+
+    async def user_facts(self, user_id: str) -> dict[str, Any]:
+        hands = await self.store.fetchval(
+            "SELECT COUNT(*) FROM blackjack_ledger WHERE user_id = ? AND kind = 'bet'", user_id
+        )
+        return {"balance": await self.wallets.balance(user_id), "bets": int(hands)}
+
     async def close(self) -> None:
         tasks = [live.timer for live in self.tables.values()] + [self._sweeper]
         for task in tasks:

@@ -116,6 +116,14 @@ class Wallets:
             )  # fmt: skip
         return entry
 
+    async def adjust(self, user_id: str, amount: int, request_id: str) -> Entry:
+        """An operator's correction (credit, or debit down to zero at most); a retried
+        request moves nothing twice."""
+        entry = await self._once(user_id, amount, "adjustment", f"admin:{request_id}")
+        if entry.replayed:
+            raise Problem(409, "already_adjusted", "that request id was already used")
+        return entry
+
     async def _once(
         self, user_id: str, amount: int, kind: str, request_id: str,
         table_id: str | None = None, round_id: str | None = None,

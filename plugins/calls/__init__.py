@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from syncstream import Namespace, Plugin, PluginContext, User
+from syncstream.bus import Event
 from syncstream.filestore import FileStore
 from syncstream.realtime import Published
 
@@ -28,7 +29,7 @@ from .service import CallService
 async def setup(ctx: PluginContext) -> None:
     config: Config = ctx.config
     service = CallService(
-        ctx.store, ctx.auth, ctx.bus, ctx.gateway, config,
+        ctx.store, ctx.auth, ctx.audit, ctx.bus, ctx.gateway, config,
         files=lambda: ctx.services.find(FileStore),
         scratch=ctx.data_dir / "calls" / "recordings",
     )  # fmt: skip
@@ -47,9 +48,21 @@ async def setup(ctx: PluginContext) -> None:
         )
     )
     register(ctx.api, service)
+    ctx.oversight.add_figures("calls", service.figures)
+    ctx.oversight.add_user_facts("calls", service.user_facts)
+
+    async def on_banned(event: Event) -> None:
+        await service.hang_up_user(str(event.data.get("user_id")))
+
+    unlisten = ctx.bus.listen("user.banned", on_banned)
     register_page(ctx.app.router)
     ctx.announce("Call page", "{url}/call#token=<token>&call=<call id>")
     ctx.on_cleanup(service.close)
+
+    async def stop_listening() -> None:
+        unlisten()
+
+    ctx.on_cleanup(stop_listening)
 
 
 plugin = Plugin(

@@ -115,6 +115,11 @@ class Call:
             self._settle(now)
         return missed
 
+    def end(self, reason: str, now: float) -> None:
+        """End the call for everyone (an operator's order, say)."""
+        self._live()
+        self._end(reason, now)
+
     def _settle(self, now: float) -> None:
         joined, ringing = self.joined(), self.ringing()
         if self.status == "ringing":

@@ -64,6 +64,11 @@ def register(api: ScopedApi, service: CallService) -> None:
         """Stop recording: the file lands in the host's Recordings/Calls folder."""
         return await service.record(call.user, call.param("call_id"), False)
 
+    @api.route("POST", CALL + "/end", auth="admin")
+    async def end(call: ApiCall[None]) -> dict[str, Any]:
+        """End a call for everyone (admin; audited)."""
+        return await service.end_call(call.param("call_id"), call.user, call.ip)
+
     for how in ("accept", "decline", "leave", "cancel"):
         register_answer(api, service, how)
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import structlog
 
 from syncstream import Problem, User
+from syncstream.audit import Audit
 from syncstream.auth import Auth
 from syncstream.bus import EventBus
 from syncstream.filestore import FileStore
@@ -47,10 +48,10 @@ MAX_TRACKS = 8
 
 class CallService:
     def __init__(
-        self, store: Store, auth: Auth, bus: EventBus, gateway: Gateway, config: Config,
-        files: Callable[[], FileStore | None], scratch: Path,
+        self, store: Store, auth: Auth, audit: Audit, bus: EventBus, gateway: Gateway,
+        config: Config, files: Callable[[], FileStore | None], scratch: Path,
     ) -> None:  # fmt: skip
-        self.store, self.auth, self.bus, self.gateway = store, auth, bus, gateway
+        self.store, self.auth, self.audit, self.bus, self.gateway = store, auth, audit, bus, gateway
         self.config = config
         self.rooms = Rooms(gateway, bus, config, files, scratch)
         self.calls: dict[str, Call] = {}
@@ -360,6 +361,42 @@ class CallService:
             allowed = ("candidate", "sdpMid", "sdpMLineIndex", "usernameFragment")
             return {"type": kind, "candidate": {k: candidate.get(k) for k in allowed}, **sfu}
         return {"type": kind, **sfu}
+
+    # -- the operator -----------------------------------------------------------------------
+
+    async def end_call(self, call_id: str, admin: User, ip: str | None) -> dict[str, Any]:
+        """An admin ends a call for everyone (audited)."""
+        call = self.calls.get(call_id)
+        if call is None:
+            raise Problem(404, "call_not_found", "no such call (or it has ended)")
+        call.end("ended_by_admin", time.time())
+        await self.audit.record("call.ended_by_admin", actor_id=admin.id, target=call.id, ip=ip)
+        await self._changed(call)
+        return call.view()
+
+    async def hang_up_user(self, user_id: str) -> None:
+        """A banned user leaves every call at once."""
+        for call in list(self.calls.values()):
+            if user_id in call.joined():
+                call.leave(user_id, time.time())
+                await self.rooms.leave(call.id, user_id)
+                await self._changed(call)
+
+    async def figures(self) -> dict[str, float]:
+        live = [c for c in self.calls.values() if c.status != "ended"]
+        return {
+            "active": len(live),
+            "participants": sum(len(c.joined()) for c in live),
+            "sfu_feeds": sum(len(r.feeds()) for r in self.rooms.rooms.values()),
+            "recording": len(self.rooms.recordings),
+        }
+
+    async def user_facts(self, user_id: str) -> dict[str, Any]:
+        calls = await self.store.fetchval(
+            "SELECT COUNT(*) FROM call_participants WHERE user_id = ?", user_id
+        )
+        now = self.in_call(user_id)
+        return {"calls": int(calls), "in_call": now.id if now else None}
 
     # -- history ----------------------------------------------------------------------------
 

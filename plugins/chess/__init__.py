@@ -52,7 +52,9 @@ async def setup(ctx: PluginContext) -> None:
             "chess", can_publish=lambda user, topic: True, on_publish=on_publish, presence=True
         )
     )
-    register(ctx.api, service)
+    register(ctx.api, service, ctx.audit)
+    ctx.oversight.add_figures("chess", service.figures)
+    ctx.oversight.add_user_facts("chess", service.user_facts)
     await service.start()
     ctx.on_cleanup(service.close)
 

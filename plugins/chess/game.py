@@ -182,6 +182,12 @@ class Game:
         elif board.is_seventyfive_moves():
             self.end("1/2-1/2", "seventyfive_moves")
 
+    def stop(self, termination: str) -> None:
+        """End the game without a result (an operator's order); no rating changes."""
+        self._live()
+        self.end("*", termination)
+        self.seq += 1
+
     def end(self, result: str, termination: str) -> None:
         self.status, self.result, self.termination = "ended", result, termination
         self.clock.running = None

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syncstream import Call, Problem, User
 from syncstream.api import ScopedApi
+from syncstream.audit import Audit
 
 from .glicko2 import PROVISIONAL_RD
 from .service import ChessService
@@ -49,7 +50,7 @@ class MoveQuery(BaseModel):
     lag_ms: int = Field(0, ge=0, le=10_000, description="Your measured network lag")
 
 
-def register(api: ScopedApi, chess_service: ChessService) -> None:
+def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
     service, store = chess_service, chess_service.store
 
     @api.route("POST", "/challenges", body=ChallengeIn, status=201)
@@ -265,6 +266,15 @@ def register(api: ScopedApi, chess_service: ChessService) -> None:
             return await service.act(call.user, call.param("game_id"), name)
 
         api.route("POST", GAME + f"/{name}", summary=name.replace("_", " ").title())(act)
+
+    @api.route("POST", GAME + "/stop", auth="admin")
+    async def stop(call: Call[None]) -> dict[str, Any]:
+        """End a game in progress without a result (admin; audited)."""
+        state = await service.stop(call.user, call.param("game_id"))
+        await audit.record(
+            "chess.game_stopped", actor_id=call.user.id, target=call.param("game_id"), ip=call.ip
+        )
+        return state
 
     @api.route("GET", GAME + "/stream")
     async def stream(call: Call[None]) -> web.StreamResponse:

@@ -370,6 +370,25 @@ class ChessService:
             )  # fmt: skip
         return state
 
+    async def stop(self, admin: User, game_id: str) -> dict[str, Any]:
+        """An admin ends a game in progress without a result."""
+        if not admin.is_admin:
+            raise Problem(403, "admin_only", "only an admin ends other people's games")
+        return await self.command(admin, game_id, "stop", {})
+
+    async def figures(self) -> dict[str, float]:
+        return {"games_active": sum(g.status == "started" for g in self.games.values())}
+
+    async def user_facts(self, user_id: str) -> dict[str, Any]:
+        games = await self.store.fetchval(
+            "SELECT COUNT(*) FROM chess_games WHERE white_id = ? OR black_id = ?", user_id, user_id
+        )
+        playing = [g.id for g in self.games.values()
+                   if g.status == "started" and user_id in g.players.values()]  # fmt: skip
+        rating, rated_games = await self.rating(user_id)
+        return {"games": int(games), "playing_now": playing, "rating": round(rating.rating),
+                "rated_games": rated_games}  # fmt: skip
+
     async def rating(self, user_id: str) -> tuple[Rating, int]:
         row = await self.store.fetchone(
             "SELECT rating, rd, vol, games FROM chess_ratings WHERE user_id = ?", user_id
@@ -425,6 +444,8 @@ class ChessService:
             game = await self.hold(game_id)
         except Remote as remote:
             return await self._forward(remote.node, user, game_id, kind, args)
+        if kind == "stop":  # an admin ends the game (checked by the node that took the call)
+            return await self._change(game, lambda g: g.stop("ended_by_admin"))
         if kind == "move":
             return await self._change(
                 game,

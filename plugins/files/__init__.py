@@ -64,6 +64,8 @@ async def setup(ctx: PluginContext) -> None:
     )
     register(ctx.api, service, ctx.settings.server.public_url.rstrip("/"))
     ctx.announce("Files", "{url}/api/files  (tus uploads: {url}/api/files/tus)")
+    ctx.oversight.add_user_facts("files", service.user_facts)
+    ctx.oversight.add_figures("files", service.figures)
 
     async def on_recorded(event: Event) -> None:
         if event.origin == ctx.bus.node_id:  # the recording is on this node's disk

@@ -68,6 +68,8 @@ class FilesService:
         )
         self._progress_sent: dict[str, float] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._figures: dict[str, float] = {}
+        self._figures_at = -1e9
 
     # -- events -----------------------------------------------------------------------------
 
@@ -128,6 +130,34 @@ class FilesService:
             {"file_id": node["id"], "owner_id": node["owner_id"], "files": file_ids},
         )
         return len(file_ids)
+
+    async def user_facts(self, user_id: str) -> dict[str, Any]:
+        """What the operator sees of a user's files."""
+        row = await self.store.fetchone(
+            "SELECT COUNT(*) AS files, COALESCE(SUM(size), 0) AS bytes FROM files_nodes"
+            " WHERE owner_id = ? AND kind = 'file'",
+            user_id,
+        )
+        links = await self.store.fetchval(
+            "SELECT COUNT(*) FROM files_links l JOIN files_nodes n ON n.id = l.node_id"
+            " WHERE n.owner_id = ? AND l.revoked_at IS NULL",
+            user_id,
+        )
+        assert row is not None
+        return {"files": int(row["files"]), "bytes": int(row["bytes"]), "live_links": int(links)}
+
+    async def figures(self) -> dict[str, float]:
+        """Storage used by everyone (a table scan: recomputed at most once a minute)."""
+        now = time.monotonic()
+        if now - self._figures_at > 60:
+            row = await self.store.fetchone(
+                "SELECT COUNT(*) AS files, COALESCE(SUM(size), 0) AS bytes FROM files_nodes"
+                " WHERE kind = 'file'"
+            )
+            assert row is not None
+            self._figures = {"files": float(row["files"]), "bytes": float(row["bytes"])}
+            self._figures_at = now
+        return self._figures
 
     async def purge_expired_trash(self) -> int:
         before = time.time() - self.config.trash_days * 86400

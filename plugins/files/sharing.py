@@ -178,6 +178,19 @@ def register_sharing(api: ScopedApi, service: FilesService, public_url: str) -> 
         )
         return {"links": [link_public(r, public_url) for r in rows]}
 
+    @api.route("GET", "/links", auth="admin")
+    async def all_links(call: Call[None]) -> dict[str, Any]:
+        """Every live public link, newest first, with its item and owner (admin)."""
+        rows = await store.fetchall(
+            "SELECT l.*, n.name, n.kind, u.username AS owner FROM files_links l"
+            " JOIN files_nodes n ON n.id = l.node_id JOIN users u ON u.id = n.owner_id"
+            " WHERE l.revoked_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > ?)"
+            " ORDER BY l.created_at DESC LIMIT 500",
+            time.time(),
+        )
+        return {"links": [{**link_public(r, public_url), "name": r["name"], "kind": r["kind"],
+                           "owner": r["owner"]} for r in rows]}  # fmt: skip
+
 
 def register_public_links(api: ScopedApi, service: FilesService) -> None:
     """Public links: anyone with the token (and the password, if set) may read."""
@@ -262,13 +275,14 @@ def register_public_links(api: ScopedApi, service: FilesService) -> None:
 
     @api.route("DELETE", "/links/{token}")
     async def revoke_link(call: Call[None]) -> None:
-        """Revoke a link you made; it stops working at once."""
+        """Revoke a link to your file (or, as an admin, anyone's); it stops working at once."""
         row = await store.fetchone(
             "SELECT token, node_id, created_by FROM files_links WHERE token = ?",
             call.param("token")[:64],
         )
         node = None if row is None else await tree.get(row["node_id"])
-        if row is None or node is None or node["owner_id"] != call.user.id:
+        mine = node is not None and node["owner_id"] == call.user.id
+        if row is None or node is None or not (mine or call.user.is_admin):
             raise Problem(404, "link_not_found", "no such link")
         await store.execute(
             "UPDATE files_links SET revoked_at = ? WHERE token = ?", time.time(), row["token"]

@@ -6,6 +6,7 @@ queue with progress, cancel and retry that any node of a cluster can work on.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from syncstream import Namespace, Plugin, PluginContext, User
 from syncstream.bus import Event
@@ -60,6 +61,16 @@ async def setup(ctx: PluginContext) -> None:
         return package.get("token") if package else None
 
     register_package_routes(ctx.app, packager, token_of)
+
+    async def figures() -> dict[str, float]:
+        counts = await jobs.counts()
+        return {"queued": counts.get("queued", 0.0), "running": counts.get("running", 0.0)}
+
+    async def facts(user_id: str) -> dict[str, Any]:
+        return {"jobs": {k: int(v) for k, v in (await jobs.counts(user_id)).items()}}
+
+    ctx.oversight.add_figures("jobs", figures)
+    ctx.oversight.add_user_facts("jobs", facts)
 
     def on_remote(event: Event) -> None:
         if event.origin == ctx.bus.node_id:

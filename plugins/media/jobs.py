@@ -116,6 +116,14 @@ class Jobs:
         )
         return await self.get(row["id"])
 
+    async def counts(self, user_id: str | None = None) -> dict[str, float]:
+        """Jobs by status (everyone's, or one user's)."""
+        where, args = ("WHERE user_id = ?", [user_id]) if user_id else ("", [])
+        rows = await self.store.fetchall(
+            f"SELECT status, COUNT(*) AS n FROM media_jobs {where} GROUP BY status", *args
+        )
+        return {row["status"]: float(row["n"]) for row in rows}
+
     async def get(self, job_id: str) -> Row:
         row = await self.store.fetchone(
             f"SELECT {COLUMNS} FROM media_jobs WHERE id = ?", job_id[:64]

@@ -7,6 +7,7 @@ a protocol-neutral pipeline (``ingest``, ``live``).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -14,8 +15,9 @@ from aiohttp import web
 from ..api import Api
 from ..audit import Audit
 from ..auth import Auth
-from ..bus import EventBus
+from ..bus import Event, EventBus
 from ..config import Settings
+from ..oversight import Oversight
 from ..realtime import Gateway, Namespace
 from ..store import Store
 from .live import LiveService
@@ -49,7 +51,10 @@ class Media:
         # live:<stream> carries the stream's stats every live.stats_seconds (ephemeral).
         gateway.register(Namespace("live", can_publish=lambda user, topic: False))
         self._stats: asyncio.Task[None] | None = None
-        self._unlisten = bus.listen("file.adopted", lambda e: note_adopted(store, e.data))
+        self._unlisteners = [
+            bus.listen("file.adopted", lambda e: note_adopted(store, e.data)),
+            bus.listen("user.banned", self._on_banned),
+        ]
 
     def register_routes(self, app: web.Application, api: Api) -> None:
         register_live_routes(app, api, self.live)
@@ -60,8 +65,34 @@ class Media:
             await self.rtmp.start()
         self._stats = asyncio.create_task(self._publish_stats())
 
+    def oversee(self, oversight: Oversight, auth: Auth) -> None:
+        """Live streams in the operator's figures and user view."""
+
+        async def figures() -> dict[str, float]:
+            streams = self.live.live_streams()
+            return {
+                "streams": len(streams),
+                "viewers": sum(s.viewers()["total"] for s in streams),
+                "ingest_kbps": sum(s.bitrate_kbps for s in streams),
+            }
+
+        async def facts(user_id: str) -> dict[str, Any]:
+            live = [s.name for s in self.live.live_streams() if s.owner.id == user_id]
+            keys = [row["stream"] for row in await auth.list_streams(user_id)]
+            return {"stream_keys": keys, "live_now": live}
+
+        oversight.add_figures("live", figures)
+        oversight.add_user_facts("live", facts)
+
+    async def _on_banned(self, event: Event) -> None:
+        """A banned user's streams end at once (their keys stop working with their tokens)."""
+        for stream in self.live.live_streams():
+            if stream.owner.id == event.data.get("user_id"):
+                self.live.kick(stream.name, "the broadcaster was banned")
+
     async def stop(self) -> None:
-        self._unlisten()
+        for unlisten in self._unlisteners:
+            unlisten()
         if self._stats is not None:
             self._stats.cancel()
         if self.rtmp is not None:

@@ -214,6 +214,11 @@ class LiveService:
             await self.audit.record("stream.publish_refused", ip=peer, reason="bad_key")
             raise PublishRefused("NetStream.Publish.BadName", "unknown stream key")
         user, name = owner
+        if user.banned:
+            await self.audit.record(
+                "stream.publish_refused", actor_id=user.id, target=name, ip=peer, reason="banned"
+            )
+            raise PublishRefused("NetStream.Publish.Denied", "the account is banned")
         stream = self.streams.get(name)
         if stream is not None and stream.session is not None:
             if not self.settings.takeover:
