@@ -72,18 +72,25 @@ class Audit:
         *,
         action: str | None = None,
         actor_id: str | None = None,
+        user_id: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Newest first, filtered."""
+        """Newest first, filtered: ``action`` exact or a prefix ending in ``.`` (``auth.``),
+        ``user_id`` as actor or target; ``until`` is exclusive (the next page's cursor)."""
         where, args = [], []
-        for clause, value in (
-            ("action = ?", action),
-            ("actor_id = ?", actor_id),
-            ("time >= ?", since),
-            ("time < ?", until),
-        ):
+        if action is not None and action.endswith("."):
+            where.append("substr(action, 1, ?) = ?")
+            args += [len(action), action]
+        elif action is not None:
+            where.append("action = ?")
+            args.append(action)
+        if user_id is not None:
+            where.append("(actor_id = ? OR target = ?)")
+            args += [user_id, user_id]
+        for clause, value in (("actor_id = ?", actor_id), ("time >= ?", since),
+                              ("time < ?", until)):  # fmt: skip
             if value is not None:
                 where.append(clause)
                 args.append(value)

@@ -9,11 +9,13 @@ the bus. A plugin that cannot be imported, configured or set up stops start-up w
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import importlib.util
 import pkgutil
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import entry_points
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from .api import ScopedApi
     from .audit import Audit
     from .auth import Auth
-    from .bus import EventBus
+    from .bus import EventBus, Listener
     from .config import Settings
     from .oversight import Oversight
     from .realtime import Gateway
@@ -77,6 +79,27 @@ class PluginContext:
     def on_cleanup(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run ``callback`` at shutdown (latest first, before the store closes)."""
         self.cleanups.append(callback)
+
+    def listen(self, pattern: str, listener: Listener) -> None:
+        """Listen on the bus until shutdown."""
+        unlisten = self.bus.listen(pattern, listener)
+
+        async def stop() -> None:
+            unlisten()
+
+        self.on_cleanup(stop)
+
+    def background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` as a task until shutdown (then it is cancelled and awaited)."""
+        task = asyncio.get_running_loop().create_task(coro)
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self.on_cleanup(stop)
+        return task
 
     def provide(self, interface: type[Any], implementation: Any) -> None:
         """Offer ``implementation`` of a core interface to other plugins."""

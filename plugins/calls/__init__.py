@@ -54,15 +54,10 @@ async def setup(ctx: PluginContext) -> None:
     async def on_banned(event: Event) -> None:
         await service.hang_up_user(str(event.data.get("user_id")))
 
-    unlisten = ctx.bus.listen("user.banned", on_banned)
+    ctx.listen("user.banned", on_banned)
     register_page(ctx.app.router)
     ctx.announce("Call page", "{url}/call#token=<token>&call=<call id>")
     ctx.on_cleanup(service.close)
-
-    async def stop_listening() -> None:
-        unlisten()
-
-    ctx.on_cleanup(stop_listening)
 
 
 plugin = Plugin(

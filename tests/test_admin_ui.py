@@ -1,0 +1,84 @@
+"""The admin dashboard in a real browser (Playwright driving Debian's Chromium): an admin
+signs in, bans a user from the user page, sees the notification of a stream starting while
+on the overview, and the page is screenshotted into ``artifacts/`` (kept by the test run).
+No script errors and no Content-Security-Policy violations along the way."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .browser import CHROMIUM
+from .support import PASSWORD
+from .test_live import live_server
+
+playwright = pytest.importorskip("playwright.async_api")
+ARTIFACTS = Path(os.environ.get("SYNCSTREAM_ARTIFACTS", Path(__file__).parents[1] / "artifacts"))
+
+
+async def until(read: Callable[[], Awaitable[Any]], wanted: Any, timeout: float = 10) -> None:
+    """Poll the page (the strict CSP rules out Playwright's eval-based waits)."""
+    deadline = time.monotonic() + timeout
+    while (seen := await read()) != wanted:
+        assert time.monotonic() < deadline, f"still {seen!r}, not {wanted!r}"
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+async def test_an_admin_bans_a_user_and_sees_a_stream_start(tmp_path: Path) -> None:
+    async with live_server(tmp_path, **{"plugins.admin.sample_seconds": 0.5}) as live:
+        c = live.c
+        await c.admin()
+        mallory = await c.register("mallory")
+        _, key = await live.account("streamer")
+        async with playwright.async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = await browser.new_page(viewport={"width": 1400, "height": 950})
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
+            page.on(
+                "console", lambda msg: problems.append(msg.text) if msg.type == "error" else None
+            )
+            await page.goto(c.url("/admin"))
+            await page.fill("#login-username", "root")
+            await page.fill("#login-password", PASSWORD)
+            await page.click("#login-form button[type=submit]")
+            await page.wait_for_selector("#tiles .tile")
+            await page.wait_for_selector("#live.on")  # the realtime feed is on
+
+            # Find mallory, open her page, ban her.
+            await page.click("a[data-view=users]")
+            await page.fill("input[type=search]", "mall")
+            rows = page.locator("#users-table tbody tr")
+            await until(lambda: rows.count(), 1)  # the search narrowed the list to her
+            await page.click("tr[data-user=mallory]")
+            await page.click("button:text-is('Ban')")
+            await page.click("#dialog-ok")
+            await page.wait_for_selector("#banned-tag")
+            status, _, _ = await c.call("GET", "/api/auth/me", mallory)
+            assert status in (401, 403), "her sessions ended"
+
+            # Back on the overview, a stream starts: a notification pops up, the bell counts.
+            await page.click("a[data-view=overview]")
+            publisher = await live.push(key, 30)
+            toast = page.locator(".toast", has_text="went live: streamer")
+            await toast.wait_for(timeout=20_000)
+            assert int(await page.inner_text("#unread")) >= 1
+            tile = page.locator(".tile", has_text="Live streams").locator(".value")
+            await until(lambda: tile.inner_text(), "1")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shot = ARTIFACTS / "admin-dashboard.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            await page.click("#bell")
+            await page.wait_for_selector("#bell-menu .notice.unread")
+            publisher.kill()
+            await publisher.wait()
+            await browser.close()
+            assert not problems, problems
