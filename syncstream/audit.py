@@ -28,7 +28,8 @@ MIGRATIONS = [
     CREATE INDEX audit_log_time ON audit_log (time);
     CREATE INDEX audit_log_action ON audit_log (action, time);
     CREATE INDEX audit_log_actor ON audit_log (actor_id, time)
-    """
+    """,
+    "CREATE INDEX audit_log_target ON audit_log (target, time)",  # a user's activity
 ]
 
 

@@ -19,7 +19,7 @@ from syncstream.oversight import Oversight
 from syncstream.times import iso, iso_or_none
 
 USER = "/users/{user_id:[0-9a-f]{32}}"
-SORTS = {"username": "u.username_key", "created_at": "u.created_at", "last_seen": "last_seen_at"}
+SORTS = {"username": "u.username_key", "created_at": "u.created_at", "last_seen": "u.last_seen_at"}
 
 
 class UserQuery(BaseModel):
@@ -55,12 +55,11 @@ def register_users(api: ScopedApi, auth: Auth, audit: Audit, oversight: Oversigh
         clause = " AND ".join(where)
         total = await store.fetchval(f"SELECT COUNT(*) FROM users u WHERE {clause}", *args)
         rows = await store.fetchall(
-            "SELECT u.id, u.username, u.role, u.banned, u.created_at,"
-            " (SELECT MAX(t.last_used_at) FROM tokens t WHERE t.user_id = u.id) AS last_seen_at,"
+            "SELECT u.id, u.username, u.role, u.banned, u.created_at, u.last_seen_at,"
             " (SELECT COUNT(*) FROM tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL"
             "  AND t.expires_at > ?) AS sessions"
             f" FROM users u WHERE {clause}"
-            f" ORDER BY {SORTS[q.sort]} {q.order.upper()}, u.id LIMIT ? OFFSET ?",
+            f" ORDER BY {SORTS[q.sort]} {q.order.upper()} NULLS LAST, u.id LIMIT ? OFFSET ?",
             time.time(), *args, q.limit, q.offset,
         )  # fmt: skip
         return {"users": [_user_row(r) for r in rows], "total": int(total)}

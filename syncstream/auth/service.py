@@ -65,7 +65,15 @@ MIGRATIONS = [
         created_at DOUBLE PRECISION NOT NULL
     );
     CREATE INDEX stream_keys_user ON stream_keys (user_id)
+    """,
+    # When an account was last seen (a login, or a token's use), for the operator's lists.
     """
+    ALTER TABLE users ADD COLUMN last_seen_at DOUBLE PRECISION;
+    UPDATE users SET last_seen_at = (SELECT MAX(t.last_used_at) FROM tokens t
+                                     WHERE t.user_id = users.id);
+    CREATE INDEX users_last_seen ON users (last_seen_at);
+    CREATE INDEX users_created ON users (created_at)
+    """,
 ]
 
 
@@ -342,18 +350,13 @@ class Auth:
         secret = new_secret(TOKEN_PREFIX)
         now = time.time()
         issued = IssuedToken(new_id(), secret, now + self.settings.token_ttl_seconds)
-        await self.store.execute(
-            "INSERT INTO tokens (id, user_id, token_hash, created_at, expires_at, last_used_at,"
-            " ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            issued.id,
-            user.id,
-            digest(secret),
-            now,
-            issued.expires_at,
-            now,
-            ip,
-            (user_agent or "")[:256],
-        )
+        await self.store.write_batch([
+            ("INSERT INTO tokens (id, user_id, token_hash, created_at, expires_at, last_used_at,"
+             " ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             (issued.id, user.id, digest(secret), now, issued.expires_at, now, ip,
+              (user_agent or "")[:256])),
+            ("UPDATE users SET last_seen_at = ? WHERE id = ?", (now, user.id)),
+        ])  # fmt: skip
         return issued
 
     async def authenticate(self, token: str) -> Session:
@@ -379,9 +382,10 @@ class Auth:
             raise Problem(403, "user_banned", "this account is banned")
         if not cached:
             if now - row["last_used_at"] > LAST_USED_RESOLUTION:
-                await self.store.execute(
-                    "UPDATE tokens SET last_used_at = ? WHERE id = ?", now, row["token_id"]
-                )
+                await self.store.write_batch([
+                    ("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, row["token_id"])),
+                    ("UPDATE users SET last_seen_at = ? WHERE id = ?", (now, row["id"])),
+                ])  # fmt: skip
             self.sessions.put(key, row)
         return Session(User.from_row(row), row["token_id"])
 
