@@ -78,6 +78,10 @@ class FilesService:
         self.processor.submit(node)
         info = public(node)
         await self._publish_progress(upload, int(node["size"]), done=info)
+        await self.audit.record(
+            "file.uploaded", actor_id=upload["created_by"], target=node["id"],
+            name=node["name"], size=int(node["size"]),
+        )  # fmt: skip
         await self.bus.fire("file.uploaded", {"file": info, "user_id": upload["created_by"]})
 
     async def _processed(self, node: Row, result: dict[str, Any]) -> None:
