@@ -25,7 +25,8 @@ async def nodes(
         config.write_text(
             cluster_yaml(
                 schema,
-                f"data_dir: {tmp_path / 'data'}\nplugins: {{guestbook: {{enabled: true}}}}\n",
+                f"data_dir: {tmp_path / 'data'}\nplugins: {{guestbook: {{enabled: true}},"
+                " admin: {sample_seconds: 0.3, alerts: {failed_logins: 2}}}\n",
             )
         )
         monkeypatch.setenv("SYNCSTREAM_CONFIG", str(config))
@@ -116,6 +117,28 @@ async def test_realtime_topics_span_nodes_with_one_sequence(nodes: tuple[Client,
     assert reply["data"]["recovered"] is True
     (missed,) = await again.events(1)
     assert missed["seq"] == 4 and missed["data"]["entry"]["text"] == "four"
+
+
+async def test_the_dashboard_sees_every_node_and_alerts_once(
+    nodes: tuple[Client, Client],
+) -> None:
+    a, b = nodes
+    admin = await _make_admin(b, "ops")
+    watcher = await b.ws(admin)
+    assert (await watcher.request("subscribe", "admin:stats"))["op"] == "reply"
+    seen: set[str] = set()
+    while seen != {"node-a", "node-b"}:  # samples of both nodes reach a dashboard on B
+        (frame,) = await watcher.events(1, ephemeral=True)
+        seen.add(frame["data"]["node"])
+    _, stats, _ = await b.call("GET", "/api/admin/stats", admin)
+    assert [n["node"] for n in stats["nodes"]] == ["node-a", "node-b"]
+    await a.register("gus")
+    for _ in range(2):  # two failed logins on node A: one alert for the whole cluster
+        await a.call("POST", "/api/auth/login", json={"username": "gus", "password": "nope"})
+    await asyncio.sleep(1.0)
+    _, page, _ = await b.call("GET", "/api/admin/notifications", admin)
+    alerts = [n for n in page["notifications"] if n["kind"] == "logins.failed"]
+    assert len(alerts) == 1 and alerts[0]["node"] == "node-a"
 
 
 async def _make_admin(client: Client, name: str) -> str:
