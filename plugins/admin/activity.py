@@ -20,7 +20,7 @@ from syncstream.times import iso, unix
 
 EXPORT_MAX = 100_000
 EXPORT_PAGE = 1000
-COLUMNS = ("id", "time", "action", "actor_id", "actor", "target", "ip", "data")
+COLUMNS = ("id", "time", "action", "actor_id", "actor", "target", "target_user", "ip", "data")
 
 
 class ActivityQuery(BaseModel):
@@ -60,8 +60,7 @@ def register_activity(api: ScopedApi, auth: Auth, audit: Audit) -> None:
             action=q.action, user_id=user_id, since=unix(q.since) if q.since else None,
             until=min(bounds) if bounds else None, limit=limit,
         )  # fmt: skip
-        names = await _usernames(auth, {r["actor_id"] for r in found if r["actor_id"]})
-        return [{**r, "actor": names.get(r["actor_id"] or "")} for r in found]
+        return await named(auth, found)
 
     @api.route("GET", "/activity", auth="admin", query=ActivityQuery)
     async def activity(call: Call[None]) -> dict[str, Any]:
@@ -110,9 +109,15 @@ def _csv_line(values: Any) -> bytes:
     return out.getvalue().encode()
 
 
-async def _usernames(auth: Auth, ids: set[str]) -> dict[str, str]:
-    if not ids:
-        return {}
-    marks = ", ".join("?" * len(ids))
-    rows = await auth.store.fetchall(f"SELECT id, username FROM users WHERE id IN ({marks})", *ids)
-    return {r["id"]: r["username"] for r in rows}
+async def named(auth: Auth, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Audit records with ``actor`` and (when the target is an account) ``target_user``."""
+    ids = {r[k] for r in records for k in ("actor_id", "target") if r[k]}
+    names: dict[str, str] = {}
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        rows = await auth.store.fetchall(
+            f"SELECT id, username FROM users WHERE id IN ({marks})", *ids
+        )
+        names = {r["id"]: r["username"] for r in rows}
+    return [{**r, "actor": names.get(r["actor_id"] or ""),
+             "target_user": names.get(r["target"] or "")} for r in records]  # fmt: skip

@@ -18,6 +18,8 @@ from syncstream.auth import Auth
 from syncstream.oversight import Oversight
 from syncstream.times import iso, iso_or_none
 
+from .activity import named
+
 USER = "/users/{user_id:[0-9a-f]{32}}"
 SORTS = {"username": "u.username_key", "created_at": "u.created_at", "last_seen": "u.last_seen_at"}
 
@@ -75,7 +77,7 @@ def register_users(api: ScopedApi, auth: Auth, audit: Audit, oversight: Oversigh
                           "last_used_at": iso(s["last_used_at"]),
                           "expires_at": iso(s["expires_at"])} for s in sessions],
             "facts": await oversight.user_facts(user.id),
-            "activity": await audit.query(user_id=user.id, limit=20),
+            "activity": await named(auth, await audit.query(user_id=user.id, limit=20)),
         }  # fmt: skip
 
     @api.route("POST", USER + "/password", auth="admin")

@@ -148,7 +148,7 @@ function noticeItem(note) {
 
 // -- charts --------------------------------------------------------------------------------
 function chart(target, title, series, data) {
-  const width = Math.max(280, target.clientWidth || 600);
+  const width = Math.max(240, target.clientWidth || 600);
   const plot = new uPlot({ width, height: 220, title,
     series: [{}, ...series.map((s, i) => ({ label: s, stroke: ["#3563e9", "#1a9e5c", "#d98b05", "#d13b3b", "#7a4de0"][i % 5], width: 2 }))],
     axes: [{}, { size: 60 }], scales: { x: { time: true } }, legend: { live: false } }, data, target);
@@ -266,7 +266,8 @@ function users() {
 
 function factsCard(name, facts) {
   const rows = Object.entries(facts).map(([key, value]) => [el("dt", {}, key.replaceAll("_", " ")),
-    el("dd", {}, Array.isArray(value) ? (value.join(", ") || "–") : typeof value === "object" && value !== null ? JSON.stringify(value)
+    el("dd", {}, Array.isArray(value) ? (value.join(", ") || "–")
+      : typeof value === "object" && value !== null ? (Object.entries(value).map(([k, v]) => `${k}: ${v}`).join(", ") || "none")
       : key === "bytes" ? bytes(value) : String(value ?? "–"))]);
   return el("div", { class: "card" }, el("h2", {}, name), el("dl", {}, rows.flat()));
 }
@@ -332,7 +333,7 @@ function userView(userId) {
         el("p", { class: "muted" }, `Joined ${when(user.created_at)} · id ${user.id}`), actions,
         ends.length ? el("div", { class: "actions" }, ends) : null),
       el("section", { class: "facts" }, Object.entries(data.facts).map(([name, facts]) => factsCard(name, facts))),
-      el("section", { class: "grid2" },
+      el("section", { class: "stack" },
         el("div", { class: "card" }, el("h2", {}, "Sessions"), el("table", {},
           el("thead", {}, el("tr", {}, ["Signed in", "Last used", "From"].map((h) => el("th", {}, h)))),
           el("tbody", {}, data.sessions.map((s) => el("tr", {}, el("td", {}, when(s.created_at)), el("td", {}, when(s.last_used_at)),
@@ -347,8 +348,11 @@ function activityTable(rows) {
     el("tbody", {}, rows.map(activityRow)));
 }
 function activityRow(r) {
-  return el("tr", {}, el("td", {}, when(r.time)), el("td", {}, el("span", { class: "tag" }, r.action)), el("td", {}, r.actor || r.actor_id || "system"),
-    el("td", {}, r.target || ""), el("td", {}, r.ip || ""), el("td", { class: "muted" }, JSON.stringify(r.data || {}).slice(0, 120)));
+  const short = (id) => (id && id.length > 16 ? `${id.slice(0, 8)}…` : id || "");
+  return el("tr", {}, el("td", {}, when(r.time)), el("td", {}, el("span", { class: "tag" }, r.action)),
+    el("td", { title: r.actor_id || "" }, r.actor || short(r.actor_id) || "system"),
+    el("td", { title: r.target || "" }, r.target_user || short(r.target)), el("td", {}, r.ip || ""),
+    el("td", { class: "muted details" }, JSON.stringify(r.data || {}).slice(0, 120)));
 }
 
 function activity() {
@@ -471,7 +475,7 @@ function route() {
 }
 
 window.addEventListener("hashchange", route);
-window.addEventListener("resize", () => { for (const c of state.charts) c.setSize({ width: Math.max(280, c.root.parentElement.clientWidth), height: 220 }); });
+window.addEventListener("resize", () => { for (const c of state.charts) c.setSize({ width: Math.max(240, c.root.parentElement.clientWidth), height: 220 }); });
 $("login-form").addEventListener("submit", (event) => { signIn(event).catch((err) => { $("login-error").textContent = String(err); }); });
 $("logout").addEventListener("click", async () => { await fetch("/api/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${state.token}` } }); signOut(); });
 $("bell").addEventListener("click", async () => {
