@@ -60,6 +60,27 @@ async def test_only_admins_get_in(tmp_path: Path) -> None:
         await sock.ws.close()
 
 
+async def test_a_demoted_admin_loses_the_admin_topics_at_once(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        root = await c.admin()
+        other = await c.admin("second")
+        _, second, _ = await c.call("GET", "/api/auth/me", other)
+        sock = await c.ws(other)
+        assert (await sock.request("subscribe", "admin:notifications"))["op"] == "reply"
+        status, _, _ = await c.call(
+            "PATCH", f"/api/users/{second['id']}", root, json={"role": "user"}
+        )
+        assert status == 200
+        code, reason = await sock.closed()
+        assert code == 4001 and "role" in reason
+        sock = await c.ws(other)
+        reply = await sock.request("subscribe", "admin:notifications")
+        assert reply["op"] == "error" and reply["code"] == "forbidden"
+        status, _, _ = await c.call("GET", "/api/admin/users", other)
+        assert status == 403
+        await sock.ws.close()
+
+
 async def test_an_expired_admin_session_gets_nothing(tmp_path: Path) -> None:
     async with running(tmp_path, **{"auth.token_ttl_seconds": 1}) as c:
         admin = await c.admin()

@@ -161,6 +161,7 @@ class Gateway:
         self._unlisten = [
             self.bus.listen("user.banned", self._on_banned),
             self.bus.listen("auth.tokens_revoked", self._on_revoked),
+            self.bus.listen("user.role_changed", self._on_role_changed),
         ]
 
     async def stop(self) -> None:
@@ -550,6 +551,12 @@ class Gateway:
         for conn in list(self.connections):
             if conn.user.id == event.data.get("user_id"):
                 self._close(conn, CLOSE_FORBIDDEN, "account banned")
+
+    def _on_role_changed(self, event: Event) -> None:
+        """Topics are granted by role at subscribe time: a changed role reconnects afresh."""
+        for conn in list(self.connections):
+            if conn.user.id == event.data.get("user_id"):
+                self._close(conn, CLOSE_UNAUTHORIZED, "role changed: reconnect")
 
     def _on_revoked(self, event: Event) -> None:
         revoked = set(event.data.get("token_ids") or ())
