@@ -7,7 +7,6 @@ their broadcaster in ``Recordings/``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from syncstream import Namespace, Plugin, PluginContext, User
 from syncstream.bus import Event
@@ -71,7 +70,8 @@ async def setup(ctx: PluginContext) -> None:
         if event.origin == ctx.bus.node_id:  # the recording is on this node's disk
             await service.adopt_recording(event.data)
 
-    unlisten = ctx.bus.listen("stream.recorded", on_recorded)
+    ctx.on_cleanup(service.close)
+    ctx.listen("stream.recorded", on_recorded)
 
     async def sweep() -> None:
         while True:
@@ -83,16 +83,7 @@ async def setup(ctx: PluginContext) -> None:
                 ctx.log.exception("files.sweep_failed")
 
     await service.processor.resume()
-    sweeper = asyncio.create_task(sweep())
-
-    async def stop() -> None:
-        unlisten()
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
-        await service.close()
-
-    ctx.on_cleanup(stop)
+    ctx.background(sweep())
 
 
 plugin = Plugin(

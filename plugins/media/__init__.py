@@ -80,15 +80,10 @@ async def setup(ctx: PluginContext) -> None:
         elif event.type == "media.job.canceled":
             worker.cancel_local(event.data["job"]["id"])
 
-    unlisten = ctx.bus.listen("media.job.*", on_remote)
+    ctx.on_cleanup(worker.close)
+    ctx.listen("media.job.*", on_remote)
     await worker.start()
     ctx.announce("Media jobs", f"{encoders.family} video encoding, {config.concurrency} at once")
-
-    async def stop() -> None:
-        unlisten()
-        await worker.close()
-
-    ctx.on_cleanup(stop)
 
 
 plugin = Plugin(
