@@ -285,6 +285,21 @@ async def test_sfu_signaling_is_checked(tmp_path: Path) -> None:
         await peer.close()
 
 
+async def test_a_recording_running_at_shutdown_is_stored(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        _, (alice, bob) = await group_call(c, ["alice", "bob"], record=True)
+        await alice.publish({"camera": ColourTrack("red")})
+        assert (await bob.signal({"type": "subscribe"}))["op"] == "reply"  # bob only watches
+        await bob.frames_of("alice", "camera", 30)
+        for peer in (alice, bob):
+            await peer.close()
+    async with running(tmp_path) as c:  # the same data directory, started again
+        token = await c.login("alice")
+        _, search, _ = await c.call("GET", "/api/files/search?q=Call", token)
+        names = [f["name"] for f in search["items"] if f["kind"] == "file"]
+        assert len(names) == 1 and names[0].endswith(".webm"), search
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
 async def test_chromium_joins_an_sfu_call_from_the_call_page(tmp_path: Path) -> None:
     async with running(tmp_path) as c:

@@ -64,7 +64,7 @@ class CallService:
     async def close(self) -> None:
         for task in [*self.ring_timers.values(), self._sweeper]:
             task.cancel()
-        await self.rooms.close()
+        await self.rooms.close(self.calls)
 
     def _joined(self) -> list[tuple[str, list[str]]]:
         return [(f"call:{call.id}", call.joined()) for call in self.calls.values()]

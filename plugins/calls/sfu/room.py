@@ -245,7 +245,7 @@ class Room:
         if member.subscriber is None:
             member.subscriber = self._connection(member)
         pc = member.subscriber
-        if pc.connectionState == "closed":
+        if pc.signalingState == "closed":  # closing (its connection state may lag)
             return
         wanted = {f.id: f for f in self.feeds() if f.owner != member.user_id}
         changed = False

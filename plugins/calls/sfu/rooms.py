@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +71,14 @@ class Rooms:
         if room is not None:
             await room.close()
 
-    async def close(self) -> None:
+    async def close(self, calls: Mapping[str, Call]) -> None:
+        """Shutting down: recordings are finished and stored (or kept on disk), rooms close."""
         self._watcher.cancel()
-        for recording in self.recordings.values():
-            for writer in recording.writers:
-                writer.close()
-            recording.discard()
+        for call_id in list(self.recordings):
+            try:
+                await self.stop_recording(calls[call_id])
+            except Exception:
+                log.exception("call.recording_not_finished", call=call_id)
         for room in self.rooms.values():
             await room.close()
 
@@ -119,8 +121,12 @@ class Rooms:
                     owner_id=call.host_id, source=path, name=f"Call {stamp}.webm",
                     folder="Recordings/Calls", created_by=recording.by,
                 )  # fmt: skip
-            except Problem as exc:  # over quota, say: the participants hear why
-                log.warning("call.recording_not_stored", call=call.id, code=exc.code)
+            except Exception as exc:  # over quota, say, or the file store already closed
+                kept = self.scratch / "unsaved" / f"{recording.id}.webm"
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                path.replace(kept)  # nothing recorded is thrown away
+                log.warning("call.recording_not_stored", call=call.id, kept=str(kept),
+                            error=getattr(exc, "code", type(exc).__name__))  # fmt: skip
             else:
                 await self.bus.fire(
                     "call.recorded",
