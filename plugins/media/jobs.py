@@ -117,8 +117,12 @@ class Jobs:
         return await self.get(row["id"])
 
     async def counts(self, user_id: str | None = None) -> dict[str, float]:
-        """Jobs by status (everyone's, or one user's)."""
-        where, args = ("WHERE user_id = ?", [user_id]) if user_id else ("", [])
+        """One user's jobs by status; without a user, the queue now (queued and running,
+        counted on the queue's index: the dashboard asks every few seconds)."""
+        where, args = (
+            ("WHERE user_id = ?", [user_id]) if user_id
+            else ("WHERE status IN ('queued', 'running')", [])
+        )  # fmt: skip
         rows = await self.store.fetchall(
             f"SELECT status, COUNT(*) AS n FROM media_jobs {where} GROUP BY status", *args
         )
