@@ -261,6 +261,10 @@ async def test_sfu_signaling_is_checked(tmp_path: Path) -> None:
             assert reply["op"] == "error" and reply["code"] == code, (signal, reply)
         reply = await alice.request({"to": bob.user_id, "signal": {"type": "bye"}})
         assert reply["code"] == "routed_via_sfu"
+        # Refused offers lose nothing: alice's next (good) one goes through.
+        await alice.publish({"camera": ColourTrack("red")})
+        assert (await bob.signal({"type": "subscribe"}))["op"] == "reply"
+        assert colour_of((await bob.frames_of("alice", "camera"))[-1]) == "red"
         bad_orders = [{"action": "explode", "media": "audio", "user": "all"},
                       {"action": "mute", "media": "smell", "user": "all"}, "mute"]  # fmt: skip
         for order in bad_orders:

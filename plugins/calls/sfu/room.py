@@ -127,6 +127,7 @@ class Room:
             if (
                 pc.connectionState in ("failed", "closed")
                 and self.members.get(member.user_id) is member
+                and pc in (member.publisher, member.subscriber)
             ):
                 log.info("sfu.connection_lost", call=self.call_id, user=member.user_id)
                 await self.leave(member.user_id)
@@ -158,6 +159,7 @@ class Room:
         except SdpError as exc:
             raise Problem(422, "invalid_sdp", str(exc)) from None
         async with member.publishing:
+            fresh = member.publisher is None
             if member.publisher is None:
                 member.publisher = self._connection(member)
             pc = member.publisher
@@ -182,6 +184,9 @@ class Room:
                 await pc.setLocalDescription(await pc.createAnswer())
             except Exception as exc:  # aiortc raises ValueError/InternalError/OperationError
                 pc.remove_listener("track", on_track)
+                if fresh:  # a first offer that failed leaves nothing half set up behind
+                    member.publisher = None
+                    await pc.close()
                 raise Problem(422, "invalid_sdp", f"cannot answer that offer: {exc}") from None
             pc.remove_listener("track", on_track)
             removed = [s.mid for s in sections if not s.sending and s.mid in member.feeds]
