@@ -248,7 +248,11 @@ async def test_sfu_signaling_is_checked(tmp_path: Path) -> None:
             "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n"
             "a=fingerprint:sha-256 00:11\r\na=setup:actpass\r\n"
         )
+        no_fingerprint = h264_only.replace("H264/90000", "VP8/90000").replace(
+            "a=fingerprint:sha-256 00:11\r\n", ""
+        )  # passes the codec filter, fails in aiortc: a connection was already made for it
         cases = [
+            ({"type": "offer", "sdp": no_fingerprint}, "invalid_sdp"),
             ({"type": "offer", "sdp": h264_only}, "invalid_sdp"),
             ({"type": "offer", "sdp": "v=0\r\no=x\r\nm=garbage\r\n"}, "invalid_sdp"),
             ({"type": "answer", "pc": "subscribe", "sdp": h264_only}, "no_offer"),
