@@ -349,6 +349,11 @@ async def test_plugins_admin_actions_are_admin_only_and_audited(tmp_path: Path) 
         eve_id = (await me(c, eve))["id"]
         # A chess game ended by an admin: no result, no rating change.
         game = await start_game(c, eve, "frank", frank, rated=True)
+        _, live, _ = await c.call("GET", "/api/chess/games/live", admin)
+        assert [(g["id"], g["white"], g["black"]) for g in live["games"]] == [
+            (game["id"], "eve", "frank")]  # fmt: skip
+        status, _, _ = await c.call("GET", "/api/chess/games/live", eve)
+        assert status == 403
         status, _, _ = await c.call("POST", f"/api/chess/games/{game['id']}/stop", eve)
         assert status == 403
         status, state, _ = await c.call("POST", f"/api/chess/games/{game['id']}/stop", admin)
@@ -359,8 +364,15 @@ async def test_plugins_admin_actions_are_admin_only_and_audited(tmp_path: Path) 
         _, call, _ = await c.call("POST", "/api/calls", eve, json={"usernames": ["frank"]})
         status, _, _ = await c.call("POST", f"/api/calls/{call['id']}/end", frank)
         assert status == 403
+        _, talking, _ = await c.call("GET", "/api/calls/live", admin)
+        assert [x["id"] for x in talking["calls"]] == [call["id"]]
+        status, _, _ = await c.call("GET", "/api/calls/live", eve)
+        assert status == 403
         status, ended, _ = await c.call("POST", f"/api/calls/{call['id']}/end", admin)
         assert status == 200 and ended["end_reason"] == "ended_by_admin"
+        _, talking, _ = await c.call("GET", "/api/calls/live", admin)
+        _, live, _ = await c.call("GET", "/api/chess/games/live", admin)
+        assert talking["calls"] == [] and live["games"] == []
         # Chips, both ways, never below zero, never twice.
         _, wallet, _ = await c.call("GET", "/api/blackjack/wallet", eve)
         adjust = f"/api/blackjack/wallets/{eve_id}/adjust"

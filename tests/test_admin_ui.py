@@ -1,5 +1,6 @@
 """The admin dashboard in a real browser (Playwright driving Debian's Chromium): an admin
-signs in, bans a user from the user page, sees the notification of a stream starting while
+signs in, bans a user from the user page, ends a chess game from the content page, sees the
+notification of a stream starting while
 on the overview, and the page is screenshotted into ``artifacts/`` (kept by the test run).
 No script errors and no Content-Security-Policy violations along the way."""
 
@@ -16,6 +17,7 @@ import pytest
 
 from .browser import CHROMIUM
 from .support import PASSWORD
+from .test_chess import start_game
 from .test_live import live_server
 
 playwright = pytest.importorskip("playwright.async_api")
@@ -34,9 +36,10 @@ async def until(read: Callable[[], Awaitable[Any]], wanted: Any, timeout: float 
 async def test_an_admin_bans_a_user_and_sees_a_stream_start(tmp_path: Path) -> None:
     async with live_server(tmp_path, **{"plugins.admin.sample_seconds": 0.5}) as live:
         c = live.c
-        await c.admin()
+        root = await c.admin()
         mallory = await c.register("mallory")
         _, key = await live.account("streamer")
+        game = await start_game(c, await c.register("white"), "black", await c.register("black"))
         async with playwright.async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = await browser.new_page(viewport={"width": 1400, "height": 950})
@@ -63,6 +66,14 @@ async def test_an_admin_bans_a_user_and_sees_a_stream_start(tmp_path: Path) -> N
             await page.wait_for_selector("#banned-tag")
             status, _, _ = await c.call("GET", "/api/auth/me", mallory)
             assert status in (401, 403), "her sessions ended"
+
+            # On the content page, end a chess game in progress.
+            await page.click("a[data-view=content]")
+            await page.click(f"tr[data-game='{game['id']}'] button")
+            await page.click("#dialog-ok")
+            await page.locator(".toast", has_text="The game ended").wait_for()
+            _, state, _ = await c.call("GET", f"/api/chess/games/{game['id']}", root)
+            assert state["status"] == "ended" and state["termination"] == "ended_by_admin"
 
             # Back on the overview, a stream starts: a notification pops up, the bell counts.
             await page.click("a[data-view=overview]")

@@ -64,6 +64,12 @@ def register(api: ScopedApi, service: CallService) -> None:
         """Stop recording: the file lands in the host's Recordings/Calls folder."""
         return await service.record(call.user, call.param("call_id"), False)
 
+    @api.route("GET", "/live", auth="admin")
+    async def live_calls(call: ApiCall[None]) -> dict[str, Any]:
+        """Calls in progress on this node, with their participants (admin)."""
+        calls = [c.view() for c in service.calls.values() if c.status != "ended"]
+        return {"calls": sorted(calls, key=lambda c: -c["created_at"])}
+
     @api.route("POST", CALL + "/end", auth="admin")
     async def end(call: ApiCall[None]) -> dict[str, Any]:
         """End a call for everyone (admin; audited)."""

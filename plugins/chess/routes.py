@@ -218,6 +218,17 @@ def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
         )
         return {"games": rows}
 
+    @api.route("GET", "/games/live", auth="admin")
+    async def live_games(call: Call[None]) -> dict[str, Any]:
+        """Games in progress on every node, newest first, with the players (admin)."""
+        rows = await store.fetchall(
+            "SELECT g.id, g.rated, g.created_at, w.username AS white, b.username AS black"
+            " FROM chess_games g JOIN users w ON w.id = g.white_id"
+            " JOIN users b ON b.id = g.black_id WHERE g.status = 'started'"
+            " ORDER BY g.created_at DESC LIMIT 500"
+        )
+        return {"games": rows}
+
     @api.route("GET", "/leaderboard")
     async def leaderboard(call: Call[None]) -> dict[str, Any]:
         """The best established ratings (provisional ones, RD >= 110, are left out)."""

@@ -408,7 +408,28 @@ function activity() {
 function content() {
   const streams = el("tbody");
   const links = el("tbody");
+  const games = el("tbody");
+  const calls = el("tbody");
+  const endButton = (label, what, path) => el("button", { type: "button", class: "danger", onclick: async () => {
+    if (!(await ask(`${label}?`, `${what} ends for everyone at once.`, label, true))) return;
+    await guarded(() => api(path, { method: "POST" }), `${what} ended`);
+    load();
+  } }, label);
+  const none = (text) => [el("tr", {}, el("td", { colspan: 6, class: "muted" }, text))];
   async function load() {
+    const playing = await guarded(() => api("/api/chess/games/live"));
+    if (playing) {
+      games.replaceChildren(...(playing.games.length ? playing.games.map((g) => el("tr", { "data-game": g.id },
+        el("td", {}, `${g.white} – ${g.black}`), el("td", {}, g.rated ? "rated" : "casual"), el("td", {}, when(g.created_at)),
+        el("td", {}, endButton("End game", "The game", `/api/chess/games/${g.id}/stop`)))) : none("No games in progress.")));
+    }
+    const talking = await guarded(() => api("/api/calls/live"));
+    if (talking) {
+      calls.replaceChildren(...(talking.calls.length ? talking.calls.map((c) => el("tr", { "data-call": c.id },
+        el("td", {}, c.participants.filter((p) => p.state === "joined").map((p) => p.username).join(", ") || "–"),
+        el("td", {}, `${c.kind}, ${c.route}`), el("td", {}, c.recording ? el("span", { class: "tag critical" }, "recording") : ""),
+        el("td", {}, when(c.created_at)), el("td", {}, endButton("End call", "The call", `/api/calls/${c.id}/end`)))) : none("No calls on this node.")));
+    }
     const live = await guarded(() => api("/api/live/streams"));
     if (live) {
       streams.replaceChildren(...(live.streams.length ? live.streams.map((s) => el("tr", {},
@@ -439,7 +460,12 @@ function content() {
       el("section", { class: "card" }, el("h2", {}, "Live streams"), el("table", {},
         el("thead", {}, el("tr", {}, ["Stream", "Owner", "Bitrate", "Viewers", "Uptime", ""].map((h) => el("th", {}, h)))), streams)),
       el("section", { class: "card" }, el("h2", {}, "Public links"), el("table", {},
-        el("thead", {}, el("tr", {}, ["Item", "Owner", "Created", "Expires", "Downloads", ""].map((h) => el("th", {}, h)))), links))],
+        el("thead", {}, el("tr", {}, ["Item", "Owner", "Created", "Expires", "Downloads", ""].map((h) => el("th", {}, h)))), links)),
+      el("section", { class: "grid2" },
+        el("div", { class: "card" }, el("h2", {}, "Chess games"), el("table", {},
+          el("thead", {}, el("tr", {}, ["Players", "Kind", "Started", ""].map((h) => el("th", {}, h)))), games)),
+        el("div", { class: "card" }, el("h2", {}, "Calls"), el("table", {},
+          el("thead", {}, el("tr", {}, ["In the call", "Kind", "", "Started", ""].map((h) => el("th", {}, h)))), calls)))],
     mounted: load,
   };
 }
