@@ -28,6 +28,7 @@ from .migrations import migrate
 
 CHECKPOINT_EVERY = 1.0  # seconds
 CHECKPOINT_NICE = 19
+PATIENCE = 4  # checkpoint periods a niced bulk copy may take before the copy under the lock
 BUSY_TIMEOUT_MS = 10_000
 
 log = structlog.get_logger(__name__)
@@ -100,7 +101,17 @@ class _Checkpointer:
         while True:
             await asyncio.sleep(CHECKPOINT_EVERY)
             try:
-                await loop.run_in_executor(self._thread, self._copy_bulk)
+                bulk = loop.run_in_executor(self._thread, self._copy_bulk)
+                try:
+                    await asyncio.wait_for(asyncio.shield(bulk), CHECKPOINT_EVERY * PATIENCE)
+                except TimeoutError:
+                    # Starved: the event loop keeps the CPU busy and the niced thread gets
+                    # almost none. Stop it; the copy under the lock below does it all, or
+                    # the WAL would grow for as long as the load lasts.
+                    assert self._bulk is not None
+                    self._bulk.interrupt()
+                    with suppress(sqlite3.OperationalError):
+                        await bulk
                 async with self._lock:
                     await self._conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:  # e.g. another process holds a lock: next time
@@ -111,6 +122,7 @@ class _Checkpointer:
         with suppress(asyncio.CancelledError):
             await self._task
         if self._bulk is not None:
+            self._bulk.interrupt()  # a bulk copy still running (starved) ends now
             await asyncio.get_running_loop().run_in_executor(self._thread, self._bulk.close)
         self._thread.shutdown()
 
