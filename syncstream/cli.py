@@ -95,9 +95,7 @@ async def _user_password(loaded: LoadedConfig, name: str, password: str) -> None
         user = await services.auth.find_user(name)
         if user is None:
             raise Problem(404, "user_not_found", f"no user named {name!r}")
-        await services.auth.set_password(user.id, password)
-        await services.auth.revoke_all(user.id, reason="password_reset")
-        await services.audit.record("auth.password_reset", target=user.id, via="cli")
+        await services.auth.reset_password(user.id, password, via="cli")
     finally:
         await services.close()
 

@@ -48,13 +48,17 @@ class ExportQuery(ActivityQuery):
 
 
 def register_activity(api: ScopedApi, auth: Auth, audit: Audit) -> None:
-    async def rows(q: ActivityQuery, limit: int, until: float | None) -> list[dict[str, Any]]:
-        user_id = None
-        if q.user:
-            user = await auth.find_user(q.user)
-            if user is None:
-                raise Problem(404, "user_not_found", f"no user {q.user!r}")
-            user_id = user.id
+    async def user_id(q: ActivityQuery) -> str | None:
+        if not q.user:
+            return None
+        user = await auth.find_user(q.user)
+        if user is None:
+            raise Problem(404, "user_not_found", f"no user {q.user!r}")
+        return user.id
+
+    async def rows(
+        q: ActivityQuery, user_id: str | None, limit: int, until: float | None
+    ) -> list[dict[str, Any]]:
         bounds = [x for x in (unix(q.until) if q.until else None, until) if x is not None]
         found = await audit.query(
             action=q.action, user_id=user_id, since=unix(q.since) if q.since else None,
@@ -66,7 +70,7 @@ def register_activity(api: ScopedApi, auth: Auth, audit: Audit) -> None:
     async def activity(call: Call[None]) -> dict[str, Any]:
         """Audit records newest first: filter by user, action (or prefix) and time."""
         q: ActivityQuery = call.query
-        found = await rows(q, q.limit, q.before)
+        found = await rows(q, await user_id(q), q.limit, q.before)
         return {
             "activity": [{**r, "time_iso": iso(r["time"])} for r in found],
             "next": found[-1]["time"] if len(found) == q.limit else None,
@@ -76,6 +80,7 @@ def register_activity(api: ScopedApi, auth: Auth, audit: Audit) -> None:
     async def export(call: Call[None]) -> web.StreamResponse:
         """The filtered log as a CSV or NDJSON download (up to 100,000 records)."""
         q: ExportQuery = call.query
+        who = await user_id(q)  # before the response starts: an unknown user is a 404
         response = web.StreamResponse(headers={
             "Content-Type": "text/csv; charset=utf-8" if q.format == "csv"
             else "application/x-ndjson",
@@ -86,7 +91,7 @@ def register_activity(api: ScopedApi, auth: Auth, audit: Audit) -> None:
             await response.write(_csv_line(COLUMNS))
         sent, cursor = 0, q.before
         while sent < q.limit:
-            page = await rows(q, min(EXPORT_PAGE, q.limit - sent), cursor)
+            page = await rows(q, who, min(EXPORT_PAGE, q.limit - sent), cursor)
             for r in page:
                 record = {**r, "time": iso(r["time"])}
                 if q.format == "csv":

@@ -85,10 +85,8 @@ def register_users(api: ScopedApi, auth: Auth, audit: Audit, oversight: Oversigh
         """A new random password (shown once); every session of the user ends."""
         user = await auth.get_user(call.param("user_id"))
         password = secrets.token_urlsafe(12)
-        await auth.set_password(user.id, password)
-        await auth.revoke_all(user.id, reason="password_reset")
-        await audit.record("auth.password_reset", actor_id=call.user.id, target=user.id,
-                           ip=call.ip, via="admin")  # fmt: skip
+        await auth.reset_password(user.id, password, via="admin", actor_id=call.user.id,
+                                  ip=call.ip)  # fmt: skip
         return {"password": password}
 
     @api.route("POST", USER + "/revoke-tokens", auth="admin")

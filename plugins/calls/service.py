@@ -77,8 +77,7 @@ class CallService:
             if call is None or call.status == "ended":
                 return
             self.absence.forget(call_topic, user_id)
-            call.leave(user_id, time.time())
-            await self.rooms.leave(call.id, user_id)
+            await self._leave(call, user_id, time.time())
             await self.bus.fire("call.lost", {"call_id": call.id, "user_id": user_id})
             await self._changed(call)
 
@@ -183,8 +182,7 @@ class CallService:
         elif how == "decline":
             call.decline(user.id, now)
         elif how == "leave":
-            call.leave(user.id, now)
-            await self.rooms.leave(call.id, user.id)
+            await self._leave(call, user.id, now)
         else:
             call.cancel(user.id, now)
         await self.bus.fire(f"call.{how}", {"call_id": call.id, "user_id": user.id})
@@ -193,6 +191,11 @@ class CallService:
         if how == "accept":
             view["ice_servers"] = ice_servers(self.config, user.id)
         return view
+
+    async def _leave(self, call: Call, user_id: str, now: float) -> None:
+        """Hang up: out of the call, and out of its SFU room (connections closed)."""
+        call.leave(user_id, now)
+        await self.rooms.leave(call.id, user_id)
 
     async def _changed(self, call: Call) -> None:
         """Store the call, tell every participant, and forget it once it has ended."""
@@ -378,8 +381,7 @@ class CallService:
         """A banned user leaves every call at once."""
         for call in list(self.calls.values()):
             if user_id in call.joined():
-                call.leave(user_id, time.time())
-                await self.rooms.leave(call.id, user_id)
+                await self._leave(call, user_id, time.time())
                 await self._changed(call)
 
     async def figures(self) -> dict[str, float]:

@@ -256,6 +256,17 @@ class Auth:
         await self.revoke_all(user.id, reason="password_changed", keep=keep_token)
         await self.audit.record("auth.password_changed", actor_id=user.id, target=user.id, ip=ip)
 
+    async def reset_password(
+        self, user_id: str, password: str, *, via: str, actor_id: str | None = None,
+        ip: str | None = None,
+    ) -> None:  # fmt: skip
+        """An operator sets a new password: every session of the user ends (audited)."""
+        await self.set_password(user_id, password)
+        await self.revoke_all(user_id, reason="password_reset")
+        await self.audit.record(
+            "auth.password_reset", actor_id=actor_id, target=user_id, ip=ip, via=via
+        )
+
     async def set_password(self, user_id: str, password: str) -> None:
         self.check_password(password)
         password_hash = await hash_password(password)

@@ -108,7 +108,7 @@ class Room:
         self.ice_servers = ice_servers
         self.max_video_kbps = max_video_kbps
         self.members: dict[str, Member] = {}
-        self.taps: list[Callable[[Feed], Output | None]] = []  # e.g. the recorder
+        self.recorder: Callable[[Feed], Output] | None = None  # an output for each feed
 
     def feeds(self) -> list[Feed]:
         return [f for m in self.members.values() for f in m.feeds.values()]
@@ -194,10 +194,8 @@ class Room:
                 self._drop(member.feeds.pop(mid))
             for feed in added:
                 member.feeds[feed.mid] = feed
-                for make in self.taps:
-                    output = make(feed)
-                    if output is not None:
-                        feed.outputs["recorder"] = output
+                if self.recorder is not None:
+                    feed.outputs["recorder"] = self.recorder(feed)
             answer = with_video_cap(pc.localDescription.sdp, self.max_video_kbps)
         await self.notify(member.user_id, {"type": "answer", "pc": "publish", "sdp": answer})
         if added or removed:
@@ -281,6 +279,17 @@ class Room:
             member.user_id,
             {"type": "offer", "pc": "subscribe", "sdp": pc.localDescription.sdp, "tracks": tracks},
         )
+
+    def record(self, recorder: Callable[[Feed], Output] | None) -> None:
+        """Give every feed, now and to come, an output made by ``recorder`` (None: stop);
+        the recording starts at fresh keyframes."""
+        self.recorder = recorder
+        for feed in self.feeds():
+            if recorder is None:
+                feed.outputs.pop("recorder", None)
+            else:
+                feed.outputs["recorder"] = recorder(feed)
+                feed.want_keyframe()
 
     # -- controls ---------------------------------------------------------------------------
 

@@ -91,11 +91,7 @@ class Rooms:
             raise Problem(409, "already_recording", "the call is being recorded")
         recording = CallRecording(self.scratch, by)
         self.recordings[call.id] = recording
-        room = self.room(call)
-        room.taps.append(recording.tap)
-        for feed in room.feeds():
-            feed.outputs["recorder"] = recording.tap(feed)
-            feed.want_keyframe()
+        self.room(call).record(recording.tap)
         await self._announce(call, {"state": "started", **recording.view()})
         await self.bus.fire("call.recording", {"call_id": call.id, "by": by, "state": "started"})
         return recording.view()
@@ -107,9 +103,7 @@ class Rooms:
             raise Problem(409, "not_recording", "the call is not being recorded")
         room = self.rooms.get(call.id)
         if room is not None:
-            room.taps.remove(recording.tap)
-            for feed in room.feeds():
-                feed.outputs.pop("recorder", None)
+            room.record(None)
         result = await recording.finish()
         stored: dict[str, Any] | None = None
         files = self.files()
