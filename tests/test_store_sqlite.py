@@ -68,8 +68,11 @@ async def test_a_starved_checkpointer_does_not_let_the_wal_grow(
         self._bulk.execute(endless).fetchall()
 
     monkeypatch.setattr(sqlite_store._Checkpointer, "_copy_bulk", starved)
+    monkeypatch.setattr(sqlite_store, "PATIENCE", 1)  # give up on it after one period
     commits, frames = await write_without_pause(store, tmp_path)
-    assert frames < commits / 2
+    # Every commit appends two or three frames: fewer frames than commits means the WAL
+    # started over lately (here the whole copy is under the lock, so cycles are longer).
+    assert frames < commits
 
 
 async def test_a_write_lock_held_elsewhere_waits_off_the_loop(

@@ -84,6 +84,7 @@ class _Checkpointer:
         self._conn = conn
         self._lock = lock
         self._bulk: sqlite3.Connection | None = None
+        self._bulk_work: asyncio.Future[None] | None = None
         self._thread = ThreadPoolExecutor(1, "sqlite-checkpoint", initializer=self._open_bulk)
         self._thread.submit(int)  # start the thread (and open its connection) now
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -101,17 +102,14 @@ class _Checkpointer:
         while True:
             await asyncio.sleep(CHECKPOINT_EVERY)
             try:
-                bulk = loop.run_in_executor(self._thread, self._copy_bulk)
+                bulk = self._bulk_work = loop.run_in_executor(self._thread, self._copy_bulk)
                 try:
                     await asyncio.wait_for(asyncio.shield(bulk), CHECKPOINT_EVERY * PATIENCE)
                 except TimeoutError:
                     # Starved: the event loop keeps the CPU busy and the niced thread gets
                     # almost none. Stop it; the copy under the lock below does it all, or
                     # the WAL would grow for as long as the load lasts.
-                    assert self._bulk is not None
-                    self._bulk.interrupt()
-                    with suppress(sqlite3.OperationalError):
-                        await bulk
+                    await self._interrupt(bulk)
                 async with self._lock:
                     await self._conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:  # e.g. another process holds a lock: next time
@@ -121,10 +119,22 @@ class _Checkpointer:
         self._task.cancel()
         with suppress(asyncio.CancelledError):
             await self._task
-        if self._bulk is not None:
-            self._bulk.interrupt()  # a bulk copy still running (starved) ends now
+        if self._bulk_work is not None:  # a bulk copy may still run (starved): end it
+            await self._interrupt(self._bulk_work)
+        if self._bulk is not None:  # never interrupted while it closes: that would race
             await asyncio.get_running_loop().run_in_executor(self._thread, self._bulk.close)
         self._thread.shutdown()
+
+    async def _interrupt(self, work: asyncio.Future[None]) -> None:
+        """Interrupt the bulk copy until ``work`` (that copy, queued on the thread) is done:
+        an interrupt only stops a statement already running, and it may start just after."""
+        assert self._bulk is not None
+        while not work.done():
+            self._bulk.interrupt()
+            with suppress(TimeoutError, sqlite3.OperationalError):
+                await asyncio.wait_for(asyncio.shield(work), 0.01)
+        with suppress(sqlite3.OperationalError):  # "interrupted"
+            work.result()
 
 
 def _lower_priority() -> None:
