@@ -5,10 +5,11 @@
 2. N concurrent games between bots (``peers/chessbots/bots.js``: Node, a WebSocket per
    player, replaying random legal lines made here with python-chess): the side to
    move publishes its move on ``chess:<game>``; the round trip is publish -> reply (the
-   move is validated, stored and broadcast before the reply). A bot waits ``--interval``
-   between its moves. ``--pin`` puts the server on CPU 0 and the bots on CPU 1. Prints
-   p50/p99 round trip, moves/s,
-   moves per server CPU second, RSS per game.
+   move is validated, stored and broadcast before the reply). A game moves every
+   ``--interval`` s from a random phase of its own (``--pace fixed``), or its bots wait
+   ``--interval`` after each reply (``--pace after_reply``: closed loop, the games fall into
+   step with each other over a run). ``--pin`` puts the server on CPU 0 and the bots on
+   CPU 1. Prints p50/p99 round trip, moves/s, moves per server CPU second, RSS per game.
 
     python -m benchmarks.chess --games 100 --seconds 10 --pin
 """
@@ -118,7 +119,7 @@ async def play(
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BOTS, check=True)
     lines = {game: random_line(400) for game in games}
     options = {"url": url, "tokens": tokens, "lines": lines, "seconds": args.seconds,
-               "interval": args.interval, "warmup": args.warmup}  # fmt: skip
+               "interval": args.interval, "warmup": args.warmup, "pace": args.pace}  # fmt: skip
     options_file = RESULTS / "chessbots-options.json"
     RESULTS.mkdir(exist_ok=True)
     options_file.write_text(json.dumps(options))
@@ -168,7 +169,9 @@ def main() -> None:
     )
     parser.add_argument("--games", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--interval", type=float, default=0.1, help="a bot's pause between moves")
+    parser.add_argument("--interval", type=float, default=0.1, help="seconds between a game's moves")
+    parser.add_argument("--pace", choices=("fixed", "after_reply"), default="fixed",
+                        help="moves due every interval (open loop), or an interval after each reply")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds played, not timed")
     parser.add_argument("--no-perft", action="store_true")
     add_common_args(parser)
@@ -184,6 +187,7 @@ def main() -> None:
         ["moves (errors)", f"{result['moves']} ({result['errors']})"],
         ["moves/s", round(result["moves_per_s"])],
         ["round trip p50 / p99 / max (ms)", rtt],
+        ["moves sent late, p99 (ms, fixed pace)", round(result["send_late_p99_ms"] or 0, 1)],
         ["moves per server CPU second", round(result["moves_per_cpu_s"])],
         ["server RSS per game (KB)", round(result["rss_per_game_kb"], 1)],
         ["event-loop lag max (ms)", round(result["max_loop_lag_ms"] or 0, 1)],

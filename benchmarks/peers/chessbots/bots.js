@@ -1,10 +1,15 @@
 // The chess benchmark's load client: every player of every game has a WebSocket of its own.
 // Each game replays a line of legal moves chosen at random beforehand (by the Python side,
 // with python-chess, so the bots spend no CPU on move generation): the side to move
-// publishes its move on chess:<game> with its ply, times the round trip until the reply (the
-// server has validated, stored and broadcast the move by then), and waits `interval` s.
-// Usage: node bots.js OPTIONS.json  ({url, tokens: {white, black},
-//                                     lines: {game id: [uci, ...]}, seconds, interval, warmup})
+// publishes its move on chess:<game> with its ply and times the round trip until the reply
+// (the server has validated, stored and broadcast the move by then).
+// Pace "fixed" (default): a game's moves are due every `interval` s from a random phase of its
+// own, whenever the replies come (open loop, as independent players are). Pace "after_reply":
+// a bot waits `interval` s after each reply; every bot then replies to the server's rhythm,
+// games answered in the same millisecond wake in the same timer tick, and over a run they
+// merge into ever larger bursts (closed loop: the load synchronises itself).
+// Usage: node bots.js OPTIONS.json  ({url, tokens: {white, black}, lines: {game id: [uci, ...]},
+//                                     seconds, interval, warmup, pace})
 // The first `warmup` seconds are played but not timed (first calls warm the server's caches).
 // Prints one JSON line: moves, errors, round-trip percentiles (ms), client CPU seconds.
 "use strict";
@@ -42,16 +47,22 @@ async function main(opts) {
     players.push({ game, white: await connect(opts.url, opts.tokens.white), black: await connect(opts.url, opts.tokens.black) });
   }
   const rtts = [];
+  const lateness = [];  // fixed pace: how far behind its due time a move was sent (ms)
   const worst = { ms: 0, at: 0 };
   let errors = 0;
   const cpu0 = process.cpuUsage();
   const deadline = performance.now() + opts.seconds * 1000;
   const start = performance.now();
+  const fixed = (opts.pace || "fixed") === "fixed";
   await Promise.all(players.map(async ({ game, white, black }) => {
     const line = opts.lines[game];
-    await sleep(Math.random() * opts.interval * 1000);
+    const phase = start + Math.random() * opts.interval * 1000;
+    await sleep(phase - performance.now());
     for (let ply = 0; ply < line.length && performance.now() < deadline; ply++) {
+      const due = phase + ply * opts.interval * 1000;
+      if (fixed && performance.now() < due) await sleep(due - performance.now());
       const t0 = performance.now();
+      if (fixed && t0 - start >= (opts.warmup || 0) * 1000) lateness.push(t0 - due);
       const reply = await request(ply % 2 === 0 ? white : black,
         { op: "publish", topic: `chess:${game}`, data: { move: line[ply], ply } });
       const rtt = performance.now() - t0;
@@ -61,17 +72,19 @@ async function main(opts) {
         if (reply.code !== "game_over") errors += 1;  // fivefold, 75 moves: the server ends it
         return;
       }
-      await sleep(opts.interval * 1000);
+      if (!fixed) await sleep(opts.interval * 1000);
     }
   }));
   const wall = (performance.now() - start) / 1000;
   const cpu = process.cpuUsage(cpu0);
   rtts.sort((a, b) => a - b);
-  const pct = (p) => (rtts.length ? rtts[Math.min(rtts.length - 1, Math.ceil((p / 100) * rtts.length) - 1)] : null);
+  lateness.sort((a, b) => a - b);
+  const pct = (p, xs = rtts) => (xs.length ? xs[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)] : null);
   console.log(JSON.stringify({
     moves: rtts.length, errors, moves_per_s: rtts.length / wall,
     rtt_p50_ms: pct(50), rtt_p99_ms: pct(99), rtt_max_ms: rtts.length ? rtts[rtts.length - 1] : null,
     rtt_max_at_s: worst.at,
+    send_late_p99_ms: pct(99, lateness),
     client_cpu_s: (cpu.user + cpu.system) / 1e6,
   }));
   for (const p of players) { p.white.terminate(); p.black.terminate(); }
