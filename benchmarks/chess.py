@@ -169,9 +169,11 @@ def main() -> None:
     )
     parser.add_argument("--games", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--interval", type=float, default=0.1, help="seconds between a game's moves")
-    parser.add_argument("--pace", choices=("fixed", "after_reply"), default="fixed",
-                        help="moves due every interval (open loop), or an interval after each reply")
+    parser.add_argument("--interval", type=float, default=0.1, help="seconds between moves")
+    parser.add_argument(
+        "--pace", choices=("fixed", "after_reply"), default="fixed",
+        help="moves due every interval (open loop), or an interval after each reply",
+    )  # fmt: skip
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds played, not timed")
     parser.add_argument("--no-perft", action="store_true")
     add_common_args(parser)
@@ -187,6 +189,10 @@ def main() -> None:
         ["moves (errors)", f"{result['moves']} ({result['errors']})"],
         ["moves/s", round(result["moves_per_s"])],
         ["round trip p50 / p99 / max (ms)", rtt],
+        [
+            "opponent has the move p50 / p99 (ms)",
+            f"{result['seen_p50_ms']:.1f} / {result['seen_p99_ms']:.1f}",
+        ],
         ["moves sent late, p99 (ms, fixed pace)", round(result["send_late_p99_ms"] or 0, 1)],
         ["moves per server CPU second", round(result["moves_per_cpu_s"])],
         ["server RSS per game (KB)", round(result["rss_per_game_kb"], 1)],

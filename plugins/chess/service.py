@@ -264,10 +264,11 @@ class ChessService:
     async def _save(self, game: Game, plies_before: int) -> None:
         """Store the game as it is now (its row and its move list) and return once committed.
 
-        Saves of different games that wait while a transaction runs share the next one
-        (group commit): each is still acknowledged only after its commit. The save that
-        finds no writer running writes itself, at once: no task to wake, no extra trip
-        through the event loop's queue."""
+        Saves share transactions (group commit): the save that finds no writer running
+        yields once, so the moves read in the same turn of the event loop join it, then
+        writes them all; saves made while a transaction runs share the next one. Each is
+        acknowledged only after its commit. Under load the batches grow by themselves and
+        a burst of moves costs one commit instead of one each."""
         write = _Write(
             game.id,
             self._row(game),
@@ -277,6 +278,12 @@ class ChessService:
         )
         self._batch.append(write)
         if not self._writing:
+            self._writing = True
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:  # the others' saves are still to be written
+                self._writer = asyncio.create_task(self._write_batches())
+                raise
             await self._write_batches()
         await write.done
 
