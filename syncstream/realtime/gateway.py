@@ -97,7 +97,8 @@ class Namespace:
 
 @dataclass(eq=False)
 class Connection:
-    """One authenticated socket. Broadcast frames go straight into its transport buffer."""
+    """One authenticated socket. Frames for it are queued in ``out`` and written to its
+    transport together at the end of the event loop's turn (see :meth:`Gateway._write`)."""
 
     id: str
     session: Session
@@ -109,6 +110,7 @@ class Connection:
     bus_listeners: dict[str, Callable[[], None]] = field(default_factory=dict)
     strikes: int = 0
     closing: bool = False
+    out: list[bytes] = field(default_factory=list)  # frames queued in this turn of the loop
 
     @property
     def user(self) -> User:
@@ -138,6 +140,7 @@ class Gateway:
         self.namespaces: dict[str, Namespace] = {}
         self.connections: set[Connection] = set()
         self._subs: dict[str, set[Connection]] = {}
+        self._unflushed: list[Connection] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[None] | None = None
         self._unlisten: list[Callable[[], None]] = []
@@ -168,6 +171,7 @@ class Gateway:
         """Close every socket with 1001 (going away) and stop the broker."""
         for unlisten in self._unlisten:
             unlisten()
+        self._flush()
         if self._refresher:
             self._refresher.cancel()
         await asyncio.gather(
@@ -193,12 +197,15 @@ class Gateway:
         return await self.broker.publish(topic, data, ephemeral=ephemeral)
 
     def _deliver(self, pub: Publication) -> None:
-        """Broker callback: write one publication to every local subscriber."""
+        """Broker callback: queue one publication for every local subscriber (the body of
+        :meth:`_write`, inlined: this loop runs once per subscriber per publication)."""
         subscribers = self._subs.get(pub.topic)
         if not subscribers:
             return
         wire = text_frame(pub.frame)
-        limit = self.settings.send_buffer_bytes
+        unflushed = self._unflushed
+        if not unflushed:
+            asyncio.get_running_loop().call_soon(self._flush)
         sent = 0
         for conn in subscribers:
             pending = conn.recovering.get(pub.topic)
@@ -207,12 +214,37 @@ class Gateway:
                 continue
             if conn.closing or conn.transport.is_closing():
                 continue  # a socket that went away is dropped by its own handler
-            conn.transport.write(wire)
+            if not conn.out:
+                unflushed.append(conn)
+            conn.out.append(wire)
             sent += 1
-            if conn.transport.get_write_buffer_size() > limit:
+        self.metrics.ws_messages_out.inc(sent)
+
+    def _write(self, conn: Connection, frame: bytes) -> bool:
+        """Queue ``frame`` for ``conn``; False if the socket is going away (its own handler
+        drops it). What is queued in one turn of the event loop goes out in one write per
+        socket: a move's broadcast and the mover's reply cost one system call, not two."""
+        if conn.closing or conn.transport.is_closing():
+            return False
+        if not conn.out:
+            if not self._unflushed:
+                asyncio.get_running_loop().call_soon(self._flush)
+            self._unflushed.append(conn)
+        conn.out.append(frame)
+        return True
+
+    def _flush(self) -> None:
+        connections, self._unflushed = self._unflushed, []
+        limit = self.settings.send_buffer_bytes
+        for conn in connections:
+            out, conn.out = conn.out, []
+            transport = conn.transport
+            if not out or conn.closing or transport.is_closing():
+                continue
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if transport.get_write_buffer_size() > limit:
                 self._close(conn, CLOSE_SLOW_CONSUMER, "slow consumer: send buffer full")
                 self.metrics.ws_slow_consumers.inc()
-        self.metrics.ws_messages_out.inc(sent)
 
     # --- connection handling --------------------------------------------------------------
 
@@ -240,7 +272,7 @@ class Gateway:
         self.metrics.ws_connections.inc()
         log.info("ws.connected", conn=conn.id, user=conn.user.username)
         try:
-            await self._send(
+            self._send(
                 conn,
                 "hello",
                 data={
@@ -257,7 +289,7 @@ class Gateway:
                     # publishes (each a fan-out) must not hold the loop from everyone else.
                     await asyncio.sleep(0)
                 elif msg.type == WSMsgType.BINARY:
-                    await self._error(conn, None, "invalid_frame", "send JSON text frames")
+                    self._error(conn, None, "invalid_frame", "send JSON text frames")
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
@@ -279,6 +311,9 @@ class Gateway:
     def _close(self, conn: Connection, code: int, reason: str) -> None:
         if conn.closing:
             return
+        out, conn.out = conn.out, []
+        if out and not conn.transport.is_closing():  # what was queued goes before the close
+            conn.transport.write(b"".join(out))
         conn.closing = True
         log.info("ws.closing", conn=conn.id, code=code, reason=reason)
         self._spawn(conn.ws.close(code=code, message=reason.encode()))
@@ -288,19 +323,12 @@ class Gateway:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, conn: Connection, op: str, **fields: Any) -> None:
-        if conn.closing:
-            return
-        try:
-            await conn.ws.send_str(dumps({"op": op, **fields}))
-        except ConnectionError:
-            conn.closing = True
+    def _send(self, conn: Connection, op: str, **fields: Any) -> None:
+        self._write(conn, text_frame(dumps({"op": op, **fields})))
 
-    async def _error(
-        self, conn: Connection, req_id: Any, code: str, detail: str, **extra: Any
-    ) -> None:
+    def _error(self, conn: Connection, req_id: Any, code: str, detail: str, **extra: Any) -> None:
         log.info("ws.error", conn=conn.id, user=conn.user.username, code=code)
-        await self._send(conn, "error", id=req_id, code=code, detail=detail, **extra)
+        self._send(conn, "error", id=req_id, code=code, detail=detail, **extra)
 
     async def _on_text(self, conn: Connection, text: str) -> None:
         self.metrics.ws_messages_in.inc()
@@ -310,7 +338,7 @@ class Gateway:
             if conn.strikes >= self.settings.rate_burst:
                 self._close(conn, CLOSE_RATE_LIMITED, "rate limit exceeded")
             else:
-                await self._error(
+                self._error(
                     conn,
                     None,
                     "rate_limited",
@@ -322,27 +350,27 @@ class Gateway:
         try:
             frame = json.loads(text)
         except json.JSONDecodeError:
-            await self._error(conn, None, "invalid_json", "the frame is not valid JSON")
+            self._error(conn, None, "invalid_json", "the frame is not valid JSON")
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("op"), str):
-            await self._error(conn, None, "invalid_frame", "frames are objects with an 'op'")
+            self._error(conn, None, "invalid_frame", "frames are objects with an 'op'")
             return
         req_id = frame.get("id")
         handler = self._ops.get(frame["op"])
         if handler is None:
-            await self._error(conn, req_id, "unknown_op", f"unknown op {frame['op']!r}")
+            self._error(conn, req_id, "unknown_op", f"unknown op {frame['op']!r}")
             return
         try:
             data = await handler(self, conn, frame)
         except Problem as problem:
-            await self._error(conn, req_id, problem.code, problem.detail, **problem.extra)
+            self._error(conn, req_id, problem.code, problem.detail, **problem.extra)
             return
         except Exception:
             log.exception("ws.op_failed", op=frame["op"], conn=conn.id)
-            await self._error(conn, req_id, "internal_error", "the server failed; it is logged")
+            self._error(conn, req_id, "internal_error", "the server failed; it is logged")
             return
         if data is not None:  # None: the op has replied itself
-            await self._send(conn, "reply", id=req_id, topic=frame.get("topic"), data=data)
+            self._send(conn, "reply", id=req_id, topic=frame.get("topic"), data=data)
 
     def namespace_of(self, topic: Any) -> Namespace:
         """The namespace of a topic; 400/404 problems for malformed or unknown ones."""
@@ -356,7 +384,7 @@ class Gateway:
     # --- ops ------------------------------------------------------------------------------
 
     async def _op_ping(self, conn: Connection, frame: dict[str, Any]) -> None:
-        await self._send(conn, "pong", id=frame.get("id"), time=time.time())
+        self._send(conn, "pong", id=frame.get("id"), time=time.time())
 
     async def _op_subscribe(self, conn: Connection, frame: dict[str, Any]) -> dict[str, Any] | None:
         topic = frame.get("topic")
@@ -400,7 +428,7 @@ class Gateway:
             await self.presence.add(topic, conn.id, self._presence_info(conn))
             if namespace.presence_events:
                 reply["presence"] = await self._presence_list(topic)
-        await self._send(conn, "reply", id=frame.get("id"), topic=topic, data=reply)
+        self._send(conn, "reply", id=frame.get("id"), topic=topic, data=reply)
         # Replay what was missed, then what arrived meanwhile, without duplicates; a client
         # that did not ask to resume starts at the position in the reply.
         last = since if since is not None else top
@@ -408,8 +436,7 @@ class Gateway:
             if pub.seq and pub.seq <= last:
                 continue
             last = max(last, pub.seq)
-            if not conn.closing:
-                conn.transport.write(text_frame(pub.frame))
+            self._write(conn, text_frame(pub.frame))
         if namespace.presence and namespace.presence_events:  # everyone hears of the join
             await self.broker.publish(
                 topic, {"presence": "join", "user": self._presence_info(conn)}, ephemeral=True
@@ -436,8 +463,7 @@ class Gateway:
                     },
                 }
             )
-            if not conn.closing:
-                conn.transport.write(text_frame(frame))
+            self._write(conn, text_frame(frame))
 
         conn.topics.add(topic)
         conn.bus_listeners[topic] = self.bus.listen(pattern, forward)
