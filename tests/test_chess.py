@@ -36,6 +36,11 @@ async def move(c: Client, token: str, game_id: str, uci: str, **query: Any) -> t
     return status, body
 
 
+async def act(c: Client, token: str, game_id: str, action: str) -> tuple[int, Any]:
+    status, body, _ = await c.call("POST", f"/api/chess/games/{game_id}/{action}", token)
+    return status, body
+
+
 async def test_a_game_over_websocket_and_http_with_spectators(tmp_path: Path) -> None:
     async with running(tmp_path) as c:
         alice, bob, carol = [await c.register(n) for n in ("alice", "bob", "carol")]
@@ -154,66 +159,88 @@ async def test_draws_resign_abort_takeback_and_claims(tmp_path: Path) -> None:
     async with running(tmp_path) as c:
         alice, bob = await c.register("alice"), await c.register("bob")
 
-        async def act(token: str, gid: str, action: str) -> tuple[int, Any]:
-            status, body, _ = await c.call("POST", f"/api/chess/games/{gid}/{action}", token)
-            return status, body
-
         g = await start_game(c, alice, "bob", bob)
-        assert (await act(bob, g["id"], "abort"))[1]["termination"] == "aborted"
+        assert (await act(c, bob, g["id"], "abort"))[1]["termination"] == "aborted"
         g = await start_game(c, alice, "bob", bob)
         await move(c, alice, g["id"], "e2e4")
         await move(c, bob, g["id"], "e7e5")
-        status, problem = await act(alice, g["id"], "abort")
+        status, problem = await act(c, alice, g["id"], "abort")
         assert status == 409 and problem["code"] == "too_late_to_abort"
-        assert (await act(alice, g["id"], "draw_offer"))[1]["draw_offer"] == "white"
-        status, state = await act(bob, g["id"], "draw_decline")
+        assert (await act(c, alice, g["id"], "draw_offer"))[1]["draw_offer"] == "white"
+        status, state = await act(c, bob, g["id"], "draw_decline")
         assert state["draw_offer"] is None
-        status, problem = await act(bob, g["id"], "draw_accept")
+        status, problem = await act(c, bob, g["id"], "draw_accept")
         assert status == 409 and problem["code"] == "no_offer"
         await move(c, alice, g["id"], "d2d4")
-        assert (await act(alice, g["id"], "takeback_offer"))[1]["takeback_offer"] == "white"
-        status, state = await act(bob, g["id"], "takeback_accept")
+        assert (await act(c, alice, g["id"], "takeback_offer"))[1]["takeback_offer"] == "white"
+        status, state = await act(c, bob, g["id"], "takeback_accept")
         assert state["ply"] == 2 and state["turn"] == "white"
-        status, problem = await act(alice, g["id"], "claim_draw")
+        status, problem = await act(c, alice, g["id"], "claim_draw")
         assert status == 409 and problem["code"] == "no_draw_claim"
         # Threefold repetition: knights out and back twice.
         for uci in ("g1f3", "g8f6", "f3g1", "f6g8", "g1f3", "g8f6", "f3g1", "f6g8"):
             token = alice if uci[0] in "gf" and uci in ("g1f3", "f3g1") else bob
             assert (await move(c, token, g["id"], uci))[0] == 200
-        status, state = await act(alice, g["id"], "claim_draw")
+        status, state = await act(c, alice, g["id"], "claim_draw")
         assert state["termination"] == "threefold_repetition" and state["result"] == "1/2-1/2"
 
         g = await start_game(c, alice, "bob", bob)
         await move(c, bob, g["id"], "e7e5")  # not bob's turn: refused, but bob was active
         await move(c, alice, g["id"], "e2e4")
-        status, problem = await act(alice, g["id"], "claim_victory")
+        status, problem = await act(c, alice, g["id"], "claim_victory")
         assert status == 409 and problem["code"] == "too_early_to_claim", problem
         g = await start_game(c, alice, "bob", bob)
         await move(c, alice, g["id"], "e2e4")
-        status, problem = await act(alice, g["id"], "claim_victory")
+        status, problem = await act(c, alice, g["id"], "claim_victory")
         assert status == 200 and problem["termination"] == "abandoned", "bob never showed up"
         g = await start_game(c, alice, "bob", bob)
         sock = await c.ws(bob)
         await sock.request("subscribe", f"chess:{g['id']}")
-        status, problem = await act(alice, g["id"], "claim_victory")
+        status, problem = await act(c, alice, g["id"], "claim_victory")
         assert status == 409 and problem["code"] == "opponent_present"
-        assert (await act(bob, g["id"], "resign"))[1]["result"] == "1-0"
+        assert (await act(c, bob, g["id"], "resign"))[1]["result"] == "1-0"
         await sock.ws.close()
 
 
 async def test_no_accepted_move_is_lost_across_a_restart(tmp_path: Path) -> None:
+    # A move's save writes the move row only (it carries the game's seq and clocks); an
+    # action rewrites the game's row. Each kind, last before the restart, must come back.
     async with running(tmp_path) as c:
         alice, bob = await c.register("alice"), await c.register("bob")
-        g = await start_game(c, alice, "bob", bob, base_seconds=600)
+        g = await start_game(c, alice, "bob", bob, base_seconds=600, increment_seconds=5)
         for token, uci in ((alice, "d2d4"), (bob, "d7d5"), (alice, "c2c4")):
-            assert (await move(c, token, g["id"], uci))[0] == 200
+            status, before = await move(c, token, g["id"], uci)
+            assert status == 200
     async with running(tmp_path) as c:
-        tokens = {name: await c.login(name) for name in ("alice", "bob")}
-        _, state, _ = await c.call("GET", f"/api/chess/games/{g['id']}", tokens["bob"])
+        alice, bob = await c.login("alice"), await c.login("bob")
+        _, state, _ = await c.call("GET", f"/api/chess/games/{g['id']}", bob)
         assert state["moves"] == ["d2d4", "d7d5", "c2c4"] and state["turn"] == "black"
+        assert state["seq"] == before["seq"] == 3
         assert state["clock_running"] == "black" and state["clocks"]["black"] < 600_000
-        status, state = await move(c, tokens["bob"], g["id"], "e7e6", ply=3)
-        assert status == 200 and state["ply"] == 4
+        assert state["clocks"]["white"] == before["clocks"]["white"] > 600_000  # + increment
+        assert (await act(c, alice, g["id"], "draw_offer"))[1]["draw_offer"] == "white"  # seq 4
+        status, before = await move(c, bob, g["id"], "e7e6", ply=3)  # seq 5: the offer stays
+        assert status == 200 and before["ply"] == 4 and before["draw_offer"] == "white"
+    async with running(tmp_path) as c:
+        alice, bob = await c.login("alice"), await c.login("bob")
+        _, state, _ = await c.call("GET", f"/api/chess/games/{g['id']}", bob)
+        assert state["seq"] == 5 and state["ply"] == 4 and state["draw_offer"] == "white"
+        assert (
+            state["clock_running"] == "white"
+            and state["clocks"]["black"] == (before["clocks"]["black"])
+        )
+        for token, action in ((bob, "draw_decline"), (alice, "takeback_offer")):
+            assert (await act(c, token, g["id"], action))[0] == 200
+        status, before = await act(c, bob, g["id"], "takeback_accept")  # alice's c2c4 + e7e6 go
+        assert status == 200 and before["ply"] == 2 and before["seq"] == 8
+    async with running(tmp_path) as c:
+        alice = await c.login("alice")
+        _, state, _ = await c.call("GET", f"/api/chess/games/{g['id']}", alice)
+        assert state["moves"] == ["d2d4", "d7d5"] and state["seq"] == 8
+        assert state["draw_offer"] is None and state["takeback_offer"] is None
+        assert state["clock_running"] == "white" and state["turn"] == "white"
+        status, state = await move(c, alice, g["id"], "e2e4", ply=2)
+        assert status == 200 and state["seq"] == 9
 
 
 async def test_ndjson_stream_for_bots(tmp_path: Path) -> None:

@@ -100,4 +100,7 @@ MIGRATIONS: list[Migration] = [
         """,
         "postgres": "",
     },
+    # The game's seq after each move: a move's save no longer updates the game's row (see
+    # service.MOVE_IMPLIED); NULL for moves stored before.
+    "ALTER TABLE chess_moves ADD COLUMN seq BIGINT",
 ]

@@ -45,6 +45,11 @@ FIXED_COLUMNS = frozenset(  # set when a game is created, never changed
     ("id", "white_id", "black_id", "rated", "base_ms", "increment_ms", "initial_fen",
      "created_at", "per_move_ms")
 )  # fmt: skip
+LEASE_COLUMNS = frozenset(("owner_node", "lease_until"))  # written by hold() and _renew()
+# A stored move carries the game's seq after it and both clocks; when the game is rebuilt,
+# the newest of the row and its last move wins, and the clock of the side to move runs
+# from that move. A save with moves leaves these columns of the game's row alone.
+MOVE_IMPLIED = frozenset(("seq", "white_ms", "black_ms", "running", "running_since"))
 FORWARD_TIMEOUT = 5.0
 
 
@@ -92,6 +97,7 @@ class ChessService:
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._unlisten: list[Any] = []
         self.games: dict[str, Game] = {}
+        self._stored: dict[str, dict[str, Any]] = {}  # held games' rows as last written
         self._batch: list[_Write] = []
         self._writing = False
         self._writer: asyncio.Task[None] | None = None
@@ -109,8 +115,7 @@ class ChessService:
             for row in await self.store.fetchall(
                 f"SELECT {GAME_COLUMNS} FROM chess_games WHERE status = 'started'"
             ):
-                game = await self._rebuild(row)
-                self.games[game.id] = game
+                self._keep(await self._rebuild(row), row)
             await self._renew()
         self._ticker = asyncio.create_task(self._tick())
 
@@ -143,11 +148,12 @@ class ChessService:
             clock=Clock(base_ms, increment_ms, per_move_ms),
             initial_fen=fen,
         )
+        row = self._row(game)
         await self.store.execute(
             f"INSERT INTO chess_games ({GAME_COLUMNS}) VALUES ({', '.join('?' * 22)})",
-            *self._row(game).values(),
+            *row.values(),
         )
-        self.games[game.id] = game
+        self._keep(game, row)
         await self.bus.fire("chess.game_started", {"game": game.full(time.monotonic())})
         return game
 
@@ -188,10 +194,21 @@ class ChessService:
         )
         if not taken:
             raise Remote(row["owner_node"])
-        game = await self._rebuild(await self._row_of(game_id))
-        self.games[game.id] = game
+        row = await self._row_of(game_id)
+        game = self._keep(await self._rebuild(row), row)
         log.info("chess.game_taken_over", game=game.id, previous=row["owner_node"])
         return game
+
+    def _keep(self, game: Game, row: Row) -> Game:
+        """Hold ``game`` here; ``row`` is how the store has it."""
+        self.games[game.id] = game
+        self._stored[game.id] = dict(row)
+        return game
+
+    def _forget(self, game_id: str) -> None:
+        self.games.pop(game_id, None)
+        self.locks.pop(game_id, None)
+        self._stored.pop(game_id, None)
 
     async def _rebuild(self, row: Row) -> Game:
         names = {}
@@ -207,9 +224,10 @@ class ChessService:
             initial_fen=row["initial_fen"],
             created_at=row["created_at"],
         )
+        move: Row | None = None
         for move in await self.store.fetchall(
-            "SELECT uci, san, white_ms, black_ms, created_at FROM chess_moves WHERE game_id = ?"
-            " ORDER BY ply",
+            "SELECT uci, san, white_ms, black_ms, created_at, seq FROM chess_moves"
+            " WHERE game_id = ? ORDER BY ply",
             row["id"],
         ):
             game.board.push(chess.Move.from_uci(move["uci"]))
@@ -223,13 +241,22 @@ class ChessService:
             row["result"],
             row["termination"],
         )
-        game.seq, game.draw_offer, game.takeback_offer = (
-            row["seq"], row["draw_offer"], row["takeback_offer"]
-        )  # fmt: skip
-        game.clock.remaining = {"white": row["white_ms"], "black": row["black_ms"]}
-        if row["running"] and game.status == "started":
-            elapsed = max(0.0, time.time() - row["running_since"])
-            game.clock.start(row["running"], time.monotonic() - elapsed)
+        game.draw_offer, game.takeback_offer = row["draw_offer"], row["takeback_offer"]
+        if move is not None and (move["seq"] or 0) > row["seq"]:  # the move is newer
+            game.seq = move["seq"]
+            white_ms, black_ms, running, since = (
+                move["white_ms"], move["black_ms"],
+                game.turn if len(game.moves) >= 2 else None, move["created_at"],
+            )  # fmt: skip
+        else:
+            game.seq = row["seq"]
+            white_ms, black_ms, running, since = (
+                row["white_ms"], row["black_ms"], row["running"], row["running_since"]
+            )  # fmt: skip
+        game.clock.remaining = {"white": white_ms, "black": black_ms}
+        if running and game.status == "started":
+            elapsed = max(0.0, time.time() - since)
+            game.clock.start(running, time.monotonic() - elapsed)
         return game
 
     def _row(self, game: Game) -> dict[str, Any]:
@@ -293,6 +320,8 @@ class ChessService:
         try:
             while self._batch:
                 batch, self._batch = self._batch, []
+                # (this marks the rows as written; if the commit fails, _change drops each
+                # game of the batch, to be reloaded from the store)
                 statements = [st for write in batch for st in self._statements(write)]
                 try:
                     await self.store.write_batch(statements)
@@ -308,8 +337,7 @@ class ChessService:
             if self._batch:  # saves queued behind a cancelled writer: write them on
                 self._writer = asyncio.create_task(self._write_batches())
 
-    @staticmethod
-    def _statements(write: _Write) -> list[tuple[str, tuple[Any, ...]]]:
+    def _statements(self, write: _Write) -> list[tuple[str, tuple[Any, ...]]]:
         out: list[tuple[str, tuple[Any, ...]]] = []
         if write.truncate_at is not None:  # a takeback
             out.append(
@@ -322,21 +350,37 @@ class ChessService:
             out.append(
                 (
                     "INSERT INTO chess_moves (game_id, ply, uci, san, white_ms, black_ms,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (write.game_id, ply, m.uci, m.san, m.white_ms, m.black_ms, m.at),
+                    " created_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        write.game_id,
+                        ply,
+                        m.uci,
+                        m.san,
+                        m.white_ms,
+                        m.black_ms,
+                        m.at,
+                        write.row["seq"],
+                    ),
                 )
             )
-        # Only what a move or an action can change: a column left out of SET leaves its
-        # index pages alone (fewer pages per commit, less WAL to checkpoint).
-        row = {k: v for k, v in write.row.items() if k not in FIXED_COLUMNS}
-        if row["status"] == "started":  # as created: a game's status changes once, at its end
-            del row["status"]
-        out.append(
-            (
-                f"UPDATE chess_games SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?",
-                (*row.values(), write.game_id),
+        # Only the columns that changed since the last write, and none a new move carries:
+        # most moves then leave the game's row alone (fewer pages per commit, less WAL).
+        stored = self._stored.setdefault(write.game_id, {})
+        skip = MOVE_IMPLIED if write.moves else frozenset()
+        changed = {
+            k: v
+            for k, v in write.row.items()
+            if k not in FIXED_COLUMNS and k not in LEASE_COLUMNS and k not in skip
+            and (k not in stored or stored[k] != v)
+        }  # fmt: skip
+        if changed:
+            out.append(
+                (
+                    f"UPDATE chess_games SET {', '.join(f'{k} = ?' for k in changed)} WHERE id = ?",
+                    (*changed.values(), write.game_id),
+                )
             )
-        )
+            stored.update(changed)
         return out
 
     async def _change(self, game: Game, apply: Any) -> dict[str, Any]:
@@ -356,7 +400,7 @@ class ChessService:
             try:
                 await self._save(game, before)
             except Exception:
-                self.games.pop(game.id, None)  # memory went ahead of the store: reload
+                self._forget(game.id)  # memory went ahead of the store: reload
                 raise
             return await self._publish(game)
 
@@ -365,8 +409,7 @@ class ChessService:
         await self.gateway.publish(f"chess:{game.id}", {"type": "state", **state})
         await self.bus.fire("chess.state", {"game_id": game.id, "state": state})
         if game.status == "ended":
-            self.games.pop(game.id, None)
-            self.locks.pop(game.id, None)
+            self._forget(game.id)
             ratings = await self._rate(game) if game.rated and game.result != "*" else None
             if ratings:
                 await self.gateway.publish(f"chess:{game.id}", {"type": "ratings", **ratings})
