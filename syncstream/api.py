@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from . import jsoncodec
 from .errors import Problem
 
 if TYPE_CHECKING:
@@ -35,8 +36,8 @@ _JSON_TYPES = ("application/json", "application/merge-patch+json")
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON, the one encoder used for every response and frame."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Compact JSON for responses and frames; what JSON cannot hold is written as its str()."""
+    return jsoncodec.dumps(value, lenient=True)
 
 
 def json_response(
@@ -110,7 +111,7 @@ async def read_json(request: web.Request) -> Any:
         raise Problem(415, "unsupported_media_type", "send the body as application/json")
     raw = await request.read()
     try:
-        return json.loads(raw) if raw else None
+        return jsoncodec.loads(raw) if raw else None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Problem(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 
+from .. import jsoncodec
 from ..ids import new_id
 from .base import Event, EventBus, Listener, Unsubscribe
 from .patterns import Matcher, compile_pattern
@@ -56,15 +56,14 @@ class MemoryBus(EventBus):
         """A new event of this node and its JSON text (checked to be serialisable)."""
         event = Event(event_type, dict(data or {}), self.node_id, time.time(), new_id())
         try:
-            text = json.dumps(
+            text = jsoncodec.dumps(
                 {
                     "type": event.type,
                     "data": event.data,
                     "origin": event.origin,
                     "time": event.time,
                     "id": event.id,
-                },
-                separators=(",", ":"),
+                }
             )
         except (TypeError, ValueError) as exc:
             raise TypeError(

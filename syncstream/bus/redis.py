@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,6 +10,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .. import jsoncodec
 from .base import Event
 from .memory import MemoryBus
 
@@ -81,7 +81,7 @@ class RedisBus(MemoryBus):
 
     def _receive(self, raw: str) -> None:
         try:
-            item = json.loads(raw)
+            item = jsoncodec.loads(raw)
             if item["origin"] == self.node_id:
                 return
             event = Event(item["type"], item["data"], item["origin"], item["time"], item["id"])

@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
+from .. import jsoncodec
 from ..api import dumps
 from ..auth import Auth, Session, User
 from ..bus import Event, EventBus
@@ -348,7 +349,7 @@ class Gateway:
             return
         conn.strikes = 0
         try:
-            frame = json.loads(text)
+            frame = jsoncodec.loads(text)
         except json.JSONDecodeError:
             self._error(conn, None, "invalid_json", "the frame is not valid JSON")
             return

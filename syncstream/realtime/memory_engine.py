@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import jsoncodec
 from .engine import (
     Broker,
     HistoryResult,
@@ -28,7 +28,7 @@ def new_epoch() -> str:
 
 
 def encode(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return jsoncodec.dumps(value)
 
 
 @dataclass
