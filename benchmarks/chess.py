@@ -36,6 +36,7 @@ from .harness import (
     add_common_args,
     cpus,
     create_admin,
+    gc_pauses,
     login,
     pin_to,
     register,
@@ -133,6 +134,11 @@ async def play(
     return dict(json.loads(out.decode().strip().splitlines()[-1]))
 
 
+async def scrape_gc(url: str) -> dict[str, dict[str, float]]:
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
+        return gc_pauses(await resp.text())
+
+
 def rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(status.split("VmRSS:")[1].split()[0]) / 1024
@@ -149,15 +155,20 @@ async def run_games(args: argparse.Namespace) -> dict[str, Any]:
             games, tokens = await make_games(node.url, args.games)
             # Lag is read from the max-since-last-scrape gauge, so a scrape every 5 s misses
             # nothing; every 0.5 s, rendering /metrics (1-1.6 ms) would itself sit in the tail.
+            gc_before = await scrape_gc(node.url)
             with CpuWindow([node.proc.pid]) as cpu, LagSampler([node.url], interval=5) as lag:
                 result = await play(node.url, games, tokens, args)
+            gc_after = await scrape_gc(node.url)
             result.update(
                 lag.summary_ms(),
                 games=len(games),
                 server_cpu_s=cpu.server_cpu_s,
                 moves_per_cpu_s=result["moves"] / max(cpu.server_cpu_s, 1e-9),
                 rss_per_game_kb=(rss_mb(node.proc.pid) - before) * 1024 / max(1, len(games)),
-            )
+                gc={gen: {k: v - gc_before.get(gen, {}).get(k, 0.0) for k, v in row.items()}
+                    | {"ms": (row["seconds"] - gc_before.get(gen, {}).get("seconds", 0.0)) * 1000}
+                    for gen, row in gc_after.items()},
+            )  # fmt: skip
         finally:
             stop(node.proc)
     return result
@@ -197,6 +208,13 @@ def main() -> None:
         ["moves per server CPU second", round(result["moves_per_cpu_s"])],
         ["server RSS per game (KB)", round(result["rss_per_game_kb"], 1)],
         ["event-loop lag max (ms)", round(result["max_loop_lag_ms"] or 0, 1)],
+        *(
+            [
+                f"GC gen {gen}: pauses, ms in all, > 2 ms, > 5 ms",
+                ", ".join(f"{g[k]:.0f}" for k in ("count", "ms", "over_2ms", "over_5ms")),
+            ]
+            for gen, g in sorted(result["gc"].items())
+        ),
     ]
     print(table(rows))
     save("chess", {"args": vars(args), "perft": perft_rows, **result})

@@ -362,6 +362,31 @@ def read_lag(metrics_text: str) -> float | None:
     return next((values[name] for name in LAG_METRICS if name in values), None)
 
 
+def gc_pauses(metrics_text: str) -> dict[str, dict[str, float]]:
+    """Per generation, from ``syncstream_gc_pause_seconds``: collections, seconds in all,
+    and collections longer than 2 and 5 ms."""
+    out: dict[str, dict[str, float]] = {}
+    for line in metrics_text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if not name.startswith("syncstream_gc_pause_seconds_"):
+            continue
+        generation = name.split('generation="')[1].split('"')[0]
+        row = out.setdefault(generation, {"count": 0.0, "sum": 0.0, "le_2ms": 0.0, "le_5ms": 0.0})
+        if "_count{" in name:
+            row["count"] = float(value)
+        elif "_sum{" in name:
+            row["sum"] = float(value)
+        elif 'le="0.002"' in name:
+            row["le_2ms"] = float(value)
+        elif 'le="0.005"' in name:
+            row["le_5ms"] = float(value)
+    return {
+        gen: {"count": r["count"], "seconds": r["sum"], "over_2ms": r["count"] - r["le_2ms"],
+              "over_5ms": r["count"] - r["le_5ms"]}
+        for gen, r in out.items()
+    }  # fmt: skip
+
+
 class LagSampler:
     """Scrapes the event-loop lag gauges from nodes' /metrics while a run goes on."""
 

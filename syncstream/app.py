@@ -334,6 +334,12 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
         core.background.append(
             asyncio.create_task(metrics.watch_loop_lag(settings.metrics.loop_lag_interval))
         )
+        unwatch_gc = metrics.watch_gc()
+
+        async def stop_watching_gc() -> None:
+            unwatch_gc()
+
+        cleanups.insert(0, stop_watching_gc)
 
     async def on_shutdown(app: web.Application) -> None:
         core.draining = True

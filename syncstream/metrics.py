@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -61,6 +63,13 @@ class Metrics:
             "Largest event-loop lag since the previous scrape",
             registry=r,
         )
+        self.gc_pauses = Histogram(
+            "syncstream_gc_pause_seconds",
+            "Garbage collector pauses (the event loop stands still meanwhile)",
+            ["generation"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+            registry=r,
+        )
         self._lag_max = 0.0
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -84,6 +93,21 @@ class Metrics:
         """Publish the max lag seen since the last scrape and start a new window."""
         self.loop_lag_max.set(self._lag_max)
         self._lag_max = 0.0
+
+    def watch_gc(self) -> Callable[[], None]:
+        """Time every collection of the garbage collector; returns the undo."""
+        children = [self.gc_pauses.labels(str(generation)) for generation in range(3)]
+        started = 0.0
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            nonlocal started
+            if phase == "start":
+                started = time.perf_counter()
+            else:
+                children[info["generation"]].observe(time.perf_counter() - started)
+
+        gc.callbacks.append(on_gc)
+        return lambda: gc.callbacks.remove(on_gc)
 
     async def watch_loop_lag(self, interval: float) -> None:
         """Sleep ``interval`` repeatedly; the overshoot is how long the loop was blocked."""

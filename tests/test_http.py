@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +22,7 @@ def assert_problem(status: int, body: object, resp: aiohttp.ClientResponse, code
 
 
 async def test_health_ready_metrics_openapi(tmp_path: Path, backend: str) -> None:
+    gc_callbacks = len(gc.callbacks)
     async with running(tmp_path, backend) as c:
         status, body, _ = await c.call("GET", "/healthz")
         assert status == 200 and body["status"] == "ok"
@@ -37,6 +39,11 @@ async def test_health_ready_metrics_openapi(tmp_path: Path, backend: str) -> Non
         ):
             assert name in text
         assert 'route="/healthz"' in text
+        assert len(gc.callbacks) == gc_callbacks + 1
+        gc.collect(2)  # timed: the pause shows per generation
+        _, text, _ = await c.call("GET", "/metrics")
+        count = text.split('syncstream_gc_pause_seconds_count{generation="2"} ')[1].split()[0]
+        assert float(count) >= 1
         status, spec, _ = await c.call("GET", "/api/openapi.json")
         assert status == 200 and spec["openapi"].startswith("3.")
         login = spec["paths"]["/api/auth/login"]["post"]
@@ -45,6 +52,7 @@ async def test_health_ready_metrics_openapi(tmp_path: Path, backend: str) -> Non
         )
         assert "/api/guestbook/entries" in spec["paths"]
         assert spec["paths"]["/api/users/{user_id}"]["patch"]["security"] == [{"bearer": []}]
+    assert len(gc.callbacks) == gc_callbacks, "the server stops timing collections"
 
 
 async def test_unknown_route_and_method(tmp_path: Path) -> None:
