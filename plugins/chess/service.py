@@ -4,7 +4,7 @@ a sequence number) and fired on the bus. A ticker ends games whose flag fell. On
 in progress are rebuilt from their stored moves, so a crash loses no accepted move.
 
 In a cluster one node owns a game at a time: its id and a lease (``owner_node``,
-``lease_until``, renewed with every change and every few seconds) are in the game's row.
+``lease_until``, renewed every third of the lease) are in the game's row.
 Another node that gets a move forwards it over the bus (``chess.command`` ->
 ``chess.reply``) to the owner; when the owner's lease has run out (it died), the first node
 to need the game — or a node sweeping for orphans, so clocks keep falling — takes it over
