@@ -363,8 +363,8 @@ def read_lag(metrics_text: str) -> float | None:
 
 
 def gc_pauses(metrics_text: str) -> dict[str, dict[str, float]]:
-    """Per generation, from ``syncstream_gc_pause_seconds``: collections, seconds in all,
-    and collections longer than 2 and 5 ms."""
+    """Per generation, from ``syncstream_gc_pause_seconds``: collections, ms in all, and
+    collections longer than 2 and 5 ms."""
     out: dict[str, dict[str, float]] = {}
     for line in metrics_text.splitlines():
         name, _, value = line.rpartition(" ")
@@ -381,7 +381,7 @@ def gc_pauses(metrics_text: str) -> dict[str, dict[str, float]]:
         elif 'le="0.005"' in name:
             row["le_5ms"] = float(value)
     return {
-        gen: {"count": r["count"], "seconds": r["sum"], "over_2ms": r["count"] - r["le_2ms"],
+        gen: {"count": r["count"], "ms": r["sum"] * 1000, "over_2ms": r["count"] - r["le_2ms"],
               "over_5ms": r["count"] - r["le_5ms"]}
         for gen, r in out.items()
     }  # fmt: skip
