@@ -52,7 +52,8 @@ class MoveList:
         return len(self._columns[0])
 
     def __getitem__(self, index: int) -> Move:
-        return Move(*(column[index] for column in self._columns))
+        uci, san, white_ms, black_ms, at = self._columns
+        return Move(uci[index], san[index], white_ms[index], black_ms[index], at[index])
 
     def __iter__(self) -> Iterator[Move]:
         return map(Move, *self._columns)

@@ -82,7 +82,8 @@ class MemoryBus(EventBus):
         for listener in listeners:
             try:
                 result = listener(event)
-                if inspect.isawaitable(result):
+                # (None first: isawaitable's ABC check is slow, and most listeners are sync)
+                if result is not None and inspect.isawaitable(result):
                     task = asyncio.ensure_future(self._guard(result, event, listener))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)

@@ -60,6 +60,8 @@ def admins(user: User, topic: str) -> bool:
 
 async def allowed(check: Check, user: User, topic: str) -> bool:
     result = check(user, topic)
+    if isinstance(result, bool):  # most checks are plain; isawaitable's ABC check is slow
+        return result
     if inspect.isawaitable(result):
         result = await result
     return bool(result)
