@@ -243,6 +243,37 @@ async def test_no_accepted_move_is_lost_across_a_restart(tmp_path: Path) -> None
         assert status == 200 and state["seq"] == 9
 
 
+async def test_a_resume_replays_a_short_absence_only(tmp_path: Path) -> None:
+    # Every state is a full snapshot: a game topic keeps its last 16 events for resumes;
+    # a client away for longer is told it was not recovered and reads the game instead.
+    line = [
+        "e2e4", "e7e5", "g1f3", "b8c6", "f1b5", "a7a6", "b5a4", "g8f6", "e1g1", "f8e7",
+        "f1e1", "b7b5", "a4b3", "d7d6", "c2c3", "e8g8", "h2h3", "c6a5", "b3c2", "c7c5",
+    ]  # fmt: skip
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob, base_seconds=600)
+        sock = await c.ws(bob)
+        for ply, uci in enumerate(line[:19]):
+            status, state = await move(c, (alice, bob)[ply % 2], g["id"], uci)
+            assert status == 200, state
+            if ply == 0:  # bob saw the first move, then went away
+                joined = await sock.request("subscribe", f"chess:{g['id']}")
+                epoch = joined["data"]["epoch"]
+                await sock.request("unsubscribe", f"chess:{g['id']}")
+        short = await sock.request(
+            "subscribe", f"chess:{g['id']}", {"since": state["seq"] - 3, "epoch": epoch}
+        )
+        assert short["data"]["recovered"] and short["data"]["seq"] == state["seq"]
+        assert [f["data"]["ply"] for f in await sock.events(3)] == [17, 18, 19]
+        await sock.request("unsubscribe", f"chess:{g['id']}")
+        long = await sock.request("subscribe", f"chess:{g['id']}", {"since": 1, "epoch": epoch})
+        assert not long["data"]["recovered"]  # 18 missed: read the game
+        assert (await move(c, bob, g["id"], line[19]))[0] == 200
+        assert [f["data"]["ply"] for f in await sock.events(1)] == [20]  # live again
+        await sock.ws.close()
+
+
 async def test_ndjson_stream_for_bots(tmp_path: Path) -> None:
     async with running(tmp_path) as c:
         alice, bob = await c.register("alice"), await c.register("bob")

@@ -102,6 +102,18 @@ async def test_history_and_recovery(make_node: NodeFactory) -> None:
     assert not (await broker.history("t:x", 9, epoch)).recovered  # from the future
 
 
+async def test_a_topic_may_keep_less_history(make_node: NodeFactory) -> None:
+    broker, _ = await make_node(history_size=5)
+    pubs = [await broker.publish("t:x", n, history=2) for n in range(4)]
+    result = await broker.history("t:x", 2, pubs[0].epoch)
+    assert result.recovered and [p.seq for p in result.publications] == [3, 4]
+    assert not (await broker.history("t:x", 1, pubs[0].epoch)).recovered
+    pubs = [await broker.publish("t:y", n, history=50) for n in range(6)]  # engine's size: 5
+    assert not (await broker.history("t:y", 0, pubs[0].epoch)).recovered
+    result = await broker.history("t:y", 1, pubs[0].epoch)
+    assert result.recovered and [p.seq for p in result.publications] == [2, 3, 4, 5, 6]
+
+
 @pytest.mark.redis
 async def test_lost_history_changes_the_epoch() -> None:
     prefix = f"t{secrets.token_hex(4)}"

@@ -19,6 +19,11 @@ from .routes import ACTIONS, register
 from .schema import MIGRATIONS
 from .service import ChessService
 
+# Every state event is a full snapshot, so a resume needs only the events of a short absence;
+# after a longer one the client reads the game (GET). Kept per game: ~16 x 0.6 KB instead of
+# the realtime default (200), which was half of a game's memory.
+RESUME_HISTORY = 16
+
 
 async def setup(ctx: PluginContext) -> None:
     config: Config = ctx.config
@@ -49,7 +54,11 @@ async def setup(ctx: PluginContext) -> None:
 
     ctx.gateway.register(
         Namespace(
-            "chess", can_publish=lambda user, topic: True, on_publish=on_publish, presence=True
+            "chess",
+            can_publish=lambda user, topic: True,
+            on_publish=on_publish,
+            presence=True,
+            history=RESUME_HISTORY,
         )
     )
     register(ctx.api, service, ctx.audit)

@@ -65,8 +65,13 @@ class Broker(ABC):
     async def unsubscribe(self, topic: str) -> None: ...
 
     @abstractmethod
-    async def publish(self, topic: str, data: Any, *, ephemeral: bool = False) -> Publication:
-        """Assign the next seq (unless ephemeral), keep it in history, deliver it everywhere."""
+    async def publish(
+        self, topic: str, data: Any, *, ephemeral: bool = False, history: int | None = None
+    ) -> Publication:
+        """Assign the next seq (unless ephemeral), keep it in history, deliver it everywhere.
+
+        ``history``: keep at most this many of the topic's publications for resumes (never
+        more than the engine's own size)."""
 
     @abstractmethod
     async def history(self, topic: str, since: int, epoch: str | None) -> HistoryResult:
@@ -102,6 +107,11 @@ def event_frame(topic_json: str, seq: int, epoch: str, data_json: str) -> str:
 
 def ephemeral_frame(topic_json: str, data_json: str) -> str:
     return f'{{"op":"event","topic":{topic_json},"ephemeral":true,"data":{data_json}}}'
+
+
+def history_kept(engine_size: int, wanted: int | None) -> int:
+    """How many publications a topic keeps: the engine's size, or less if its namespace asks."""
+    return engine_size if wanted is None else min(engine_size, wanted)
 
 
 def is_recovered(since: int, client_epoch: str | None, epoch: str, top: int, found: int) -> bool:

@@ -87,6 +87,8 @@ class Namespace:
     the subscribe reply carries no member list (big rooms: every join would reach everyone,
     n^2 frames in a connection storm) — the ``presence`` op still answers. ``ephemeral``
     publications from clients are delivered but not kept for resume (typing indicators).
+    ``history`` keeps fewer publications per topic for resumes than ``realtime.history_size``
+    (topics whose every event is a full snapshot need only the last few).
     """
 
     name: str
@@ -96,6 +98,7 @@ class Namespace:
     presence: bool = False
     presence_events: bool = True
     ephemeral: bool = False
+    history: int | None = None
 
 
 @dataclass(eq=False)
@@ -196,8 +199,10 @@ class Gateway:
 
     async def publish(self, topic: str, data: Any, *, ephemeral: bool = False) -> Publication:
         """Publish to every subscriber of ``topic`` on every node; returns the publication."""
-        self.namespace_of(topic)
-        return await self.broker.publish(topic, data, ephemeral=ephemeral)
+        namespace = self.namespace_of(topic)
+        return await self.broker.publish(
+            topic, data, ephemeral=ephemeral, history=namespace.history
+        )
 
     def _deliver(self, pub: Publication) -> None:
         """Broker callback: queue one publication for every local subscriber (the body of
@@ -517,7 +522,9 @@ class Gateway:
                 data, extra = data.data, data.reply
                 if data is None:
                     return extra
-        pub = await self.broker.publish(topic, data, ephemeral=namespace.ephemeral)
+        pub = await self.broker.publish(
+            topic, data, ephemeral=namespace.ephemeral, history=namespace.history
+        )
         return {**extra, "seq": pub.seq}
 
     async def _op_presence(self, conn: Connection, frame: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from .engine import (
     PublicationHandler,
     ephemeral_frame,
     event_frame,
+    history_kept,
     is_recovered,
 )
 
@@ -67,7 +68,9 @@ class MemoryBroker(Broker):
             state = self._topics[topic] = _Topic()
         return state
 
-    async def publish(self, topic: str, data: Any, *, ephemeral: bool = False) -> Publication:
+    async def publish(
+        self, topic: str, data: Any, *, ephemeral: bool = False, history: int | None = None
+    ) -> Publication:
         topic_json, data_json = encode(topic), encode(data)
         if ephemeral:
             pub = Publication(topic, 0, "", ephemeral_frame(topic_json, data_json))
@@ -80,10 +83,11 @@ class MemoryBroker(Broker):
                 state.epoch,
                 event_frame(topic_json, state.seq, state.epoch, data_json),
             )
-            if self.history_size:
+            kept = history_kept(self.history_size, history)
+            if kept:
                 now = time.monotonic()
                 state.history.append((now, pub.seq, pub.frame))
-                if len(state.history) > self.history_size:
+                while len(state.history) > kept:
                     state.history.popleft()
             self._since_sweep += 1
             if self._since_sweep >= SWEEP_EVERY:

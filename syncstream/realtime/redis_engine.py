@@ -26,6 +26,7 @@ from .engine import (
     PublicationHandler,
     ephemeral_frame,
     event_frame,
+    history_kept,
     is_recovered,
 )
 from .memory_engine import encode, new_epoch
@@ -135,7 +136,9 @@ class RedisBroker(Broker):
         if self._pubsub is not None:
             await self._pubsub.unsubscribe(self._channel_prefix + topic)
 
-    async def publish(self, topic: str, data: Any, *, ephemeral: bool = False) -> Publication:
+    async def publish(
+        self, topic: str, data: Any, *, ephemeral: bool = False, history: int | None = None
+    ) -> Publication:
         topic_json, data_json = encode(topic), encode(data)
         channel = self._channel_prefix + topic
         if ephemeral:
@@ -144,7 +147,14 @@ class RedisBroker(Broker):
             return Publication(topic, 0, "", frame)
         seq, epoch = await self._publish(
             keys=self._keys(topic),
-            args=[new_epoch(), self.ttl, topic_json, data_json, self.history_size, channel],
+            args=[
+                new_epoch(),
+                self.ttl,
+                topic_json,
+                data_json,
+                history_kept(self.history_size, history),
+                channel,
+            ],
         )
         seq = int(seq)
         return Publication(topic, seq, epoch, event_frame(topic_json, seq, epoch, data_json))
