@@ -35,6 +35,9 @@ class ServerSettings(Section):
     max_body_bytes: int = Field(1 << 20, gt=0, description="Largest JSON request body")
     shutdown_timeout: float = Field(10.0, ge=0)
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    gc_sweep_seconds: float = Field(
+        900.0, gt=0, description="How often objects frozen after full collections are swept"
+    )
 
 
 class RtmpSettings(Section):

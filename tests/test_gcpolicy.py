@@ -1,0 +1,39 @@
+"""The GC policy: full collections' survivors are frozen; a sweep still reclaims cycles."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+
+from syncstream.gcpolicy import GcPolicy
+
+
+class Node:
+    """An object in a reference cycle: only the collector can free it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_survivors_are_frozen_and_a_sweep_reclaims_cycles_that_died_frozen() -> None:
+    policy = GcPolicy(sweep_seconds=0.3)
+    policy.start()
+    try:
+        assert gc.get_freeze_count() > 0  # start-up's objects
+        node = Node()
+        ref = weakref.ref(node)
+        gc.collect()  # a full collection: its survivors are frozen once the loop turns
+        await asyncio.sleep(0)
+        del node
+        gc.collect()
+        assert ref() is not None, "a frozen cycle waits for the sweep"
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if ref() is None:
+                break
+        assert ref() is None, "the sweep unfroze and collected it"
+        assert gc.get_freeze_count() > 0, "and froze the survivors again"
+    finally:
+        await policy.stop()
+    assert gc.get_freeze_count() == 0 and policy._on_gc not in gc.callbacks
