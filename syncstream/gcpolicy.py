@@ -4,8 +4,10 @@ A full collection is the event loop's longest pause (~80 ms with 1,000 chess gam
 2,000 sockets), and each one walks the same long-lived objects again: sockets, games, what
 start-up made. So what survives a full collection is frozen — moved out of the collector's
 generations — and the next full collection walks only what came since. Objects die as usual
-while frozen (reference counting frees them); only cycles among them wait: every
-``sweep_seconds`` everything is unfrozen and collected once, and frozen again.
+while frozen (reference counting frees them); only cycles among them wait (a closed
+WebSocket leaves ~36 such objects): everything is unfrozen and collected once, and frozen
+again, every ``sweep_seconds`` or sooner once the frozen set has grown by ``growth`` since
+the last sweep (CPython's own rule for a full collection is a quarter).
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ log = structlog.get_logger(__name__)
 
 
 class GcPolicy:
-    def __init__(self, sweep_seconds: float) -> None:
+    def __init__(
+        self, sweep_seconds: float, *, growth: float = 1.0, check_seconds: float = 10.0
+    ) -> None:
         self.sweep_seconds = sweep_seconds
+        self.growth = growth
+        self.check_seconds = min(check_seconds, sweep_seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -46,13 +52,20 @@ class GcPolicy:
             self._loop.call_soon(gc.freeze)  # not from inside the collector
 
     async def _sweep_periodically(self) -> None:
+        swept_at, base = time.monotonic(), gc.get_freeze_count()
         while True:
-            await asyncio.sleep(self.sweep_seconds)
-            started = time.perf_counter()
+            await asyncio.sleep(self.check_seconds)
             frozen = gc.get_freeze_count()
+            if time.monotonic() - swept_at < self.sweep_seconds and frozen <= base * (
+                1 + self.growth
+            ):
+                continue
+            started = time.perf_counter()
             gc.unfreeze()
-            collected = gc.collect()  # its callback freezes the survivors again
+            collected = gc.collect()
+            gc.freeze()  # the survivors, at once (the callback's freeze comes a turn later)
+            swept_at, base = time.monotonic(), gc.get_freeze_count()
             log.info(
-                "gc.swept", frozen=frozen, collected=collected,
+                "gc.swept", frozen=frozen, collected=collected, kept=base,
                 pause_ms=round((time.perf_counter() - started) * 1000, 1),
             )  # fmt: skip

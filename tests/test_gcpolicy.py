@@ -37,3 +37,23 @@ async def test_survivors_are_frozen_and_a_sweep_reclaims_cycles_that_died_frozen
     finally:
         await policy.stop()
     assert gc.get_freeze_count() == 0 and policy._on_gc not in gc.callbacks
+
+
+async def test_a_sweep_comes_sooner_when_the_frozen_set_grows() -> None:
+    policy = GcPolicy(sweep_seconds=3600, growth=0.5, check_seconds=0.02)
+    policy.start()
+    try:
+        base = gc.get_freeze_count()
+        nodes = [Node() for _ in range(base)]  # the frozen set doubles
+        ref = weakref.ref(nodes[0])
+        gc.collect()
+        await asyncio.sleep(0)
+        assert gc.get_freeze_count() >= 2 * base
+        del nodes
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if ref() is None:
+                break
+        assert ref() is None and gc.get_freeze_count() < 1.5 * base
+    finally:
+        await policy.stop()
