@@ -45,7 +45,8 @@ class GcPolicy:
             gc.callbacks.remove(self._on_gc)
         if self._sweeper is not None:
             self._sweeper.cancel()
-        gc.unfreeze()  # back to the collector: nothing frozen outlives the server
+        # What is frozen stays so: the process ends, or (tests) the next server starts by
+        # freezing everything anyway — unfreezing would make each start walk it all again.
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "stop" and info["generation"] == 2 and self._loop is not None:

@@ -36,7 +36,7 @@ async def test_survivors_are_frozen_and_a_sweep_reclaims_cycles_that_died_frozen
         assert gc.get_freeze_count() > 0, "and froze the survivors again"
     finally:
         await policy.stop()
-    assert gc.get_freeze_count() == 0 and policy._on_gc not in gc.callbacks
+    assert policy._on_gc not in gc.callbacks
 
 
 async def test_a_sweep_comes_sooner_when_the_frozen_set_grows() -> None:
