@@ -8,6 +8,12 @@ while frozen (reference counting frees them); only cycles among them wait (a clo
 WebSocket leaves ~36 such objects): everything is unfrozen and collected once, and frozen
 again, every ``sweep_seconds`` or sooner once the frozen set has grown by ``growth`` since
 the last sweep (CPython's own rule for a full collection is a quarter).
+
+The middle generation is collected every 50 young collections instead of 10: what lands
+there is mostly each socket's pending read (a coroutine, a future, the last message), alive
+until its next message and then freed by reference counting, so every middle collection
+walked the same ~15k objects again (1,000 games: 35 collections of ~7 ms per 30 s; at 50:
+9 of ~15 ms and no full collection, p99 14.5-17.8 -> 6.1-6.3 ms).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 import structlog
 
 log = structlog.get_logger(__name__)
+MIDDLE_EVERY = 50  # young collections per middle-generation collection (CPython: 10)
 
 
 class GcPolicy:
@@ -29,6 +36,7 @@ class GcPolicy:
         self.sweep_seconds = sweep_seconds
         self.growth = growth
         self.check_seconds = min(check_seconds, sweep_seconds)
+        self._thresholds = gc.get_threshold()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -37,6 +45,8 @@ class GcPolicy:
         self._loop = asyncio.get_running_loop()
         gc.collect()
         gc.freeze()
+        young, _, old = self._thresholds = gc.get_threshold()
+        gc.set_threshold(young, MIDDLE_EVERY, old)
         gc.callbacks.append(self._on_gc)
         self._sweeper = self._loop.create_task(self._sweep_periodically())
 
@@ -45,6 +55,7 @@ class GcPolicy:
             gc.callbacks.remove(self._on_gc)
         if self._sweeper is not None:
             self._sweeper.cancel()
+        gc.set_threshold(*self._thresholds)
         # What is frozen stays so: the process ends, or (tests) the next server starts by
         # freezing everything anyway — unfreezing would make each start walk it all again.
 

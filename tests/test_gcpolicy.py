@@ -6,7 +6,7 @@ import asyncio
 import gc
 import weakref
 
-from syncstream.gcpolicy import GcPolicy
+from syncstream.gcpolicy import MIDDLE_EVERY, GcPolicy
 
 
 class Node:
@@ -17,10 +17,12 @@ class Node:
 
 
 async def test_survivors_are_frozen_and_a_sweep_reclaims_cycles_that_died_frozen() -> None:
+    thresholds = gc.get_threshold()
     policy = GcPolicy(sweep_seconds=0.3)
     policy.start()
     try:
         assert gc.get_freeze_count() > 0  # start-up's objects
+        assert gc.get_threshold() == (thresholds[0], MIDDLE_EVERY, thresholds[2])
         node = Node()
         ref = weakref.ref(node)
         gc.collect()  # a full collection: its survivors are frozen once the loop turns
@@ -36,7 +38,7 @@ async def test_survivors_are_frozen_and_a_sweep_reclaims_cycles_that_died_frozen
         assert gc.get_freeze_count() > 0, "and froze the survivors again"
     finally:
         await policy.stop()
-    assert policy._on_gc not in gc.callbacks
+    assert policy._on_gc not in gc.callbacks and gc.get_threshold() == thresholds
 
 
 async def test_a_sweep_comes_sooner_when_the_frozen_set_grows() -> None:
