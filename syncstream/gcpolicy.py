@@ -13,7 +13,7 @@ The middle generation is collected every 50 young collections instead of 10: wha
 there is mostly each socket's pending read (a coroutine, a future, the last message), alive
 until its next message and then freed by reference counting, so every middle collection
 walked the same ~15k objects again (1,000 games: 35 collections of ~7 ms per 30 s; at 50:
-9 of ~15 ms and no full collection, p99 14.5-17.8 -> 6.1-6.3 ms).
+9 of ~15 ms and no full collection, p99 14.5-17.8 -> 6.1-6.9 ms).
 """
 
 from __future__ import annotations
