@@ -45,7 +45,7 @@ class GcPolicy:
         self._loop = asyncio.get_running_loop()
         gc.collect()
         gc.freeze()
-        young, _, old = self._thresholds = gc.get_threshold()
+        young, _, old = self._thresholds
         gc.set_threshold(young, MIDDLE_EVERY, old)
         gc.callbacks.append(self._on_gc)
         self._sweeper = self._loop.create_task(self._sweep_periodically())

@@ -228,18 +228,17 @@ class Gateway:
             sent += 1
         self.metrics.ws_messages_out.inc(sent)
 
-    def _write(self, conn: Connection, frame: bytes) -> bool:
-        """Queue ``frame`` for ``conn``; False if the socket is going away (its own handler
+    def _write(self, conn: Connection, frame: bytes) -> None:
+        """Queue ``frame`` for ``conn``, unless the socket is going away (its own handler
         drops it). What is queued in one turn of the event loop goes out in one write per
         socket: a move's broadcast and the mover's reply cost one system call, not two."""
         if conn.closing or conn.transport.is_closing():
-            return False
+            return
         if not conn.out:
             if not self._unflushed:
                 asyncio.get_running_loop().call_soon(self._flush)
             self._unflushed.append(conn)
         conn.out.append(frame)
-        return True
 
     def _flush(self) -> None:
         connections, self._unflushed = self._unflushed, []
