@@ -1,23 +1,18 @@
-"""The game logic without a server: the board's trimmed history keeps every rule intact."""
+"""The game logic without a server: a board without move history keeps every rule intact."""
 
 from __future__ import annotations
+
+import random
 
 import chess
 import pytest
 
-from plugins.chess import game as game_module
 from plugins.chess.clock import Clock
 from plugins.chess.game import Game
+from plugins.chess.position import Position
 from syncstream import Problem
 
 WHITE, BLACK = "u-white", "u-black"
-SLACK = 4
-
-
-@pytest.fixture(autouse=True)
-def small_slack(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Trim after a few extra plies instead of 32, so short lines exercise it."""
-    monkeypatch.setattr(game_module, "TRIM_SLACK", SLACK)
 
 
 def new_game() -> Game:
@@ -30,23 +25,22 @@ def play(game: Game, *moves: str) -> None:
         game.play(WHITE if game.turn == "white" else BLACK, move, None, 0, 0.0)
 
 
-# Pawn moves keep the halfmove clock at 0, so the board trims its history often.
+# Pawn moves reset the halfmove clock: no position before one can stand again.
 PAWN_MARCH = ["a3", "a6", "b3", "b6", "c3", "c6", "d3", "d6", "e3", "e6", "f3", "f6", "g3", "g6",
               "h3", "h6", "a4", "a5", "b4", "b5", "c4", "c5", "d4", "d5"]  # fmt: skip
 SHUFFLE = ["Ne2", "Ne7", "Ng1", "Ng8"]  # back to the same position every 4 plies
 
 
-def test_a_long_game_keeps_a_bounded_board_history() -> None:
+def test_a_long_game_keeps_no_board_history() -> None:
     game = new_game()
     play(game, *PAWN_MARCH)
     assert len(game.moves) == len(PAWN_MARCH)  # the record keeps every move
-    assert len(game.board.move_stack) <= game.board.halfmove_clock + 2 + SLACK
+    assert game.board.move_stack == []
 
 
-def test_repetitions_are_seen_after_trimming() -> None:
+def test_repetitions_are_seen_without_the_board_history() -> None:
     game = new_game()
     play(game, *PAWN_MARCH)
-    assert len(game.board.move_stack) < len(game.moves)  # trimmed
     play(game, *SHUFFLE, *SHUFFLE)  # the position after d5 now stood three times
     game.act(WHITE, "claim_draw", 0.0, True)
     assert (game.result, game.termination) == ("1/2-1/2", "threefold_repetition")
@@ -56,7 +50,7 @@ def test_repetitions_are_seen_after_trimming() -> None:
     assert game.termination == "fivefold_repetition"
 
 
-def test_takebacks_reach_past_the_trimmed_history() -> None:
+def test_takebacks_replay_the_game() -> None:
     game = new_game()
     play(game, *PAWN_MARCH)
     for _ in range(6):  # white takes back its move and black's reply, again and again
@@ -71,3 +65,54 @@ def test_takebacks_reach_past_the_trimmed_history() -> None:
     with pytest.raises(Problem) as refused:
         play(game, "e4")  # black cannot play a white pawn's move
     assert refused.value.code == "illegal_move"
+
+
+EN_PASSANT_CHANCE = "4k3/8/8/3pP3/8/8/8/4K3 w - d6 0 3"
+
+
+def shuffling_line(rng: random.Random, fen: str, plies: int) -> list[chess.Move]:
+    """Random legal moves that favour knight and king steps (positions come back often)
+    over pawn moves and captures."""
+    board = chess.Board(fen)
+    line = []
+    while len(line) < plies and not board.is_game_over(claim_draw=False):
+        moves = list(board.legal_moves)
+        quiet = [m for m in moves if not board.is_zeroing(m)]
+        move = rng.choice(quiet if quiet and rng.random() < 0.9 else moves)
+        board.push(move)
+        line.append(move)
+    return line
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_repetition_rules_match_python_chess_with_its_full_history(seed: int) -> None:
+    """The position's bookkeeping agrees with python-chess's own rules (which walk the move
+    stack) after every ply of random games full of repetitions."""
+    fen = EN_PASSANT_CHANCE if seed % 4 == 0 else chess.STARTING_FEN
+    reference, position = chess.Board(fen), Position(fen)
+    for move in shuffling_line(random.Random(seed), fen, 160):
+        reference.push(move)
+        position.push(move)
+        assert position.board.fen() == reference.fen()
+        assert (position.repetitions() >= 3) == reference.is_repetition(3)
+        assert (position.repetitions() >= 5) == reference.is_fivefold_repetition()
+        assert position.can_claim_threefold() == reference.can_claim_threefold_repetition()
+        assert position.board.can_claim_fifty_moves() == reference.can_claim_fifty_moves()
+    assert position.board.move_stack == []
+
+
+def test_a_threefold_claim_may_come_with_the_move_that_makes_it() -> None:
+    game = new_game()
+    play(game, "Nf3", "Nf6", "Ng1", "Ng8", "Nf3", "Nf6", "Ng1")  # Ng8: the start, 3rd time
+    assert game.position.repetitions() == 2  # the position after Ng1, not yet three
+    game.act(BLACK, "claim_draw", 0.0, True)
+    assert (game.result, game.termination) == ("1/2-1/2", "threefold_repetition")
+
+
+def test_a_claim_without_a_repetition_is_refused_and_changes_nothing() -> None:
+    game = new_game()
+    play(game, "Nf3", "Nf6", "Ng1")
+    with pytest.raises(Problem) as refused:
+        game.act(BLACK, "claim_draw", 0.0, True)
+    assert refused.value.code == "no_draw_claim"
+    assert game.status == "started" and len(game.moves) == 3

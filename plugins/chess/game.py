@@ -19,10 +19,9 @@ import chess.pgn
 from syncstream import Problem
 
 from .clock import Clock, TimeUp
+from .position import Position
 
 SIDES = ("white", "black")
-TAKEBACK_PLIES = 2
-TRIM_SLACK = 32  # plies kept beyond the need, so trimming (a board copy) stays rare
 CLAIM_AFTER_SECONDS = 30.0  # an absent opponent's last action must be this old to claim
 
 
@@ -78,7 +77,7 @@ class Game:
     rated: bool
     clock: Clock
     initial_fen: str = chess.STARTING_FEN
-    board: chess.Board = field(init=False)
+    position: Position = field(init=False)
     moves: MoveList = field(default_factory=MoveList)
     status: str = "started"
     result: str = "*"
@@ -90,7 +89,11 @@ class Game:
     seen: dict[str, float] = field(default_factory=dict)  # side -> monotonic last activity
 
     def __post_init__(self) -> None:
-        self.board = chess.Board(self.initial_fen)
+        self.position = Position(self.initial_fen)
+
+    @property
+    def board(self) -> chess.Board:
+        return self.position.board
 
     # -- who --------------------------------------------------------------------------------
 
@@ -148,8 +151,7 @@ class Game:
             except TimeUp:
                 self._flag(side)
                 raise Problem(409, "game_over", "your time ran out before the move") from None
-        self.board.push(move)
-        self._trim_stack()
+        self.position.push(move)
         clocks = self.clock.remaining
         record = Move(move.uci(), san, clocks["white"], clocks["black"], time.time())
         self.moves.append(record)
@@ -161,15 +163,6 @@ class Game:
         self.seq += 1
         return record
 
-    def _trim_stack(self) -> None:
-        """Keep only the board history the rules can still look at (positions since the last
-        capture or pawn move, for repetitions; two more plies, for a takeback): long games
-        then hold a bounded number of objects for the garbage collector to walk."""
-        board = self.board
-        keep = board.halfmove_clock + TAKEBACK_PLIES
-        if len(board.move_stack) > keep + TRIM_SLACK:
-            self.board = board.copy(stack=keep)
-
     def _automatic_end(self) -> None:
         board = self.board
         if board.is_checkmate():
@@ -178,7 +171,7 @@ class Game:
             self.end("1/2-1/2", "stalemate")
         elif board.is_insufficient_material():
             self.end("1/2-1/2", "insufficient_material")
-        elif board.is_fivefold_repetition():
+        elif self.position.repetitions() >= 5:
             self.end("1/2-1/2", "fivefold_repetition")
         elif board.is_seventyfive_moves():
             self.end("1/2-1/2", "seventyfive_moves")
@@ -254,7 +247,7 @@ class Game:
                 self._take_back(other, now)
             self.takeback_offer = None
         elif action == "claim_draw":
-            if self.board.can_claim_threefold_repetition():
+            if self.position.can_claim_threefold():
                 self.end("1/2-1/2", "threefold_repetition")
             elif self.board.can_claim_fifty_moves():
                 self.end("1/2-1/2", "fifty_moves")
@@ -286,13 +279,7 @@ class Game:
         """Undo ``side``'s last move (and the reply to it, if there was one)."""
         undo = 1 if self.turn != side else 2
         undo = min(undo, len(self.moves))
-        if len(self.board.move_stack) >= undo:
-            for _ in range(undo):
-                self.board.pop()
-        else:  # the board's history was trimmed: replay the moves that stay
-            self.board = chess.Board(self.initial_fen)
-            for uci in self.moves.ucis()[: len(self.moves) - undo]:
-                self.board.push_uci(uci)
+        self.position = Position(self.initial_fen, self.moves.ucis()[: len(self.moves) - undo])
         self.moves.truncate(len(self.moves) - undo)
         before = self.moves[-1] if self.moves else None
         self.clock.remaining = (
@@ -323,14 +310,10 @@ class Game:
             "clock_running": self.clock.running,
             "draw_offer": self.draw_offer,
             "takeback_offer": self.takeback_offer,
-            # Cheap hints (the claim itself checks fully): can_claim_threefold_repetition
-            # tries every legal move and cost most of a move's CPU time in the benchmark;
-            # a threefold repetition needs at least 8 reversible plies.
+            # A cheap hint (the claim itself checks fully, trying every legal move: that
+            # cost most of a move's CPU time in the benchmark).
             "claimable_draw": self.status == "started"
-            and (
-                self.board.halfmove_clock >= 100
-                or (self.board.halfmove_clock >= 8 and self.board.is_repetition(3))
-            ),
+            and (self.board.halfmove_clock >= 100 or self.position.repetitions() >= 3),
         }
 
     def full(self, now: float) -> dict[str, Any]:

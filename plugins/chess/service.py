@@ -230,7 +230,7 @@ class ChessService:
             " WHERE game_id = ? ORDER BY ply",
             row["id"],
         ):
-            game.board.push(chess.Move.from_uci(move["uci"]))
+            game.position.push(chess.Move.from_uci(move["uci"]))
             game.moves.append(
                 Move(
                     move["uci"], move["san"], move["white_ms"], move["black_ms"], move["created_at"]
