@@ -31,9 +31,9 @@ import chess
 from .harness import (
     HERE,
     RESULTS,
-    CpuWindow,
     LagSampler,
     add_common_args,
+    cpu_seconds,
     cpus,
     create_admin,
     gc_pauses,
@@ -113,9 +113,10 @@ def random_line(plies: int) -> list[str]:
 
 
 async def play(
-    url: str, games: list[str], tokens: dict[str, str], args: argparse.Namespace
+    url: str, server_pid: int, games: list[str], tokens: dict[str, str], args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Run the Node bots (a socket per player, chess.js move generation)."""
+    """Run the Node bots (a socket per player); the server's CPU seconds are counted from
+    when every socket is connected and subscribed (their line ``playing``) to the end."""
     if not (BOTS / "node_modules").is_dir():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BOTS, check=True)
     lines = {game: random_line(400) for game in games}
@@ -128,10 +129,19 @@ async def play(
         "node", "bots.js", str(options_file), cwd=BOTS, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, preexec_fn=pin_to(cpus(args, "client")),
     )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), args.seconds + 120)
+    assert proc.stdout is not None
+    cpu_at_start, last = 0.0, b"{}"
+    async with asyncio.timeout(args.seconds + 120):
+        while line := await proc.stdout.readline():
+            if line.strip() == b"playing":
+                cpu_at_start = cpu_seconds(server_pid)
+            else:
+                last = line
+        server_cpu_s = cpu_seconds(server_pid) - cpu_at_start
+        _, err = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"bots failed: {err.decode()[-2000:]}")
-    return dict(json.loads(out.decode().strip().splitlines()[-1]))
+    return dict(json.loads(last), server_cpu_s=server_cpu_s)
 
 
 async def scrape_gc(url: str) -> dict[str, dict[str, float]]:
@@ -156,14 +166,13 @@ async def run_games(args: argparse.Namespace) -> dict[str, Any]:
             # Lag is read from the max-since-last-scrape gauge, so a scrape every 5 s misses
             # nothing; every 0.5 s, rendering /metrics (1-1.6 ms) would itself sit in the tail.
             gc_before = await scrape_gc(node.url)
-            with CpuWindow([node.proc.pid]) as cpu, LagSampler([node.url], interval=5) as lag:
-                result = await play(node.url, games, tokens, args)
+            with LagSampler([node.url], interval=5) as lag:
+                result = await play(node.url, node.proc.pid, games, tokens, args)
             gc_after = await scrape_gc(node.url)
             result.update(
                 lag.summary_ms(),
                 games=len(games),
-                server_cpu_s=cpu.server_cpu_s,
-                moves_per_cpu_s=result["moves"] / max(cpu.server_cpu_s, 1e-9),
+                moves_per_cpu_s=result["played"] / max(result["server_cpu_s"], 1e-9),
                 rss_per_game_kb=(rss_mb(node.proc.pid) - before) * 1024 / max(1, len(games)),
                 gc={gen: {k: v - gc_before.get(gen, {}).get(k, 0.0) for k, v in row.items()}
                     for gen, row in gc_after.items()},  # during the run
