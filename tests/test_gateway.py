@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import weakref
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -293,3 +296,54 @@ async def test_shutdown_closes_sockets_going_away(tmp_path: Path) -> None:
         code, _ = await s.closed()
         await stopping
         assert code == CLOSE_GOING_AWAY
+
+
+def pending_reads() -> list[weakref.ref[Any]]:
+    """The server's ``WebSocketResponse.receive`` coroutines suspended now."""
+    return [
+        weakref.ref(obj)
+        for obj in gc.get_objects()
+        if getattr(obj, "__qualname__", "") == "WebSocketResponse.receive"
+        and getattr(obj, "cr_frame", None) is not None
+    ]
+
+
+async def test_frames_sent_together_are_served_in_order_by_a_read_made_once(
+    tmp_path: Path,
+) -> None:
+    """Text frames reach the gateway as they are parsed; the socket's one pending read (for
+    control frames) is not made again for every message (see realtime/socket.py)."""
+    async with running(tmp_path) as c:
+        admin = await c.ws(await c.admin())
+        viewer = await c.ws(await c.register("uma"))
+        await viewer.request("subscribe", "broadcast:order")
+        reads = pending_reads()
+        # 30 frames in one go, without waiting for replies: served one after another.
+        ids = [await admin.send("publish", "broadcast:order", {"n": n}) for n in range(30)]
+        replies = [await admin.recv() for _ in ids]
+        assert [r["id"] for r in replies] == ids
+        assert [r["data"]["seq"] for r in replies] == list(range(1, 31))
+        assert [e["data"]["n"] for e in await viewer.events(30)] == list(range(30))
+        assert len(reads) >= 2  # the two sockets' reads were found at all
+        # The same coroutines still wait: none was finished and made again per message.
+        assert all(read() is not None and read().cr_frame is not None for read in reads)
+
+
+async def test_what_a_client_sent_before_it_closed_is_served(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        viewer = await c.ws(await c.register("vic"))
+        await viewer.request("subscribe", "broadcast:last")
+        admin = await c.session.ws_connect(c.url(f"/ws?token={await c.admin()}"))
+        await admin.receive()  # hello
+        for n in range(3):
+            await admin.send_str(
+                json.dumps({"op": "publish", "topic": "broadcast:last", "data": n})
+            )
+        await admin.close()  # at once, replies unread
+        assert [e["data"] for e in await viewer.events(3)] == [0, 1, 2]
+        core = c.server.core  # type: ignore[union-attr]
+        for _ in range(50):
+            if len(core.gateway.connections) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert len(core.gateway.connections) == 1  # the closed socket is gone

@@ -17,6 +17,7 @@ import inspect
 import json
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ from ..ids import new_id
 from ..metrics import Metrics
 from ..ratelimit import TokenBucket
 from .engine import Broker, PresenceManager, Publication
+from .socket import GatewaySocket
 from .wire import (
     CLOSE_FORBIDDEN,
     CLOSE_GOING_AWAY,
@@ -104,13 +106,17 @@ class Namespace:
 @dataclass(eq=False)
 class Connection:
     """One authenticated socket. Frames for it are queued in ``out`` and written to its
-    transport together at the end of the event loop's turn (see :meth:`Gateway._write`)."""
+    transport together at the end of the event loop's turn (see :meth:`Gateway._write`);
+    frames from it wait in ``inbox`` and are served in order by one task at a time."""
 
     id: str
     session: Session
-    ws: web.WebSocketResponse
     transport: asyncio.Transport
     bucket: TokenBucket
+    ws: web.WebSocketResponse = field(init=False)
+    inbox: deque[str] = field(default_factory=deque)
+    serving: asyncio.Task[None] | None = None
+    ready: bool = False  # the hello is out: frames may be served
     topics: set[str] = field(default_factory=set)
     recovering: dict[str, list[Publication]] = field(default_factory=dict)
     bus_listeners: dict[str, Callable[[], None]] = field(default_factory=dict)
@@ -258,23 +264,23 @@ class Gateway:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The ``/ws`` endpoint: authenticate, then serve frames until the socket closes."""
         session = await self.auth.session_from_request(request)
-        ws = web.WebSocketResponse(
+        transport = request.transport
+        if transport is None:  # the client is gone already
+            return web.Response(status=499)
+        conn = Connection(
+            new_id(),
+            session,
+            transport,
+            TokenBucket(self.settings.rate_per_second, self.settings.rate_burst),
+        )
+        conn.ws = ws = GatewaySocket(
+            lambda text: self._received(conn, text),
             heartbeat=self.settings.heartbeat_seconds,
             max_msg_size=self.settings.max_message_bytes,
             compress=False,
             timeout=2.0,  # for the client's close handshake
         )
         await ws.prepare(request)
-        transport = request.transport
-        if transport is None:
-            return ws
-        conn = Connection(
-            new_id(),
-            session,
-            ws,
-            transport,
-            TokenBucket(self.settings.rate_per_second, self.settings.rate_burst),
-        )
         self.connections.add(conn)
         self.metrics.ws_connections.inc()
         log.info("ws.connected", conn=conn.id, user=conn.user.username)
@@ -289,13 +295,11 @@ class Gateway:
                     "heartbeat": self.settings.heartbeat_seconds,
                 },
             )
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self._on_text(conn, msg.data)
-                    # Frames already buffered would otherwise run back to back: a burst of
-                    # publishes (each a fan-out) must not hold the loop from everyone else.
-                    await asyncio.sleep(0)
-                elif msg.type == WSMsgType.BINARY:
+            conn.ready = True
+            if conn.inbox:  # frames that came with the handshake
+                self._start_serving(conn)
+            async for msg in ws:  # control frames only: text goes to _received
+                if msg.type == WSMsgType.BINARY:
                     self._error(conn, None, "invalid_frame", "send JSON text frames")
                 elif msg.type == WSMsgType.ERROR:
                     break
@@ -303,7 +307,32 @@ class Gateway:
             await self._drop(conn)
         return ws
 
+    def _received(self, conn: Connection, text: str) -> None:
+        """A text frame, as the socket's parser reads it: queued, and served by a task."""
+        if conn.closing:
+            return
+        conn.inbox.append(text)
+        if conn.serving is None and conn.ready:
+            self._start_serving(conn)
+
+    def _start_serving(self, conn: Connection) -> None:
+        conn.serving = asyncio.get_running_loop().create_task(self._serve(conn))
+
+    async def _serve(self, conn: Connection) -> None:
+        inbox = conn.inbox
+        try:
+            while inbox and not conn.closing:
+                await self._on_text(conn, inbox.popleft())
+                if inbox:
+                    # Frames that came together would otherwise run back to back: a burst
+                    # of publishes (each a fan-out) must not hold the loop from everyone.
+                    await asyncio.sleep(0)
+        finally:
+            conn.serving = None
+
     async def _drop(self, conn: Connection) -> None:
+        if conn.serving is not None:  # what the client sent before it went is served
+            await asyncio.wait({conn.serving})
         conn.closing = True
         try:
             for topic in list(conn.topics):
