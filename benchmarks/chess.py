@@ -36,6 +36,7 @@ from .harness import (
     cpu_seconds,
     cpus,
     create_admin,
+    free_port,
     gc_pauses,
     login,
     pin_to,
@@ -172,7 +173,6 @@ async def run_games(args: argparse.Namespace) -> dict[str, Any]:
             result.update(
                 lag.summary_ms(),
                 games=len(games),
-                moves_per_cpu_s=result["played"] / max(result["server_cpu_s"], 1e-9),
                 rss_per_game_kb=(rss_mb(node.proc.pid) - before) * 1024 / max(1, len(games)),
                 gc={gen: {k: v - gc_before.get(gen, {}).get(k, 0.0) for k, v in row.items()}
                     for gen, row in gc_after.items()},  # during the run
@@ -180,6 +180,24 @@ async def run_games(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             stop(node.proc)
     return result
+
+
+async def run_floor(args: argparse.Namespace) -> dict[str, Any]:
+    """The same bots against ``floor.js`` (the protocol's frames and nothing else)."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        "node", "floor.js", str(port), cwd=BOTS, stdout=asyncio.subprocess.PIPE,
+        preexec_fn=pin_to(cpus(args, "server")),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        await asyncio.wait_for(proc.stdout.readline(), 10)  # "listening"
+        games = [f"floor{n}" for n in range(args.games)]
+        tokens = {"white": "w", "black": "b"}
+        return await play(f"http://127.0.0.1:{port}", proc.pid, games, tokens, args)
+    finally:
+        proc.terminate()
+        await proc.wait()
 
 
 def main() -> None:
@@ -195,25 +213,34 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds played, not timed")
     parser.add_argument("--no-perft", action="store_true")
+    parser.add_argument(
+        "--no-floor", action="store_true",
+        help="skip the run against floor.js (a Node relay of the same frames, no chess)",
+    )  # fmt: skip
     add_common_args(parser)
     args = parser.parse_args()
     perft_rows = [] if args.no_perft else run_perft()
     if perft_rows:
         print(table([["position", "depth", "nodes", "published", "", "s"], *perft_rows]))
     result = asyncio.run(run_games(args))
-    rtt = f"{result['rtt_p50_ms']:.1f} / {result['rtt_p99_ms']:.1f} / {result['rtt_max_ms']:.1f}"
+    floor = None if args.no_floor else asyncio.run(run_floor(args))
+    runs = [result] if floor is None else [result, floor]
+
+    def ms(key: str) -> list[str]:
+        return [f"{run[key]:.1f}" for run in runs]
+
     rows: list[list[Any]] = [
-        ["measure", "value"],
-        ["games at once", result["games"]],
-        ["moves (errors)", f"{result['moves']} ({result['errors']})"],
-        ["moves/s", round(result["moves_per_s"])],
-        ["round trip p50 / p99 / max (ms)", rtt],
-        [
-            "opponent has the move p50 / p99 (ms)",
-            f"{result['seen_p50_ms']:.1f} / {result['seen_p99_ms']:.1f}",
-        ],
-        ["moves sent late, p99 (ms, fixed pace)", round(result["send_late_p99_ms"] or 0, 1)],
-        ["moves per server CPU second", round(result["moves_per_cpu_s"])],
+        ["measure", "SyncStream", *(["floor (Node relay, no chess)"] if floor else [])],
+        ["games at once", *(result["games"] for _ in runs)],
+        ["moves (errors)", *(f"{run['moves']} ({run['errors']})" for run in runs)],
+        ["moves/s", *(round(run["moves_per_s"]) for run in runs)],
+        ["round trip p50 (ms)", *ms("rtt_p50_ms")],
+        ["round trip p99 (ms)", *ms("rtt_p99_ms")],
+        ["round trip max (ms)", *ms("rtt_max_ms")],
+        ["opponent has the move p50 (ms)", *ms("seen_p50_ms")],
+        ["opponent has the move p99 (ms)", *ms("seen_p99_ms")],
+        ["moves sent late, p99 (ms, fixed pace)", *ms("send_late_p99_ms")],
+        ["moves per server CPU second", *(round(r["played"] / r["server_cpu_s"]) for r in runs)],
         ["server RSS per game (KB)", round(result["rss_per_game_kb"], 1)],
         ["event-loop lag max (ms)", round(result["max_loop_lag_ms"] or 0, 1)],
         *(
@@ -224,8 +251,8 @@ def main() -> None:
             for gen, g in sorted(result["gc"].items())
         ),
     ]
-    print(table(rows))
-    save("chess", {"args": vars(args), "perft": perft_rows, **result})
+    save("chess", {"args": vars(args), "perft": perft_rows, **result, "floor": floor})
+    print(table([row + ["-"] * (len(rows[0]) - len(row)) for row in rows]))
 
 
 if __name__ == "__main__":
