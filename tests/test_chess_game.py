@@ -116,3 +116,15 @@ def test_a_claim_without_a_repetition_is_refused_and_changes_nothing() -> None:
         game.act(BLACK, "claim_draw", 0.0, True)
     assert refused.value.code == "no_draw_claim"
     assert game.status == "started" and len(game.moves) == 3
+
+
+@pytest.mark.parametrize(("remaining", "quota"), [(1000, 450), (60_000, 5000), (0, 0)])
+def test_a_clock_says_when_its_flag_falls(remaining: int, quota: int) -> None:
+    clock = Clock(remaining, 0, None)
+    assert clock.flag_at() is None  # no clock runs
+    clock.quota["black"] = quota
+    clock.start("black", 100.0)
+    flag_at = clock.flag_at()
+    assert flag_at is not None
+    assert clock.flagged(flag_at + 1e-6)
+    assert not clock.flagged(flag_at - 0.002)

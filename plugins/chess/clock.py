@@ -48,6 +48,12 @@ class Clock:
         """True once the running side's time (and the grace) is spent."""
         return self.running is not None and self.left(self.running, now) < -self._grace()
 
+    def flag_at(self) -> float | None:
+        """The monotonic time from which :meth:`flagged` holds (None: no clock runs)."""
+        if self.running is None:
+            return None
+        return self.since + (self.remaining[self.running] + self._grace() + 1) / 1000
+
     def _grace(self) -> int:
         return min(FLAG_GRACE_MS, self.quota[self.running or "white"])
 

