@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import weakref
 
 from syncstream.gcpolicy import MIDDLE_EVERY, GcPolicy
@@ -41,21 +42,22 @@ async def test_survivors_are_frozen_and_a_sweep_reclaims_cycles_that_died_frozen
     assert policy._on_gc not in gc.callbacks and gc.get_threshold() == thresholds
 
 
-async def test_a_sweep_comes_sooner_when_the_frozen_set_grows() -> None:
-    policy = GcPolicy(sweep_seconds=3600, growth=0.5, check_seconds=0.02)
+async def test_a_sweep_comes_sooner_when_the_heap_grows() -> None:
+    policy = GcPolicy(sweep_seconds=3600, growth=0.2, check_seconds=0.02)
     policy.start()
     try:
         base = gc.get_freeze_count()
-        nodes = [Node() for _ in range(base)]  # the frozen set doubles
+        nodes = [Node() for _ in range(sys.getallocatedblocks() // 3)]  # the heap grows by 1/3
         ref = weakref.ref(nodes[0])
-        gc.collect()
-        await asyncio.sleep(0)
-        assert gc.get_freeze_count() >= 2 * base
+        gc.freeze()  # as the policy does after a full collection (no await: no sweep yet)
+        assert gc.get_freeze_count() >= base + len(nodes)
         del nodes
+        gc.collect()
+        assert ref() is not None, "frozen cycles wait for a sweep"
         for _ in range(100):
             await asyncio.sleep(0.02)
             if ref() is None:
                 break
-        assert ref() is None and gc.get_freeze_count() < 1.5 * base
+        assert ref() is None and gc.get_freeze_count() < base + 1000
     finally:
         await policy.stop()
