@@ -8,9 +8,31 @@ import threading
 import time
 
 _RAND_BITS = 74
+_POOL_BYTES = 4096  # os.urandom is a system call: read it in bulk, ~400 ids per call
 _lock = threading.Lock()
 _last_ms = 0
 _last_rand = 0
+_pool = b""
+_pool_at = 0
+
+
+def _forget_pool() -> None:
+    global _pool, _pool_at
+    _pool, _pool_at = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_pool)  # a child must not reuse the parent's bytes
+
+
+def _random(nbits: int) -> int:
+    """``nbits`` from the operating system's CSPRNG (caller holds ``_lock``)."""
+    global _pool, _pool_at
+    nbytes = (nbits + 7) // 8
+    if _pool_at + nbytes > len(_pool):
+        _pool, _pool_at = os.urandom(_POOL_BYTES), 0
+    chunk = _pool[_pool_at : _pool_at + nbytes]
+    _pool_at += nbytes
+    return int.from_bytes(chunk, "big") >> (nbytes * 8 - nbits)
 
 
 def new_id() -> str:
@@ -23,12 +45,12 @@ def new_id() -> str:
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms > _last_ms:
-            rand = int.from_bytes(os.urandom(10), "big") >> (80 - _RAND_BITS)
+            rand = _random(_RAND_BITS)
         else:
             ms = _last_ms
-            rand = _last_rand + 1 + secrets.randbits(24)
+            rand = _last_rand + 1 + _random(24)
             if rand >> _RAND_BITS:  # the random part overflowed: borrow the next millisecond
-                ms, rand = ms + 1, int.from_bytes(os.urandom(10), "big") >> (80 - _RAND_BITS + 1)
+                ms, rand = ms + 1, _random(_RAND_BITS - 1)
         _last_ms, _last_rand = ms, rand
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76  # version 7

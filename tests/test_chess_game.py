@@ -87,13 +87,17 @@ def shuffling_line(rng: random.Random, fen: str, plies: int) -> list[chess.Move]
 @pytest.mark.parametrize("seed", range(40))
 def test_repetition_rules_match_python_chess_with_its_full_history(seed: int) -> None:
     """The position's bookkeeping agrees with python-chess's own rules (which walk the move
-    stack) after every ply of random games full of repetitions."""
+    stack) after every ply of random games full of repetitions, and so do its FEN and SAN."""
     fen = EN_PASSANT_CHANCE if seed % 4 == 0 else chess.STARTING_FEN
     reference, position = chess.Board(fen), Position(fen)
-    for move in shuffling_line(random.Random(seed), fen, 160):
+    for n, move in enumerate(shuffling_line(random.Random(seed), fen, 160)):
+        san = reference.san(move)
         reference.push(move)
-        position.push(move)
-        assert position.board.fen() == reference.fen()
+        if n % 2:
+            assert position.play(move) == san
+        else:
+            position.push(move)
+        assert position.fen() == position.board.fen() == reference.fen()
         assert (position.repetitions() >= 3) == reference.is_repetition(3)
         assert (position.repetitions() >= 5) == reference.is_fivefold_repetition()
         assert position.can_claim_threefold() == reference.can_claim_threefold_repetition()

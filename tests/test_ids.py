@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -20,3 +21,18 @@ def test_ids_are_uuid7_and_strictly_increasing() -> None:
 def test_secrets_are_prefixed_and_random() -> None:
     a, b = new_secret("sst"), new_secret("sst")
     assert a.startswith("sst_") and a != b and len(a) > 40
+
+
+def test_a_forked_child_does_not_reuse_the_parents_random_bytes() -> None:
+    new_id()  # the pool holds unused bytes now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, to the parent
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    mine = new_id()
+    assert child[13:] != mine[13:]  # the random parts differ (the first 12 digits are time)

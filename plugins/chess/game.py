@@ -144,14 +144,13 @@ class Game:
         if ply is not None and ply != len(self.moves):
             raise Problem(409, "stale_move", f"the game is at ply {len(self.moves)}, not {ply}")
         move = self.parse(text)
-        san = self.board.san(move)
         if len(self.moves) >= 2:  # clocks run once both sides have moved (as on lichess)
             try:
                 self.clock.charge(side, now, lag_ms)
             except TimeUp:
                 self._flag(side)
                 raise Problem(409, "game_over", "your time ran out before the move") from None
-        self.position.push(move)
+        san = self.position.play(move)
         clocks = self.clock.remaining
         record = Move(move.uci(), san, clocks["white"], clocks["black"], time.time())
         self.moves.append(record)
@@ -159,13 +158,14 @@ class Game:
         self.takeback_offer = None
         if len(self.moves) >= 2:
             self.clock.start(self.turn, now)
-        self._automatic_end()
+        self._automatic_end(mate=san.endswith("#"))
         self.seq += 1
         return record
 
-    def _automatic_end(self) -> None:
+    def _automatic_end(self, mate: bool) -> None:
+        """End the game if the move just played ended it (``mate``: its SAN says so)."""
         board = self.board
-        if board.is_checkmate():
+        if mate:
             self.end("1-0" if board.turn == chess.BLACK else "0-1", "checkmate")
         elif board.is_stalemate():
             self.end("1/2-1/2", "stalemate")
@@ -301,7 +301,7 @@ class Game:
             "status": self.status,
             "result": self.result,
             "termination": self.termination,
-            "fen": self.board.fen(),
+            "fen": self.position.fen(),
             "turn": self.turn,
             "ply": len(self.moves),
             "last_move": None if last is None else {"uci": last.uci, "san": last.san},

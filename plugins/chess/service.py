@@ -105,8 +105,10 @@ class ChessService:
         self._flag_at: dict[str, float] = {}  # held games whose clock runs -> when it falls
         self.streams: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by start()
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()  # kept: each call is a getpid() system call
         self._unlisten = [
             self.bus.listen("chess.command", self._on_command),
             self.bus.listen("chess.reply", self._on_reply),
@@ -311,7 +313,7 @@ class ChessService:
             self._row(game),
             [(ply, game.moves[ply]) for ply in range(plies_before, len(game.moves))],
             len(game.moves) if len(game.moves) < plies_before else None,
-            asyncio.get_running_loop().create_future(),
+            self._loop.create_future(),
         )
         self._batch.append(write)
         if not self._writing:
