@@ -22,6 +22,7 @@ import json
 import random
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,17 @@ def random_line(plies: int) -> list[str]:
 
 
 async def play(
-    url: str, server_pid: int, games: list[str], tokens: dict[str, str], args: argparse.Namespace
+    url: str,
+    server_pid: int,
+    games: list[str],
+    tokens: dict[str, str],
+    args: argparse.Namespace,
+    when_timed: Callable[[], Awaitable[Any]] | None = None,
 ) -> dict[str, Any]:
     """Run the Node bots (a socket per player); the server's CPU seconds are counted from
-    when every socket is connected and subscribed (their line ``playing``) to the end."""
+    when every socket is connected and subscribed (their line ``playing``) to the end, and
+    ``when_timed`` is awaited when the warm-up is over (their line ``timed``); what it
+    returns is the result's ``at_timed``."""
     if not (BOTS / "node_modules").is_dir():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BOTS, check=True)
     lines = {game: random_line(400) for game in games}
@@ -131,18 +139,20 @@ async def play(
         stderr=asyncio.subprocess.PIPE, preexec_fn=pin_to(cpus(args, "client")),
     )  # fmt: skip
     assert proc.stdout is not None
-    cpu_at_start, last = 0.0, b"{}"
+    cpu_at_start, last, at_timed = 0.0, b"{}", None
     async with asyncio.timeout(args.seconds + 120):
         while line := await proc.stdout.readline():
             if line.strip() == b"playing":
                 cpu_at_start = cpu_seconds(server_pid)
+            elif line.strip() == b"timed":
+                at_timed = await when_timed() if when_timed else None
             else:
                 last = line
         server_cpu_s = cpu_seconds(server_pid) - cpu_at_start
         _, err = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"bots failed: {err.decode()[-2000:]}")
-    return dict(json.loads(last), server_cpu_s=server_cpu_s)
+    return dict(json.loads(last), server_cpu_s=server_cpu_s, at_timed=at_timed)
 
 
 async def scrape_gc(url: str) -> dict[str, dict[str, float]]:
@@ -166,16 +176,24 @@ async def run_games(args: argparse.Namespace) -> dict[str, Any]:
             games, tokens = await make_games(node.url, args.games)
             # Lag is read from the max-since-last-scrape gauge, so a scrape every 5 s misses
             # nothing; every 0.5 s, rendering /metrics (1-1.6 ms) would itself sit in the tail.
-            gc_before = await scrape_gc(node.url)
+            # GC pauses and lag count from the end of the warm-up (the scrape there also
+            # restarts the lag gauge): connecting 2 x games sockets is not the steady state.
             with LagSampler([node.url], interval=5) as lag:
-                result = await play(node.url, node.proc.pid, games, tokens, args)
+
+                async def timed() -> dict[str, dict[str, float]]:
+                    pauses = await scrape_gc(node.url)
+                    lag.samples.clear()
+                    return pauses
+
+                result = await play(node.url, node.proc.pid, games, tokens, args, timed)
             gc_after = await scrape_gc(node.url)
+            gc_before = result.pop("at_timed") or {}
             result.update(
                 lag.summary_ms(),
                 games=len(games),
                 rss_per_game_kb=(rss_mb(node.proc.pid) - before) * 1024 / max(1, len(games)),
                 gc={gen: {k: v - gc_before.get(gen, {}).get(k, 0.0) for k, v in row.items()}
-                    for gen, row in gc_after.items()},  # during the run
+                    for gen, row in gc_after.items()},  # timed part of the run
             )  # fmt: skip
         finally:
             stop(node.proc)

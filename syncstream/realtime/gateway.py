@@ -255,11 +255,14 @@ class Gateway:
         connections, self._unflushed = self._unflushed, []
         limit = self.settings.send_buffer_bytes
         for conn in connections:
-            out, conn.out = conn.out, []
-            transport = conn.transport
+            out, transport = conn.out, conn.transport
             if not out or conn.closing or transport.is_closing():
+                out.clear()
                 continue
+            # The list is kept and emptied: a new one per socket per turn would outlive
+            # the young generation (it waits for the socket's next frame).
             transport.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
             if transport.get_write_buffer_size() > limit:
                 self._close(conn, CLOSE_SLOW_CONSUMER, "slow consumer: send buffer full")
                 self.metrics.ws_slow_consumers.inc()
@@ -352,9 +355,9 @@ class Gateway:
     def _close(self, conn: Connection, code: int, reason: str) -> None:
         if conn.closing:
             return
-        out, conn.out = conn.out, []
-        if out and not conn.transport.is_closing():  # what was queued goes before the close
-            conn.transport.write(b"".join(out))
+        if conn.out and not conn.transport.is_closing():  # what was queued goes before it
+            conn.transport.write(b"".join(conn.out))
+        conn.out.clear()
         conn.closing = True
         log.info("ws.closing", conn=conn.id, code=code, reason=reason)
         self._spawn(conn.ws.close(code=code, message=reason.encode()))

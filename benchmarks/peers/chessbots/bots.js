@@ -12,7 +12,7 @@
 // Usage: node bots.js OPTIONS.json  ({url, tokens: {white, black}, lines: {game id: [uci, ...]},
 //                                     seconds, interval, warmup, pace})
 // The first `warmup` seconds are played but not timed (first calls warm the server's caches).
-// Prints "playing" once every socket is ready, then one JSON line: moves, errors, round-trip percentiles (ms), client CPU seconds.
+// Prints "playing" once every socket is ready, "timed" when the warm-up is over, then one JSON line: moves, errors, round-trip percentiles (ms), client CPU seconds.
 "use strict";
 const { performance } = require("perf_hooks");
 const WebSocket = require("ws");
@@ -61,6 +61,7 @@ async function main(opts) {
   const cpu0 = process.cpuUsage();
   const deadline = performance.now() + opts.seconds * 1000;
   const start = performance.now();
+  setTimeout(() => console.log("timed"), (opts.warmup || 0) * 1000);  // warm-up over
   const fixed = (opts.pace || "fixed") === "fixed";
   await Promise.all(players.map(async ({ game, white, black }) => {
     const line = opts.lines[game];
