@@ -245,7 +245,7 @@ def main() -> None:
     runs = [result] if floor is None else [result, floor]
 
     def ms(key: str) -> list[str]:
-        return [f"{run[key]:.1f}" for run in runs]
+        return ["-" if run[key] is None else f"{run[key]:.1f}" for run in runs]
 
     rows: list[list[Any]] = [
         ["measure", "SyncStream", *(["floor (Node relay, no chess)"] if floor else [])],
