@@ -20,6 +20,7 @@ async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     # Checkpoints this often leave a few hundred commits between two WAL restarts at most,
     # however the test's writes and the checkpointer's turns happen to interleave.
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY", 0.01)
+    monkeypatch.setattr(sqlite_store, "UNLOCKED_WAL_FRAMES", 200)  # as if 16 MB were 800 KB
     store = await SqliteStore.open(tmp_path / "db.sqlite")
     await store.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, blob TEXT NOT NULL)")
     yield store

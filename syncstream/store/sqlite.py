@@ -30,6 +30,7 @@ CHECKPOINT_EVERY = 1.0  # seconds
 CHECKPOINT_NICE = 19
 PATIENCE = 4  # checkpoint periods a niced bulk copy may take before the copy under the lock
 BULK_PASSES = 3  # bulk copies at most per checkpoint, while frames are left behind
+UNLOCKED_WAL_FRAMES = 4096  # a WAL this long (16 MB of 4-KB pages) gets the locked copy
 BUSY_TIMEOUT_MS = 10_000
 
 log = structlog.get_logger(__name__)
@@ -81,8 +82,11 @@ class _Checkpointer:
     completes, so the next commit starts the WAL over instead of appending to it forever.
     Writers wait for that copy (3-14 ms at 2,000 chess moves/s, mostly the database file's
     fsync, every second: the moves' round-trip tail), so it is only made when the bulk
-    copy, run up to ``BULK_PASSES`` times, still leaves frames behind: a bulk copy that
-    catches up has completed the checkpoint itself."""
+    copy, run up to ``BULK_PASSES`` times, still leaves frames behind, or when the WAL has
+    grown past ``UNLOCKED_WAL_FRAMES``. A bulk copy that catches up has completed the
+    checkpoint itself and the next commit starts the WAL over — unless a commit came in
+    between (it only restarts from a transaction begun while the WAL was fully copied), as
+    under endless writes: then the WAL grows, and the locked copy bounds it."""
 
     def __init__(self, path: Path, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
         self._path = path
@@ -99,10 +103,11 @@ class _Checkpointer:
         self._bulk = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
 
     def _copy_bulk(self) -> bool:
-        """Copy what the WAL holds; True if nothing was left (no frame written meanwhile)."""
+        """Copy what the WAL holds; True if nothing was left (no frame written meanwhile)
+        and the WAL is short enough to wait for a restart by the next commit."""
         assert self._bulk is not None
         busy, frames, copied = self._bulk.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return not busy and frames == copied >= 0
+        return not busy and frames == copied >= 0 and frames <= UNLOCKED_WAL_FRAMES
 
     async def _copy_bulk_until_done(self) -> bool:
         """Bulk copies (up to ``BULK_PASSES``); True once one has left nothing behind."""
