@@ -9,9 +9,13 @@
    ``--interval`` s from a random phase of its own (``--pace fixed``), or its bots wait
    ``--interval`` after each reply (``--pace after_reply``: closed loop, the games fall into
    step with each other over a run). ``--pin`` puts the server on CPU 0 and the bots on
-   CPU 1. Prints p50/p99 round trip, moves/s, moves per server CPU second, RSS per game.
+   CPU 1. Prints p50/p99 round trip, moves/s, moves per server CPU second, RSS per game,
+   GC pauses; the first ``--warmup`` seconds are played, not timed.
+3. The same bots against ``peers/chessbots/floor.js`` (a Node relay of the same frames, no
+   chess, no storage) on the same CPU: what the machine and the client cost by themselves
+   (``--no-floor`` skips it).
 
-    python -m benchmarks.chess --games 100 --seconds 10 --pin
+    python -m benchmarks.chess --games 1000 --interval 1 --seconds 45 --warmup 15 --pin
 """
 
 from __future__ import annotations
