@@ -18,6 +18,15 @@ class Node:
         self.me = self
 
 
+async def collected(ref: weakref.ref[Node], seconds: float = 2.0) -> bool:
+    """Whether ``ref``'s object is freed within ``seconds`` (the sweeper runs meanwhile)."""
+    for _ in range(int(seconds / 0.02)):
+        if ref() is None:
+            return True
+        await asyncio.sleep(0.02)
+    return ref() is None
+
+
 async def test_survivors_are_frozen_and_a_sweep_reclaims_cycles_that_died_frozen() -> None:
     thresholds = gc.get_threshold()
     policy = GcPolicy(sweep_seconds=0.3)
@@ -32,11 +41,7 @@ async def test_survivors_are_frozen_and_a_sweep_reclaims_cycles_that_died_frozen
         del node
         gc.collect()
         assert ref() is not None, "a frozen cycle waits for the sweep"
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if ref() is None:
-                break
-        assert ref() is None, "the sweep unfroze and collected it"
+        assert await collected(ref), "the sweep unfroze and collected it"
         assert gc.get_freeze_count() > 0, "and froze the survivors again"
     finally:
         await policy.stop()
@@ -55,11 +60,7 @@ async def test_a_sweep_comes_sooner_when_the_heap_grows() -> None:
         del nodes
         gc.collect()
         assert ref() is not None, "frozen cycles wait for a sweep"
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if ref() is None:
-                break
-        assert ref() is None and gc.get_freeze_count() < base + 1000
+        assert await collected(ref) and gc.get_freeze_count() < base + 1000
     finally:
         await policy.stop()
 
