@@ -44,6 +44,11 @@ class Metrics:
             "Sockets dropped for a full send buffer",
             registry=r,
         )
+        self.ws_reads_paused = Counter(
+            "syncstream_ws_reads_paused_total",
+            "Times a socket's reading was paused: its client sent faster than it was served",
+            registry=r,
+        )
         self.ws_rate_limited = Counter(
             "syncstream_ws_rate_limited_total",
             "Client frames refused by the rate limit",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 import weakref
 from pathlib import Path
 from typing import Any
@@ -347,3 +348,35 @@ async def test_what_a_client_sent_before_it_closed_is_served(tmp_path: Path) -> 
                 break
             await asyncio.sleep(0.02)
         assert len(core.gateway.connections) == 1  # the closed socket is gone
+
+
+async def test_a_client_sending_faster_than_it_is_served_is_paused_not_buffered(
+    tmp_path: Path,
+) -> None:
+    """Text frames bypass aiohttp's queue (and its flow control): the gateway pauses a
+    socket's reading once ``INBOX_LIMIT`` frames wait, and resumes as they are served. What
+    waits is then bounded by one read from the socket (the rest of the chunk being parsed),
+    not by what the client sends (~750 KB here)."""
+    limits = {"realtime.rate_per_second": 100_000, "realtime.rate_burst": 100_000}
+    async with running(tmp_path, **limits) as c:
+        s = await c.ws(await c.register("wes"))
+        frames = [json.dumps({"op": "ping", "id": n}) for n in range(1, 30_001)]
+
+        async def send_all() -> None:
+            for frame in frames:
+                await s.ws.send_str(frame)
+
+        sender = asyncio.create_task(send_all())
+        core = c.server.core  # type: ignore[union-attr]
+        conn = next(iter(core.gateway.connections))
+        deepest = 0
+        replies = []
+        while len(replies) < len(frames):
+            deepest = max(deepest, len(conn.inbox))
+            replies.append(await s.recv())
+        await sender
+        assert [r["id"] for r in replies] == list(range(1, 30_001))  # all, in order
+        metrics = (await c.call("GET", "/metrics"))[1]
+        paused = float(re.search(r"^syncstream_ws_reads_paused_total (\S+)", metrics, re.M)[1])
+        assert paused >= 1
+        assert deepest < len(frames) / 2

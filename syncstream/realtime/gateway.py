@@ -49,6 +49,7 @@ log = structlog.get_logger(__name__)
 
 TOPIC_RE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.:@*~=+-]{1,200})$")
 PRESENCE_BATCH = 200  # sockets refreshed per turn of the event loop
+INBOX_LIMIT = 128  # frames waiting to be served before a socket's reading pauses
 Check = Callable[[User, str], "bool | Awaitable[bool]"]
 PublishHook = Callable[[User, str, Any], Awaitable[Any]]
 
@@ -320,6 +321,9 @@ class Gateway:
         if conn.closing:
             return
         conn.inbox.append(text)
+        if len(conn.inbox) == INBOX_LIMIT:  # aiohttp's queue paused reading; so do we
+            conn.transport.pause_reading()
+            self.metrics.ws_reads_paused.inc()
         if conn.serving is None and conn.ready:
             self._start_serving(conn)
 
@@ -331,6 +335,8 @@ class Gateway:
         try:
             while inbox and not conn.closing:
                 await self._on_text(conn, inbox.popleft())
+                if len(inbox) == INBOX_LIMIT // 2 and not conn.transport.is_closing():
+                    conn.transport.resume_reading()
                 if inbox:
                     # Frames that came together would otherwise run back to back: a burst
                     # of publishes (each a fan-out) must not hold the loop from everyone.
@@ -359,6 +365,8 @@ class Gateway:
             conn.transport.write(b"".join(conn.out))
         conn.out.clear()
         conn.closing = True
+        if not conn.transport.is_closing():  # the client's close frame must get through
+            conn.transport.resume_reading()
         log.info("ws.closing", conn=conn.id, code=code, reason=reason)
         self._spawn(conn.ws.close(code=code, message=reason.encode()))
 
