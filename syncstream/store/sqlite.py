@@ -93,7 +93,7 @@ class _Checkpointer:
         self._conn = conn
         self._lock = lock
         self._bulk: sqlite3.Connection | None = None
-        self._bulk_work: asyncio.Future[bool] | None = None
+        self._bulk_work: asyncio.Future[int | None] | None = None
         self._thread = ThreadPoolExecutor(1, "sqlite-checkpoint", initializer=self._open_bulk)
         self._thread.submit(int)  # start the thread (and open its connection) now
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -102,28 +102,29 @@ class _Checkpointer:
         _lower_priority()
         self._bulk = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
 
-    def _copy_bulk(self) -> bool:
-        """Copy what the WAL holds; True if nothing was left (no frame written meanwhile)
-        and the WAL is short enough to wait for a restart by the next commit."""
+    def _copy_bulk(self) -> int | None:
+        """Copy what the WAL holds; returns its length in frames if nothing was left (no
+        frame written meanwhile), else None."""
         assert self._bulk is not None
         busy, frames, copied = self._bulk.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return not busy and frames == copied >= 0 and frames <= UNLOCKED_WAL_FRAMES
+        return int(frames) if not busy and frames == copied >= 0 else None
 
     async def _copy_bulk_until_done(self) -> bool:
-        """Bulk copies (up to ``BULK_PASSES``); True once one has left nothing behind."""
+        """Bulk copies (up to ``BULK_PASSES``); True once one has left nothing behind and
+        the WAL is short enough to wait for the next commit to start it over."""
         loop = asyncio.get_running_loop()
         for _ in range(BULK_PASSES):
             bulk = self._bulk_work = loop.run_in_executor(self._thread, self._copy_bulk)
             try:
-                done = await asyncio.wait_for(asyncio.shield(bulk), CHECKPOINT_EVERY * PATIENCE)
+                frames = await asyncio.wait_for(asyncio.shield(bulk), CHECKPOINT_EVERY * PATIENCE)
             except TimeoutError:
                 # Starved: the event loop keeps the CPU busy and the niced thread gets
                 # almost none. Stop it; the copy under the lock does it all, or the WAL
                 # would grow for as long as the load lasts.
                 await self._interrupt(bulk)
                 return False
-            if done:
-                return True
+            if frames is not None:  # all copied: another pass would find nothing to do
+                return frames <= UNLOCKED_WAL_FRAMES
         return False
 
     async def _run(self) -> None:
@@ -147,7 +148,7 @@ class _Checkpointer:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._bulk.close)
         self._thread.shutdown()
 
-    async def _interrupt(self, work: asyncio.Future[bool]) -> None:
+    async def _interrupt(self, work: asyncio.Future[int | None]) -> None:
         """Interrupt the bulk copy until ``work`` (that copy, queued on the thread) is done:
         an interrupt only stops a statement already running, and it may start just after."""
         assert self._bulk is not None
