@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -23,43 +24,44 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+async def _bucket_created(session: aiohttp.ClientSession, endpoint: str) -> bool:
+    url = f"{endpoint}/files"
+    headers = sign(
+        "PUT", url, {}, access_key="test", secret_key="test",
+        region="us-east-1", now=datetime.now(UTC),
+    )  # fmt: skip
+    try:
+        async with session.put(url, headers=headers) as resp:
+            return resp.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
 @pytest.fixture
 async def s3_server() -> AsyncIterator[str]:
-    """moto's S3 server (from PyPI) on a free port with an empty bucket ``files``."""
+    """moto's S3 server (from PyPI) on a free port with an empty bucket ``files``. moto takes
+    its port on the command line, so a port another process grabs first is tried again."""
     pytest.importorskip("moto")
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "moto.server",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(100):
-                try:
-                    url = f"{endpoint}/files"
-                    headers = sign(
-                        "PUT", url, {}, access_key="test", secret_key="test",
-                        region="us-east-1", now=datetime.now(UTC),
-                    )  # fmt: skip
-                    async with session.put(f"{endpoint}/files", headers=headers) as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(5):
+            port = free_port()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            endpoint = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            try:
+                while proc.returncode is None and time.monotonic() < deadline:
+                    if await _bucket_created(session, endpoint):
+                        yield endpoint
+                        return
                     await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("moto did not start")
-        yield endpoint
-    finally:
-        proc.terminate()
-        await proc.wait()
+            finally:
+                if proc.returncode is None:
+                    proc.terminate()
+                await proc.wait()
+    raise AssertionError("moto did not start")
 
 
 # In CI every test runs: a skip there means something the tests need was not installed, so

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -232,17 +233,36 @@ def cluster_yaml(schema: str, extra: str = "") -> str:
 
 @dataclass
 class NodeProcess:
-    """A `syncstream serve` subprocess (for multi-node and CLI tests)."""
+    """A `syncstream serve` subprocess (for multi-node and CLI tests). Started on port 0 unless
+    told otherwise: the node binds a free port itself and ``wait_ready`` reads it from the
+    banner (choosing a free port up front races other processes on the machine)."""
 
     proc: subprocess.Popen[str]
     port: int
+    stdout_seen: str = ""  # banner lines read from stdout to learn the port
 
     @property
     def base(self) -> str:
+        assert self.port, "wait_ready() reads the port first"
         return f"http://127.0.0.1:{self.port}"
 
-    async def wait_ready(self, timeout: float = 30.0) -> None:
+    def _read_port(self) -> int:
+        """The port from the banner. Read from the pipe's descriptor, not through the text
+        reader: what its buffer held would be missing from ``proc.communicate()``."""
+        assert self.proc.stdout is not None
+        while chunk := os.read(self.proc.stdout.fileno(), 65536):
+            self.stdout_seen += chunk.decode(errors="replace")
+            found = re.search(r"HTTP API\s+http://[^/]+:(\d+)/", self.stdout_seen)
+            if found:
+                return int(found.group(1))
+        raise AssertionError(
+            f"server exited: {self.proc.stderr.read() if self.proc.stderr else ''}"
+        )
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
+        if not self.port:
+            self.port = await asyncio.wait_for(asyncio.to_thread(self._read_port), timeout)
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -270,8 +290,7 @@ class NodeProcess:
 def spawn_node(
     config: Path, env: dict[str, str] | None = None, port: int | None = None
 ) -> NodeProcess:
-    port = port or free_port()
-    full_env = {**os.environ, "SYNCSTREAM_SERVER__PORT": str(port), **(env or {})}
+    full_env = {**os.environ, "SYNCSTREAM_SERVER__PORT": str(port or 0), **(env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "syncstream", "serve", "--config", str(config)],
         env=full_env,
@@ -279,4 +298,4 @@ def spawn_node(
         stderr=subprocess.PIPE,
         text=True,
     )
-    return NodeProcess(proc, port)
+    return NodeProcess(proc, port or 0)

@@ -84,6 +84,7 @@ async def test_user_create_then_serve_login_and_sigterm(tmp_path: Path) -> None:
     finally:
         code = node.stop()
     out, err = node.proc.communicate()
+    out = node.stdout_seen + out
     assert code == 0, err
     assert f"HTTP API      http://127.0.0.1:{node.port}/api/" in out
     assert f"ws://127.0.0.1:{node.port}/ws" in out

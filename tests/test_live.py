@@ -22,7 +22,7 @@ from syncstream.media.rtmp import amf
 from syncstream.media.rtmp.chunks import COMMAND_AMF0, VIDEO, encode_message
 
 from .browser import CHROMIUM, chromium_page
-from .support import Client, free_port, running
+from .support import Client, running
 
 pytestmark = [
     pytest.mark.slow,
@@ -120,10 +120,12 @@ class Live:
 @asynccontextmanager
 async def live_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[Live]:
     """A server with RTMP on a free port (plus ``overrides``, dotted config keys)."""
-    port = free_port()
-    settings = {"rtmp.enabled": True, "rtmp.host": "127.0.0.1", "rtmp.port": port, **overrides}
+    settings = {"rtmp.enabled": True, "rtmp.host": "127.0.0.1", "rtmp.port": 0, **overrides}
     async with running(tmp_path, **settings) as client:
-        yield Live(client, port)
+        core = client.server.core if client.server else None
+        rtmp = core.media.rtmp if core and core.media else None
+        assert rtmp is not None
+        yield Live(client, rtmp.port)  # the port the server bound: no race with others
 
 
 @pytest.fixture
@@ -409,8 +411,8 @@ async def webhook() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     app.router.add_post("/hook", hook)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
     yield f"http://127.0.0.1:{port}/hook", calls
     await runner.cleanup()
 
