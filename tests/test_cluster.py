@@ -7,11 +7,20 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
-from .support import PASSWORD, Client, NodeProcess, cluster_yaml, pg_schema, spawn_node
+from .support import (
+    PASSWORD,
+    Client,
+    NodeProcess,
+    cluster_yaml,
+    eventually,
+    pg_schema,
+    spawn_node,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -135,9 +144,14 @@ async def test_the_dashboard_sees_every_node_and_alerts_once(
     await a.register("gus")
     for _ in range(2):  # two failed logins on node A: one alert for the whole cluster
         await a.call("POST", "/api/auth/login", json={"username": "gus", "password": "nope"})
-    await asyncio.sleep(1.0)
-    _, page, _ = await b.call("GET", "/api/admin/notifications", admin)
-    alerts = [n for n in page["notifications"] if n["kind"] == "logins.failed"]
+    alerts: list[dict[str, Any]] = []
+
+    async def raised() -> bool:
+        _, page, _ = await b.call("GET", "/api/admin/notifications", admin)
+        alerts[:] = [n for n in page["notifications"] if n["kind"] == "logins.failed"]
+        return bool(alerts)
+
+    await eventually(raised, "the failed-logins alert reaches node B")
     assert len(alerts) == 1 and alerts[0]["node"] == "node-a"
 
 
