@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -201,6 +202,17 @@ def _register_core_routes(core: Core, app: web.Application) -> None:
         return json_response(api.openapi("SyncStream", __version__))
 
     app.router.add_get("/api/openapi.json", openapi)
+
+    # Every browser asks for it on every page: without it each page logs a 404.
+    favicon = (Path(__file__).parent / "static" / "favicon.ico").read_bytes()
+
+    async def favicon_handler(request: web.Request) -> web.Response:
+        return web.Response(
+            body=favicon,
+            headers={"Content-Type": "image/x-icon", "Cache-Control": "public, max-age=86400"},
+        )
+
+    app.router.add_get("/favicon.ico", favicon_handler)
     app.router.add_get("/ws", core.gateway.handle)
 
     from .realtime.routes import register_realtime_routes

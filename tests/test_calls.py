@@ -132,6 +132,9 @@ async def test_signaling_is_checked(tmp_path: Path) -> None:
             ({"to": bob_me["id"], "signal": {"type": "offer", "sdp": "hello"}}, "invalid_sdp"),
             ({"to": bob_me["id"], "signal": {"type": "offer", "sdp": sdp * 40}}, "invalid_sdp"),
             ({"to": bob_me["id"], "signal": {"type": "dance"}}, "invalid_signal"),
+            ({"to": bob_me["id"], "signal": {"type": "ready", "session": "x" * 65}},
+             "invalid_signal"),
+            ({"to": bob_me["id"], "signal": {"type": "ready", "session": 7}}, "invalid_signal"),
             ({"to": bob_me["id"], "signal": {"type": "candidate", "candidate": 5}},
              "invalid_candidate"),
             ({"to": "nobody", "signal": {"type": "offer", "sdp": sdp}}, "invalid_peer"),
@@ -318,7 +321,7 @@ async def test_chromium_joins_a_call_from_the_call_page(tmp_path: Path) -> None:
         async with chromium_page(page_url, *FAKE_MEDIA) as page:
             for _ in range(100):  # the page has its camera and listens for signals
                 if await page.evaluate("document.getElementById('state').textContent") == (
-                    "waiting for the caller…"
+                    "waiting for the other side…"
                 ):
                     break
                 await asyncio.sleep(0.1)

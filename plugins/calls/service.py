@@ -4,7 +4,10 @@ participants of a call.
 
 Each participant hears about the call on its own ``user:<id>`` topic: ``call.invite`` (with
 the ICE servers to use), ``call.state`` after every change, and ``call.signal`` from a peer.
-Peers send signals by publishing ``{"to": user id, "signal": {...}}`` on ``call:<id>``, and
+Peers send signals by publishing ``{"to": user id, "signal": {...}}`` on ``call:<id>``
+(``offer``, ``answer``, ``candidate``, ``restart``, ``bye``, and ``ready``: "my page is
+listening", so that of two peers the one that offers knows when to; an optional ``session``
+string says which connection attempt a signal belongs to), and
 their microphone/camera/screen state as ``{"media": {...}}`` and what each of their tracks
 is as ``{"tracks": {track id: "camera" | "screen" | ...}}``; nothing they publish is
 broadcast as is: the server checks it and forwards it. A participant stays subscribed to
@@ -38,8 +41,9 @@ from .ice import ice_servers
 from .sfu.rooms import Rooms
 
 log = structlog.get_logger(__name__)
-SIGNALS = ("offer", "answer", "candidate", "restart", "bye")
-SFU_SIGNALS = (*SIGNALS, "subscribe")
+SIGNALS = ("offer", "answer", "candidate", "restart", "bye", "ready")
+MAX_SESSION_CHARS = 64  # a peer-to-peer signal's "session": which connection attempt it is for
+SFU_SIGNALS = ("offer", "answer", "candidate", "restart", "bye", "subscribe")
 MEDIA = ("audio", "video", "screen")
 MAX_CANDIDATE_CHARS = 1024
 TRACK_LABELS = ("microphone", "camera", "screen", "screen-audio")
@@ -339,7 +343,13 @@ class CallService:
         if not isinstance(signal, dict) or signal.get("type") not in types:
             raise Problem(422, "invalid_signal", f"signal types: {', '.join(types)}")
         kind = signal["type"]
-        sfu = {}  # to the SFU: which of the participant's two connections, what it carries
+        # To the SFU: which of its two connections, what it carries; to a peer: which attempt.
+        sfu: dict[str, Any] = {}
+        if types is SIGNALS and "session" in signal:
+            session = signal["session"]
+            if not isinstance(session, str) or not 0 < len(session) <= MAX_SESSION_CHARS:
+                raise Problem(422, "invalid_signal", "session: a string of 1-64 characters")
+            sfu["session"] = session
         if types is SFU_SIGNALS:
             sfu["pc"] = signal.get("pc", "publish")
             if sfu["pc"] not in ("publish", "subscribe"):

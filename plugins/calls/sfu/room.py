@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 from aiortc import (
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
@@ -121,7 +122,14 @@ class Room:
     def _connection(self, member: Member) -> RTCPeerConnection:
         """A connection for ``member``: if it fails (the network went away for good), the
         member's media session ends; the participant may publish again (``restart``)."""
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
+        # max-bundle: every section on one transport from the start. aiortc's default
+        # (balanced) gives a connection's second video section the first one's transport,
+        # which a browser's BUNDLE answer then discards without moving that section to the
+        # bundle transport: its sender never starts (a late joiner's second video tile
+        # stayed black in Chromium).
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=self.ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
 
         async def changed() -> None:
             if (
