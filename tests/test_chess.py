@@ -67,6 +67,9 @@ async def test_a_game_over_websocket_and_http_with_spectators(tmp_path: Path) ->
         assert status == 403 and problem["code"] == "not_a_player"
         status, problem = await move(c, bob, gid, "xyz")
         assert status == 422
+        for null in ("--", "Z0", "@@@@", "0000", "P@e4"):  # python-chess reads them; no moves
+            status, problem = await move(c, bob, gid, null)
+            assert status == 422 and problem["code"] == "illegal_move", null
         # Scholar's mate, in SAN and UCI.
         for token, mv in (
             (bob, "e5"),

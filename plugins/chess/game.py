@@ -7,6 +7,7 @@ instead of being played twice.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from .clock import Clock, TimeUp
 from .position import Position
 
 SIDES = ("white", "black")
+MAX_MOVE_CHARS = 16  # the longest SAN is 7 characters (Qa1xb2+); longer text is no move
 CLAIM_AFTER_SECONDS = 30.0  # an absent opponent's last action must be this old to claim
 
 
@@ -120,17 +122,20 @@ class Game:
     # -- moves ------------------------------------------------------------------------------
 
     def parse(self, text: str) -> chess.Move:
+        """The legal move ``text`` names, in UCI (castling also as king takes rook, ``e1h1``,
+        stored as ``e1g1``) or SAN (``O-O`` or ``0-0``, promotions with or without ``=``).
+        python-chess also reads null moves (``0000``, ``--``, ``Z0``, ``@@@@``) and drops
+        (``P@e4``): they are no moves in chess and are refused like any illegal move."""
         text = text.strip()
-        try:
-            move = chess.Move.from_uci(text)
-        except ValueError:
+        board = self.board
+        move = chess.Move.null()
+        if len(text) <= MAX_MOVE_CHARS:
             try:
-                return self.board.parse_san(text)
+                move = board.parse_uci(text)  # legal or null; normalises e1h1 to e1g1
             except ValueError:
-                raise Problem(
-                    422, "illegal_move", f"{text[:16]!r} is not a legal move here"
-                ) from None
-        if move not in self.board.legal_moves:
+                with contextlib.suppress(ValueError):
+                    move = board.parse_san(text)
+        if not move or move.drop is not None or not board.is_legal(move):
             raise Problem(422, "illegal_move", f"{text[:16]!r} is not a legal move here")
         return move
 
