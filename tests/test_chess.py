@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import chess
 import pytest
 
 from plugins.chess.glicko2 import Rating, rate
@@ -126,6 +127,26 @@ async def test_tricky_positions_from_fen(tmp_path: Path) -> None:
         assert status == 422 and problem["code"] == "invalid_fen"
 
 
+async def test_challenge_defaults_and_rated_custom_positions(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob, base_seconds=60)  # asked for "1+0"
+        assert g["clock"] == {"base_ms": 60_000, "increment_ms": 0}
+        _, seek, _ = await c.call("POST", "/api/chess/pair", alice, json={"base_seconds": 60})
+        assert seek["seek"]["increment_ms"] == 0
+        custom = "4k3/8/8/8/8/8/4P3/4K3 w - - 0 1"
+        status, problem, _ = await c.call(
+            "POST", "/api/chess/challenges", alice,
+            json={"username": "bob", "rated": True, "fen": custom},
+        )  # fmt: skip
+        assert status == 422 and problem["code"] == "rated_custom_position", problem
+        assert "rated" in problem["detail"]
+        g = await start_game(c, alice, "bob", bob, rated=True, fen=chess.STARTING_FEN)
+        assert g["rated"], "the standard start is no custom position"
+        g = await start_game(c, alice, "bob", bob, fen=custom)
+        assert not g["rated"] and g["initial_fen"] == custom
+
+
 async def test_clocks_flag_increment_and_insufficient_material(tmp_path: Path) -> None:
     async with running(tmp_path) as c:
         alice, bob = await c.register("alice"), await c.register("bob")
@@ -221,18 +242,18 @@ async def test_no_accepted_move_is_lost_across_a_restart(tmp_path: Path) -> None
         assert state["seq"] == before["seq"] == 3
         assert state["clock_running"] == "black" and state["clocks"]["black"] < 600_000
         assert state["clocks"]["white"] == before["clocks"]["white"] > 600_000  # + increment
-        assert (await act(c, alice, g["id"], "draw_offer"))[1]["draw_offer"] == "white"  # seq 4
+        assert (await act(c, bob, g["id"], "draw_offer"))[1]["draw_offer"] == "black"  # seq 4
         status, before = await move(c, bob, g["id"], "e7e6", ply=3)  # seq 5: the offer stays
-        assert status == 200 and before["ply"] == 4 and before["draw_offer"] == "white"
+        assert status == 200 and before["ply"] == 4 and before["draw_offer"] == "black"
     async with running(tmp_path) as c:
         alice, bob = await c.login("alice"), await c.login("bob")
         _, state, _ = await c.call("GET", f"/api/chess/games/{g['id']}", bob)
-        assert state["seq"] == 5 and state["ply"] == 4 and state["draw_offer"] == "white"
+        assert state["seq"] == 5 and state["ply"] == 4 and state["draw_offer"] == "black"
         assert (
             state["clock_running"] == "white"
             and state["clocks"]["black"] == (before["clocks"]["black"])
         )
-        for token, action in ((bob, "draw_decline"), (alice, "takeback_offer")):
+        for token, action in ((alice, "draw_decline"), (alice, "takeback_offer")):
             assert (await act(c, token, g["id"], action))[0] == 200
         status, before = await act(c, bob, g["id"], "takeback_accept")  # alice's c2c4 + e7e6 go
         assert status == 200 and before["ply"] == 2 and before["seq"] == 8

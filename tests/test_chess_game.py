@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 
 import chess
@@ -177,3 +178,58 @@ def test_a_null_move_cannot_pass_the_turn_out_of_check(text: str) -> None:
         game.play(WHITE, text, None, 0, 0.0)
     assert game.play(WHITE, "Kxe2", None, 0, 0.0).uci == "e1e2"
     assert "--" not in game.pgn()
+
+
+def test_a_draw_offer_lapses_when_the_opponent_moves() -> None:
+    game = new_game()
+    game.act(WHITE, "draw_offer", 0.0, True)
+    play(game, "e4")  # an offer made with one's own move stands for the opponent's answer
+    assert game.draw_offer == "white"
+    play(game, "e5")  # the opponent moved instead of accepting: declined (as on lichess)
+    assert game.draw_offer is None and game.state(0.0)["draw_offer"] is None
+    with pytest.raises(Problem) as refused:
+        game.act(BLACK, "draw_accept", 0.0, True)
+    assert refused.value.code == "no_offer"
+
+
+def test_the_claimable_flag_says_when_the_claim_succeeds() -> None:
+    game = new_game()
+    play(game, "Nf3", "Nf6", "Ng1", "Ng8", "Nf3", "Nf6", "Ng1")  # Ng8 would claim threefold
+    assert game.state(0.0)["claimable_draw"], "black may claim with the move Ng8"
+    with pytest.raises(Problem):  # white has no such move: only the player to move may
+        copy.deepcopy(game).act(WHITE, "claim_draw", 0.0, True)
+    game.act(BLACK, "claim_draw", 0.0, True)
+    assert game.termination == "threefold_repetition"
+
+
+# Few pieces and no pawn moves: positions come back often and the 50 moves run out.
+SHUFFLING_FENS = ["4k3/p1p5/P1P5/8/8/8/8/4K3 w - - 0 1", "r3k3/8/8/8/8/8/8/4K2R w - - 0 1"]
+
+
+# (seeds whose lines offer claims)
+@pytest.mark.parametrize("seed", [0, 2, 3, 4, 6, 8, 10, 11, 13, 14, 15, 16])
+def test_the_claimable_flag_agrees_with_the_claim_after_every_ply(seed: int) -> None:
+    fen = SHUFFLING_FENS[seed % 2]
+    reference = chess.Board(fen)
+    game = Game("g1", {"white": WHITE, "black": BLACK}, {"white": "w", "black": "b"}, False,
+                Clock(600_000, 0, None), initial_fen=fen)  # fmt: skip
+    claimable = 0
+    for move in shuffling_line(random.Random(seed), fen, 130):
+        reference.push(move)
+        play(game, move.uci())
+        if game.status != "started":
+            break
+        flag = game.state(0.0)["claimable_draw"]
+        assert flag == reference.can_claim_draw()
+        claimable += flag
+        mover, other = (WHITE, BLACK) if game.turn == "white" else (BLACK, WHITE)
+        other_may = reference.is_repetition(3) or reference.halfmove_clock >= 100
+        for user, may in ((mover, flag), (other, other_may)):
+            trial = copy.deepcopy(game)
+            try:
+                trial.act(user, "claim_draw", 0.0, True)
+            except Problem as problem:
+                assert not may and problem.code == "no_draw_claim"
+            else:
+                assert may and trial.result == "1/2-1/2"
+    assert claimable > 0, "the line had claims to check"

@@ -159,7 +159,8 @@ class Game:
         clocks = self.clock.remaining
         record = Move(move.uci(), san, clocks["white"], clocks["black"], time.time())
         self.moves.append(record)
-        self.draw_offer = None if self.draw_offer == side else self.draw_offer
+        if self.draw_offer == opposite(side):  # the opponent's move declines it (as lichess)
+            self.draw_offer = None
         self.takeback_offer = None
         if len(self.moves) >= 2:
             self.clock.start(self.turn, now)
@@ -252,12 +253,10 @@ class Game:
                 self._take_back(other, now)
             self.takeback_offer = None
         elif action == "claim_draw":
-            if self.position.can_claim_threefold():
-                self.end("1/2-1/2", "threefold_repetition")
-            elif self.board.can_claim_fifty_moves():
-                self.end("1/2-1/2", "fifty_moves")
-            else:
+            termination = self._draw_claim(side)
+            if termination is None:
                 raise Problem(409, "no_draw_claim", "neither threefold repetition nor 50 moves")
+            self.end("1/2-1/2", termination)
         elif action == "claim_victory":
             if opponent_present:
                 raise Problem(409, "opponent_present", "your opponent is still connected")
@@ -273,6 +272,24 @@ class Game:
         else:
             raise Problem(422, "unknown_action", f"unknown action {action[:32]!r}")
         self.seq += 1
+
+    def _draw_claim(self, side: str) -> str | None:
+        """How a draw claim by ``side`` would end the game (None: it would be refused).
+
+        Either player may claim when the position stood three times or 50 moves passed; the
+        player to move also when a move of theirs makes it so (FIDE 9.2 and 9.3: the claim
+        is announced with that move, which is then not played)."""
+        if self.position.repetitions() >= 3:
+            return "threefold_repetition"
+        if self.board.halfmove_clock >= 100:
+            return "fifty_moves"
+        if side != self.turn:
+            return None
+        if self.position.can_claim_threefold():
+            return "threefold_repetition"
+        if self.board.can_claim_fifty_moves():
+            return "fifty_moves"
+        return None
 
     def _own_moves(self, side: str) -> int:
         """How many moves ``side`` made (moves alternate from the initial side to move)."""
@@ -315,10 +332,9 @@ class Game:
             "clock_running": self.clock.running,
             "draw_offer": self.draw_offer,
             "takeback_offer": self.takeback_offer,
-            # A cheap hint (the claim itself checks fully, trying every legal move: that
-            # cost most of a move's CPU time in the benchmark).
-            "claimable_draw": self.status == "started"
-            and (self.board.halfmove_clock >= 100 or self.position.repetitions() >= 3),
+            # Exactly when claim_draw succeeds for the player to move (their opponent may
+            # claim only on the position as it stands; see _draw_claim).
+            "claimable_draw": self.status == "started" and self._draw_claim(self.turn) is not None,
         }
 
     def full(self, now: float) -> dict[str, Any]:

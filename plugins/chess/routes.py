@@ -30,7 +30,7 @@ class ChallengeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str | None = Field(None, max_length=64, description="Whom; none: an open seek")
     base_seconds: float = Field(300, ge=0, le=3 * 3600)
-    increment_seconds: float = Field(3, ge=0, le=180)
+    increment_seconds: float = Field(0, ge=0, le=180)
     rated: bool = False
     color: Literal["white", "black", "random"] = "random"
     fen: str | None = Field(None, max_length=100, description="Start from this position")
@@ -40,7 +40,7 @@ class ChallengeIn(BaseModel):
 class PairIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     base_seconds: float = Field(300, ge=0, le=3 * 3600)
-    increment_seconds: float = Field(3, ge=0, le=180)
+    increment_seconds: float = Field(0, ge=0, le=180)
     rated: bool = True
     rating_range: float = Field(300, ge=0, le=3000, description="How far from your rating")
 
@@ -72,6 +72,10 @@ def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
             raise Problem(422, "invalid_fen", "that FEN is not a position") from None
         if not board.is_valid() or board.is_game_over():
             raise Problem(422, "invalid_fen", "the position is not legal or already over")
+        if body.rated and board.fen() != chess.STARTING_FEN:
+            raise Problem(
+                422, "rated_custom_position", "games from a custom position cannot be rated"
+            )
         if body.base_seconds == 0 and body.increment_seconds == 0 and not body.days:
             raise Problem(422, "invalid_clock", "a clock needs a base time or an increment")
         per_move = body.days * 86_400_000 if body.days else None
@@ -81,7 +85,7 @@ def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
             "target_id": target_id,
             "base_ms": per_move or int(body.base_seconds * 1000),
             "increment_ms": 0 if per_move else int(body.increment_seconds * 1000),
-            "rated": int(body.rated and body.fen is None),
+            "rated": int(body.rated),
             "color": body.color,
             "initial_fen": board.fen(),
             "status": "pending",
