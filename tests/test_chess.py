@@ -57,7 +57,7 @@ async def test_a_game_over_websocket_and_http_with_spectators(tmp_path: Path) ->
         assert event["last_move"] == {"uci": "e2e4", "san": "e4"} and event["seq"] == 1
         assert event["fen"].startswith("rnbqkbnr/pppppppp/8/8/4P3")
         # Refusals leave the game untouched.
-        assert (await white.request("publish", f"chess:{gid}", {"move": "e2e4", "ply": 0}))[
+        assert (await white.request("publish", f"chess:{gid}", {"move": "d2d4", "ply": 1}))[
             "code"
         ] == "not_your_turn"
         status, problem = await move(c, bob, gid, "e7e4")
@@ -96,6 +96,46 @@ async def test_a_game_over_websocket_and_http_with_spectators(tmp_path: Path) ->
         assert "Qxf7#" in pgn and pgn.rstrip().endswith("1-0")
         _, mine, _ = await c.call("GET", "/api/chess/games", alice)
         assert [g["id"] for g in mine["games"]] == [gid]
+        await watcher.ws.close()
+        await white.ws.close()
+
+
+async def test_the_ply_is_each_players_own_idempotency_key(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob)
+        gid = g["id"]
+        watcher = await c.ws(bob)
+        await watcher.request("subscribe", f"chess:{gid}")
+        status, first = await move(c, alice, gid, "e2e4", ply=0)
+        assert status == 200 and first["ply"] == 1 and "replayed" not in first
+        # Alice's retry (the answer was lost): the same answer, nothing played again.
+        for text in ("e2e4", "e4"):
+            status, again = await move(c, alice, gid, text, ply=0)
+            assert status == 200 and again["replayed"], again
+            assert (again["ply"], again["seq"], again["fen"]) == (1, 1, first["fen"])
+        # Bob chooses the same key (and even the same move): not his, so it is stale.
+        status, problem = await move(c, bob, gid, "e2e4", ply=0)
+        assert status == 409 and problem["code"] == "stale_move"
+        status, problem = await move(c, alice, gid, "d2d4", ply=0)  # another move: stale
+        assert status == 409 and problem["code"] in ("stale_move", "not_your_turn")
+        white = await c.ws(alice)
+        reply = await white.request("publish", f"chess:{gid}", {"move": "e2e4", "ply": 0})
+        assert reply["data"]["state"]["replayed"] and reply["data"]["state"]["ply"] == 1
+        status, state = await move(c, bob, gid, "e7e5", ply=1)
+        assert status == 200 and state["seq"] == 2
+        assert [f["data"]["seq"] for f in await watcher.events(2)] == [1, 2], "no re-publish"
+        # Scholar's mate; the mating move's retry after the end is still a replay.
+        for token, uci, ply in (
+            (alice, "Bc4", 2), (bob, "Nc6", 3), (alice, "Qh5", 4), (bob, "Nf6", 5),
+        ):  # fmt: skip
+            assert (await move(c, token, gid, uci, ply=ply))[0] == 200
+        status, state = await move(c, alice, gid, "Qxf7#", ply=6)
+        assert status == 200 and state["termination"] == "checkmate"
+        status, again = await move(c, alice, gid, "h5f7", ply=6)
+        assert status == 200 and again["replayed"] and again["result"] == "1-0"
+        status, problem = await move(c, bob, gid, "h5f7", ply=6)
+        assert status == 409 and problem["code"] == "game_over"
         await watcher.ws.close()
         await white.ws.close()
 

@@ -31,6 +31,28 @@ def opposite(side: str) -> str:
     return "black" if side == "white" else "white"
 
 
+def parse_move(board: chess.Board, text: str) -> chess.Move:
+    """The legal move ``text`` names on ``board``, in UCI (castling also as king takes rook,
+    ``e1h1``, read as ``e1g1``) or SAN (``O-O`` or ``0-0``, promotions with or without
+    ``=``). python-chess also reads null moves (``0000``, ``--``, ``Z0``, ``@@@@``) and drops
+    (``P@e4``): they are no moves in chess and are refused like any illegal move."""
+    text = text.strip()
+    move = chess.Move.null()
+    if len(text) <= MAX_MOVE_CHARS:
+        try:
+            move = board.parse_uci(text)  # legal or null; normalises e1h1 to e1g1
+        except ValueError:
+            with contextlib.suppress(ValueError):
+                move = board.parse_san(text)
+    if not move or move.drop is not None or not board.is_legal(move):
+        raise Problem(422, "illegal_move", f"{text[:16]!r} is not a legal move here")
+    return move
+
+
+class Replayed(Exception):
+    """A player's retry of a move they already played (same ply, same move): nothing to do."""
+
+
 class Move(NamedTuple):
     uci: str
     san: str
@@ -122,25 +144,17 @@ class Game:
     # -- moves ------------------------------------------------------------------------------
 
     def parse(self, text: str) -> chess.Move:
-        """The legal move ``text`` names, in UCI (castling also as king takes rook, ``e1h1``,
-        stored as ``e1g1``) or SAN (``O-O`` or ``0-0``, promotions with or without ``=``).
-        python-chess also reads null moves (``0000``, ``--``, ``Z0``, ``@@@@``) and drops
-        (``P@e4``): they are no moves in chess and are refused like any illegal move."""
-        text = text.strip()
-        board = self.board
-        move = chess.Move.null()
-        if len(text) <= MAX_MOVE_CHARS:
-            try:
-                move = board.parse_uci(text)  # legal or null; normalises e1h1 to e1g1
-            except ValueError:
-                with contextlib.suppress(ValueError):
-                    move = board.parse_san(text)
-        if not move or move.drop is not None or not board.is_legal(move):
-            raise Problem(422, "illegal_move", f"{text[:16]!r} is not a legal move here")
-        return move
+        return parse_move(self.board, text)
 
     def play(self, user_id: str, text: str, ply: int | None, lag_ms: int, now: float) -> Move:
-        """Play a move for ``user_id``; raises a problem and changes nothing if it may not."""
+        """Play a move for ``user_id``; raises a problem and changes nothing if it may not.
+
+        ``ply`` is the player's idempotency key for the move: their retry of a move they
+        played at that ply raises :class:`Replayed` (even after the game ended); the same
+        ply from their opponent, or with another move, is refused as stale."""
+        side = self.side_of(user_id)
+        if side is not None and ply is not None and self._played(side, ply, text):
+            raise Replayed
         self._live()
         side = self.player(user_id)
         self.seen[side] = now
@@ -167,6 +181,21 @@ class Game:
         self._automatic_end(mate=san.endswith("#"))
         self.seq += 1
         return record
+
+    def _played(self, side: str, ply: int, text: str) -> bool:
+        """Whether ``side`` played the move ``text`` names at ``ply`` (read on the board as
+        it stood then, so any notation of the same move counts)."""
+        if not 0 <= ply < len(self.moves) or self._mover(ply) != side:
+            return False
+        before = Position(self.initial_fen, self.moves.ucis()[:ply])
+        try:
+            return parse_move(before.board, text).uci() == self.moves[ply].uci
+        except Problem:
+            return False
+
+    def _mover(self, ply: int) -> str:
+        first = "white" if chess.Board(self.initial_fen).turn == chess.WHITE else "black"
+        return first if ply % 2 == 0 else opposite(first)
 
     def _automatic_end(self, mate: bool) -> None:
         """End the game if the move just played ended it (``mate``: its SAN says so)."""
@@ -293,9 +322,7 @@ class Game:
 
     def _own_moves(self, side: str) -> int:
         """How many moves ``side`` made (moves alternate from the initial side to move)."""
-        first = "white" if chess.Board(self.initial_fen).turn == chess.WHITE else "black"
-        parity = 0 if side == first else 1
-        return sum(1 for i in range(len(self.moves)) if i % 2 == parity)
+        return sum(1 for ply in range(len(self.moves)) if self._mover(ply) == side)
 
     def _take_back(self, side: str, now: float) -> None:
         """Undo ``side``'s last move (and the reply to it, if there was one)."""

@@ -31,7 +31,7 @@ from syncstream.realtime import Gateway
 from syncstream.store import Row, Store
 
 from .clock import Clock
-from .game import Game, Move
+from .game import Game, Move, Replayed
 from .glicko2 import Rating, rate
 
 log = structlog.get_logger(__name__)
@@ -510,10 +510,16 @@ class ChessService:
         if kind == "stop":  # an admin ends the game (checked by the node that took the call)
             return await self._change(game, lambda g: g.stop("ended_by_admin"))
         if kind == "move":
-            return await self._change(
-                game,
-                lambda g: g.play(user.id, args["move"], args["ply"], args["lag"], time.monotonic()),
-            )
+            try:
+                return await self._change(
+                    game,
+                    lambda g: g.play(
+                        user.id, args["move"], args["ply"], args["lag"], time.monotonic()
+                    ),
+                )
+            except Replayed:  # the player's retry: the game as it is, nothing played again
+                game = self.games.get(game.id, game)
+                return game.state(time.monotonic()) | {"replayed": True}
         present = True
         if args["action"] == "claim_victory":
             present = await self._opponent_present(game, user.id)
