@@ -140,6 +140,36 @@ async def test_the_ply_is_each_players_own_idempotency_key(tmp_path: Path) -> No
         await white.ws.close()
 
 
+async def test_anyone_may_watch_unless_the_operator_requires_sign_in(tmp_path: Path) -> None:
+    reads = ["", "/pgn"]
+    async with running(tmp_path / "public") as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob, rated=True)
+        await move(c, alice, g["id"], "e2e4")
+        for tail in reads:
+            status, body, _ = await c.call("GET", f"/api/chess/games/{g['id']}{tail}")
+            assert status == 200, (tail, body)
+        _, state, _ = await c.call("GET", f"/api/chess/games/{g['id']}")
+        assert state["moves"] == ["e2e4"]
+        for path in ("/api/chess/ratings/alice", "/api/chess/leaderboard"):
+            assert (await c.call("GET", path))[0] == 200, path
+        async with c.session.get(c.url(f"/api/chess/games/{g['id']}/stream")) as resp:
+            assert resp.status == 200
+            first = json.loads(await resp.content.readline())
+            assert first["type"] == "gameFull" and first["id"] == g["id"]
+        status, problem, _ = await c.call("GET", "/api/chess/games")  # yours: needs a token
+        assert status == 401
+    async with running(tmp_path / "private", **{"plugins.chess.public_reads": False}) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob)
+        for tail in [*reads, "/stream"]:
+            status, problem, _ = await c.call("GET", f"/api/chess/games/{g['id']}{tail}")
+            assert status == 401 and problem["code"] == "unauthorized", tail
+        for tail in reads:
+            assert (await c.call("GET", f"/api/chess/games/{g['id']}{tail}", bob))[0] == 200
+        assert (await c.call("GET", "/api/chess/leaderboard"))[0] == 401
+
+
 async def test_tricky_positions_from_fen(tmp_path: Path) -> None:
     async with running(tmp_path) as c:
         alice, bob = await c.register("alice"), await c.register("bob")

@@ -61,7 +61,7 @@ async def setup(ctx: PluginContext) -> None:
             history=RESUME_HISTORY,
         )
     )
-    register(ctx.api, service, ctx.audit)
+    register(ctx.api, service, ctx.audit, public_reads=config.public_reads)
     ctx.oversight.add_figures("chess", service.figures)
     ctx.oversight.add_user_facts("chess", service.user_facts)
     await service.start()

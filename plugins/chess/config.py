@@ -11,3 +11,8 @@ class Config(BaseModel):
     lease_seconds: float = Field(
         10.0, ge=1, le=300, description="A node's hold on a game; others take over after it"
     )
+    public_reads: bool = Field(
+        True,
+        description="Anyone may watch: game state, PGN, the game stream, ratings and the"
+        " leaderboard answer without a token (false: sign-in required)",
+    )

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncstream import Call, Problem, User
-from syncstream.api import ScopedApi
+from syncstream.api import AuthLevel, ScopedApi
 from syncstream.audit import Audit
 
 from .glicko2 import PROVISIONAL_RD
@@ -50,8 +50,13 @@ class MoveQuery(BaseModel):
     lag_ms: int = Field(0, ge=0, le=10_000, description="Your measured network lag")
 
 
-def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
+def register(
+    api: ScopedApi, chess_service: ChessService, audit: Audit, *, public_reads: bool = True
+) -> None:
+    """The routes; with ``public_reads`` anyone may watch games and read ratings without a
+    token (``plugins.chess.public_reads``)."""
     service, store = chess_service, chess_service.store
+    reads: AuthLevel = "public" if public_reads else "user"
 
     @api.route("POST", "/challenges", body=ChallengeIn, status=201)
     async def challenge(call: Call[ChallengeIn]) -> dict[str, Any]:
@@ -233,7 +238,7 @@ def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
         )
         return {"games": rows}
 
-    @api.route("GET", "/leaderboard")
+    @api.route("GET", "/leaderboard", auth=reads)
     async def leaderboard(call: Call[None]) -> dict[str, Any]:
         """The best established ratings (provisional ones, RD >= 110, are left out)."""
         rows = await store.fetchall(
@@ -243,7 +248,7 @@ def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
         )
         return {"players": [r | {"rating": round(r["rating"]), "rd": round(r["rd"])} for r in rows]}
 
-    @api.route("GET", "/ratings/{username}")
+    @api.route("GET", "/ratings/{username}", auth=reads)
     async def rating(call: Call[None]) -> dict[str, Any]:
         """A player's Glicko-2 rating (1500 and provisional before any rated game)."""
         user = await service.auth.find_user(call.param("username"))
@@ -255,13 +260,13 @@ def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
             "volatility": value.vol, "games": games, "provisional": value.provisional,
         }  # fmt: skip
 
-    @api.route("GET", GAME)
+    @api.route("GET", GAME, auth=reads)
     async def get_game(call: Call[None]) -> dict[str, Any]:
         """The full state: players, clocks, position, moves (anyone may watch)."""
         game = await service.get(call.param("game_id"))
         return game.full(time.monotonic())
 
-    @api.route("GET", GAME + "/pgn")
+    @api.route("GET", GAME + "/pgn", auth=reads)
     async def pgn(call: Call[None]) -> web.Response:
         """The game as PGN with headers and clock comments."""
         game = await service.get(call.param("game_id"))
@@ -291,7 +296,7 @@ def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
         )
         return state
 
-    @api.route("GET", GAME + "/stream")
+    @api.route("GET", GAME + "/stream", auth=reads)
     async def stream(call: Call[None]) -> web.StreamResponse:
         """NDJSON: ``gameFull`` then a ``gameState`` per change (like lichess's Board API)."""
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
