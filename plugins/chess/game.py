@@ -377,6 +377,7 @@ class Game:
             ),
             "initial_fen": self.initial_fen,
             "moves": self.moves.ucis(),
+            "created_at": self.created_at,
         }
 
     def pgn(self) -> str:

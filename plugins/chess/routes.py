@@ -11,11 +11,12 @@ import chess
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call, Problem, User
+from syncstream import Call, Problem
 from syncstream.api import AuthLevel, ScopedApi
 from syncstream.audit import Audit
 
 from .glicko2 import PROVISIONAL_RD
+from .lobby import CLOSED, Lobby
 from .service import ChessService
 
 GAME = "/games/{game_id:[0-9a-f]{32}}"
@@ -56,112 +57,29 @@ def register(
     """The routes; with ``public_reads`` anyone may watch games and read ratings without a
     token (``plugins.chess.public_reads``)."""
     service, store = chess_service, chess_service.store
+    lobby = Lobby(service)
     reads: AuthLevel = "public" if public_reads else "user"
 
     @api.route("POST", "/challenges", body=ChallengeIn, status=201)
     async def challenge(call: Call[ChallengeIn]) -> dict[str, Any]:
         """Challenge a user, or post an open seek anyone may accept."""
         body = call.body
-        target_id = None
-        if body.username is not None:
-            target = await service.auth.find_user(body.username)
-            if target is None:
-                raise Problem(404, "user_not_found", "no such user")
-            if target.id == call.user.id:
-                raise Problem(422, "challenge_self", "you cannot play yourself")
-            target_id = target.id
-        fen = body.fen or chess.STARTING_FEN
-        try:
-            board = chess.Board(fen)
-        except ValueError:
-            raise Problem(422, "invalid_fen", "that FEN is not a position") from None
-        if not board.is_valid() or board.is_game_over():
-            raise Problem(422, "invalid_fen", "the position is not legal or already over")
-        if body.rated and board.fen() != chess.STARTING_FEN:
-            raise Problem(
-                422, "rated_custom_position", "games from a custom position cannot be rated"
-            )
-        if body.base_seconds == 0 and body.increment_seconds == 0 and not body.days:
-            raise Problem(422, "invalid_clock", "a clock needs a base time or an increment")
-        per_move = body.days * 86_400_000 if body.days else None
-        row = {
-            "id": secrets.token_hex(16),
-            "challenger_id": call.user.id,
-            "target_id": target_id,
-            "base_ms": per_move or int(body.base_seconds * 1000),
-            "increment_ms": 0 if per_move else int(body.increment_seconds * 1000),
-            "rated": int(body.rated),
-            "color": body.color,
-            "initial_fen": board.fen(),
-            "status": "pending",
-            "game_id": None,
-            "created_at": time.time(),
-            "per_move_ms": per_move,
-        }
-        await store.execute(
-            f"INSERT INTO chess_challenges ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-            *row.values(),
-        )
-        if target_id is not None:
-            await service.gateway.publish(
-                f"user:{target_id}", {"type": "chess.challenge", "challenge": row}
-            )
-        await service.bus.fire("chess.challenge", {"challenge": row})
-        return row
+        return await lobby.challenge(
+            call.user, body.username, base_ms=int(body.base_seconds * 1000),
+            increment_ms=int(body.increment_seconds * 1000), rated=body.rated,
+            color=body.color, fen=body.fen, days=body.days,
+        )  # fmt: skip
 
     @api.route("GET", "/challenges")
     async def challenges(call: Call[None]) -> dict[str, Any]:
         """Open seeks, and challenges to or from you."""
-        rows = await store.fetchall(
-            "SELECT * FROM chess_challenges WHERE status = 'pending' AND (target_id IS NULL"
-            " OR target_id = ? OR challenger_id = ?) ORDER BY created_at DESC LIMIT 200",
-            call.user.id,
-            call.user.id,
-        )
-        return {"challenges": rows}
-
-    async def pending(call: Call[None]) -> dict[str, Any]:
-        row = await store.fetchone(
-            "SELECT * FROM chess_challenges WHERE id = ?", call.param("challenge_id")
-        )
-        if row is None or (
-            row["target_id"] not in (None, call.user.id) and row["challenger_id"] != call.user.id
-        ):
-            raise Problem(404, "challenge_not_found", "no such challenge")
-        if row["status"] != "pending":
-            raise Problem(409, "challenge_closed", f"the challenge was {row['status']}")
-        return row
+        return {"challenges": await lobby.mine(call.user)}
 
     @api.route("POST", CHALLENGE + "/accept", status=201)
     async def accept(call: Call[None]) -> dict[str, Any]:
-        """Accept: the game starts; its id is in the answer and on both players' topics."""
-        row = await pending(call)
-        if row["challenger_id"] == call.user.id:
-            raise Problem(422, "challenge_self", "you cannot accept your own challenge")
-        return await start_from(row, call.user)
-
-    async def start_from(row: dict[str, Any], user: User) -> dict[str, Any]:
-        taken = await store.execute(
-            "UPDATE chess_challenges SET status = 'accepted' WHERE id = ? AND status = 'pending'",
-            row["id"],
-        )
-        if not taken:
-            raise Problem(409, "challenge_closed", "someone else accepted it first")
-        challenger = await service.auth.get_user(row["challenger_id"])
-        color = row["color"] if row["color"] != "random" else secrets.choice(("white", "black"))
-        white, black = (challenger, user) if color == "white" else (user, challenger)
-        game = await service.create(
-            white, black, rated=bool(row["rated"]), base_ms=row["base_ms"],
-            increment_ms=row["increment_ms"], fen=row["initial_fen"],
-            per_move_ms=row["per_move_ms"],
-        )  # fmt: skip
-        await store.execute(
-            "UPDATE chess_challenges SET game_id = ? WHERE id = ?", game.id, row["id"]
-        )
-        full = game.full(time.monotonic())
-        for user_id in game.players.values():
-            await service.gateway.publish(f"user:{user_id}", {"type": "chess.game", "game": full})
-        return full
+        """Accept: the game starts (its id is the challenge's); it is in the answer and on
+        both players' topics."""
+        return await lobby.accept(call.param("challenge_id"), call.user)
 
     @api.route("POST", "/pair", body=PairIn)
     async def pair(call: Call[PairIn]) -> dict[str, Any]:
@@ -185,33 +103,20 @@ def register(
             low, high, mine.rating, mine.rating,
         )  # fmt: skip
         if match is not None:
-            return {"game": await start_from(match, call.user)}
+            return {"game": await lobby.start_from(match, call.user)}
         row = {
             "id": secrets.token_hex(16), "challenger_id": call.user.id, "target_id": None,
             "base_ms": base_ms, "increment_ms": increment_ms, "rated": int(body.rated),
             "color": "random", "initial_fen": chess.STARTING_FEN, "status": "pending",
             "game_id": None, "created_at": time.time(), "rating_min": low, "rating_max": high,
         }  # fmt: skip
-        await store.execute(
-            f"INSERT INTO chess_challenges ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-            *row.values(),
-        )
+        await lobby.insert(row)
         return {"seek": row}
 
-    for action, status in (("decline", "declined"), ("cancel", "canceled")):
+    for action in CLOSED:
 
-        async def close(call: Call[None], status: str = status, action: str = action) -> None:
-            row = await pending(call)
-            mine = row["challenger_id"] == call.user.id
-            if (action == "cancel") != mine:
-                raise Problem(
-                    403,
-                    "forbidden",
-                    f"only the {'challenger' if action == 'cancel' else 'challenged'} may {action}",
-                )
-            await store.execute(
-                "UPDATE chess_challenges SET status = ? WHERE id = ?", status, row["id"]
-            )
+        async def close(call: Call[None], action: str = action) -> None:
+            await lobby.close(call.param("challenge_id"), call.user, action)
 
         api.route("POST", CHALLENGE + f"/{action}", summary=f"{action.title()} a challenge")(close)
 

@@ -142,9 +142,10 @@ class ChessService:
         increment_ms: int,
         fen: str,
         per_move_ms: int | None = None,
+        game_id: str | None = None,
     ) -> Game:
         game = Game(
-            id=new_id(),
+            id=game_id or new_id(),
             players={"white": white.id, "black": black.id},
             names={"white": white.username, "black": black.username},
             rated=rated,
