@@ -376,14 +376,14 @@ async def test_ndjson_stream_for_bots(tmp_path: Path) -> None:
             c.url(f"/api/chess/games/{g['id']}/stream"), headers={"Authorization": f"Bearer {bob}"}
         ) as resp:
             assert resp.content_type == "application/x-ndjson"
-            first = json.loads(await resp.content.readline())
-            assert first["type"] == "gameFull" and first["white"]["username"] == "alice"
+            first = json.loads(await resp.content.readline())  # lichess's Board API documents
+            assert first["type"] == "gameFull" and first["white"]["name"] == "alice"
             await move(c, alice, g["id"], "e2e4")
             second = json.loads(await resp.content.readline())
-            assert second["type"] == "gameState" and second["last_move"]["uci"] == "e2e4"
+            assert second["type"] == "gameState" and second["moves"] == "e2e4"
             await c.call("POST", f"/api/chess/games/{g['id']}/resign", bob)
             last = json.loads(await resp.content.readline())
-            assert last["status"] == "ended"
+            assert last["status"] == "resign" and last["winner"] == "white"
             assert await resp.content.read() == b"", "the stream ends with the game"
 
 

@@ -16,3 +16,8 @@ class Config(BaseModel):
         description="Anyone may watch: game state, PGN, the game stream, ratings and the"
         " leaderboard answer without a token (false: sign-in required)",
     )
+    lichess_api: bool = Field(
+        True,
+        description="Serve lichess's Board API at its own paths (/api/board, /api/bot,"
+        " /api/stream/event, /api/challenge, /api/account) for lichess bots and clients",
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from syncstream import Call, Problem
 from syncstream.api import AuthLevel, ScopedApi
 from syncstream.audit import Audit
 
+from . import board
 from .glicko2 import PROVISIONAL_RD
 from .lobby import CLOSED, Lobby
 from .service import ChessService
@@ -203,10 +203,7 @@ def register(
 
     @api.route("GET", GAME + "/stream", auth=reads)
     async def stream(call: Call[None]) -> web.StreamResponse:
-        """NDJSON: ``gameFull`` then a ``gameState`` per change (like lichess's Board API)."""
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await response.prepare(call.request)
-        async for event in service.stream(call.param("game_id")):
-            await response.write((json.dumps(event) + "\n").encode() if event else b"\n")
-        await response.write_eof()
-        return response
+        """NDJSON in lichess's Board API documents: ``gameFull``, then ``gameState`` per
+        change and the spectator room's ``chatLine``s, until the game ends."""
+        items = board.game_stream(service, call.param("game_id"), ("spectator",))
+        return await board.respond(call.request, items)
