@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import chess
 import pytest
 
 from plugins.chess.glicko2 import Rating, rate
@@ -56,7 +57,7 @@ async def test_a_game_over_websocket_and_http_with_spectators(tmp_path: Path) ->
         assert event["last_move"] == {"uci": "e2e4", "san": "e4"} and event["seq"] == 1
         assert event["fen"].startswith("rnbqkbnr/pppppppp/8/8/4P3")
         # Refusals leave the game untouched.
-        assert (await white.request("publish", f"chess:{gid}", {"move": "e2e4", "ply": 0}))[
+        assert (await white.request("publish", f"chess:{gid}", {"move": "d2d4", "ply": 1}))[
             "code"
         ] == "not_your_turn"
         status, problem = await move(c, bob, gid, "e7e4")
@@ -67,6 +68,9 @@ async def test_a_game_over_websocket_and_http_with_spectators(tmp_path: Path) ->
         assert status == 403 and problem["code"] == "not_a_player"
         status, problem = await move(c, bob, gid, "xyz")
         assert status == 422
+        for null in ("--", "Z0", "@@@@", "0000", "P@e4"):  # python-chess reads them; no moves
+            status, problem = await move(c, bob, gid, null)
+            assert status == 422 and problem["code"] == "illegal_move", null
         # Scholar's mate, in SAN and UCI.
         for token, mv in (
             (bob, "e5"),
@@ -96,6 +100,76 @@ async def test_a_game_over_websocket_and_http_with_spectators(tmp_path: Path) ->
         await white.ws.close()
 
 
+async def test_the_ply_is_each_players_own_idempotency_key(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob)
+        gid = g["id"]
+        watcher = await c.ws(bob)
+        await watcher.request("subscribe", f"chess:{gid}")
+        status, first = await move(c, alice, gid, "e2e4", ply=0)
+        assert status == 200 and first["ply"] == 1 and "replayed" not in first
+        # Alice's retry (the answer was lost): the same answer, nothing played again.
+        for text in ("e2e4", "e4"):
+            status, again = await move(c, alice, gid, text, ply=0)
+            assert status == 200 and again["replayed"], again
+            assert (again["ply"], again["seq"], again["fen"]) == (1, 1, first["fen"])
+        # Bob chooses the same key (and even the same move): not his, so it is stale.
+        status, problem = await move(c, bob, gid, "e2e4", ply=0)
+        assert status == 409 and problem["code"] == "stale_move"
+        status, problem = await move(c, alice, gid, "d2d4", ply=0)  # another move: stale
+        assert status == 409 and problem["code"] in ("stale_move", "not_your_turn")
+        white = await c.ws(alice)
+        reply = await white.request("publish", f"chess:{gid}", {"move": "e2e4", "ply": 0})
+        assert reply["data"]["state"]["replayed"] and reply["data"]["state"]["ply"] == 1
+        status, state = await move(c, bob, gid, "e7e5", ply=1)
+        assert status == 200 and state["seq"] == 2
+        assert [f["data"]["seq"] for f in await watcher.events(2)] == [1, 2], "no re-publish"
+        # Scholar's mate; the mating move's retry after the end is still a replay.
+        for token, uci, ply in (
+            (alice, "Bc4", 2), (bob, "Nc6", 3), (alice, "Qh5", 4), (bob, "Nf6", 5),
+        ):  # fmt: skip
+            assert (await move(c, token, gid, uci, ply=ply))[0] == 200
+        status, state = await move(c, alice, gid, "Qxf7#", ply=6)
+        assert status == 200 and state["termination"] == "checkmate"
+        status, again = await move(c, alice, gid, "h5f7", ply=6)
+        assert status == 200 and again["replayed"] and again["result"] == "1-0"
+        status, problem = await move(c, bob, gid, "h5f7", ply=6)
+        assert status == 409 and problem["code"] == "game_over"
+        await watcher.ws.close()
+        await white.ws.close()
+
+
+async def test_anyone_may_watch_unless_the_operator_requires_sign_in(tmp_path: Path) -> None:
+    reads = ["", "/pgn"]
+    async with running(tmp_path / "public") as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob, rated=True)
+        await move(c, alice, g["id"], "e2e4")
+        for tail in reads:
+            status, body, _ = await c.call("GET", f"/api/chess/games/{g['id']}{tail}")
+            assert status == 200, (tail, body)
+        _, state, _ = await c.call("GET", f"/api/chess/games/{g['id']}")
+        assert state["moves"] == ["e2e4"]
+        for path in ("/api/chess/ratings/alice", "/api/chess/leaderboard"):
+            assert (await c.call("GET", path))[0] == 200, path
+        async with c.session.get(c.url(f"/api/chess/games/{g['id']}/stream")) as resp:
+            assert resp.status == 200
+            first = json.loads(await resp.content.readline())
+            assert first["type"] == "gameFull" and first["id"] == g["id"]
+        status, problem, _ = await c.call("GET", "/api/chess/games")  # yours: needs a token
+        assert status == 401
+    async with running(tmp_path / "private", **{"plugins.chess.public_reads": False}) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob)
+        for tail in [*reads, "/stream"]:
+            status, problem, _ = await c.call("GET", f"/api/chess/games/{g['id']}{tail}")
+            assert status == 401 and problem["code"] == "unauthorized", tail
+        for tail in reads:
+            assert (await c.call("GET", f"/api/chess/games/{g['id']}{tail}", bob))[0] == 200
+        assert (await c.call("GET", "/api/chess/leaderboard"))[0] == 401
+
+
 async def test_tricky_positions_from_fen(tmp_path: Path) -> None:
     async with running(tmp_path) as c:
         alice, bob = await c.register("alice"), await c.register("bob")
@@ -121,6 +195,26 @@ async def test_tricky_positions_from_fen(tmp_path: Path) -> None:
             "POST", "/api/chess/challenges", alice, json={"username": "bob", "fen": "not a fen"}
         )
         assert status == 422 and problem["code"] == "invalid_fen"
+
+
+async def test_challenge_defaults_and_rated_custom_positions(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        g = await start_game(c, alice, "bob", bob, base_seconds=60)  # asked for "1+0"
+        assert g["clock"] == {"base_ms": 60_000, "increment_ms": 0}
+        _, seek, _ = await c.call("POST", "/api/chess/pair", alice, json={"base_seconds": 60})
+        assert seek["seek"]["increment_ms"] == 0
+        custom = "4k3/8/8/8/8/8/4P3/4K3 w - - 0 1"
+        status, problem, _ = await c.call(
+            "POST", "/api/chess/challenges", alice,
+            json={"username": "bob", "rated": True, "fen": custom},
+        )  # fmt: skip
+        assert status == 422 and problem["code"] == "rated_custom_position", problem
+        assert "rated" in problem["detail"]
+        g = await start_game(c, alice, "bob", bob, rated=True, fen=chess.STARTING_FEN)
+        assert g["rated"], "the standard start is no custom position"
+        g = await start_game(c, alice, "bob", bob, fen=custom)
+        assert not g["rated"] and g["initial_fen"] == custom
 
 
 async def test_clocks_flag_increment_and_insufficient_material(tmp_path: Path) -> None:
@@ -218,18 +312,18 @@ async def test_no_accepted_move_is_lost_across_a_restart(tmp_path: Path) -> None
         assert state["seq"] == before["seq"] == 3
         assert state["clock_running"] == "black" and state["clocks"]["black"] < 600_000
         assert state["clocks"]["white"] == before["clocks"]["white"] > 600_000  # + increment
-        assert (await act(c, alice, g["id"], "draw_offer"))[1]["draw_offer"] == "white"  # seq 4
+        assert (await act(c, bob, g["id"], "draw_offer"))[1]["draw_offer"] == "black"  # seq 4
         status, before = await move(c, bob, g["id"], "e7e6", ply=3)  # seq 5: the offer stays
-        assert status == 200 and before["ply"] == 4 and before["draw_offer"] == "white"
+        assert status == 200 and before["ply"] == 4 and before["draw_offer"] == "black"
     async with running(tmp_path) as c:
         alice, bob = await c.login("alice"), await c.login("bob")
         _, state, _ = await c.call("GET", f"/api/chess/games/{g['id']}", bob)
-        assert state["seq"] == 5 and state["ply"] == 4 and state["draw_offer"] == "white"
+        assert state["seq"] == 5 and state["ply"] == 4 and state["draw_offer"] == "black"
         assert (
             state["clock_running"] == "white"
             and state["clocks"]["black"] == (before["clocks"]["black"])
         )
-        for token, action in ((bob, "draw_decline"), (alice, "takeback_offer")):
+        for token, action in ((alice, "draw_decline"), (alice, "takeback_offer")):
             assert (await act(c, token, g["id"], action))[0] == 200
         status, before = await act(c, bob, g["id"], "takeback_accept")  # alice's c2c4 + e7e6 go
         assert status == 200 and before["ply"] == 2 and before["seq"] == 8
@@ -282,14 +376,14 @@ async def test_ndjson_stream_for_bots(tmp_path: Path) -> None:
             c.url(f"/api/chess/games/{g['id']}/stream"), headers={"Authorization": f"Bearer {bob}"}
         ) as resp:
             assert resp.content_type == "application/x-ndjson"
-            first = json.loads(await resp.content.readline())
-            assert first["type"] == "gameFull" and first["white"]["username"] == "alice"
+            first = json.loads(await resp.content.readline())  # lichess's Board API documents
+            assert first["type"] == "gameFull" and first["white"]["name"] == "alice"
             await move(c, alice, g["id"], "e2e4")
             second = json.loads(await resp.content.readline())
-            assert second["type"] == "gameState" and second["last_move"]["uci"] == "e2e4"
+            assert second["type"] == "gameState" and second["moves"] == "e2e4"
             await c.call("POST", f"/api/chess/games/{g['id']}/resign", bob)
             last = json.loads(await resp.content.readline())
-            assert last["status"] == "ended"
+            assert last["status"] == "resign" and last["winner"] == "white"
             assert await resp.content.read() == b"", "the stream ends with the game"
 
 

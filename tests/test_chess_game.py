@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 
 import chess
@@ -132,3 +133,103 @@ def test_a_clock_says_when_its_flag_falls(remaining: int, quota: int) -> None:
     assert flag_at is not None
     assert clock.flagged(flag_at + 1e-6)
     assert not clock.flagged(flag_at - 0.002)
+
+
+# White may castle both ways and promote on b8 or by taking on a8.
+CASTLE_OR_PROMOTE = "r3k2r/pP4pp/8/8/8/8/6PP/R3K2R w KQkq - 0 1"
+ACCEPTED = [
+    ("e1g1", "e1g1"), ("e1h1", "e1g1"), ("O-O", "e1g1"), ("0-0", "e1g1"), ("O-O+", "e1g1"),
+    ("e1c1", "e1c1"), ("e1a1", "e1c1"), ("O-O-O", "e1c1"), ("0-0-0", "e1c1"),
+    ("b7b8q", "b7b8q"), ("b7b8n", "b7b8n"), ("b8=Q", "b7b8q"), ("b8Q", "b7b8q"),
+    ("b8=N", "b7b8n"), ("bxa8=Q", "b7a8q"), ("bxa8R", "b7a8r"), ("b7a8b", "b7a8b"),
+    ("b7b8Q", "b7b8q"), ("Kd1", "e1d1"), (" Rb1 ", "a1b1"), ("g2g4", "g2g4"), ("g4", "g2g4"),
+]  # fmt: skip
+REFUSED = [
+    "--", "Z0", "@@@@", "0000", "P@e4", "p@e4", "N@d4", "Q@e4", "b7b8", "b8", "b7b8k",
+    "b7b8p", "b8=K", "b8=P", "E1G1", "e1G1", "o-o", "O-O-O-O", "Kg1", "Kxh1", "e1e3",
+    "B8=Q", "", "x" * 40, "e1g1e1g1",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "uci"), ACCEPTED)
+def test_every_notation_of_a_legal_move_is_played_and_stored_as_uci(text: str, uci: str) -> None:
+    game = Game("g1", {"white": WHITE, "black": BLACK}, {"white": "w", "black": "b"}, False,
+                Clock(600_000, 0, None), initial_fen=CASTLE_OR_PROMOTE)  # fmt: skip
+    record = game.play(WHITE, text, 0, 0, 0.0)
+    assert record.uci == uci and [m.uci for m in game.moves] == [uci]
+    assert game.turn == "black" and game.board.is_valid()
+
+
+@pytest.mark.parametrize("text", REFUSED)
+def test_null_moves_drops_and_other_non_moves_are_refused(text: str) -> None:
+    game = Game("g1", {"white": WHITE, "black": BLACK}, {"white": "w", "black": "b"}, False,
+                Clock(600_000, 0, None), initial_fen=CASTLE_OR_PROMOTE)  # fmt: skip
+    with pytest.raises(Problem) as refused:
+        game.play(WHITE, text, 0, 0, 0.0)
+    assert refused.value.code == "illegal_move"
+    assert len(game.moves) == 0 and game.turn == "white" and game.seq == 0
+
+
+@pytest.mark.parametrize("text", ["--", "Z0", "@@@@", "0000"])
+def test_a_null_move_cannot_pass_the_turn_out_of_check(text: str) -> None:
+    game = Game("g1", {"white": WHITE, "black": BLACK}, {"white": "w", "black": "b"}, False,
+                Clock(600_000, 0, None), initial_fen="4k3/8/8/8/8/8/4r3/4K3 w - - 0 1")  # fmt: skip
+    with pytest.raises(Problem):
+        game.play(WHITE, text, None, 0, 0.0)
+    assert game.play(WHITE, "Kxe2", None, 0, 0.0).uci == "e1e2"
+    assert "--" not in game.pgn()
+
+
+def test_a_draw_offer_lapses_when_the_opponent_moves() -> None:
+    game = new_game()
+    game.act(WHITE, "draw_offer", 0.0, True)
+    play(game, "e4")  # an offer made with one's own move stands for the opponent's answer
+    assert game.draw_offer == "white"
+    play(game, "e5")  # the opponent moved instead of accepting: declined (as on lichess)
+    assert game.draw_offer is None and game.state(0.0)["draw_offer"] is None
+    with pytest.raises(Problem) as refused:
+        game.act(BLACK, "draw_accept", 0.0, True)
+    assert refused.value.code == "no_offer"
+
+
+def test_the_claimable_flag_says_when_the_claim_succeeds() -> None:
+    game = new_game()
+    play(game, "Nf3", "Nf6", "Ng1", "Ng8", "Nf3", "Nf6", "Ng1")  # Ng8 would claim threefold
+    assert game.state(0.0)["claimable_draw"], "black may claim with the move Ng8"
+    with pytest.raises(Problem):  # white has no such move: only the player to move may
+        copy.deepcopy(game).act(WHITE, "claim_draw", 0.0, True)
+    game.act(BLACK, "claim_draw", 0.0, True)
+    assert game.termination == "threefold_repetition"
+
+
+# Few pieces and no pawn moves: positions come back often and the 50 moves run out.
+SHUFFLING_FENS = ["4k3/p1p5/P1P5/8/8/8/8/4K3 w - - 0 1", "r3k3/8/8/8/8/8/8/4K2R w - - 0 1"]
+
+
+# (seeds whose lines offer claims)
+@pytest.mark.parametrize("seed", [0, 2, 3, 4, 6, 8, 10, 11, 13, 14, 15, 16])
+def test_the_claimable_flag_agrees_with_the_claim_after_every_ply(seed: int) -> None:
+    fen = SHUFFLING_FENS[seed % 2]
+    reference = chess.Board(fen)
+    game = Game("g1", {"white": WHITE, "black": BLACK}, {"white": "w", "black": "b"}, False,
+                Clock(600_000, 0, None), initial_fen=fen)  # fmt: skip
+    claimable = 0
+    for move in shuffling_line(random.Random(seed), fen, 130):
+        reference.push(move)
+        play(game, move.uci())
+        if game.status != "started":
+            break
+        flag = game.state(0.0)["claimable_draw"]
+        assert flag == reference.can_claim_draw()
+        claimable += flag
+        mover, other = (WHITE, BLACK) if game.turn == "white" else (BLACK, WHITE)
+        other_may = reference.is_repetition(3) or reference.halfmove_clock >= 100
+        for user, may in ((mover, flag), (other, other_may)):
+            trial = copy.deepcopy(game)
+            try:
+                trial.act(user, "claim_draw", 0.0, True)
+            except Problem as problem:
+                assert not may and problem.code == "no_draw_claim"
+            else:
+                assert may and trial.result == "1/2-1/2"
+    assert claimable > 0, "the line had claims to check"

@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from syncstream import Namespace, Plugin, PluginContext, Problem, User
+from syncstream.api import ScopedApi
 from syncstream.realtime import Published
 
+from . import lichess_routes
 from .config import Config
 from .routes import ACTIONS, register
 from .schema import MIGRATIONS
@@ -61,11 +63,18 @@ async def setup(ctx: PluginContext) -> None:
             history=RESUME_HISTORY,
         )
     )
-    register(ctx.api, service, ctx.audit)
+    register(ctx.api, service, ctx.audit, public_reads=config.public_reads)
+    if config.lichess_api:  # lichess clients need lichess's paths, outside /api/chess
+        lichess_routes.register(ScopedApi(ctx.api.api, "/api"), service)
     ctx.oversight.add_figures("chess", service.figures)
     ctx.oversight.add_user_facts("chess", service.user_facts)
     await service.start()
     ctx.on_cleanup(service.close)
+
+    async def end_streams(app: Any) -> None:
+        await service.end_streams()
+
+    ctx.app.on_shutdown.append(end_streams)  # before the server waits for open responses
 
 
 plugin = Plugin(

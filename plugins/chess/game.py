@@ -7,6 +7,7 @@ instead of being played twice.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from collections.abc import Iterator
@@ -22,11 +23,34 @@ from .clock import Clock, TimeUp
 from .position import Position
 
 SIDES = ("white", "black")
+MAX_MOVE_CHARS = 16  # the longest SAN is 7 characters (Qa1xb2+); longer text is no move
 CLAIM_AFTER_SECONDS = 30.0  # an absent opponent's last action must be this old to claim
 
 
 def opposite(side: str) -> str:
     return "black" if side == "white" else "white"
+
+
+def parse_move(board: chess.Board, text: str) -> chess.Move:
+    """The legal move ``text`` names on ``board``, in UCI (castling also as king takes rook,
+    ``e1h1``, read as ``e1g1``) or SAN (``O-O`` or ``0-0``, promotions with or without
+    ``=``). python-chess also reads null moves (``0000``, ``--``, ``Z0``, ``@@@@``) and drops
+    (``P@e4``): they are no moves in chess and are refused like any illegal move."""
+    text = text.strip()
+    move = chess.Move.null()
+    if len(text) <= MAX_MOVE_CHARS:
+        try:
+            move = board.parse_uci(text)  # legal or null; normalises e1h1 to e1g1
+        except ValueError:
+            with contextlib.suppress(ValueError):
+                move = board.parse_san(text)
+    if not move or move.drop is not None or not board.is_legal(move):
+        raise Problem(422, "illegal_move", f"{text[:16]!r} is not a legal move here")
+    return move
+
+
+class Replayed(Exception):
+    """A player's retry of a move they already played (same ply, same move): nothing to do."""
 
 
 class Move(NamedTuple):
@@ -120,22 +144,17 @@ class Game:
     # -- moves ------------------------------------------------------------------------------
 
     def parse(self, text: str) -> chess.Move:
-        text = text.strip()
-        try:
-            move = chess.Move.from_uci(text)
-        except ValueError:
-            try:
-                return self.board.parse_san(text)
-            except ValueError:
-                raise Problem(
-                    422, "illegal_move", f"{text[:16]!r} is not a legal move here"
-                ) from None
-        if move not in self.board.legal_moves:
-            raise Problem(422, "illegal_move", f"{text[:16]!r} is not a legal move here")
-        return move
+        return parse_move(self.board, text)
 
     def play(self, user_id: str, text: str, ply: int | None, lag_ms: int, now: float) -> Move:
-        """Play a move for ``user_id``; raises a problem and changes nothing if it may not."""
+        """Play a move for ``user_id``; raises a problem and changes nothing if it may not.
+
+        ``ply`` is the player's idempotency key for the move: their retry of a move they
+        played at that ply raises :class:`Replayed` (even after the game ended); the same
+        ply from their opponent, or with another move, is refused as stale."""
+        side = self.side_of(user_id)
+        if side is not None and ply is not None and self._played(side, ply, text):
+            raise Replayed
         self._live()
         side = self.player(user_id)
         self.seen[side] = now
@@ -154,13 +173,29 @@ class Game:
         clocks = self.clock.remaining
         record = Move(move.uci(), san, clocks["white"], clocks["black"], time.time())
         self.moves.append(record)
-        self.draw_offer = None if self.draw_offer == side else self.draw_offer
+        if self.draw_offer == opposite(side):  # the opponent's move declines it (as lichess)
+            self.draw_offer = None
         self.takeback_offer = None
         if len(self.moves) >= 2:
             self.clock.start(self.turn, now)
         self._automatic_end(mate=san.endswith("#"))
         self.seq += 1
         return record
+
+    def _played(self, side: str, ply: int, text: str) -> bool:
+        """Whether ``side`` played the move ``text`` names at ``ply`` (read on the board as
+        it stood then, so any notation of the same move counts)."""
+        if not 0 <= ply < len(self.moves) or self._mover(ply) != side:
+            return False
+        before = Position(self.initial_fen, self.moves.ucis()[:ply])
+        try:
+            return parse_move(before.board, text).uci() == self.moves[ply].uci
+        except Problem:
+            return False
+
+    def _mover(self, ply: int) -> str:
+        first = "white" if chess.Board(self.initial_fen).turn == chess.WHITE else "black"
+        return first if ply % 2 == 0 else opposite(first)
 
     def _automatic_end(self, mate: bool) -> None:
         """End the game if the move just played ended it (``mate``: its SAN says so)."""
@@ -247,12 +282,10 @@ class Game:
                 self._take_back(other, now)
             self.takeback_offer = None
         elif action == "claim_draw":
-            if self.position.can_claim_threefold():
-                self.end("1/2-1/2", "threefold_repetition")
-            elif self.board.can_claim_fifty_moves():
-                self.end("1/2-1/2", "fifty_moves")
-            else:
+            termination = self._draw_claim(side)
+            if termination is None:
                 raise Problem(409, "no_draw_claim", "neither threefold repetition nor 50 moves")
+            self.end("1/2-1/2", termination)
         elif action == "claim_victory":
             if opponent_present:
                 raise Problem(409, "opponent_present", "your opponent is still connected")
@@ -269,11 +302,27 @@ class Game:
             raise Problem(422, "unknown_action", f"unknown action {action[:32]!r}")
         self.seq += 1
 
+    def _draw_claim(self, side: str) -> str | None:
+        """How a draw claim by ``side`` would end the game (None: it would be refused).
+
+        Either player may claim when the position stood three times or 50 moves passed; the
+        player to move also when a move of theirs makes it so (FIDE 9.2 and 9.3: the claim
+        is announced with that move, which is then not played)."""
+        if self.position.repetitions() >= 3:
+            return "threefold_repetition"
+        if self.board.halfmove_clock >= 100:
+            return "fifty_moves"
+        if side != self.turn:
+            return None
+        if self.position.can_claim_threefold():
+            return "threefold_repetition"
+        if self.board.can_claim_fifty_moves():
+            return "fifty_moves"
+        return None
+
     def _own_moves(self, side: str) -> int:
         """How many moves ``side`` made (moves alternate from the initial side to move)."""
-        first = "white" if chess.Board(self.initial_fen).turn == chess.WHITE else "black"
-        parity = 0 if side == first else 1
-        return sum(1 for i in range(len(self.moves)) if i % 2 == parity)
+        return sum(1 for ply in range(len(self.moves)) if self._mover(ply) == side)
 
     def _take_back(self, side: str, now: float) -> None:
         """Undo ``side``'s last move (and the reply to it, if there was one)."""
@@ -310,10 +359,9 @@ class Game:
             "clock_running": self.clock.running,
             "draw_offer": self.draw_offer,
             "takeback_offer": self.takeback_offer,
-            # A cheap hint (the claim itself checks fully, trying every legal move: that
-            # cost most of a move's CPU time in the benchmark).
-            "claimable_draw": self.status == "started"
-            and (self.board.halfmove_clock >= 100 or self.position.repetitions() >= 3),
+            # Exactly when claim_draw succeeds for the player to move (their opponent may
+            # claim only on the position as it stands; see _draw_claim).
+            "claimable_draw": self.status == "started" and self._draw_claim(self.turn) is not None,
         }
 
     def full(self, now: float) -> dict[str, Any]:
@@ -329,6 +377,7 @@ class Game:
             ),
             "initial_fen": self.initial_fen,
             "moves": self.moves.ucis(),
+            "created_at": self.created_at,
         }
 
     def pgn(self) -> str:

@@ -63,7 +63,12 @@ class Position:
             return True
         if len(self._keys) < 5:  # a position's third time needs four reversible plies more
             return False
-        seen = Counter(self._keys)
+        # One move reaches a position with the other side to move: every second key back
+        # from the last but one. Unless one of those stood twice, no move makes a third time
+        # (this keeps the check cheap enough for every move's state).
+        seen = Counter(self._keys[-2::-2])
+        if max(seen.values()) < 2:
+            return False
         board = self.board
         for move in board.generate_legal_moves():
             if board.is_zeroing(move):

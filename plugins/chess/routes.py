@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from typing import Any, Literal
@@ -11,11 +10,13 @@ import chess
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call, Problem, User
-from syncstream.api import ScopedApi
+from syncstream import Call, Problem
+from syncstream.api import AuthLevel, ScopedApi
 from syncstream.audit import Audit
 
+from . import board
 from .glicko2 import PROVISIONAL_RD
+from .lobby import CLOSED, Lobby
 from .service import ChessService
 
 GAME = "/games/{game_id:[0-9a-f]{32}}"
@@ -30,7 +31,7 @@ class ChallengeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str | None = Field(None, max_length=64, description="Whom; none: an open seek")
     base_seconds: float = Field(300, ge=0, le=3 * 3600)
-    increment_seconds: float = Field(3, ge=0, le=180)
+    increment_seconds: float = Field(0, ge=0, le=180)
     rated: bool = False
     color: Literal["white", "black", "random"] = "random"
     fen: str | None = Field(None, max_length=100, description="Start from this position")
@@ -40,7 +41,7 @@ class ChallengeIn(BaseModel):
 class PairIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     base_seconds: float = Field(300, ge=0, le=3 * 3600)
-    increment_seconds: float = Field(3, ge=0, le=180)
+    increment_seconds: float = Field(0, ge=0, le=180)
     rated: bool = True
     rating_range: float = Field(300, ge=0, le=3000, description="How far from your rating")
 
@@ -50,109 +51,35 @@ class MoveQuery(BaseModel):
     lag_ms: int = Field(0, ge=0, le=10_000, description="Your measured network lag")
 
 
-def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
+def register(
+    api: ScopedApi, chess_service: ChessService, audit: Audit, *, public_reads: bool = True
+) -> None:
+    """The routes; with ``public_reads`` anyone may watch games and read ratings without a
+    token (``plugins.chess.public_reads``)."""
     service, store = chess_service, chess_service.store
+    lobby = Lobby(service)
+    reads: AuthLevel = "public" if public_reads else "user"
 
     @api.route("POST", "/challenges", body=ChallengeIn, status=201)
     async def challenge(call: Call[ChallengeIn]) -> dict[str, Any]:
         """Challenge a user, or post an open seek anyone may accept."""
         body = call.body
-        target_id = None
-        if body.username is not None:
-            target = await service.auth.find_user(body.username)
-            if target is None:
-                raise Problem(404, "user_not_found", "no such user")
-            if target.id == call.user.id:
-                raise Problem(422, "challenge_self", "you cannot play yourself")
-            target_id = target.id
-        fen = body.fen or chess.STARTING_FEN
-        try:
-            board = chess.Board(fen)
-        except ValueError:
-            raise Problem(422, "invalid_fen", "that FEN is not a position") from None
-        if not board.is_valid() or board.is_game_over():
-            raise Problem(422, "invalid_fen", "the position is not legal or already over")
-        if body.base_seconds == 0 and body.increment_seconds == 0 and not body.days:
-            raise Problem(422, "invalid_clock", "a clock needs a base time or an increment")
-        per_move = body.days * 86_400_000 if body.days else None
-        row = {
-            "id": secrets.token_hex(16),
-            "challenger_id": call.user.id,
-            "target_id": target_id,
-            "base_ms": per_move or int(body.base_seconds * 1000),
-            "increment_ms": 0 if per_move else int(body.increment_seconds * 1000),
-            "rated": int(body.rated and body.fen is None),
-            "color": body.color,
-            "initial_fen": board.fen(),
-            "status": "pending",
-            "game_id": None,
-            "created_at": time.time(),
-            "per_move_ms": per_move,
-        }
-        await store.execute(
-            f"INSERT INTO chess_challenges ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-            *row.values(),
-        )
-        if target_id is not None:
-            await service.gateway.publish(
-                f"user:{target_id}", {"type": "chess.challenge", "challenge": row}
-            )
-        await service.bus.fire("chess.challenge", {"challenge": row})
-        return row
+        return await lobby.challenge(
+            call.user, body.username, base_ms=int(body.base_seconds * 1000),
+            increment_ms=int(body.increment_seconds * 1000), rated=body.rated,
+            color=body.color, fen=body.fen, days=body.days,
+        )  # fmt: skip
 
     @api.route("GET", "/challenges")
     async def challenges(call: Call[None]) -> dict[str, Any]:
         """Open seeks, and challenges to or from you."""
-        rows = await store.fetchall(
-            "SELECT * FROM chess_challenges WHERE status = 'pending' AND (target_id IS NULL"
-            " OR target_id = ? OR challenger_id = ?) ORDER BY created_at DESC LIMIT 200",
-            call.user.id,
-            call.user.id,
-        )
-        return {"challenges": rows}
-
-    async def pending(call: Call[None]) -> dict[str, Any]:
-        row = await store.fetchone(
-            "SELECT * FROM chess_challenges WHERE id = ?", call.param("challenge_id")
-        )
-        if row is None or (
-            row["target_id"] not in (None, call.user.id) and row["challenger_id"] != call.user.id
-        ):
-            raise Problem(404, "challenge_not_found", "no such challenge")
-        if row["status"] != "pending":
-            raise Problem(409, "challenge_closed", f"the challenge was {row['status']}")
-        return row
+        return {"challenges": await lobby.mine(call.user)}
 
     @api.route("POST", CHALLENGE + "/accept", status=201)
     async def accept(call: Call[None]) -> dict[str, Any]:
-        """Accept: the game starts; its id is in the answer and on both players' topics."""
-        row = await pending(call)
-        if row["challenger_id"] == call.user.id:
-            raise Problem(422, "challenge_self", "you cannot accept your own challenge")
-        return await start_from(row, call.user)
-
-    async def start_from(row: dict[str, Any], user: User) -> dict[str, Any]:
-        taken = await store.execute(
-            "UPDATE chess_challenges SET status = 'accepted' WHERE id = ? AND status = 'pending'",
-            row["id"],
-        )
-        if not taken:
-            raise Problem(409, "challenge_closed", "someone else accepted it first")
-        challenger = await service.auth.get_user(row["challenger_id"])
-        color = row["color"] if row["color"] != "random" else secrets.choice(("white", "black"))
-        white, black = (challenger, user) if color == "white" else (user, challenger)
-        game = await service.create(
-            white, black, rated=bool(row["rated"]), base_ms=row["base_ms"],
-            increment_ms=row["increment_ms"], fen=row["initial_fen"],
-            per_move_ms=row["per_move_ms"],
-        )  # fmt: skip
-        await store.execute(
-            "UPDATE chess_challenges SET game_id = ? WHERE id = ?", game.id, row["id"]
-        )
-        full = game.full(time.monotonic())
-        for user_id in game.players.values():
-            await service.gateway.publish(f"user:{user_id}", {"type": "chess.game", "game": full})
-        return full
+        """Accept: the game starts (its id is the challenge's); it is in the answer and on
+        both players' topics."""
+        return await lobby.accept(call.param("challenge_id"), call.user)
 
     @api.route("POST", "/pair", body=PairIn)
     async def pair(call: Call[PairIn]) -> dict[str, Any]:
@@ -176,33 +103,20 @@ def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
             low, high, mine.rating, mine.rating,
         )  # fmt: skip
         if match is not None:
-            return {"game": await start_from(match, call.user)}
+            return {"game": await lobby.start_from(match, call.user)}
         row = {
             "id": secrets.token_hex(16), "challenger_id": call.user.id, "target_id": None,
             "base_ms": base_ms, "increment_ms": increment_ms, "rated": int(body.rated),
             "color": "random", "initial_fen": chess.STARTING_FEN, "status": "pending",
             "game_id": None, "created_at": time.time(), "rating_min": low, "rating_max": high,
         }  # fmt: skip
-        await store.execute(
-            f"INSERT INTO chess_challenges ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-            *row.values(),
-        )
+        await lobby.insert(row)
         return {"seek": row}
 
-    for action, status in (("decline", "declined"), ("cancel", "canceled")):
+    for action in CLOSED:
 
-        async def close(call: Call[None], status: str = status, action: str = action) -> None:
-            row = await pending(call)
-            mine = row["challenger_id"] == call.user.id
-            if (action == "cancel") != mine:
-                raise Problem(
-                    403,
-                    "forbidden",
-                    f"only the {'challenger' if action == 'cancel' else 'challenged'} may {action}",
-                )
-            await store.execute(
-                "UPDATE chess_challenges SET status = ? WHERE id = ?", status, row["id"]
-            )
+        async def close(call: Call[None], action: str = action) -> None:
+            await lobby.close(call.param("challenge_id"), call.user, action)
 
         api.route("POST", CHALLENGE + f"/{action}", summary=f"{action.title()} a challenge")(close)
 
@@ -229,7 +143,7 @@ def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
         )
         return {"games": rows}
 
-    @api.route("GET", "/leaderboard")
+    @api.route("GET", "/leaderboard", auth=reads)
     async def leaderboard(call: Call[None]) -> dict[str, Any]:
         """The best established ratings (provisional ones, RD >= 110, are left out)."""
         rows = await store.fetchall(
@@ -239,7 +153,7 @@ def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
         )
         return {"players": [r | {"rating": round(r["rating"]), "rd": round(r["rd"])} for r in rows]}
 
-    @api.route("GET", "/ratings/{username}")
+    @api.route("GET", "/ratings/{username}", auth=reads)
     async def rating(call: Call[None]) -> dict[str, Any]:
         """A player's Glicko-2 rating (1500 and provisional before any rated game)."""
         user = await service.auth.find_user(call.param("username"))
@@ -251,13 +165,13 @@ def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
             "volatility": value.vol, "games": games, "provisional": value.provisional,
         }  # fmt: skip
 
-    @api.route("GET", GAME)
+    @api.route("GET", GAME, auth=reads)
     async def get_game(call: Call[None]) -> dict[str, Any]:
         """The full state: players, clocks, position, moves (anyone may watch)."""
         game = await service.get(call.param("game_id"))
         return game.full(time.monotonic())
 
-    @api.route("GET", GAME + "/pgn")
+    @api.route("GET", GAME + "/pgn", auth=reads)
     async def pgn(call: Call[None]) -> web.Response:
         """The game as PGN with headers and clock comments."""
         game = await service.get(call.param("game_id"))
@@ -287,12 +201,9 @@ def register(api: ScopedApi, chess_service: ChessService, audit: Audit) -> None:
         )
         return state
 
-    @api.route("GET", GAME + "/stream")
+    @api.route("GET", GAME + "/stream", auth=reads)
     async def stream(call: Call[None]) -> web.StreamResponse:
-        """NDJSON: ``gameFull`` then a ``gameState`` per change (like lichess's Board API)."""
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await response.prepare(call.request)
-        async for event in service.stream(call.param("game_id")):
-            await response.write((json.dumps(event) + "\n").encode() if event else b"\n")
-        await response.write_eof()
-        return response
+        """NDJSON in lichess's Board API documents: ``gameFull``, then ``gameState`` per
+        change and the spectator room's ``chatLine``s, until the game ends."""
+        items = board.game_stream(service, call.param("game_id"), ("spectator",))
+        return await board.respond(call.request, items)

@@ -31,7 +31,7 @@ from syncstream.realtime import Gateway
 from syncstream.store import Row, Store
 
 from .clock import Clock
-from .game import Game, Move
+from .game import Game, Move, Replayed
 from .glicko2 import Rating, rate
 
 log = structlog.get_logger(__name__)
@@ -51,6 +51,7 @@ LEASE_COLUMNS = frozenset(("owner_node", "lease_until"))  # written by hold() an
 # from that move. A save with moves leaves these columns of the game's row alone.
 MOVE_IMPLIED = frozenset(("seq", "white_ms", "black_ms", "running", "running_since"))
 FORWARD_TIMEOUT = 5.0
+KEEPALIVE_SECONDS = 6.0  # an empty line on an idle NDJSON stream (lichess sends one every 6 s)
 
 
 @dataclass
@@ -103,7 +104,10 @@ class ChessService:
         self._writer: asyncio.Task[None] | None = None
         self.locks: dict[str, asyncio.Lock] = {}
         self._flag_at: dict[str, float] = {}  # held games whose clock runs -> when it falls
-        self.streams: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self.streams: dict[str, set[asyncio.Queue[tuple[str, dict[str, Any]]]]] = {}
+        # Every open NDJSON stream's queue (game streams and event streams): on shutdown
+        # each gets a ("closed", {}) so its response ends instead of holding the drain.
+        self.open_streams: set[asyncio.Queue[tuple[str, dict[str, Any]]]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop  # set by start()
 
@@ -113,6 +117,7 @@ class ChessService:
             self.bus.listen("chess.command", self._on_command),
             self.bus.listen("chess.reply", self._on_reply),
             self.bus.listen("chess.state", self._on_state),
+            self.bus.listen("chess.chat", self._on_chat),
         ]
         if not self.clustered:  # a single node holds every game (its id changed on restart)
             for row in await self.store.fetchall(
@@ -121,6 +126,12 @@ class ChessService:
                 self._keep(await self._rebuild(row), row)
             await self._renew()
         self._ticker = asyncio.create_task(self._tick())
+
+    async def end_streams(self) -> None:
+        """The server shuts down: end every open stream (it is waited for otherwise)."""
+        for queue in self.open_streams:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(("closed", {}))
 
     async def close(self) -> None:
         for unlisten in self._unlisten:
@@ -142,9 +153,10 @@ class ChessService:
         increment_ms: int,
         fen: str,
         per_move_ms: int | None = None,
+        game_id: str | None = None,
     ) -> Game:
         game = Game(
-            id=new_id(),
+            id=game_id or new_id(),
             players={"white": white.id, "black": black.id},
             names={"white": white.username, "black": black.username},
             rated=rated,
@@ -510,10 +522,16 @@ class ChessService:
         if kind == "stop":  # an admin ends the game (checked by the node that took the call)
             return await self._change(game, lambda g: g.stop("ended_by_admin"))
         if kind == "move":
-            return await self._change(
-                game,
-                lambda g: g.play(user.id, args["move"], args["ply"], args["lag"], time.monotonic()),
-            )
+            try:
+                return await self._change(
+                    game,
+                    lambda g: g.play(
+                        user.id, args["move"], args["ply"], args["lag"], time.monotonic()
+                    ),
+                )
+            except Replayed:  # the player's retry: the game as it is, nothing played again
+                game = self.games.get(game.id, game)
+                return game.state(time.monotonic()) | {"replayed": True}
         present = True
         if args["action"] == "claim_victory":
             present = await self._opponent_present(game, user.id)
@@ -569,9 +587,24 @@ class ChessService:
             future.set_result(data)
 
     def _on_state(self, event: Any) -> None:
-        data = event.data
+        self._to_streams(event.data, ("state", event.data["state"]))
+
+    def _on_chat(self, event: Any) -> None:
+        self._to_streams(event.data, ("chat", event.data["line"]))
+
+    def _to_streams(self, data: dict[str, Any], item: tuple[str, dict[str, Any]]) -> None:
         for queue in self.streams.get(data.get("game_id", ""), ()):
-            queue.put_nowait({"type": "gameState", **data["state"]})
+            with contextlib.suppress(asyncio.QueueFull):  # a stalled reader misses lines
+                queue.put_nowait(item)
+
+    async def chat(self, user: User, game_id: str, room: str, text: str) -> None:
+        """A chat line in a game's ``player`` room (its players only) or ``spectator`` room;
+        delivered to the game's streams on every node, not stored."""
+        game = await self.get(game_id)
+        if room == "player":
+            game.player(user.id)
+        line = {"room": room, "username": user.username, "text": text}
+        await self.bus.fire("chess.chat", {"game_id": game.id, "line": line})
 
     async def _renew(self) -> None:
         if self.games:
@@ -630,24 +663,31 @@ class ChessService:
 
     # -- NDJSON streams ---------------------------------------------------------------------
 
-    async def stream(self, game_id: str) -> AsyncIterator[dict[str, Any]]:
-        """``gameFull`` then a ``gameState`` per change until the game ends (Board API),
-        from whichever node holds the game (changes arrive as ``chess.state`` events)."""
-        game = await self.get(game_id)
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1000)
-        self.streams.setdefault(game.id, set()).add(queue)
+    async def stream(self, game_id: str) -> AsyncIterator[tuple[str, dict[str, Any]] | None]:
+        """``("full", game)`` then ``("state", state)`` per change and ``("chat", line)`` per
+        chat line until the game ends, from whichever node holds the game (changes arrive
+        as bus events); None every few seconds when nothing happened (a keep-alive)."""
+        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(1000)
+        self.streams.setdefault(game_id, set()).add(queue)  # before the read: miss nothing
+        self.open_streams.add(queue)
         try:
-            yield {"type": "gameFull", **game.full(time.monotonic())}
+            game = await self.get(game_id)
+            yield "full", game.full(time.monotonic())
             if game.status == "ended":
                 return
             while True:
                 try:
-                    event = await asyncio.wait_for(queue.get(), 6.0)
+                    item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
                 except TimeoutError:
-                    yield {}  # keep-alive: an empty line
+                    yield None
                     continue
-                yield event
-                if event.get("status") == "ended":
+                if item[0] == "closed":
+                    return
+                yield item
+                if item[0] == "state" and item[1]["status"] == "ended":
                     return
         finally:
-            self.streams.get(game.id, set()).discard(queue)
+            self.open_streams.discard(queue)
+            self.streams.get(game_id, set()).discard(queue)
+            if not self.streams.get(game_id, True):
+                self.streams.pop(game_id, None)

@@ -1,0 +1,238 @@
+"""lichess's Board API: two berserk clients (the Python lichess client, from PyPI) pointed at
+our base URL challenge each other, follow their event streams and play a game; the NDJSON
+documents are checked against lichess's schemas (GameFullEvent, GameStateEvent, ...)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import berserk
+import pytest
+from berserk.exceptions import ResponseError
+
+from .support import Client, running
+
+END = object()
+# Required fields of lichess's documents (doc/specs/schemas/*.yaml of lichess-org/api).
+GAME_FULL = {"type", "id", "variant", "speed", "perf", "rated", "createdAt", "white", "black",
+             "initialFen", "state"}  # fmt: skip
+GAME_STATE = {"type", "moves", "wtime", "btime", "winc", "binc", "status"}
+CHALLENGE = {"id", "url", "status", "challenger", "destUser", "variant", "rated", "speed",
+             "timeControl", "color", "perf"}  # fmt: skip
+STATUS_NAMES = {"created", "started", "aborted", "mate", "resign", "stalemate", "timeout",
+                "draw", "outoftime", "cheat", "noStart", "unknownFinish",
+                "insufficientMaterialClaim", "variantEnd"}  # fmt: skip
+
+
+def follow(lines: Callable[[], Iterator[Any]]) -> queue.Queue[Any]:
+    """Read a berserk stream in a thread (berserk blocks); its items arrive in the queue."""
+    items: queue.Queue[Any] = queue.Queue()
+
+    def run() -> None:
+        try:
+            for item in lines():
+                items.put(item)
+        except Exception as exc:  # the server went away at the end of the test
+            items.put(exc)
+        items.put(END)
+
+    threading.Thread(target=run, daemon=True).start()
+    return items
+
+
+async def next_item(
+    items: queue.Queue[Any], match: Callable[[Any], bool] = lambda _: True, wait: float = 30.0
+) -> Any:
+    deadline = time.monotonic() + wait
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, "nothing came"
+        try:
+            item = await asyncio.to_thread(items.get, True, min(left, 1.0))
+        except queue.Empty:
+            continue
+        assert item is not END and not isinstance(item, Exception), item
+        if match(item):
+            return item
+
+
+async def ended(items: queue.Queue[Any], wait: float = 30.0) -> list[Any]:
+    """The rest of a stream, which must end by itself."""
+    rest, deadline = [], time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            item = await asyncio.to_thread(items.get, True, 1.0)
+        except queue.Empty:
+            continue
+        if item is END:
+            return rest
+        assert not isinstance(item, Exception), item
+        rest.append(item)
+    raise AssertionError("the stream did not end")
+
+
+def lichess_client(c: Client, token: str) -> berserk.Client:
+    return berserk.Client(berserk.TokenSession(token), base_url=c.base)
+
+
+async def test_two_berserk_clients_play_a_game_through_the_board_api(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice = lichess_client(c, await c.register("Alice"))
+        bob = lichess_client(c, await c.register("bob"))
+        me = await asyncio.to_thread(alice.account.get)
+        assert me["id"] == "alice" and me["username"] == "Alice"
+        alice_events = follow(alice.board.stream_incoming_events)
+        bob_events = follow(bob.board.stream_incoming_events)
+
+        challenge = await asyncio.to_thread(
+            alice.challenges.create, "bob", False, clock_limit=60, clock_increment=0,
+            color="white",
+        )  # fmt: skip
+        assert challenge.keys() >= CHALLENGE and challenge["status"] == "created"
+        assert challenge["destUser"]["id"] == "bob" and challenge["challenger"]["name"] == "Alice"
+        assert challenge["timeControl"] == {"type": "clock", "limit": 60, "increment": 0,
+                                            "show": "1+0"}  # fmt: skip
+        assert challenge["speed"] == "bullet" and challenge["direction"] == "out"
+        event = await next_item(bob_events, lambda e: e["type"] == "challenge")
+        assert event["challenge"]["id"] == challenge["id"]
+        assert event["challenge"]["direction"] == "in"
+        mine = await asyncio.to_thread(bob.challenges.get_mine)
+        assert [x["id"] for x in mine["in"]] == [challenge["id"]] and mine["out"] == []
+        await asyncio.to_thread(bob.challenges.accept, challenge["id"])
+
+        game_id = challenge["id"]  # as on lichess, the game has the challenge's id
+        for events, color in ((alice_events, "white"), (bob_events, "black")):
+            start = await next_item(events, lambda e: e["type"] == "gameStart")
+            game = start["game"]
+            assert game["gameId"] == game["id"] == game_id and game["color"] == color
+            assert game["isMyTurn"] == (color == "white") and game["status"]["name"] == "started"
+            assert game["opponent"]["rating"] == 1500 and game["secondsLeft"] == 60
+
+        white = follow(lambda: alice.board.stream_game_state(game_id))
+        black = follow(lambda: bob.board.stream_game_state(game_id))
+        for stream in (white, black):
+            full = await next_item(stream)
+            assert full["type"] == "gameFull" and full.keys() >= GAME_FULL
+            assert full["white"]["id"] == "alice" and full["black"]["name"] == "bob"
+            assert full["white"]["rating"] == 1500 and full["white"]["provisional"]
+            assert full["clock"] == {"initial": 60_000, "increment": 0}
+            assert full["initialFen"] == "startpos" and full["variant"]["key"] == "standard"
+            assert full["state"].keys() >= GAME_STATE and full["state"]["moves"] == ""
+            assert full["state"]["wtime"] == 60_000 and full["state"]["status"] == "started"
+
+        await asyncio.to_thread(alice.board.post_message, game_id, "good luck")
+        line = await next_item(black)
+        assert line == {"type": "chatLine", "room": "player", "username": "Alice",
+                        "text": "good luck"}  # fmt: skip
+        await asyncio.to_thread(bob.board.offer_draw, game_id)
+        for stream in (white, black):
+            state = await next_item(stream, lambda e: e["type"] == "gameState")
+            assert state["bdraw"] is True and "wdraw" not in state and state["moves"] == ""
+        await asyncio.to_thread(alice.board.decline_draw, game_id)
+        for stream in (white, black):
+            state = await next_item(stream, lambda e: e["type"] == "gameState")
+            assert "bdraw" not in state
+
+        with pytest.raises(ResponseError):  # not bob's turn
+            await asyncio.to_thread(bob.board.make_move, game_id, "e7e5")
+        with pytest.raises(ResponseError):  # a null move is no move
+            await asyncio.to_thread(alice.board.make_move, game_id, "0000")
+
+        line_ = ["e2e4", "e7e5", "f1c4", "b8c6", "d1h5", "g8f6", "h5f7"]  # scholar's mate
+        for ply, uci in enumerate(line_):
+            player = (alice, bob)[ply % 2]
+            await asyncio.to_thread(player.board.make_move, game_id, uci)
+            for stream in (white, black):
+                state = await next_item(stream, lambda e: e["type"] == "gameState")
+                assert state.keys() >= GAME_STATE and state["status"] in STATUS_NAMES
+                assert state["moves"] == " ".join(line_[: ply + 1])
+                assert state["winc"].total_seconds() == 0  # berserk reads ms as timedelta
+                assert 0 < state["wtime"].total_seconds() <= 60
+        assert state["status"] == "mate" and state["winner"] == "white"
+        for stream in (white, black):
+            rest = await ended(stream)
+            assert all(e["type"] == "gameState" for e in rest), "the stream ends with the game"
+
+        for events in (alice_events, bob_events):
+            finish = await next_item(events, lambda e: e["type"] == "gameFinish")
+            assert finish["game"]["id"] == game_id and finish["game"]["winner"] == "white"
+            assert finish["game"]["status"] == {"id": 30, "name": "mate"}
+        exported, _, _ = await c.call("GET", f"/api/chess/games/{game_id}")
+        assert exported == 200
+
+
+async def test_challenges_declined_canceled_and_refused(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice = lichess_client(c, await c.register("alice"))
+        bob = lichess_client(c, await c.register("bob"))
+        alice_events = follow(alice.board.stream_incoming_events)
+        first = await asyncio.to_thread(
+            alice.challenges.create, "bob", False, clock_limit=180, clock_increment=2
+        )
+        await asyncio.to_thread(bob.challenges.decline, first["id"])
+        event = await next_item(alice_events, lambda e: e["type"] == "challengeDeclined")
+        assert event["challenge"]["id"] == first["id"]
+        assert event["challenge"]["status"] == "declined"
+        second = await asyncio.to_thread(alice.challenges.create, "bob", False, days=3)
+        assert second["timeControl"] == {"type": "correspondence", "daysPerTurn": 3}
+        assert second["speed"] == "correspondence"
+        await asyncio.to_thread(alice.challenges.cancel, second["id"])
+        event = await next_item(alice_events, lambda e: e["type"] == "challengeCanceled")
+        assert event["challenge"]["id"] == second["id"]
+        with pytest.raises(ResponseError) as refused:  # rated from a custom position
+            await asyncio.to_thread(
+                alice.challenges.create, "bob", True, clock_limit=60, clock_increment=0,
+                position="4k3/8/8/8/8/8/4P3/4K3 w - - 0 1",
+            )  # fmt: skip
+        problem = json.loads(refused.value.response.text)  # type: ignore[attr-defined]
+        assert problem["code"] == "rated_custom_position"
+        # Form-encoded, as lichess documents it: a from-position casual game.
+        status, body, _ = await c.call(
+            "POST", "/api/challenge/bob", c.tokens["alice"],
+            data={"clock.limit": "300", "clock.increment": "0",
+                  "fen": "4k3/8/8/8/8/8/4P3/4K3 w - - 0 1"},
+        )  # fmt: skip
+        assert status == 200 and body["variant"]["key"] == "fromPosition", body
+        assert body["initialFen"] == "4k3/8/8/8/8/8/4P3/4K3 w - - 0 1"
+
+
+async def test_the_spectator_stream_is_lichess_shaped_and_anonymous(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        _, challenge, _ = await c.call(
+            "POST", "/api/chess/challenges", alice,
+            json={"username": "bob", "color": "white", "base_seconds": 60,
+                  "increment_seconds": 1},
+        )  # fmt: skip
+        _, game, _ = await c.call("POST", f"/api/chess/challenges/{challenge['id']}/accept", bob)
+        gid = game["id"]
+        async with c.session.get(c.url(f"/api/chess/games/{gid}/stream")) as resp:
+            full = json.loads(await resp.content.readline())
+            assert full["type"] == "gameFull" and full.keys() >= GAME_FULL
+            assert full["clock"] == {"initial": 60_000, "increment": 1000}
+            await c.call("POST", f"/api/chess/games/{gid}/move/e4", alice)
+            state = json.loads(await resp.content.readline())
+            assert state.keys() >= GAME_STATE and state["moves"] == "e2e4"
+            assert (state["winc"], state["binc"]) == (1000, 1000)
+            await c.call("POST", f"/api/chess/games/{gid}/draw_offer", bob)
+            assert json.loads(await resp.content.readline())["bdraw"] is True
+            await c.call("POST", f"/api/chess/games/{gid}/move/e5", bob)
+            await c.call("POST", f"/api/chess/games/{gid}/move/Nf3", alice)  # lapses bob's offer
+            await c.call("POST", f"/api/chess/games/{gid}/takeback_offer", alice)
+            await c.call("POST", f"/api/chess/games/{gid}/takeback_accept", bob)
+            await c.call("POST", f"/api/chess/games/{gid}/resign", bob)
+            states = [json.loads(line) for line in (await resp.content.read()).splitlines()]
+        moves = [s["moves"] for s in states]
+        assert moves == ["e2e4 e7e5", "e2e4 e7e5 g1f3", "e2e4 e7e5 g1f3", "e2e4 e7e5",
+                         "e2e4 e7e5"], moves  # fmt: skip
+        assert states[2]["wtakeback"] is True and "bdraw" not in states[1]
+        assert states[-1]["status"] == "resign" and states[-1]["winner"] == "white"
+        status, _, _ = await c.call("GET", f"/api/board/game/stream/{gid}")
+        assert status == 401, "the players' stream needs their token"
