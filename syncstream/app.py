@@ -31,6 +31,7 @@ from .auth import Auth, register_routes
 from .bus import EventBus, create_bus
 from .config import LoadedConfig, Settings
 from .errors import Problem, from_http_exception
+from .frontdoor import register_front_door
 from .gcpolicy import GcPolicy
 from .media import Media
 from .metrics import Metrics
@@ -202,6 +203,19 @@ def _register_core_routes(core: Core, app: web.Application) -> None:
         return json_response(api.openapi("SyncStream", __version__))
 
     app.router.add_get("/api/openapi.json", openapi)
+
+    @api.route("GET", "/api/node", auth="public", tags=("system",))
+    async def node(call: Call[None]) -> dict[str, Any]:
+        """What runs on this node: version, plugins, and the links plugins announce (``{url}``
+        stands for the node's address) — what the landing page at ``/`` shows."""
+        return {
+            "version": __version__,
+            "node": core.node_id,
+            "plugins": [p.plugin.name for p in core.plugins],
+            "links": [{"label": label, "value": value} for label, value in core.announcements],
+        }
+
+    register_front_door(app.router)
 
     # Every browser asks for it on every page: without it each page logs a 404.
     favicon = (Path(__file__).parent / "static" / "favicon.ico").read_bytes()
@@ -417,7 +431,9 @@ class Server:
         ws_url = "ws" + self.url[4:] + "/ws"
         lines = [
             f"SyncStream {__version__} — node {core.node_id}",
-            f"  HTTP API      {self.url}/api/  (OpenAPI {self.url}/api/openapi.json)",
+            f"  Home          {self.url}/",
+            f"  HTTP API      {self.url}/api/  (docs {self.url}/api/docs,"
+            f" OpenAPI {self.url}/api/openapi.json)",
             f"  WebSocket     {ws_url}",
             f"  HLS           {self.url}/live/<stream>/index.m3u8",
             f"  Watch page    {self.url}/watch/<stream>",
@@ -431,9 +447,9 @@ class Server:
             f"  Plugins       {plugins}",
         ]
         if not any(label == "Dashboard" for label, _ in core.announcements):
-            lines.insert(3, "  Dashboard     (admin plugin not enabled)")
+            lines.insert(4, "  Dashboard     (admin plugin not enabled)")
         if not any(label == "RTMP ingest" for label, _ in core.announcements):
-            lines.insert(3, "  RTMP ingest   (off: rtmp.enabled is false)")
+            lines.insert(4, "  RTMP ingest   (off: rtmp.enabled is false)")
         return "\n".join(lines)
 
     async def stop(self) -> None:
