@@ -1,0 +1,251 @@
+"""Revoked access ends live subscriptions at once, on every node, with the reason: chat
+leave/kick/ban/room made private, calls (left, removed, ended), an admin demoted."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from .support import (
+    PASSWORD,
+    Client,
+    NodeProcess,
+    Socket,
+    cluster_yaml,
+    pg_schema,
+    running,
+    spawn_node,
+)
+
+
+def unsubscribed(topic: str, reason: str) -> dict[str, Any]:
+    return {"op": "unsubscribe", "topic": topic, "data": {"reason": reason}}
+
+
+async def until_pong(sock: Socket) -> list[dict[str, Any]]:
+    """Every frame the socket gets before the answer to a ping: all its node had sent it."""
+    ping = await sock.send("ping")
+    frames = []
+    while (frame := await sock.recv(10.0))["op"] != "pong" or frame.get("id") != ping:
+        frames.append(frame)
+    return frames
+
+
+async def next_event(sock: Socket, topic: str) -> dict[str, Any]:
+    """The data of the next (non-ephemeral) event on ``topic``."""
+    while True:
+        frame = await sock.recv(10.0)
+        if frame["op"] == "event" and frame["topic"] == topic and not frame.get("ephemeral"):
+            return dict(frame["data"])
+
+
+async def message_seen(sock: Socket, topic: str, text: str) -> None:
+    while True:
+        data = await next_event(sock, topic)
+        if data.get("type") == "message" and data["message"]["text"] == text:
+            return
+
+
+async def subscribe(sock: Socket, *topics: str) -> None:
+    for topic in topics:
+        reply = await sock.request("subscribe", topic)
+        assert reply["op"] == "reply", reply
+
+
+async def say(c: Client, token: str, rid: str, text: str) -> None:
+    status, body, _ = await c.call(
+        "POST", f"/api/chat/rooms/{rid}/messages", token, json={"text": text}
+    )
+    assert status == 201, body
+
+
+async def moderate(c: Client, token: str, rid: str, action: str, username: str) -> None:
+    status, body, _ = await c.call(
+        "POST",
+        f"/api/chat/rooms/{rid}/moderation",
+        token,
+        json={"action": action, "username": username},
+    )
+    assert status == 200, body
+
+
+async def room(c: Client, token: str, **body: Any) -> str:
+    status, made, _ = await c.call("POST", "/api/chat/rooms", token, json={"name": "team", **body})
+    assert status == 201, made
+    return str(made["id"])
+
+
+async def revoked_from_room(sock: Socket, rid: str, reason: str, *, typing: bool = True) -> None:
+    """The socket's next frames are the room's topics ending, for ``reason``."""
+    topics = [f"chat:{rid}", f"typing:{rid}"] if typing else [f"chat:{rid}"]
+    frames = [await sock.recv(10.0) for _ in topics]
+    assert sorted(frames, key=lambda f: str(f["topic"])) == [
+        unsubscribed(t, reason) for t in topics
+    ]
+
+
+def no_room_frames(frames: list[dict[str, Any]], rid: str) -> None:
+    leaked = [f for f in frames if f.get("topic") in (f"chat:{rid}", f"typing:{rid}")]
+    assert not leaked, f"the revoked socket still got {leaked}"
+
+
+async def check_chat_revocations(a: Client, b: Client) -> None:
+    """Room owner and requests on ``a``; the revoked users' sockets (and a witness) on ``b``.
+    ``a`` and ``b`` may be one node or two."""
+    alice = await a.register("alice")
+    bob, carl, dan, eve = [await b.register(n) for n in ("bob", "carl", "dan", "eve")]
+
+    # Kick: both of bob's sockets lose the room, carl (same node as bob) keeps it.
+    rid = await room(a, alice, members=["bob", "carl", "dan"])
+    bobs = [await b.ws(bob), await b.ws(bob)]
+    carl_ws = await b.ws(carl)
+    for sock in (*bobs, carl_ws):
+        await subscribe(sock, f"chat:{rid}", f"typing:{rid}")
+    await moderate(a, alice, rid, "kick", "bob")
+    for sock in bobs:
+        await revoked_from_room(sock, rid, "kicked")
+    alice_ws = await a.ws(alice)
+    await subscribe(alice_ws, f"typing:{rid}")
+    await alice_ws.request("publish", f"typing:{rid}", {"typing": True})
+    await say(a, alice, rid, "after the kick")
+    await message_seen(carl_ws, f"chat:{rid}", "after the kick")
+    for sock in bobs:
+        no_room_frames(await until_pong(sock), rid)
+        reply = await sock.request("subscribe", f"chat:{rid}")
+        assert reply["op"] == "error" and reply["code"] == "forbidden"
+        reply = await sock.request("publish", f"typing:{rid}", {"typing": True})
+        assert reply["op"] == "error" and reply["code"] == "forbidden"
+
+    # Leave: carl's socket loses the room; dan, subscribed on the same node, keeps it.
+    dan_ws = await b.ws(dan)
+    await subscribe(dan_ws, f"chat:{rid}")
+    status, _, _ = await b.call("POST", f"/api/chat/rooms/{rid}/leave", carl)
+    assert status == 204
+    await revoked_from_room(carl_ws, rid, "left")
+    await say(a, alice, rid, "after the leave")
+    await message_seen(dan_ws, f"chat:{rid}", "after the leave")
+    no_room_frames(await until_pong(carl_ws), rid)
+
+    # Ban from a public room: a reader who is no member loses it and cannot come back.
+    public = await room(a, alice, visibility="public", members=["dan"])
+    eve_ws = await b.ws(eve)
+    await subscribe(eve_ws, f"chat:{public}", f"typing:{public}")
+    await subscribe(dan_ws, f"chat:{public}")
+    await moderate(a, alice, public, "ban", "eve")
+    await revoked_from_room(eve_ws, public, "banned")
+    reply = await eve_ws.request("subscribe", f"chat:{public}")
+    assert reply["op"] == "error" and reply["code"] == "forbidden"
+    await say(a, alice, public, "after the ban")
+    await message_seen(dan_ws, f"chat:{public}", "after the ban")
+    no_room_frames(await until_pong(eve_ws), public)
+
+    # Made private: readers who are not members go; members stay.
+    await moderate(a, alice, public, "unban", "eve")
+    await subscribe(eve_ws, f"chat:{public}")
+    status, body, _ = await a.call(
+        "PATCH", f"/api/chat/rooms/{public}", alice, json={"visibility": "invite"}
+    )
+    assert status == 200, body
+    assert await eve_ws.recv(10.0) == unsubscribed(f"chat:{public}", "room_private")
+    await say(a, alice, public, "now private")
+    await message_seen(dan_ws, f"chat:{public}", "now private")
+    no_room_frames(await until_pong(eve_ws), public)
+    reply = await eve_ws.request("subscribe", f"chat:{public}")
+    assert reply["op"] == "error" and reply["code"] == "forbidden"
+
+    for sock in (*bobs, carl_ws, dan_ws, eve_ws, alice_ws):
+        await sock.ws.close()
+
+
+async def test_chat_leave_kick_ban_and_private_end_live_access(
+    tmp_path: Path, backend: str
+) -> None:
+    async with running(tmp_path, backend) as c:
+        await check_chat_revocations(c, c)
+
+
+async def check_demotion(a: Client, b: Client, admin: str, boss: str) -> None:
+    """``admin`` (an admin, socket on ``b``) is demoted by ``boss`` over ``a``: the admin-only
+    topics go, the others stay, the socket stays open."""
+    _, me, _ = await b.call("GET", "/api/auth/me", admin)
+    other = await b.register("someone")
+    _, them, _ = await b.call("GET", "/api/auth/me", other)
+    sock = await b.ws(admin)
+    kept = [f"user:{me['id']}", "broadcast:news", "guestbook:main"]
+    lost = ["bus:guestbook.*", "admin:activity", f"user:{them['id']}"]
+    await subscribe(sock, *kept, *lost)
+    status, body, _ = await a.call("PATCH", f"/api/users/{me['id']}", boss, json={"role": "user"})
+    assert status == 200, body
+    frames = [await sock.recv(10.0) for _ in lost]
+    assert sorted(frames, key=lambda f: str(f["topic"])) == sorted(
+        (unsubscribed(t, "role_changed") for t in lost), key=lambda f: str(f["topic"])
+    )
+    # A bus event, a user's feed and a broadcast after the demotion: only the last arrives.
+    status, _, _ = await a.call("POST", "/api/guestbook/entries", other, json={"text": "hi"})
+    assert status == 201
+    await a.call(
+        "POST", "/api/realtime/publish", boss, json={"topic": f"user:{them['id']}", "data": 1}
+    )
+    await a.call(
+        "POST", "/api/realtime/publish", boss, json={"topic": "broadcast:news", "data": {"n": 2}}
+    )
+    assert (await next_event(sock, "broadcast:news")) == {"n": 2}
+    frames = await until_pong(sock)
+    assert not [f for f in frames if f.get("topic") in lost], frames
+    reply = await sock.request("subscribe", "bus:guestbook.*")
+    assert reply["op"] == "error" and reply["code"] == "forbidden"
+    await sock.ws.close()
+
+
+async def test_a_demoted_admin_keeps_the_socket_but_not_the_admin_topics(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        boss = await c.admin("boss")
+        await check_demotion(c, c, await c.admin("ops"), boss)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_revocations_reach_every_node(tmp_path: Path) -> None:
+    """Two nodes on PostgreSQL + Redis: every change is made through node A, the sockets
+    that lose access (and those that keep it) are on node B."""
+    async with pg_schema() as schema:
+        config = tmp_path / "cluster.yaml"
+        config.write_text(
+            cluster_yaml(
+                schema,
+                f"data_dir: {tmp_path / 'data'}\nplugins: {{guestbook: {{enabled: true}}}}\n",
+            )
+        )
+        nodes: list[NodeProcess] = []
+        try:
+            for name in ("node-a", "node-b"):
+                nodes.append(spawn_node(config, {"SYNCSTREAM_CLUSTER__NODE_ID": name}))
+            for node in nodes:
+                await node.wait_ready()
+            async with aiohttp.ClientSession() as session:
+                a, b = (Client(node.base, session) for node in nodes)
+                boss = await make_admin(config, a, "boss")
+                ops = await make_admin(config, b, "ops")
+                await check_chat_revocations(a, b)
+                await check_demotion(a, b, ops, boss)
+        finally:
+            for node in nodes:
+                node.stop()
+
+
+async def make_admin(config: Path, client: Client, name: str) -> str:
+    """An admin made with the CLI (against the shared store), logged in on ``client``."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "syncstream", "user", "create", name, "--admin",
+        "--password-stdin", "--config", str(config),
+        stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await proc.communicate((PASSWORD + "\n").encode())
+    assert proc.returncode == 0, err
+    return await client.login(name)
