@@ -249,3 +249,66 @@ async def make_admin(config: Path, client: Client, name: str) -> str:
     _, err = await proc.communicate((PASSWORD + "\n").encode())
     assert proc.returncode == 0, err
     return await client.login(name)
+
+
+async def unsubscribe_reason(sock: Socket, topic: str) -> str:
+    """Skip the topic's ephemeral events (presence) until it ends; the reason given."""
+    while True:
+        frame = await sock.recv(10.0)
+        if frame["op"] == "unsubscribe":
+            assert frame["topic"] == topic, frame
+            return str(frame["data"]["reason"])
+        assert frame["op"] == "event" and frame.get("ephemeral"), frame
+
+
+async def test_calls_drop_who_is_removed_leaves_or_is_left_when_it_ends(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        root = await c.admin()
+        alice, bob, carl, dan = [await c.register(n) for n in ("alice", "bob", "carl", "dan")]
+        ids = {}
+        for token in (bob, carl):
+            ids[token] = (await c.call("GET", "/api/auth/me", token))[1]["id"]
+        status, call, _ = await c.call(
+            "POST", "/api/calls", alice, json={"usernames": ["bob", "carl", "dan"], "kind": "group"}
+        )
+        assert status == 201, call
+        topic = f"call:{call['id']}"
+        socks = {}
+        for token in (bob, carl, dan):
+            status, body, _ = await c.call("POST", f"/api/calls/{call['id']}/accept", token)
+            assert status == 200, body
+        for token in (alice, bob, carl, dan):
+            socks[token] = await c.ws(token)
+            await subscribe(socks[token], topic)
+
+        # The host removes bob: his socket leaves the topic, he cannot come back.
+        removal = {"moderate": {"action": "remove", "user": ids[bob]}}
+        reply = await socks[alice].request("publish", topic, removal)
+        assert reply["op"] == "reply" and reply["data"] == {"removed": ids[bob]}, reply
+        assert await unsubscribe_reason(socks[bob], topic) == "removed"
+        status, problem, _ = await c.call("POST", f"/api/calls/{call['id']}/accept", bob)
+        assert status == 403 and problem["code"] == "removed_from_call"
+        reply = await socks[bob].request("subscribe", topic)
+        assert reply["op"] == "error" and reply["code"] == "forbidden"
+
+        # Carl hangs up: his socket leaves the topic; dan hears him go, bob hears nothing.
+        status, _, _ = await c.call("POST", f"/api/calls/{call['id']}/leave", carl)
+        assert status == 200
+        assert await unsubscribe_reason(socks[carl], topic) == "left"
+        while True:
+            (frame,) = await socks[dan].events(1, 10.0, ephemeral=True)
+            if frame["data"] == {
+                "presence": "leave",
+                "user": {**frame["data"]["user"], "user_id": ids[carl]},
+            }:
+                break
+        for token in (bob, carl):
+            assert not [f for f in await until_pong(socks[token]) if f.get("topic") == topic]
+
+        # An admin ends the call: everyone still on the topic leaves it.
+        status, ended, _ = await c.call("POST", f"/api/calls/{call['id']}/end", root)
+        assert status == 200 and ended["status"] == "ended"
+        for token in (alice, dan):
+            assert await unsubscribe_reason(socks[token], topic) == "call_ended"
+        for sock in socks.values():
+            await sock.ws.close()
