@@ -11,6 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from syncstream import Namespace, User
+from syncstream.realtime.revocation import Revocation
+
 from .support import (
     PASSWORD,
     Client,
@@ -312,3 +315,79 @@ async def test_calls_drop_who_is_removed_leaves_or_is_left_when_it_ends(tmp_path
             assert await unsubscribe_reason(socks[token], topic) == "call_ended"
         for sock in socks.values():
             await sock.ws.close()
+
+
+async def test_a_subscribe_overtaken_by_a_revocation_is_checked_again(tmp_path: Path) -> None:
+    """The permission check ran before the revocation and the subscription was made after
+    it: the revocation had nothing to drop yet, so the subscribe checks again and fails."""
+    async with running(tmp_path) as c:
+        assert c.server is not None and c.server.core is not None
+        gateway = c.server.core.gateway
+        grants: list[bool] = []
+        granted, checking, answer = [True], asyncio.Event(), asyncio.Event()
+
+        async def may_enter(user: User, topic: str) -> bool:
+            verdict = granted[0]
+            grants.append(verdict)
+            if len(grants) == 1:  # the first check is slow: the revocation overtakes it
+                checking.set()
+                await answer.wait()
+            return verdict
+
+        gateway.register(Namespace("vault", can_subscribe=may_enter))
+        token = await c.register("vic")
+        _, me, _ = await c.call("GET", "/api/auth/me", token)
+        sock = await c.ws(token)
+        request = await sock.send("subscribe", "vault:gold")
+        await checking.wait()
+        granted[0] = False
+        await gateway.revoke(me["id"], "vault:*", "kicked")
+        answer.set()
+        reply = await sock.recv(10.0)
+        assert reply["id"] == request and reply["op"] == "error", reply
+        assert reply["code"] == "forbidden" and grants == [True, False]
+        await gateway.publish("vault:gold", {"n": 1})
+        assert await until_pong(sock) == []
+        await sock.ws.close()
+
+
+async def test_a_recheck_holds_the_topic_until_it_answers(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        assert c.server is not None and c.server.core is not None
+        gateway = c.server.core.gateway
+        verdict, answer = [True], asyncio.Event()
+        answer.set()
+
+        async def may_read(user: User, topic: str) -> bool:
+            await answer.wait()
+            return verdict[0]
+
+        gateway.register(Namespace("club", can_subscribe=may_read))
+        sock = await c.ws(await c.register("una"))
+        await subscribe(sock, "club:a", "club:b")
+        for still, expected in ((True, [1, 2, 3]), (False, [])):
+            answer.clear()
+            verdict[0] = still
+            await gateway.revoke(None, "club:a", "policy", recheck=True)
+            for n in (1, 2, 3):
+                await gateway.publish("club:a", n)
+            await gateway.publish("club:b", "other")  # not rechecked: not held
+            assert [(f["topic"], f["data"]) for f in await until_pong(sock)] == [
+                ("club:b", "other")
+            ]
+            answer.set()
+            if not still:
+                assert await sock.recv(10.0) == unsubscribed("club:a", "policy")
+            assert [f["data"] for f in await until_pong(sock)] == expected
+        await sock.ws.close()
+
+
+def test_revocation_patterns_and_notices() -> None:
+    revocation = Revocation.of(["chat:r1", "typing:*"], "kicked", "u1", False, "node-a")
+    assert revocation.matches("chat:r1") and revocation.matches("typing:r9")
+    assert not revocation.matches("chat:r10") and not revocation.matches("chat:r")
+    assert Revocation.from_notice(revocation.notice()) == revocation
+    for bad in (None, [], {"patterns": "chat:*"}, {"patterns": []}, {"patterns": [""]},
+                {"patterns": ["x:*"], "user_id": 7}, {"patterns": ["x:*"] * 33}):  # fmt: skip
+        with pytest.raises(ValueError):
+            Revocation.from_notice(bad)
