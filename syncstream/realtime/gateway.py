@@ -189,6 +189,7 @@ class Gateway:
         await self.broker.start(self._deliver)
         await self.broker.subscribe(NOTICE_TOPIC)
         self._refresher = asyncio.create_task(self._refresh_presence())
+        self.auth.role_hooks.append(self._role_changed)
         self._unlisten = [
             self.bus.listen("user.banned", self._on_banned),
             self.bus.listen("auth.tokens_revoked", self._on_revoked),
@@ -199,6 +200,8 @@ class Gateway:
         """Close every socket with 1001 (going away) and stop the broker."""
         for unlisten in self._unlisten:
             unlisten()
+        if self._role_changed in self.auth.role_hooks:
+            self.auth.role_hooks.remove(self._role_changed)
         self._flush()
         if self._refresher:
             self._refresher.cancel()
@@ -673,22 +676,18 @@ class Gateway:
             if conn.user.id == event.data.get("user_id"):
                 self._close(conn, CLOSE_FORBIDDEN, "account banned")
 
+    async def _role_changed(self, user_id: str, role: Role) -> None:
+        """Auth's hook, awaited before a role change returns: the user's sockets on every
+        node take the new role and keep only the subscriptions it still allows (an admin
+        demoted loses ``bus:*``, ``admin:*``, others' ``user:*``)."""
+        await self._broadcast(Revocation.of("*", "role_changed", user_id, True, self.node_id, role))
+
     def _on_role_changed(self, event: Event) -> None:
-        """The user's sockets take the new role at once, and keep only the subscriptions it
-        still allows (an admin demoted loses ``bus:*``, ``admin:*``, others' ``user:*``).
-        A role this gateway does not know closes them instead (reconnect afresh)."""
+        """The same from the bus, for a change the hook did not see (made by another
+        process); sockets that have the role already are left alone."""
         user_id, role = event.data.get("user_id"), event.data.get("role")
-        self._revocations += 1
-        for conn in list(self.connections):
-            if conn.user.id != user_id or conn.closing:
-                continue
-            if role not in get_args(Role):
-                self._close(conn, CLOSE_UNAUTHORIZED, "role changed: reconnect")
-                continue
-            user = dataclasses.replace(conn.user, role=cast(Role, role))
-            conn.session = dataclasses.replace(conn.session, user=user)
-            for topic in list(conn.topics):
-                self._recheck(conn, topic, "role_changed")
+        if isinstance(user_id, str) and isinstance(role, str):
+            self._apply(Revocation.of("*", "role_changed", user_id, True, self.node_id, role))
 
     # --- revoking access to topics (see .revocation) --------------------------------------
 
@@ -706,7 +705,9 @@ class Gateway:
         ``can_subscribe`` now refuses go. Call it after the change that revokes access is
         stored and before the change is acknowledged or announced: nothing published after
         it returns reaches a revoked socket."""
-        revocation = Revocation.of(topics, reason, user_id, recheck, self.node_id)
+        await self._broadcast(Revocation.of(topics, reason, user_id, recheck, self.node_id))
+
+    async def _broadcast(self, revocation: Revocation) -> None:
         self._apply(revocation)
         await self.broker.publish(NOTICE_TOPIC, revocation.notice(), ephemeral=True)
 
@@ -727,6 +728,14 @@ class Gateway:
                 revocation.user_id is not None and conn.user.id != revocation.user_id
             ):
                 continue
+            if revocation.role is not None:
+                if conn.user.role == revocation.role:
+                    continue  # applied already (the notice and the bus event both come)
+                if revocation.role not in get_args(Role):
+                    self._close(conn, CLOSE_UNAUTHORIZED, "role changed: reconnect")
+                    continue
+                user = dataclasses.replace(conn.user, role=cast(Role, revocation.role))
+                conn.session = dataclasses.replace(conn.session, user=user)
             for topic in [t for t in conn.topics if revocation.matches(t)]:
                 if revocation.recheck:
                     self._recheck(conn, topic, revocation.reason)
