@@ -490,13 +490,15 @@ class Gateway:
         except BaseException:
             await self._unsubscribe(conn, topic)
             raise
-        if topic not in conn.topics:  # revoked while the position was being read
-            raise Problem(403, "forbidden", f"your access to {topic} was revoked")
         reply: dict[str, Any] = {"seq": top, "epoch": current_epoch, "recovered": recovered}
         if namespace.presence:
             await self.presence.add(topic, conn.id, self._presence_info(conn))
             if namespace.presence_events:
                 reply["presence"] = await self._presence_list(topic)
+        if topic not in conn.topics:  # revoked while it was being set up
+            if namespace.presence:
+                await self.presence.remove(topic, conn.id)
+            raise Problem(403, "forbidden", f"your access to {topic} was revoked")
         self._send(conn, "reply", id=frame.get("id"), topic=topic, data=reply)
         # Replay what was missed, then what arrived meanwhile, without duplicates; a client
         # that did not ask to resume starts at the position in the reply.
