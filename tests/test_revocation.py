@@ -14,6 +14,7 @@ import pytest
 from syncstream import Namespace, User
 from syncstream.realtime.revocation import Revocation
 
+from .browser import CHROMIUM, chromium_page
 from .support import (
     PASSWORD,
     Client,
@@ -24,6 +25,8 @@ from .support import (
     running,
     spawn_node,
 )
+
+FAKE_MEDIA = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
 
 
 def unsubscribed(topic: str, reason: str) -> dict[str, Any]:
@@ -391,3 +394,36 @@ def test_revocation_patterns_and_notices() -> None:
                 {"patterns": ["x:*"], "user_id": 7}, {"patterns": ["x:*"] * 33}):  # fmt: skip
         with pytest.raises(ValueError):
             Revocation.from_notice(bad)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+async def test_the_call_page_says_its_user_was_removed(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice, bob, carl = [await c.register(n) for n in ("alice", "bob", "carl")]
+        _, bob_me, _ = await c.call("GET", "/api/auth/me", bob)
+        body = {"usernames": ["bob", "carl"], "kind": "group", "route": "p2p"}
+        _, call, _ = await c.call("POST", "/api/calls", alice, json=body)
+        for token in (bob, carl):
+            assert (await c.call("POST", f"/api/calls/{call['id']}/accept", token))[0] == 200
+        host = await c.ws(alice)
+        topic = f"call:{call['id']}"
+        await subscribe(host, topic)
+        page_url = c.url(f"/call#token={bob}&call={call['id']}")
+        async with chromium_page(page_url, *FAKE_MEDIA) as page:
+            shown = "document.getElementById('state').textContent"
+            for _ in range(200):  # the page has its camera and is on the call's topic
+                if await page.evaluate(shown) == "waiting for the caller…":
+                    break
+                await asyncio.sleep(0.1)
+            while True:  # its subscription's presence join reached the host
+                (join,) = await host.events(1, 10.0, ephemeral=True)
+                if join["data"]["user"]["user_id"] == bob_me["id"]:
+                    break
+            removal = {"moderate": {"action": "remove", "user": bob_me["id"]}}
+            assert (await host.request("publish", topic, removal))["op"] == "reply"
+            for _ in range(200):
+                if await page.evaluate(shown) == "out of the call (removed)":
+                    break
+                await asyncio.sleep(0.1)
+            assert await page.evaluate(shown) == "out of the call (removed)"
+        await host.ws.close()

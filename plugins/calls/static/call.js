@@ -149,6 +149,12 @@
     $("recording").hidden = !state.recording;
     $("record").textContent = state.recording ? "Stop recording" : "Record";
   }
+  function stop(text) {
+    peers.forEach((pc) => pc.close());
+    sfu.publisher?.close();
+    sfu.subscriber?.close();
+    show(text);
+  }
   ws.onmessage = async ({ data }) => {
     const frame = JSON.parse(data);
     if (frame.op === "hello") {
@@ -156,6 +162,11 @@
       send("subscribe", topic);
       if (call.route === "sfu") startSfu();
       else show("waiting for the caller…");
+      return;
+    }
+    if (frame.op === "unsubscribe" && frame.topic === topic) {
+      // Removed by the host or left (elsewhere); an ended call says so in its call.state.
+      if (frame.data.reason !== "call_ended") stop(`out of the call (${frame.data.reason})`);
       return;
     }
     if (frame.op === "error") {
@@ -172,12 +183,7 @@
       else await fromPeer(event.from, event.signal);
     } else if (event.type === "call.state") {
       followCall(event.call);
-      if (event.call.status === "ended") {
-        peers.forEach((pc) => pc.close());
-        sfu.publisher?.close();
-        sfu.subscriber?.close();
-        show(`ended (${event.call.end_reason})`);
-      }
+      if (event.call.status === "ended") stop(`ended (${event.call.end_reason})`);
     } else if (event.type === "call.speaker") {
       sfu.tiles.forEach((el) => {
         el.classList.toggle("speaking", el.dataset.user === event.user_id && el.dataset.kind === "video");
