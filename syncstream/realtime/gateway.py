@@ -6,8 +6,9 @@ Server frames: ``hello``, ``reply`` (to an ``id``), ``error`` (stable ``code``),
 (``seq``/``epoch`` per topic), ``pong``, and ``unsubscribe`` when the server ends a
 subscription because the user's access to the topic was revoked:
 ``{"op": "unsubscribe", "topic": T, "data": {"reason": R}}`` (R as the revoker said: ``left``,
-``kicked``, ``banned``, ``room_private``, ``call_left``, ``role_changed`` ...). Nothing published
-on T after the revocation reaches that socket; see :mod:`.revocation` and :meth:`Gateway.revoke`.
+``kicked``, ``banned``, ``room_private``, ``removed``, ``call_ended``, ``role_changed`` ...).
+Nothing published on T after the revocation reaches that socket; see :mod:`.revocation` and
+:meth:`Gateway.revoke`.
 
 Topics are ``<namespace>:<name>``. Plugins register namespaces with their permission checks.
 The core namespaces: ``user:<user id>`` (that user's private feed), ``broadcast:<name>`` (any
