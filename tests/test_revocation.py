@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from syncstream import Namespace, User
-from syncstream.realtime.revocation import Revocation
+from syncstream.realtime.revocation import NOTICE_TOPIC, Revocation
 
 from .browser import CHROMIUM, chromium_page
 from .support import (
@@ -427,3 +427,17 @@ async def test_the_call_page_says_its_user_was_removed(tmp_path: Path) -> None:
                 await asyncio.sleep(0.1)
             assert await page.evaluate(shown) == "out of the call (removed)"
         await host.ws.close()
+
+
+async def test_clients_can_neither_hear_nor_forge_revocations(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        token = await c.register("mal")
+        sock = await c.ws(token)
+        for op in ("subscribe", "publish"):
+            reply = await sock.request(op, NOTICE_TOPIC, {"patterns": ["*"], "reason": "x"})
+            assert reply["op"] == "error" and reply["code"] == "invalid_topic", reply
+        status, body, _ = await c.call(
+            "POST", "/api/realtime/publish", token, json={"topic": NOTICE_TOPIC, "data": {}}
+        )
+        assert status == 400 and body["code"] == "invalid_topic"
+        await sock.ws.close()
