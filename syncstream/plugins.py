@@ -56,7 +56,9 @@ class PluginContext:
     """Everything a plugin may use. ``api`` registers JSON routes under ``/api/<name>``;
     ``app.router`` is there for anything else (static files, media); ``services`` holds what
     plugins provide each other (see :mod:`syncstream.services`); ``oversight`` takes what
-    they show the operator (see :mod:`syncstream.oversight`)."""
+    they show the operator (see :mod:`syncstream.oversight`). ``gateway.revoke`` ends
+    users' live subscriptions when a plugin takes their access away (see
+    :mod:`syncstream.realtime.revocation`)."""
 
     name: str
     config: Any

@@ -41,7 +41,7 @@ async def setup(ctx: PluginContext) -> None:
     ctx.gateway.register(
         Namespace(
             "call",
-            can_subscribe=lambda user, topic: service.is_member(user, topic.split(":", 1)[1]),
+            can_subscribe=lambda user, topic: service.may_listen(user, topic.split(":", 1)[1]),
             can_publish=lambda user, topic: True,
             on_publish=on_publish,
             presence=True,

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from syncstream import Problem
 
-State = Literal["ringing", "joined", "declined", "missed", "busy", "left"]
+State = Literal["ringing", "joined", "declined", "missed", "busy", "left", "removed"]
 
 
 @dataclass
@@ -72,6 +72,8 @@ class Call:
         self._live()
         participant = self.member(user_id)
         rejoin = self.kind == "group" and self.status == "active"
+        if participant.state == "removed":
+            raise Problem(403, "removed_from_call", "the host removed you from this call")
         if participant.state == "joined":
             raise Problem(409, "already_joined", "you are in this call")
         if participant.state != "ringing" and not rejoin:
@@ -95,6 +97,17 @@ class Call:
         if participant.state != "joined":
             raise Problem(409, "not_joined", "you are not in the call")
         participant.state, participant.left_at = "left", now
+        self._settle(now)
+
+    def remove(self, user_id: str, now: float) -> None:
+        """The host takes a participant (or an invitation) out of the call for good."""
+        self._live()
+        participant = self.member(user_id)
+        if participant.state == "removed":
+            raise Problem(409, "already_removed", "that participant was removed already")
+        if participant.state == "joined":
+            participant.left_at = now
+        participant.state = "removed"
         self._settle(now)
 
     def cancel(self, user_id: str, now: float) -> None:
@@ -125,7 +138,7 @@ class Call:
         if self.status == "ringing":
             if not ringing:  # nobody answered: why not, from the last invitation
                 states = {p.state for p in self.participants.values() if p.user_id != self.host_id}
-                reason = next(s for s in ("missed", "busy", "declined") if s in states)
+                reason = next(s for s in ("missed", "busy", "declined", "removed") if s in states)
                 self._end(reason, now)
             elif self.host_id not in joined:
                 self._end("cancelled", now)

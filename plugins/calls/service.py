@@ -12,7 +12,9 @@ their microphone/camera/screen state as ``{"media": {...}}`` and what each of th
 is as ``{"tracks": {track id: "camera" | "screen" | ...}}``; nothing they publish is
 broadcast as is: the server checks it and forwards it. A participant stays subscribed to
 ``call:<id>`` while in the call: one whose sockets are all gone for ``leave_after_seconds``
-is taken out of it.
+is taken out of it. Who leaves the call (hangs up, is lost, banned, or removed by the host)
+loses ``call:<id>`` on every node at once (an ``unsubscribe`` frame: ``left`` or
+``removed``), and everyone does when the call ends (``call_ended``).
 """
 
 from __future__ import annotations
@@ -160,9 +162,11 @@ class CallService:
             await self.bus.fire("call.missed", {"call_id": call.id, "user_id": user_id})
         await self._changed(call)
 
-    def is_member(self, user: User, call_id: str) -> bool:
+    def may_listen(self, user: User, call_id: str) -> bool:
+        """Whether ``user`` may subscribe to ``call:<id>``: while invited or in the call."""
         call = self.calls.get(call_id)
-        return call is not None and user.id in call.participants
+        participant = None if call is None else call.participants.get(user.id)
+        return participant is not None and participant.state in ("ringing", "joined")
 
     def call_of(self, user: User, call_id: str) -> Call:
         call = self.calls.get(call_id)
@@ -200,6 +204,7 @@ class CallService:
         """Hang up: out of the call, and out of its SFU room (connections closed)."""
         call.leave(user_id, now)
         await self.rooms.leave(call.id, user_id)
+        await self.gateway.revoke(user_id, f"call:{call.id}", "left")
 
     async def _changed(self, call: Call) -> None:
         """Store the call, tell every participant, and forget it once it has ended."""
@@ -223,6 +228,7 @@ class CallService:
             )
         if call.status == "ended":
             await self.rooms.end(call)
+            await self.gateway.revoke(None, f"call:{call.id}", "call_ended")
             call.recording = None
             self.calls.pop(call.id, None)
             timer = self.ring_timers.pop(call.id, None)
@@ -285,6 +291,8 @@ class CallService:
         ``lock`` they cannot unmute it themselves — or unlocks it again."""
         if user.id != call.host_id:
             raise Problem(403, "not_host", "only the host moderates the call")
+        if isinstance(order, dict) and order.get("action") == "remove":
+            return await self._remove(call, user, order.get("user"))
         if (
             not isinstance(order, dict)
             or order.get("action") not in ("mute", "unlock")
@@ -295,7 +303,7 @@ class CallService:
             raise Problem(
                 422, "invalid_moderation",
                 f"moderate is {{action: mute | unlock, media: {' | '.join(MEDIA)},"
-                " user: a user id | all, lock: bool}",
+                " user: a user id | all, lock: bool} or {action: remove, user: a user id}",
             )  # fmt: skip
         media: str = order["media"]
         if order["user"] == "all":
@@ -320,6 +328,23 @@ class CallService:
         )  # fmt: skip
         await self._changed(call)
         return {"moderated": [p.user_id for p in targets]}
+
+    async def _remove(self, call: Call, host: User, user_id: Any) -> dict[str, Any]:
+        """The host takes a participant out of the call for good: out of its SFU room and
+        off ``call:<id>`` on every node before anyone hears of it."""
+        if not isinstance(user_id, str) or user_id == host.id:
+            raise Problem(422, "invalid_moderation", "remove: the user id of another participant")
+        participant = call.participants.get(user_id)
+        if participant is None:
+            raise Problem(404, "not_in_call", "that user is not part of this call")
+        joined = participant.state == "joined"
+        call.remove(user_id, time.time())
+        if joined:
+            await self.rooms.leave(call.id, user_id)
+        await self.gateway.revoke(user_id, f"call:{call.id}", "removed")
+        await self.bus.fire("call.removed", {"call_id": call.id, "by": host.id, "user_id": user_id})
+        await self._changed(call)
+        return {"removed": user_id}
 
     # -- recording --------------------------------------------------------------------------
 

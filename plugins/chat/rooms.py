@@ -65,11 +65,14 @@ class Rooms:
         )
 
     async def readable(self, user: User, room_id: str) -> tuple[Row, Row | None]:
-        """The room and the caller's membership; public rooms are readable by anyone."""
+        """The room and the caller's membership; public rooms are readable by anyone not
+        banned from them (a ban removes the membership, so members need no look-up)."""
         room = await self.get(room_id)
         member = await self.member(room["id"], user.id)
-        if member is None and not (room["visibility"] == "public" and room["kind"] != "direct"):
-            raise Problem(404, "room_not_found", f"no room {room_id[:64]}")
+        if member is None:
+            if not (room["visibility"] == "public" and room["kind"] != "direct"):
+                raise Problem(404, "room_not_found", f"no room {room_id[:64]}")
+            await self.check_not_banned(room["id"], user.id)
         return room, member
 
     async def joined(self, user: User, room_id: str, role: Role = "member") -> tuple[Row, Row]:

@@ -165,6 +165,8 @@ def register(api: ScopedApi, chat: ChatService) -> None:
             await chat.audit.record(
                 "chat.room_changed", actor_id=call.user.id, target=room["id"], **body
             )
+            if body.get("visibility") == "invite":  # readers who are not members lose it
+                await chat.revoke(room["id"], None, "room_private", recheck=True)
         room = await rooms.get(room["id"])
         await chat.gateway.publish(
             f"chat:{room['id']}", {"type": "room", "room": room_public(room)}
@@ -188,6 +190,7 @@ def register(api: ScopedApi, chat: ChatService) -> None:
         if room["kind"] == "direct":
             raise Problem(409, "direct_room", "direct chats cannot be left; block instead")
         await rooms.remove_member(room["id"], call.user.id)
+        await chat.revoke(room["id"], call.user.id, "left")
         await chat.gateway.publish(f"chat:{room['id']}", {"type": "leave", "user_id": call.user.id})
 
     @api.route("GET", ROOM + "/members")

@@ -140,6 +140,15 @@ class ChatService:
         await self.gateway.publish(f"chat:{row['room_id']}", {"type": kind, "message": message})
         return message
 
+    async def revoke(
+        self, room_id: str, user_id: str | None, reason: str, *, recheck: bool = False
+    ) -> None:
+        """End live access to the room (its ``chat:`` and ``typing:`` topics) on every node:
+        ``user_id``'s (None: everyone's, with ``recheck``: those who may no longer read it).
+        Called after the change is stored and before it is announced."""
+        topics = (f"chat:{room_id}", f"typing:{room_id}")
+        await self.gateway.revoke(user_id, topics, reason, recheck=recheck)
+
     # -- changing ---------------------------------------------------------------------------
 
     async def edit(self, user: User, room_id: str, message_id: str, text: str) -> Row:
@@ -288,6 +297,7 @@ class ChatService:
         elif action == "kick":
             if not await self.rooms.remove_member(room["id"], target.id):
                 raise Problem(404, "member_not_found", "that user is not in the room")
+            await self.revoke(room["id"], target.id, "kicked")
         elif action == "ban":
             await self.rooms.remove_member(room["id"], target.id)
             await self.store.execute(
@@ -296,6 +306,7 @@ class ChatService:
                 " until = excluded.until, reason = excluded.reason",
                 room["id"], target.id, until, user.id, reason, time.time(),
             )  # fmt: skip
+            await self.revoke(room["id"], target.id, "banned")
         elif action == "unban":
             await self.store.execute(
                 "DELETE FROM chat_bans WHERE room_id = ? AND user_id = ?", room["id"], target.id

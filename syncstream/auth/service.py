@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -142,6 +143,9 @@ class Auth:
             settings.login_per_ip_per_minute / 60.0, settings.login_per_ip_per_minute
         )
         self.sessions = SessionCache(bus, settings.session_cache_seconds)
+        # Awaited by set_role before it returns: the realtime gateway ends, on every node,
+        # the subscriptions the new role forbids (user id, new role).
+        self.role_hooks: list[Callable[[str, Role], Awaitable[None]]] = []
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -225,6 +229,8 @@ class Auth:
     ) -> User:
         user = await self.get_user(user_id)
         await self.store.execute("UPDATE users SET role = ? WHERE id = ?", role, user_id)
+        for hook in self.role_hooks:  # before the change is announced (audit, bus)
+            await hook(user_id, role)
         await self.audit.record(
             "user.role_changed", actor_id=actor.id, target=user_id, ip=ip, old=user.role, new=role
         )

@@ -3,7 +3,12 @@
 Frames are JSON ``{"op", "id"?, "topic"?, "data"?}``. Client ops: ``subscribe`` (with optional
 ``data.since`` + ``data.epoch`` to resume), ``unsubscribe``, ``publish``, ``presence``, ``ping``.
 Server frames: ``hello``, ``reply`` (to an ``id``), ``error`` (stable ``code``), ``event``
-(``seq``/``epoch`` per topic), ``pong``.
+(``seq``/``epoch`` per topic), ``pong``, and ``unsubscribe`` when the server ends a
+subscription because the user's access to the topic was revoked:
+``{"op": "unsubscribe", "topic": T, "data": {"reason": R}}`` (R as the revoker said: ``left``,
+``kicked``, ``banned``, ``room_private``, ``removed``, ``call_ended``, ``role_changed`` ...).
+Nothing published on T after the revocation reaches that socket; see :mod:`.revocation` and
+:meth:`Gateway.revoke`.
 
 Topics are ``<namespace>:<name>``. Plugins register namespaces with their permission checks.
 The core namespaces: ``user:<user id>`` (that user's private feed), ``broadcast:<name>`` (any
@@ -13,14 +18,15 @@ user reads, admins publish), ``bus:<pattern>`` (admins watch bus events live).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast, get_args
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -28,6 +34,7 @@ from aiohttp import WSMsgType, web
 from .. import jsoncodec
 from ..api import dumps
 from ..auth import Auth, Session, User
+from ..auth.service import Role
 from ..bus import Event, EventBus
 from ..config import RealtimeSettings
 from ..errors import Problem
@@ -35,6 +42,7 @@ from ..ids import new_id
 from ..metrics import Metrics
 from ..ratelimit import TokenBucket
 from .engine import Broker, PresenceManager, Publication
+from .revocation import NOTICE_TOPIC, Revocation
 from .socket import GatewaySocket
 from .wire import (
     CLOSE_FORBIDDEN,
@@ -50,6 +58,7 @@ log = structlog.get_logger(__name__)
 TOPIC_RE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.:@*~=+-]{1,200})$")
 PRESENCE_BATCH = 200  # sockets refreshed per turn of the event loop
 INBOX_LIMIT = 128  # frames waiting to be served before a socket's reading pauses
+SUBSCRIBE_CHECKS = 5  # permission checks a subscribe makes while revocations overtake them
 Check = Callable[[User, str], "bool | Awaitable[bool]"]
 PublishHook = Callable[[User, str, Any], Awaitable[Any]]
 
@@ -159,6 +168,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[None] | None = None
         self._unlisten: list[Callable[[], None]] = []
+        self._revocations = 0  # revocations applied here: a subscribe's check may be stale
         self.register(
             Namespace("user", can_subscribe=lambda u, t: u.is_admin or t == f"user:{u.id}")
         )
@@ -178,7 +188,9 @@ class Gateway:
         # fork check), ~2 % of a chess move when called per frame.
         self._loop = asyncio.get_running_loop()
         await self.broker.start(self._deliver)
+        await self.broker.subscribe(NOTICE_TOPIC)
         self._refresher = asyncio.create_task(self._refresh_presence())
+        self.auth.role_hooks.append(self._role_changed)
         self._unlisten = [
             self.bus.listen("user.banned", self._on_banned),
             self.bus.listen("auth.tokens_revoked", self._on_revoked),
@@ -189,6 +201,8 @@ class Gateway:
         """Close every socket with 1001 (going away) and stop the broker."""
         for unlisten in self._unlisten:
             unlisten()
+        if self._role_changed in self.auth.role_hooks:
+            self.auth.role_hooks.remove(self._role_changed)
         self._flush()
         if self._refresher:
             self._refresher.cancel()
@@ -221,6 +235,8 @@ class Gateway:
         :meth:`_write`, inlined: this loop runs once per subscriber per publication)."""
         subscribers = self._subs.get(pub.topic)
         if not subscribers:
+            if pub.topic == NOTICE_TOPIC:  # (no socket subscribes to it: off the hot path)
+                self._on_notice(pub)
             return
         wire = text_frame(pub.frame)
         unflushed = self._unflushed
@@ -442,8 +458,8 @@ class Gateway:
         topic = frame.get("topic")
         namespace = self.namespace_of(topic)
         assert isinstance(topic, str)
-        if not await allowed(namespace.can_subscribe, conn.user, topic):
-            raise Problem(403, "forbidden", f"you may not subscribe to {topic}")
+        await self._check_subscribe(conn, namespace, topic)
+        # From here to the registration below nothing awaits: no revocation slips between.
         if topic in conn.topics:
             raise Problem(409, "already_subscribed", f"already subscribed to {topic}")
         if len(conn.topics) >= self.settings.max_subscriptions:
@@ -480,6 +496,10 @@ class Gateway:
             await self.presence.add(topic, conn.id, self._presence_info(conn))
             if namespace.presence_events:
                 reply["presence"] = await self._presence_list(topic)
+        if topic not in conn.topics:  # revoked while it was being set up
+            if namespace.presence:
+                await self.presence.remove(topic, conn.id)
+            raise Problem(403, "forbidden", f"your access to {topic} was revoked")
         self._send(conn, "reply", id=frame.get("id"), topic=topic, data=reply)
         # Replay what was missed, then what arrived meanwhile, without duplicates; a client
         # that did not ask to resume starts at the position in the reply.
@@ -494,6 +514,18 @@ class Gateway:
                 topic, {"presence": "join", "user": self._presence_info(conn)}, ephemeral=True
             )
         return None
+
+    async def _check_subscribe(self, conn: Connection, namespace: Namespace, topic: str) -> None:
+        """403 unless the user may subscribe, by a check no revocation overtook: one applied
+        here while an awaited check ran may be meant for this very subscription, which was
+        not there yet to be dropped — so the check runs again."""
+        for _ in range(SUBSCRIBE_CHECKS):
+            seen = self._revocations
+            if not await allowed(namespace.can_subscribe, conn.user, topic):
+                raise Problem(403, "forbidden", f"you may not subscribe to {topic}")
+            if seen == self._revocations:
+                return
+        raise Problem(503, "try_again", "access to topics is changing: subscribe again")
 
     def _subscribe_bus(self, conn: Connection, topic: str) -> dict[str, Any]:
         pattern = topic.split(":", 1)[1]
@@ -530,18 +562,31 @@ class Gateway:
         return {}
 
     async def _unsubscribe(self, conn: Connection, topic: str) -> None:
+        if self._detach(conn, topic):
+            await self._release(conn, topic)
+
+    def _detach(self, conn: Connection, topic: str) -> bool:
+        """The socket gets nothing more of ``topic`` from now on (synchronous: a revocation
+        must take effect before the next publication is delivered). True if the engine
+        side is left to :meth:`_release`."""
         conn.topics.discard(topic)
         conn.recovering.pop(topic, None)
         unlisten = conn.bus_listeners.pop(topic, None)
         if unlisten is not None:
             unlisten()
-            return
+            return False
         subscribers = self._subs.get(topic)
         if subscribers is None or conn not in subscribers:
-            return
+            return False
         subscribers.discard(conn)
         if not subscribers:
             del self._subs[topic]
+        return True
+
+    async def _release(self, conn: Connection, topic: str) -> None:
+        """The engine side of an unsubscribe: the node's interest (unless another socket
+        subscribed since) and the socket's presence."""
+        if topic not in self._subs:
             await self.broker.unsubscribe(topic)
         namespace = self.namespaces.get(topic.split(":", 1)[0])
         if namespace is not None and namespace.presence:
@@ -634,11 +679,127 @@ class Gateway:
             if conn.user.id == event.data.get("user_id"):
                 self._close(conn, CLOSE_FORBIDDEN, "account banned")
 
+    async def _role_changed(self, user_id: str, role: Role) -> None:
+        """Auth's hook, awaited before a role change returns: the user's sockets on every
+        node take the new role and keep only the subscriptions it still allows (an admin
+        demoted loses ``bus:*``, ``admin:*``, others' ``user:*``)."""
+        await self._broadcast(Revocation.of("*", "role_changed", user_id, True, self.node_id, role))
+
     def _on_role_changed(self, event: Event) -> None:
-        """Topics are granted by role at subscribe time: a changed role reconnects afresh."""
+        """The same from the bus, for a change the hook did not see (made by another
+        process); sockets that have the role already are left alone."""
+        user_id, role = event.data.get("user_id"), event.data.get("role")
+        if isinstance(user_id, str) and isinstance(role, str):
+            self._apply(Revocation.of("*", "role_changed", user_id, True, self.node_id, role))
+
+    # --- revoking access to topics (see .revocation) --------------------------------------
+
+    async def revoke(
+        self,
+        user_id: str | None,
+        topics: str | Iterable[str],
+        reason: str,
+        *,
+        recheck: bool = False,
+    ) -> None:
+        """End subscriptions of ``user_id`` (None: of every user) to ``topics`` (topics, or
+        prefixes ending in ``*``) on every node, telling each socket ``reason`` in an
+        ``unsubscribe`` frame. With ``recheck`` only those whose namespace's
+        ``can_subscribe`` now refuses go. Call it after the change that revokes access is
+        stored and before the change is acknowledged or announced: nothing published after
+        it returns reaches a revoked socket."""
+        await self._broadcast(Revocation.of(topics, reason, user_id, recheck, self.node_id))
+
+    async def _broadcast(self, revocation: Revocation) -> None:
+        self._apply(revocation)
+        await self.broker.publish(NOTICE_TOPIC, revocation.notice(), ephemeral=True)
+
+    def _on_notice(self, pub: Publication) -> None:
+        """Another node's revocation (this node's own were applied when made)."""
+        try:
+            revocation = Revocation.from_notice(jsoncodec.loads(pub.frame).get("data"))
+        except (ValueError, AttributeError):
+            log.warning("realtime.bad_revocation", frame=pub.frame[:200])
+            return
+        if revocation.origin != self.node_id:
+            self._apply(revocation)
+
+    def _apply(self, revocation: Revocation) -> None:
+        self._revocations += 1
         for conn in list(self.connections):
-            if conn.user.id == event.data.get("user_id"):
-                self._close(conn, CLOSE_UNAUTHORIZED, "role changed: reconnect")
+            if conn.closing or (
+                revocation.user_id is not None and conn.user.id != revocation.user_id
+            ):
+                continue
+            if revocation.role is not None:
+                if conn.user.role == revocation.role:
+                    continue  # applied already (the notice and the bus event both come)
+                if revocation.role not in get_args(Role):
+                    self._close(conn, CLOSE_UNAUTHORIZED, "role changed: reconnect")
+                    continue
+                user = dataclasses.replace(conn.user, role=cast(Role, revocation.role))
+                conn.session = dataclasses.replace(conn.session, user=user)
+            for topic in [t for t in conn.topics if revocation.matches(t)]:
+                if revocation.recheck:
+                    self._recheck(conn, topic, revocation.reason)
+                else:
+                    self._revoke(conn, topic, revocation.reason)
+
+    def _revoke(self, conn: Connection, topic: str, reason: str) -> None:
+        """End one subscription now and tell the socket why."""
+        released = self._detach(conn, topic)
+        self._send(conn, "unsubscribe", topic=topic, data={"reason": reason})
+        if released:
+            self._spawn(self._release_quietly(conn, topic))
+
+    async def _release_quietly(self, conn: Connection, topic: str) -> None:
+        try:
+            await self._release(conn, topic)
+        except Exception:
+            log.exception("ws.unsubscribe_failed", conn=conn.id, topic=topic)
+
+    def _recheck(self, conn: Connection, topic: str, reason: str) -> None:
+        """Keep ``topic`` only if its namespace still lets the user subscribe. A check that
+        must be awaited holds the topic's publications for the socket meanwhile."""
+        namespace = self.namespaces.get(topic.split(":", 1)[0])
+        if namespace is None:
+            self._revoke(conn, topic, reason)
+            return
+        try:
+            result = namespace.can_subscribe(conn.user, topic)
+        except Exception:
+            log.exception("ws.recheck_failed", conn=conn.id, topic=topic)
+            result = False
+        if isinstance(result, bool) or not inspect.isawaitable(result):
+            if not result:
+                self._revoke(conn, topic, reason)
+            return
+        held: list[Publication] | None = None
+        if topic not in conn.recovering:  # (a subscribe in progress holds them already)
+            held = conn.recovering[topic] = []
+        self._spawn(self._settle(conn, topic, result, held, reason))
+
+    async def _settle(
+        self,
+        conn: Connection,
+        topic: str,
+        check: Awaitable[Any],
+        held: list[Publication] | None,
+        reason: str,
+    ) -> None:
+        try:
+            still = bool(await check)
+        except Exception:
+            log.exception("ws.recheck_failed", conn=conn.id, topic=topic)
+            still = False
+        if conn.closing or topic not in conn.topics:
+            return
+        if not still:
+            self._revoke(conn, topic, reason)
+        elif held is not None and conn.recovering.get(topic) is held:
+            del conn.recovering[topic]
+            for pub in held:
+                self._write(conn, text_frame(pub.frame))
 
     def _on_revoked(self, event: Event) -> None:
         revoked = set(event.data.get("token_ids") or ())

@@ -247,7 +247,9 @@
     if (view.route === "sfu") await startSfu();
     else startPeerToPeer(view);
   }
+  let over = false; // this page is out of its call
   function hangUp(reason) {
+    over = true;
     peers.forEach((_, userId) => drop(userId));
     sfu.publisher?.close();
     sfu.subscriber?.close();
@@ -292,6 +294,11 @@
       send("subscribe", `user:${me.id}`);
       const wanted = params.get("call");
       handled = handled.then(() => (wanted ? enter(wanted) : lobby()));
+      return;
+    }
+    if (frame.op === "unsubscribe" && frame.topic === topic) {
+      // Removed by the host or left from elsewhere; an ended call says so in its call.state.
+      if (!over && frame.data?.reason !== "call_ended") hangUp(`out of the call (${frame.data?.reason})`);
       return;
     }
     if (frame.op === "error" && frame.code !== "peer_not_joined") {
