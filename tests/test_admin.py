@@ -379,8 +379,13 @@ async def test_plugins_admin_actions_are_admin_only_and_audited(tmp_path: Path) 
         body = {"amount": 500, "reason": "tournament prize", "request_id": "r1"}
         status, done, _ = await c.call("POST", adjust, admin, json=body)
         assert status == 200 and done["balance"] == wallet["balance"] + 500
-        status, problem, _ = await c.call("POST", adjust, admin, json=body)
-        assert status == 409 and problem["code"] == "already_adjusted"
+        status, again, _ = await c.call("POST", adjust, admin, json=body)  # a retry: once
+        assert status == 200 and again == {**done, "replayed": True}
+        status, problem, _ = await c.call("POST", adjust, admin, json={**body, "amount": 7})
+        assert status == 409 and problem["code"] == "request_id_reused"
+        other = await c.admin("root2")  # the same request id from another admin: its own
+        status, theirs, _ = await c.call("POST", adjust, other, json={**body, "amount": 1})
+        assert status == 200 and not theirs["replayed"] and theirs["balance"] == done["balance"] + 1
         status, problem, _ = await c.call(
             "POST", adjust, admin, json={**body, "amount": -(10**8), "request_id": "r2"}
         )
@@ -409,5 +414,6 @@ async def test_plugins_admin_actions_are_admin_only_and_audited(tmp_path: Path) 
         assert status == 200 and gone["deleted_files"] == 1
         _, log, _ = await c.call("GET", "/api/admin/activity?user=root&limit=100", admin)
         actions = {a["action"] for a in log["activity"]}
+        assert [a["action"] for a in log["activity"]].count("blackjack.chips_adjusted") == 1
         assert {"chess.game_stopped", "call.ended_by_admin", "blackjack.chips_adjusted",
                 "file.link_revoked", "file.deleted"} <= actions  # fmt: skip

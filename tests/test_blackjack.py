@@ -179,11 +179,79 @@ async def test_refusals_replays_and_races_leave_balances_exact(tmp_path: Path) -
         if settled["phase"] == "settled":  # (not when alice's bet above opened a new round)
             status, again = await post(c, alice, tid, "bet", amount=100, request_id="dev-1")
             assert status == 200 and again["replayed"] is True  # a retry after the round
-            assert again["phase"] == "settled" and again["seats"] == settled["seats"]
+            assert again["phase"] == "betting" and again["round_id"] == settled["round_id"]
         for token in (alice, bob):
             await balance(c, token)  # ledger and balance agree
         status, problem = await post(c, alice, "f" * 32, "bet", amount=10, request_id=rid())
         assert status == 404 and problem["code"] == "table_not_found"
+
+
+async def test_request_ids_are_each_users_own(tmp_path: Path) -> None:
+    """Two players choosing the same request ids place two bets and make two moves; a
+    player's own retry gets its first answer back; ids the ledger uses itself ("welcome",
+    "return:<round>:<seat>") are out of a client's reach."""
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        tokens = {await me(c, alice): alice, await me(c, bob): bob}
+        tid = (await table(c, alice))["id"]
+        for token in (alice, bob):
+            assert (await post(c, token, tid, "sit"))[0] == 200
+        status, first = await post(c, alice, tid, "bet", amount=100, request_id="same")
+        assert status == 200 and "replayed" not in first and first["phase"] == "betting"
+        status, state = await post(c, bob, tid, "bet", amount=40, request_id="same")
+        assert status == 200 and "replayed" not in state, "bob's bet is not alice's"
+        assert state["phase"] != "betting" and state["seats"]["1"]["hands"][0]["bet"] == 40
+        assert await balance(c, bob) == 960
+        status, again = await post(c, alice, tid, "bet", amount=100, request_id="same")
+        assert status == 200 and again == {**first, "replayed": True}  # her first answer
+        assert await balance(c, alice) == 900
+        while True:  # both answer insurance and stand with the same ids
+            _, t, _ = await c.call("GET", f"/api/blackjack/tables/{tid}", alice)
+            if t["phase"] == "insurance":
+                seat = next(s for s in t["seats"].values() if s["insurance"] is None)
+                what, body = "insurance", {"take": False, "request_id": "same-ins"}
+            elif t["phase"] == "playing":
+                seat = t["seats"][str(t["turn"]["seat"])]
+                what, body = "act", {"action": "stand", "request_id": "same-act"}
+            else:
+                break
+            status, answer = await post(c, tokens[seat["user_id"]], tid, what, **body)
+            assert status == 200 and "replayed" not in answer, answer
+        assert t["phase"] == "settled"
+        for token, seat, staked in ((alice, "0", 100), (bob, "1", 40)):
+            back = sum(h["bet"] + h["net"] for h in t["seats"][seat]["hands"])
+            assert await balance(c, token) == 1000 - staked + back
+        # The ledger's own ids: a bet named "welcome" is a bet like any other.
+        before = await balance(c, bob)
+        status, state = await post(c, bob, tid, "bet", amount=10, request_id="welcome")
+        assert status == 200 and "replayed" not in state and await balance(c, bob) == before - 10
+
+
+async def test_a_step_cannot_take_the_id_of_the_rounds_return(tmp_path: Path) -> None:
+    """A double named like the settlement's return entry would have made the settlement
+    collide with it: no seat paid, the round stuck."""
+    async with running(tmp_path) as c:
+        alice = await c.register("alice")
+        tokens = {await me(c, alice): alice}
+        tid = (await table(c, alice, insurance=False))["id"]
+        assert (await post(c, alice, tid, "sit"))[0] == 200
+        paid = 0
+        for _ in range(40):  # until a doubled hand gets chips back
+            status, state = await post(c, alice, tid, "bet", amount=10, request_id=rid())
+            assert status == 200, state
+            if state["phase"] != "playing":
+                await play_out(c, tid, tokens)
+                continue
+            trap = f"return:{state['round_id']}:0"
+            status, state = await post(c, alice, tid, "act", action="double", request_id=trap)
+            assert status == 200 and state["phase"] == "settled", state
+            paid = sum(h["bet"] + h["net"] for h in state["seats"]["0"]["hands"])
+            if paid:
+                break
+        assert paid
+        _, ledger, _ = await c.call("GET", "/api/blackjack/wallet/ledger", alice)
+        assert (ledger["entries"][0]["kind"], ledger["entries"][0]["amount"]) == ("return", paid)
+        await balance(c, alice)
 
 
 def tokens_key(tokens: dict[str, str], token: str) -> str:

@@ -165,20 +165,23 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
 
     @api.route("POST", "/wallets/{user_id:[0-9a-f]{32}}/adjust", body=AdjustIn, auth="admin")
     async def adjust(call: Call[AdjustIn]) -> dict[str, Any]:
-        """Credit or debit a user's chips (admin; audited with the reason)."""
+        """Credit or debit a user's chips (admin; audited with the reason). Your retry with
+        the same request id answers the first entry again (``replayed``)."""
         body, user_id = call.body, call.param("user_id")
         if body.amount == 0:
             raise Problem(422, "zero_adjustment", "adjust by a number of chips other than 0")
         user = await service.auth.get_user(user_id)
-        entry = await wallets.adjust(user.id, body.amount, body.request_id)
-        await audit.record(
-            "blackjack.chips_adjusted", actor_id=call.user.id, target=user.id, ip=call.ip,
-            amount=body.amount, reason=body.reason,
-        )  # fmt: skip
+        entry = await wallets.adjust(user.id, body.amount, call.user.id, body.request_id)
+        if not entry.replayed:  # a retry was audited the first time
+            await audit.record(
+                "blackjack.chips_adjusted", actor_id=call.user.id, target=user.id, ip=call.ip,
+                amount=body.amount, reason=body.reason,
+            )  # fmt: skip
         return {
             "entry": entry.id,
             "amount": entry.amount,
             "balance": await wallets.balance(user.id),
+            "replayed": entry.replayed,
         }
 
     @api.route("GET", "/wallet/ledger", query=LedgerQuery)
