@@ -254,6 +254,45 @@ async def test_a_step_cannot_take_the_id_of_the_rounds_return(tmp_path: Path) ->
         await balance(c, alice)
 
 
+async def test_anyone_may_watch_without_signing_in(tmp_path: Path) -> None:
+    """Tables, their state, settled rounds and shoes are public reads; wallets, ledgers,
+    statistics and every step need a token; ``public_reads: false`` closes the reads."""
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        tokens = {await me(c, alice): alice, await me(c, bob): bob}
+        t = await table(c, alice, insurance=False)
+        tid = t["id"]
+        for token in (alice, bob):
+            assert (await post(c, token, tid, "sit"))[0] == 200
+        await post(c, alice, tid, "bet", amount=10, request_id=rid())
+        status, state = await post(c, bob, tid, "bet", amount=10, request_id=rid())
+        assert status == 200, state
+        status, listed, _ = await c.call("GET", "/api/blackjack/tables")
+        assert status == 200 and [x["id"] for x in listed["tables"]] == [tid]
+        status, seen, _ = await c.call("GET", f"/api/blackjack/tables/{tid}")
+        assert status == 200 and seen["seats"] == state["seats"]
+        if seen["phase"] == "playing":  # the hole card stays hidden from anyone
+            assert seen["dealer"] == {"cards": [state["dealer"]["cards"][0], "??"], "total": None}
+        assert "balance" not in str(seen)
+        await play_out(c, tid, tokens)
+        status, rounds, _ = await c.call("GET", f"/api/blackjack/rounds?table_id={tid}")
+        assert status == 200 and len(rounds["rounds"]) == 1
+        status, shoe, _ = await c.call("GET", f"/api/blackjack/shoes/{t['shoe']['id']}")
+        assert status == 200 and "seed" not in shoe  # not before the shoe is retired
+        private = ("/wallet", "/wallet/ledger", "/stats", "/users/alice/stats")
+        for path in private:
+            status, problem, _ = await c.call("GET", f"/api/blackjack{path}")
+            assert status == 401 and problem["code"] == "unauthorized", path
+        status, problem = await post(c, "", tid, "sit")
+        assert status == 401
+    async with running(tmp_path, **{"plugins.blackjack.public_reads": False}) as c:
+        for path in ("/tables", f"/tables/{tid}", "/rounds", f"/shoes/{t['shoe']['id']}"):
+            status, problem, _ = await c.call("GET", f"/api/blackjack{path}")
+            assert status == 401 and problem["code"] == "unauthorized", path
+        status, listed, _ = await c.call("GET", "/api/blackjack/tables", await c.login("bob"))
+        assert status == 200 and [x["id"] for x in listed["tables"]] == [tid]
+
+
 def tokens_key(tokens: dict[str, str], token: str) -> str:
     return next(user_id for user_id, t in tokens.items() if t == token)
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncstream import Call, Problem
-from syncstream.api import ScopedApi
+from syncstream.api import AuthLevel, ScopedApi
 from syncstream.audit import Audit
 
 from .config import RulesIn
@@ -83,6 +83,9 @@ class AdjustIn(BaseModel):
 
 def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
     store, wallets = service.store, service.wallets
+    # What a spectator sees (tables, settled rounds, shoes) is public unless the operator
+    # asks for sign-in; wallets, ledgers and statistics stay with signed-in users.
+    read: AuthLevel = "public" if service.config.public_reads else "user"
 
     @api.route("POST", "/tables", body=TableIn, status=201)
     async def create_table(call: Call[TableIn]) -> dict[str, Any]:
@@ -92,7 +95,7 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
             raise Problem(422, "invalid_rules", "min_bet is above max_bet")
         return await service.create_table(call.user, call.body.name, Rules(**rules_in.model_dump()))
 
-    @api.route("GET", "/tables")
+    @api.route("GET", "/tables", auth=read)
     async def list_tables(call: Call[None]) -> dict[str, Any]:
         """Open tables with their rules, phase and seats taken."""
         return {
@@ -110,7 +113,7 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
             ]
         }
 
-    @api.route("GET", TABLE)
+    @api.route("GET", TABLE, auth=read)
     async def get_table(call: Call[None]) -> dict[str, Any]:
         """The table as anyone may see it (the hole card hidden until it is turned)."""
         return service.view(service.live(call.param("table_id")))
@@ -190,7 +193,7 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
         q: LedgerQuery = call.query
         return {"entries": await wallets.ledger(call.user.id, q.limit, q.before)}
 
-    @api.route("GET", "/rounds", query=RoundsQuery)
+    @api.route("GET", "/rounds", query=RoundsQuery, auth=read)
     async def rounds(call: Call[None]) -> dict[str, Any]:
         """Settled rounds, newest first (optionally of one table)."""
         q: RoundsQuery = call.query
@@ -235,7 +238,7 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
         assert row is not None
         return {"user_id": user_id, **{k: int(v or 0) for k, v in row.items()}}
 
-    @api.route("GET", "/shoes/{shoe_id:[0-9a-f]{32}}")
+    @api.route("GET", "/shoes/{shoe_id:[0-9a-f]{32}}", auth=read)
     async def shoe(call: Call[None]) -> dict[str, Any]:
         """A shoe's commitment; once retired, its seed and card order too."""
         row = await store.fetchone(
