@@ -89,6 +89,8 @@ async def test_a_round_over_http_and_websocket_with_a_spectator(tmp_path: Path) 
         assert (await post(c, bob, tid, "sit"))[0] == 200
         status, state = await post(c, alice, tid, "bet", amount=100, request_id="a-1")
         assert status == 200 and state["phase"] == "betting" and state["deadline"]
+        bet_only = {"actions": ["bet"], "costs": {}, "bet": {"min": 10, "max": 1000}}
+        assert state["allowed"] == {"0": bet_only}  # bob's to bet; alice has
         sock = await c.ws(bob)
         reply = await sock.request("publish", f"blackjack:{tid}", {"bet": 50, "request_id": "b-1"})
         assert reply["op"] == "reply", reply
@@ -112,6 +114,9 @@ async def test_a_round_over_http_and_websocket_with_a_spectator(tmp_path: Path) 
         for s in states[:-1]:
             if s["phase"] != "settled":
                 assert s["dealer"]["cards"][1:2] in ([], ["??"]), "the hole card leaked"
+            if s["phase"] == "playing":  # the seat whose turn it is, and what it may do
+                assert list(s["allowed"]) == [str(s["turn"]["seat"])]
+                assert {"hit", "stand"} <= set(s["allowed"][str(s["turn"]["seat"])]["actions"])
         assert any(s["dealer"]["cards"][:2] == [final["dealer"]["cards"][0], hole]
                    for s in states)  # fmt: skip
         # Chips: each player got back exactly what the table says.

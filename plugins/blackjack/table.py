@@ -14,6 +14,7 @@ Phases: ``idle`` (no round) â†’ ``betting`` (a window opened by the first bet) â
 from __future__ import annotations
 
 import secrets
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from .shoe import Shoe
 SEATS = 7
 Phase = Literal["idle", "betting", "insurance", "playing", "settled"]
 ACTIONS = ("hit", "stand", "double", "split", "surrender")
+STEPS = ("bet", "insurance", *ACTIONS)  # everything a seat may do, in the order it is listed
 
 
 @dataclass
@@ -136,6 +138,8 @@ class Table:
                 raise Problem(409, "insurance_decided", "you have answered already")
             return seat.hands[0].bet // 2
         hand = self._hand_to_act(seat_no)
+        if hand.from_split and hand.cards[0][0] == "A" and step in ("hit", "double"):
+            raise Problem(409, "split_aces", "split aces take one card each")
         if step == "double":
             if not self.rules.may_double(hand.cards, hand.from_split):
                 raise Problem(409, "cannot_double", "you may not double this hand")
@@ -143,7 +147,32 @@ class Table:
         if step == "split":
             self._check_split(seat, hand)
             return hand.bet
+        if step == "surrender" and (
+            not self.rules.late_surrender or len(hand.cards) != 2 or hand.from_split
+        ):
+            raise Problem(409, "cannot_surrender", "surrender is for the first two cards")
         return 0
+
+    def allowed(self) -> dict[str, dict[str, Any]]:
+        """What each seat may do now, by the table's rules and its hand (the same checks as
+        the steps themselves): ``{"<seat>": {"actions": [...], "costs": {action: chips},
+        "bet": {"min", "max"}}}``, ``costs`` naming what takes chips and ``bet`` present when
+        the seat may bet. Whether the player's chips cover a cost is checked when they act:
+        balances are private, and the table is seen by anyone."""
+        out: dict[str, dict[str, Any]] = {}
+        for seat_no, seat in sorted(self.seats.items()):
+            costs: dict[str, int] = {}
+            for step in STEPS:
+                with suppress(Problem):
+                    costs[step] = self.cost_of(seat.user_id, step, self.rules.min_bet)
+            if not costs:
+                continue
+            may: dict[str, Any] = {"actions": list(costs)}
+            may["costs"] = {step: cost for step, cost in costs.items() if cost and step != "bet"}
+            if "bet" in costs:
+                may["bet"] = {"min": self.rules.min_bet, "max": self.rules.max_bet}
+            out[str(seat_no)] = may
+        return out
 
     def _hand_to_act(self, seat_no: int) -> Hand:
         if self.phase != "playing" or self.turn is None:
@@ -240,12 +269,8 @@ class Table:
             raise Problem(422, "unknown_action", f"actions: {', '.join(ACTIONS)}")
         seat_no = self._seated(user_id)
         hand = self._hand_to_act(seat_no)
-        self.cost_of(user_id, action)
-        if hand.from_split and hand.cards[0][0] == "A" and action in ("hit", "double"):
-            raise Problem(409, "split_aces", "split aces take one card each")
+        self.cost_of(user_id, action)  # every check, before any chip moved
         if action == "surrender":
-            if not self.rules.late_surrender or len(hand.cards) != 2 or hand.from_split:
-                raise Problem(409, "cannot_surrender", "surrender is for the first two cards")
             hand.surrendered = hand.done = True
         elif action == "hit":
             hand.cards.append(self.shoe.draw())
@@ -342,6 +367,7 @@ class Table:
             "dealer": {"cards": dealer, "total": total},
             "seats": {str(n): s.view() for n, s in sorted(self.seats.items())},
             "turn": {"seat": self.turn[0], "hand": self.turn[1]} if self.turn else None,
+            "allowed": self.allowed(),
             "shoe": {
                 "commitment": self.shoe.commitment,
                 "decks": self.shoe.decks,
