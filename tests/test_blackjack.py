@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .support import Client, running
 
@@ -16,6 +18,17 @@ FAST = {
     "plugins.blackjack.turn_seconds": 0.4,
 }
 _ids = itertools.count()
+T = TypeVar("T")
+
+
+async def until(probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0) -> T:
+    """What ``probe`` gives once it gives something other than None (polled, with a
+    deadline generous enough for a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while (got := await probe()) is None:
+        assert time.monotonic() < deadline, f"nothing after {timeout} s"
+        await asyncio.sleep(0.05)
+    return got
 
 
 def rid() -> str:
@@ -101,12 +114,12 @@ async def test_a_round_over_http_and_websocket_with_a_spectator(tmp_path: Path) 
         final = await play_out(c, tid, tokens)
         assert final["phase"] == "settled" and "??" not in final["dealer"]["cards"]
         hole = final["dealer"]["cards"][1]
-        events = []
-        while True:
-            try:
-                events.append((await watcher.events(1, timeout=0.5))[0])
-            except TimeoutError:
-                break
+        events = []  # up to the state that settled the round, however late it comes
+        while not events or (events[-1]["data"]["type"], events[-1]["data"].get("phase")) != (
+            "state",
+            "settled",
+        ):
+            events += await watcher.events(1, timeout=30)
         seqs = [e["seq"] for e in events]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
         states = [e["data"] for e in events if e["data"]["type"] == "state"]
@@ -310,12 +323,12 @@ async def test_timers_deal_and_stand_for_absent_players(tmp_path: Path) -> None:
             assert (await post(c, token, tid, "sit"))[0] == 200
         status, state = await post(c, alice, tid, "bet", amount=20, request_id=rid())
         assert status == 200 and state["phase"] == "betting"  # bob has not bet: the window runs
-        for _ in range(40):
-            await asyncio.sleep(0.1)
+
+        async def settled() -> dict[str, Any] | None:
             _, state, _ = await c.call("GET", f"/api/blackjack/tables/{tid}", bob)
-            if state["phase"] == "settled":
-                break
-        assert state["phase"] == "settled", state
+            return dict(state) if state["phase"] == "settled" else None
+
+        state = await until(settled)  # the window closed, the hand stood: all by the timers
         assert state["seats"]["1"]["hands"] == []  # bob sat the round out
         _, history, _ = await c.call("GET", f"/api/blackjack/rounds?table_id={tid}", bob)
         actions = history["rounds"][0]["actions"]
@@ -344,7 +357,7 @@ async def test_a_restart_mid_round_refunds_each_stake_once(tmp_path: Path) -> No
 
 
 async def test_the_shoe_is_provably_fair(tmp_path: Path) -> None:
-    async with running(tmp_path, **FAST) as c:
+    async with running(tmp_path) as c:  # (one player: each bet deals at once)
         alice = await c.register("alice")
         tokens = {await me(c, alice): alice}
         t = await table(c, alice, decks=1, penetration=0.25, insurance=False)
@@ -380,7 +393,7 @@ async def test_the_shoe_is_provably_fair(tmp_path: Path) -> None:
         )  # fmt: skip
         assert status == 422 and problem["code"] == "seed_mismatch"
         while retired is None:  # the table announced the seed when it retired the shoe
-            (event,) = await watcher.events(1)
+            (event,) = await watcher.events(1, timeout=30)
             if event["data"]["type"] == "shoe_retired":
                 retired = event["data"]
         assert retired["seed"] == shoe["seed"] and retired["shoe_id"] == shoe_id
@@ -399,23 +412,31 @@ async def test_daily_topup_once_a_day(tmp_path: Path) -> None:
 
 
 async def test_a_seat_outlives_a_disconnection_for_the_grace_period(tmp_path: Path) -> None:
-    async with running(tmp_path, **{"plugins.blackjack.seat_grace_seconds": 0.6}) as c:
+    grace = 0.8
+    async with running(tmp_path, **{"plugins.blackjack.seat_grace_seconds": grace}) as c:
         alice, bob = await c.register("alice"), await c.register("bob")
         tid = (await table(c, alice))["id"]
         sock = await c.ws(alice)
         await sock.request("subscribe", f"blackjack:{tid}")
-        for token in (alice, bob):
-            assert (await post(c, token, tid, "sit"))[0] == 200
-        await asyncio.sleep(0.3)  # within the grace: bob (not watching) keeps his seat
-        _, t, _ = await c.call("GET", f"/api/blackjack/tables/{tid}", alice)
-        assert [s["username"] for s in t["seats"].values()] == ["alice", "bob"]
-        await asyncio.sleep(1.0)
-        _, t, _ = await c.call("GET", f"/api/blackjack/tables/{tid}", alice)
-        assert [s["username"] for s in t["seats"].values()] == ["alice"]  # she watches
+        assert (await post(c, alice, tid, "sit"))[0] == 200
+        bob_sat = time.monotonic()  # his last sign of life comes after this
+        assert (await post(c, bob, tid, "sit"))[0] == 200
+
+        def seated_when(names: list[str]) -> Callable[[], Awaitable[float | None]]:
+            async def probe() -> float | None:
+                _, t, _ = await c.call("GET", f"/api/blackjack/tables/{tid}", alice)
+                now = time.monotonic()  # seen after the seats changed, whenever that was
+                return now if [s["username"] for s in t["seats"].values()] == names else None
+
+            return probe
+
+        # Bob (not watching) loses his seat, never before the grace ran out; alice, who
+        # watches, keeps hers.
+        assert await until(seated_when(["alice"])) - bob_sat >= grace
         await sock.ws.close()
-        await asyncio.sleep(1.3)
-        _, t, _ = await c.call("GET", f"/api/blackjack/tables/{tid}", alice)
-        assert t["seats"] == {}
+        gone = time.monotonic()
+        # Her presence was last seen at most a patrol (a quarter of the grace) before.
+        assert await until(seated_when([])) - gone >= grace * 0.75
 
 
 async def test_big_wins_reach_the_bus_for_the_dashboard(tmp_path: Path) -> None:
@@ -435,7 +456,11 @@ async def test_big_wins_reach_the_bus_for_the_dashboard(tmp_path: Path) -> None:
             won += net > 0
             if won >= 2:
                 break
-        await asyncio.sleep(0.05)
+
+        async def all_fired() -> bool | None:
+            return True if len(wins) >= won else None
+
+        await until(all_fired)
         assert len(wins) == won >= 1
         assert {w["username"] for w in wins} == {"alice"} and all(w["net"] >= 1 for w in wins)
 
