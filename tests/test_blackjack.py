@@ -330,8 +330,12 @@ async def test_timers_deal_and_stand_for_absent_players(tmp_path: Path) -> None:
 
         state = await until(settled)  # the window closed, the hand stood: all by the timers
         assert state["seats"]["1"]["hands"] == []  # bob sat the round out
-        _, history, _ = await c.call("GET", f"/api/blackjack/rounds?table_id={tid}", bob)
-        actions = history["rounds"][0]["actions"]
+
+        async def stored() -> list[dict[str, Any]] | None:  # the settlement's commit follows
+            _, history, _ = await c.call("GET", f"/api/blackjack/rounds?table_id={tid}", bob)
+            return list(history["rounds"]) or None
+
+        actions = (await until(stored))[0]["actions"]
         hands = state["seats"]["0"]["hands"]
         blackjacks = [state["dealer"], *hands]
         if not any(h["total"] == 21 and len(h["cards"]) == 2 for h in blackjacks):
