@@ -22,6 +22,7 @@ class StackedShoe(Shoe):
 
     def __init__(self, first: list[str], rules: Rules) -> None:
         super().__init__(rules.decks, rules.penetration, seed=b"\x01" * 32)
+        self.shuffle("")
         self.cards = first + self.cards
 
 
@@ -51,6 +52,18 @@ def test_deal_order_hidden_hole_card_and_a_plain_win() -> None:
     assert table.phase == "settled"
     assert table.view()["dealer"] == {"cards": ["9H", "7C", "2S"], "total": 18}
     assert table.seats[0].hands[0].net == 100 and table.returns() == {0: 200}
+
+
+def test_a_view_is_a_snapshot_that_later_steps_leave_alone() -> None:
+    table = table_with(["5S", "9H", "4D", "7C", "2S", "3H", "TD"])
+    table.place_bet("u0", 100)
+    table.deal()
+    before = table.view()
+    kept = copy.deepcopy(before)
+    table.act("u0", "hit")
+    table.act("u0", "hit")
+    table.act("u0", "stand")
+    assert table.phase == "settled" and before == kept
 
 
 def test_blackjack_pays_3_to_2_or_6_to_5() -> None:

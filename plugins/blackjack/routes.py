@@ -15,7 +15,7 @@ from syncstream.audit import Audit
 from .config import RulesIn
 from .rules import Rules
 from .service import BlackjackService
-from .shoe import verify
+from .shoe import CLIENT_SEED, verify
 
 TABLE = "/tables/{table_id:[0-9a-f]{32}}"
 REQUEST_ID = Field(min_length=1, max_length=64, description="Unique per step: retries are safe")
@@ -41,6 +41,9 @@ class BetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount: int = Field(ge=1)
     request_id: str = REQUEST_ID
+    client_seed: str | None = Field(
+        None, pattern=CLIENT_SEED, description="Mixed into the shuffle of a new shoe's first deal"
+    )
 
 
 class InsuranceIn(BaseModel):
@@ -72,6 +75,7 @@ class VerifyIn(BaseModel):
     commitment: str = Field(pattern="^[0-9a-f]{64}$")
     decks: int = Field(ge=1, le=8)
     dealt: int = Field(0, ge=0, le=10_000, description="Cards dealt (0: the first shuffle)")
+    client_seed: str = Field("", max_length=1000, description="The shoe's, as it revealed it")
 
 
 class AdjustIn(BaseModel):
@@ -136,9 +140,11 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
     @api.route("POST", TABLE + "/bet", body=BetIn)
     async def bet(call: Call[BetIn]) -> dict[str, Any]:
         """Bet on the coming deal; the first bet opens the betting window."""
+        b = call.body
         return await service.step(
-            call.user, call.param("table_id"), "bet", call.body.request_id, call.body.amount
-        )
+            call.user, call.param("table_id"), "bet", b.request_id, b.amount,
+            client_seed=b.client_seed,
+        )  # fmt: skip
 
     @api.route("POST", TABLE + "/insurance", body=InsuranceIn)
     async def insurance(call: Call[InsuranceIn]) -> dict[str, Any]:
@@ -242,7 +248,7 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
     async def shoe(call: Call[None]) -> dict[str, Any]:
         """A shoe's commitment; once retired, its seed and card order too."""
         row = await store.fetchone(
-            "SELECT id, table_id, commitment, seed, decks, created_at, retired_at"
+            "SELECT id, table_id, commitment, seed, client_seed, decks, created_at, retired_at"
             " FROM blackjack_shoes WHERE id = ?",
             call.param("shoe_id"),
         )
@@ -251,14 +257,15 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
         if row["retired_at"] is None:
             row.pop("seed")  # never before the shoe is done
             return row
-        return {**row, "order": verify(row["seed"], row["commitment"], row["decks"])}
+        order = verify(row["seed"], row["commitment"], row["decks"], 0, row["client_seed"] or "")
+        return {**row, "order": order}
 
     @api.route("POST", "/verify", body=VerifyIn, auth="public")
     async def verify_shoe(call: Call[VerifyIn]) -> dict[str, Any]:
         """Check a revealed seed against its commitment and get the order it deals."""
         b = call.body
         try:
-            order = verify(b.seed, b.commitment, b.decks, b.dealt)
+            order = verify(b.seed, b.commitment, b.decks, b.dealt, b.client_seed)
         except ValueError:
             raise Problem(422, "seed_mismatch", "sha256(seed) is not the commitment") from None
         return {"valid": True, "order": order}

@@ -54,6 +54,7 @@ class LiveTable:
     # A request id is the user's: two players choosing the same one are two requests.
     answers: OrderedDict[tuple[str, str], dict[str, Any]] = field(default_factory=OrderedDict)
     timer: asyncio.Task[None] | None = None
+    client_seed_stored: bool = False  # the shoe's row has the client seed of its shuffle
     timer_token: tuple[Any, ...] = ()
     deadline: float | None = None  # wall clock, for clients' countdowns
 
@@ -206,7 +207,7 @@ class BlackjackService:
 
     async def step(
         self, user: User, table_id: str, step: str, request_id: str, amount: int = 0,
-        take: bool = False,
+        take: bool = False, client_seed: str | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         """A bet, an insurance answer or a hand's action, paid for before it is applied.
 
@@ -242,7 +243,7 @@ class BlackjackService:
             if entry is not None and entry.replayed:  # an earlier request's retry
                 return {**self.view(live), "replayed": True}
             if step == "bet":
-                table.place_bet(user.id, amount)
+                table.place_bet(user.id, amount, client_seed)
                 if table.everyone_bet:
                     table.deal()
             elif step == "insurance":
@@ -272,6 +273,13 @@ class BlackjackService:
         )  # fmt: skip
 
     async def _after_change(self, live: LiveTable) -> dict[str, Any]:
+        shoe = live.table.shoe
+        if shoe.client_seed is not None and not live.client_seed_stored:  # its first deal
+            await self.store.execute(
+                "UPDATE blackjack_shoes SET client_seed = ? WHERE id = ?",
+                shoe.client_seed, live.shoe_id,
+            )  # fmt: skip
+            live.client_seed_stored = True
         if live.table.phase == "settled":
             await self._settle(live)
         self._arm_timer(live)
@@ -384,6 +392,7 @@ class BlackjackService:
         rules = live.table.rules
         live.table.shoe = Shoe(rules.decks, rules.penetration)
         live.shoe_id = await self._store_shoe(live.table.id, live.table.shoe)
+        live.client_seed_stored = False
 
     async def _publish(self, live: LiveTable) -> dict[str, Any]:
         view = self.view(live)

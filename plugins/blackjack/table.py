@@ -42,7 +42,7 @@ class Hand:
 
     def view(self) -> dict[str, Any]:
         total, soft = value(self.cards)
-        return {"cards": self.cards, "bet": self.bet, "total": total, "soft": soft,
+        return {"cards": list(self.cards), "bet": self.bet, "total": total, "soft": soft,
                 "doubled": self.doubled, "surrendered": self.surrendered,
                 "from_split": self.from_split, "done": self.done, "net": self.net}  # fmt: skip
 
@@ -56,11 +56,13 @@ class Seat:
     insurance: int | None = None  # None: not asked or not answered; 0: declined
     insurance_net: int | None = None
     sitting_out: bool = False
+    client_seed: str | None = None  # given with this round's bet, for a new shoe's shuffle
 
     def view(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "username": self.username, "bet": self.bet,
                 "hands": [h.view() for h in self.hands], "insurance": self.insurance,
-                "insurance_net": self.insurance_net, "sitting_out": self.sitting_out}  # fmt: skip
+                "insurance_net": self.insurance_net, "sitting_out": self.sitting_out,
+                "client_seed": self.client_seed}  # fmt: skip
 
 
 @dataclass
@@ -191,12 +193,14 @@ class Table:
 
     # -- the round --------------------------------------------------------------------------
 
-    def place_bet(self, user_id: str, amount: int) -> None:
-        """Stake ``amount`` (already reserved) on the coming deal."""
+    def place_bet(self, user_id: str, amount: int, client_seed: str | None = None) -> None:
+        """Stake ``amount`` (already reserved) on the coming deal; ``client_seed`` goes into
+        the shuffle if this round's deal is a new shoe's first."""
         self.cost_of(user_id, "bet", amount)
         if self.phase in ("idle", "settled"):
             self.begin_round()
-        self.seats[self._seated(user_id)].bet = amount
+        seat = self.seats[self._seated(user_id)]
+        seat.bet, seat.client_seed = amount, client_seed
         self.actions.append({"seat": self.seat_of(user_id), "action": "bet", "amount": amount})
 
     def begin_round(self) -> None:
@@ -204,7 +208,7 @@ class Table:
         self.round_id = secrets.token_hex(16)
         self.dealer, self.hole_revealed, self.turn, self.actions = [], False, None, []
         for seat in self.seats.values():
-            seat.bet, seat.hands = 0, []
+            seat.bet, seat.hands, seat.client_seed = 0, [], None
             seat.insurance = seat.insurance_net = None
 
     @property
@@ -216,10 +220,13 @@ class Table:
         """Close the bets: two cards to each bet, one up and one down to the dealer."""
         if self.phase != "betting":
             raise Problem(409, "not_betting", "there are no bets to deal")
-        playing = [s for _, s in sorted(self.seats.items()) if s.bet]
-        if not playing:  # the window closed without a bet
+        bets = [(n, s) for n, s in sorted(self.seats.items()) if s.bet]
+        if not bets:  # the window closed without a bet
             self.phase = "idle"
             return
+        if self.shoe.client_seed is None:  # a new shoe: the players' seeds go in, seat order
+            self.shoe.shuffle(",".join(f"{n}:{s.client_seed}" for n, s in bets if s.client_seed))
+        playing = [s for _, s in bets]
         for seat in playing:
             seat.hands = [Hand([], seat.bet)]
         for _ in range(2):
@@ -354,9 +361,12 @@ class Table:
     # -- views ------------------------------------------------------------------------------
 
     def view(self) -> dict[str, Any]:
-        """The table as anyone may see it: the hole card only once it is turned."""
+        """The table as anyone may see it: the hole card only once it is turned. A snapshot
+        (no list shared with the live table): a step's answer is kept for its retries."""
         dealer = (
-            self.dealer if self.hole_revealed else self.dealer[:1] + ["??"] * (len(self.dealer) > 1)
+            list(self.dealer)
+            if self.hole_revealed
+            else self.dealer[:1] + ["??"] * (len(self.dealer) > 1)
         )
         total = value(self.dealer)[0] if self.hole_revealed and self.dealer else None
         return {
@@ -371,7 +381,8 @@ class Table:
             "shoe": {
                 "commitment": self.shoe.commitment,
                 "decks": self.shoe.decks,
-                "remaining": len(self.shoe.cards) - self.shoe.position,
+                "remaining": self.shoe.remaining,
+                "client_seed": self.shoe.client_seed,  # None until the shoe's first deal
                 "cut_card_reached": self.shoe.needs_shuffle,
             },
         }
