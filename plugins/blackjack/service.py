@@ -38,7 +38,7 @@ from .wallet import Statement, Wallets, movement
 
 log = structlog.get_logger(__name__)
 
-REMEMBERED = 512  # answers a table keeps for retries, per table (bounded memory)
+REMEMBERED = 128  # answers a table keeps for retries (a few rounds; bounded memory)
 
 
 def topic(table_id: str) -> str:
