@@ -14,7 +14,6 @@ Phases: ``idle`` (no round) â†’ ``betting`` (a window opened by the first bet) â
 from __future__ import annotations
 
 import secrets
-from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -118,7 +117,9 @@ class Table:
 
     def cost_of(self, user_id: str, step: str, amount: int = 0) -> int:
         """Chips ``step`` would take from the player now; raises a problem if it may not."""
-        seat_no = self._seated(user_id)
+        return self._cost(self._seated(user_id), step, amount)
+
+    def _cost(self, seat_no: int, step: str, amount: int) -> int:
         seat = self.seats[seat_no]
         if step == "bet":
             if self.phase not in ("idle", "betting", "settled"):
@@ -161,19 +162,33 @@ class Table:
         "bet": {"min", "max"}}}``, ``costs`` naming what takes chips and ``bet`` present when
         the seat may bet. Whether the player's chips cover a cost is checked when they act:
         balances are private, and the table is seen by anyone."""
-        out: dict[str, dict[str, Any]] = {}
-        for seat_no, seat in sorted(self.seats.items()):
+        # Only the steps the phase has any use for are put to the checks (a view is built
+        # for every step of every table: most refusals need not be raised to be known).
+        rules, out = self.rules, {}
+        if self.phase == "playing":
+            candidates: dict[int, tuple[str, ...]] = {self.turn[0]: ACTIONS} if self.turn else {}
+        elif self.phase == "insurance":
+            candidates = dict.fromkeys(self.seats, ("insurance",))
+        else:  # bets: one entry, the same for every seat that may bet
+            bet = {"actions": ["bet"], "costs": {}, "bet": {"min": rules.min_bet,
+                                                           "max": rules.max_bet}}  # fmt: skip
+            for seat_no in sorted(self.seats):
+                try:
+                    self._cost(seat_no, "bet", rules.min_bet)
+                except Problem:
+                    continue  # refused: not listed
+                out[str(seat_no)] = bet
+            return out
+        for seat_no, steps in sorted(candidates.items()):
             costs: dict[str, int] = {}
-            for step in STEPS:
-                with suppress(Problem):
-                    costs[step] = self.cost_of(seat.user_id, step, self.rules.min_bet)
-            if not costs:
-                continue
-            may: dict[str, Any] = {"actions": list(costs)}
-            may["costs"] = {step: cost for step, cost in costs.items() if cost and step != "bet"}
-            if "bet" in costs:
-                may["bet"] = {"min": self.rules.min_bet, "max": self.rules.max_bet}
-            out[str(seat_no)] = may
+            for step in steps:
+                try:
+                    costs[step] = self._cost(seat_no, step, rules.min_bet)
+                except Problem:
+                    continue
+            if costs:
+                out[str(seat_no)] = {"actions": list(costs),
+                                     "costs": {k: v for k, v in costs.items() if v}}  # fmt: skip
         return out
 
     def _hand_to_act(self, seat_no: int) -> Hand:
