@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from plugins.admin.alerts import duration, job_failed_title
 from plugins.admin.analytics import MINUTE, QUARTER, Sampler, history
 
 from .files_support import form_upload
@@ -27,6 +28,7 @@ from .support import Client, running
 from .test_calls import next_of
 from .test_chess import start_game
 from .test_live import live_server
+from .test_media import submit, wait_job
 
 
 async def me(c: Client, token: str) -> dict[str, Any]:
@@ -307,6 +309,44 @@ async def test_notifications_live_unread_and_to_a_signed_webhook(tmp_path: Path)
             await sock.ws.close()
 
 
+async def test_a_failed_media_job_is_named_in_its_alert(tmp_path: Path) -> None:
+    """The alert says which job on which file failed and why, in words (not a dict)."""
+    async with running(tmp_path) as c:
+        admin = await c.admin()
+        sock = await c.ws(admin)
+        assert (await sock.request("subscribe", "admin:notifications"))["op"] == "reply"
+        alice = await c.register("alice")
+        _, uploaded = await form_upload(c, alice, "notes.txt", b"just some words\n" * 20)
+        job = await submit(c, alice, uploaded["files"][0]["id"], preset="web-mp4")
+        failed = await wait_job(c, alice, job["id"])
+        assert failed["status"] == "failed" and failed["error"]["detail"]
+        alert = await next_of(sock, "notification", 30)
+        assert alert["kind"] == "job.failed"
+        assert (
+            alert["title"] == f"Media job convert of notes.txt failed: {failed['error']['detail']}"
+        )
+        assert alert["data"]["file"] == "notes.txt" and alert["data"]["job_id"] == job["id"]
+        await sock.ws.close()
+
+
+def test_alert_titles_are_words_whatever_the_event_lacks() -> None:
+    job = {"id": "j1", "operation": {"op": "extract_audio"}, "input": {"name": "talk.mov"},
+           "error": {"code": "not_media", "detail": "no audio or video stream"}}  # fmt: skip
+    assert (
+        job_failed_title(job)
+        == "Media job extract audio of talk.mov failed: no audio or video stream"
+    )
+    assert job_failed_title({**job, "error": {"code": "timeout", "detail": None}}) == (
+        "Media job extract audio of talk.mov failed: timeout")  # fmt: skip
+    for broken in (None, {}, {"operation": None, "input": {"name": None}, "error": "x"}, "job"):
+        title = job_failed_title(broken)
+        assert title == "A media job failed: no reason", title
+    long = job_failed_title({**job, "error": {"detail": "x" * 500}})
+    assert len(long) == 200 and long.endswith("…")
+    assert [duration(s) for s in (0.4, 42, 60, 90, 300, 3600, 7500)] == [
+        "0 s", "42 s", "1 min", "1.5 min", "5 min", "1 h", "2 h 5 min"]  # fmt: skip
+
+
 async def test_live_figures_reach_dashboards_and_history_folds(tmp_path: Path) -> None:
     async with running(tmp_path, **{"plugins.admin.sample_seconds": 0.2}) as c:
         admin = await c.admin()
@@ -382,8 +422,13 @@ async def test_plugins_admin_actions_are_admin_only_and_audited(tmp_path: Path) 
         body = {"amount": 500, "reason": "tournament prize", "request_id": "r1"}
         status, done, _ = await c.call("POST", adjust, admin, json=body)
         assert status == 200 and done["balance"] == wallet["balance"] + 500
-        status, problem, _ = await c.call("POST", adjust, admin, json=body)
-        assert status == 409 and problem["code"] == "already_adjusted"
+        status, again, _ = await c.call("POST", adjust, admin, json=body)  # a retry: once
+        assert status == 200 and again == {**done, "replayed": True}
+        status, problem, _ = await c.call("POST", adjust, admin, json={**body, "amount": 7})
+        assert status == 409 and problem["code"] == "request_id_reused"
+        other = await c.admin("root2")  # the same request id from another admin: its own
+        status, theirs, _ = await c.call("POST", adjust, other, json={**body, "amount": 1})
+        assert status == 200 and not theirs["replayed"] and theirs["balance"] == done["balance"] + 1
         status, problem, _ = await c.call(
             "POST", adjust, admin, json={**body, "amount": -(10**8), "request_id": "r2"}
         )
@@ -412,5 +457,6 @@ async def test_plugins_admin_actions_are_admin_only_and_audited(tmp_path: Path) 
         assert status == 200 and gone["deleted_files"] == 1
         _, log, _ = await c.call("GET", "/api/admin/activity?user=root&limit=100", admin)
         actions = {a["action"] for a in log["activity"]}
+        assert [a["action"] for a in log["activity"]].count("blackjack.chips_adjusted") == 1
         assert {"chess.game_stopped", "call.ended_by_admin", "blackjack.chips_adjusted",
                 "file.link_revoked", "file.deleted"} <= actions  # fmt: skip

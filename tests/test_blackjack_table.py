@@ -3,6 +3,7 @@ thousands of random rounds: chips are conserved and every payout matches the rul
 
 from __future__ import annotations
 
+import copy
 import random
 from fractions import Fraction
 
@@ -10,7 +11,7 @@ import pytest
 
 from plugins.blackjack.rules import Rules
 from plugins.blackjack.shoe import Shoe
-from plugins.blackjack.table import ACTIONS, Table
+from plugins.blackjack.table import ACTIONS, STEPS, Table
 from syncstream import Problem
 
 PLAYERS = [(f"u{n}", f"player{n}") for n in range(7)]
@@ -21,6 +22,7 @@ class StackedShoe(Shoe):
 
     def __init__(self, first: list[str], rules: Rules) -> None:
         super().__init__(rules.decks, rules.penetration, seed=b"\x01" * 32)
+        self.shuffle("")
         self.cards = first + self.cards
 
 
@@ -50,6 +52,18 @@ def test_deal_order_hidden_hole_card_and_a_plain_win() -> None:
     assert table.phase == "settled"
     assert table.view()["dealer"] == {"cards": ["9H", "7C", "2S"], "total": 18}
     assert table.seats[0].hands[0].net == 100 and table.returns() == {0: 200}
+
+
+def test_a_view_is_a_snapshot_that_later_steps_leave_alone() -> None:
+    table = table_with(["5S", "9H", "4D", "7C", "2S", "3H", "TD"])
+    table.place_bet("u0", 100)
+    table.deal()
+    before = table.view()
+    kept = copy.deepcopy(before)
+    table.act("u0", "hit")
+    table.act("u0", "hit")
+    table.act("u0", "stand")
+    assert table.phase == "settled" and before == kept
 
 
 def test_blackjack_pays_3_to_2_or_6_to_5() -> None:
@@ -119,6 +133,106 @@ def test_turns_timeouts_and_bad_steps() -> None:
     refused("in_round", table.leave, "u1")
     table.act("u1", "stand")
     assert table.phase == "settled" and table.leave("u1") == 1
+
+
+def test_a_step_the_table_refuses_costs_nothing_first() -> None:
+    # Aces split and one of them paired again (resplit allowed): that hand may be split
+    # again but takes no card by hitting or doubling - refused before the double is paid.
+    rules = Rules(resplit_aces=True, double_after_split=True)
+    table = table_with(["AS", "6H", "AD", "TC", "AH", "5D"], rules)
+    table.place_bet("u0", 100)
+    table.deal()
+    table.act("u0", "split")
+    assert table.seats[0].hands[0].cards == ["AS", "AH"] and table.turn == (0, 0)
+    refused("split_aces", table.cost_of, "u0", "double")
+    refused("split_aces", table.cost_of, "u0", "hit")
+    assert table.view()["allowed"] == {
+        "0": {"actions": ["stand", "split"], "costs": {"split": 100}}
+    }
+
+
+def test_each_state_says_what_each_seat_may_do() -> None:
+    rules = Rules(late_surrender=True, min_bet=5, max_bet=500)
+    table = table_with(["8S", "AH", "8D", "9C", "TS", "TD"], rules, players=2)
+    limits = {"min": 5, "max": 500}
+    bet_only = {"actions": ["bet"], "costs": {}, "bet": limits}
+    assert table.view()["allowed"] == {"0": bet_only, "1": bet_only}
+    table.place_bet("u0", 100)
+    assert table.view()["allowed"] == {"1": bet_only}  # u0 has bet
+    table.sit_out("u1", True)
+    table.deal()  # dealer shows an ace: insurance, for the seat that plays
+    assert table.view()["allowed"] == {"0": {"actions": ["insurance"],
+                                             "costs": {"insurance": 50}}}  # fmt: skip
+    table.take_insurance("u0", False)  # no blackjack under the ace: 8, 8 to play
+    assert table.view()["allowed"] == {
+        "0": {"actions": ["hit", "stand", "double", "split", "surrender"],
+              "costs": {"double": 100, "split": 100}},
+    }  # fmt: skip
+    table.act("u0", "hit")  # 8, 8, T: 26, bust - the round is settled
+    assert table.phase == "settled"
+    assert table.view()["allowed"] == {"0": bet_only}  # u1 still sits out
+
+
+def attempt(table: Table, user_id: str, step: str, amount: int) -> int | None:
+    """What ``step`` cost if a copy of the table took it, or None if it refused."""
+    trial = copy.deepcopy(table)
+    try:
+        cost = trial.cost_of(user_id, step, amount)
+        if step == "bet":
+            trial.place_bet(user_id, amount)
+        elif step == "insurance":
+            trial.take_insurance(user_id, True)
+        else:
+            trial.act(user_id, step)
+    except Problem:
+        return None
+    return cost
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_allowed_steps_are_exactly_those_the_table_takes(seed: int) -> None:
+    """Over random rules and rounds, at every decision: a step listed is taken (and costs
+    what is listed), a step not listed is refused."""
+    rng = random.Random(seed)
+    rules = Rules(
+        decks=1, double_on=rng.choice(["any", "9-11"]), double_after_split=rng.random() < 0.5,
+        max_hands=rng.choice([2, 4]), resplit_aces=rng.random() < 0.5, late_surrender=True,
+    )  # fmt: skip
+    table = Table("t", "prop", rules, Shoe(rules.decks, rules.penetration, rng.randbytes(32)))
+    for user_id, name in PLAYERS[:3]:
+        table.sit(user_id, name, None)
+    checked: set[str] = set()
+
+    def check() -> list[str]:
+        """The listed steps against the table's answers; the turn's listed actions."""
+        allowed = table.view()["allowed"]
+        for seat_no, seat in table.seats.items():
+            may = allowed.get(str(seat_no), {"actions": [], "costs": {}})
+            for step in STEPS:
+                cost = attempt(table, seat.user_id, step, rules.min_bet)
+                assert (cost is not None) == (step in may["actions"]), (step, may, seat)
+                if cost is not None:
+                    assert may["costs"].get(step, 0) == (0 if step == "bet" else cost)
+                    checked.add(step)
+        return list(allowed[str(table.turn[0])]["actions"]) if table.turn else []
+
+    for _ in range(150):
+        if table.shoe.needs_shuffle:
+            table.shoe = Shoe(rules.decks, rules.penetration, rng.randbytes(32))
+        check()
+        for user_id, _ in PLAYERS[:3]:
+            table.place_bet(user_id, rules.min_bet)
+        table.deal()
+        while table.phase != "settled":
+            actions = check()
+            if table.phase == "insurance":
+                user_id = next(s.user_id for s in table.seats.values()
+                               if s.hands and s.insurance is None)  # fmt: skip
+                table.take_insurance(user_id, rng.random() < 0.5)
+            else:
+                assert table.turn is not None
+                table.act(table.seats[table.turn[0]].user_id, rng.choice(actions))
+    assert checked == set(STEPS), "every kind of step came up"
 
 
 def hand_total(cards: list[str]) -> int:

@@ -10,8 +10,9 @@ import pytest
 
 from plugins.blackjack.cards import deck, is_blackjack, is_pair, value
 from plugins.blackjack.rules import Rules, dealer_play, settle, settle_insurance
-from plugins.blackjack.shoe import Shoe, _Stream, commitment, order_from_seed, verify
+from plugins.blackjack.shoe import Shoe, _Stream, commitment, order_from_seed, shuffle_key, verify
 from plugins.blackjack.strategy import decide, play_round
+from plugins.blackjack.table import Table
 
 
 @pytest.mark.parametrize(
@@ -43,14 +44,42 @@ def test_a_shoe_is_every_card_once_per_deck_and_follows_its_seed() -> None:
     assert order_from_seed(seed, 6) == order, "the seed decides the order"
     assert order_from_seed(secrets.token_bytes(32), 6) != order
     shoe = Shoe(6, 0.75, seed)
-    assert [shoe.draw() for _ in range(5)] == order[:5]
+    assert shoe.cards == [] and shoe.remaining == 312  # no order before the client seed
+    shoe.shuffle("0:lucky")
+    assert [shoe.draw() for _ in range(5)] == order_from_seed(shuffle_key(seed, "0:lucky", 0), 6)[
+        :5
+    ]
     assert shoe.commitment == commitment(seed) != seed.hex()
+    with pytest.raises(ValueError):
+        shoe.shuffle("again")  # once and for all
+
+
+def test_the_client_seed_decides_the_order_with_the_committed_seed() -> None:
+    seed = secrets.token_bytes(32)
+    orders = {tuple(verify(seed.hex(), commitment(seed), 1, 0, client)) for client in
+              ("", "0:a", "0:b", "0:a,1:b")}  # fmt: skip
+    assert len(orders) == 4, "each client seed gives its own order"
+    # At a table the seeds of the first round's bets go in, in seat order.
+    table = Table("t", "x", Rules(decks=1), Shoe(1, 0.75, seed))
+    for user_id, seat in (("u0", 0), ("u1", 1), ("u2", 2)):
+        table.sit(user_id, user_id, seat)
+    table.place_bet("u2", 10, "zed")
+    table.place_bet("u0", 10, "alpha")
+    table.place_bet("u1", 10)
+    table.deal()
+    assert table.shoe.client_seed == "0:alpha,2:zed"
+    assert table.view()["shoe"]["client_seed"] == "0:alpha,2:zed"
+    first = verify(seed.hex(), commitment(seed), 1, 0, "0:alpha,2:zed")
+    assert table.seats[0].hands[0].cards[0] == first[0] and table.dealer[0] == first[3]
+    assert table.seats[2].hands[0].cards == [first[2], first[6]]
 
 
 def test_a_revealed_seed_verifies_against_its_commitment() -> None:
     shoe = Shoe(2, 0.5)
+    shoe.shuffle("3:x")
     revealed = shoe.reveal()
-    assert verify(str(revealed["seed"]), str(revealed["commitment"]), 2) == shoe.cards
+    assert revealed["client_seed"] == "3:x"
+    assert verify(str(revealed["seed"]), str(revealed["commitment"]), 2, 0, "3:x") == shoe.cards
     with pytest.raises(ValueError):
         verify(secrets.token_hex(32), str(revealed["commitment"]), 2)
 

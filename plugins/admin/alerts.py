@@ -23,6 +23,42 @@ from .config import Alerts
 from .webhooks import Webhooks
 
 TOPIC = "admin:notifications"
+TITLE_CHARS = 200
+
+
+def duration(seconds: float) -> str:
+    """A span as people say it: "42 s", "3.5 min", "2 h 5 min"."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}".removesuffix(".0") + " min"
+    hours, rest = divmod(round(seconds / 60), 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def _text(value: Any, default: str) -> str:
+    """A value fit for a title: a non-empty string, else ``default`` (never a dict or None)."""
+    return value.strip() if isinstance(value, str) and value.strip() else default
+
+
+def _field(parent: Any, *path: str) -> Any:
+    """``parent[path[0]][path[1]]…``, or None where an event lacks it."""
+    for key in path:
+        parent = parent.get(key) if isinstance(parent, dict) else None
+    return parent
+
+
+def job_failed_title(job: Any) -> str:
+    """ "Media job convert of talk.mov failed: <the reason>" from a job as the API shows it."""
+    op = _text(_field(job, "operation", "op"), "").replace("_", " ")
+    name = _text(_field(job, "input", "name"), "")
+    why = _text(_field(job, "error", "detail"), _text(_field(job, "error", "code"), "no reason"))
+    what = " of ".join(part for part in (op, name) if part)
+    return clip(f"Media job {what} failed: {why}" if what else f"A media job failed: {why}")
+
+
+def clip(title: str) -> str:
+    return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
 
 
 class Notifier:
@@ -74,22 +110,25 @@ class Notifier:
     async def _on_stream(self, event: Event) -> None:
         if not self._mine(event) or not self.alerts.streams:
             return
-        data, name = dict(event.data), event.data.get("stream", "?")
+        data = dict(event.data)
+        name = _text(data.get("stream"), "a stream")
         if event.type == "stream.started":
-            title = f"{data.get('owner', '?')} went live: {name}"
+            title = f"{_text(data.get('owner'), 'Someone')} went live: {name}"
         else:
-            minutes = round(float(data.get("duration_seconds") or 0) / 60, 1)
-            title = f"Stream {name} ended after {minutes} min"
-        await self.notify(event.type, "info", title, data)
+            seconds = data.get("duration_seconds")
+            took = f" after {duration(seconds)}" if isinstance(seconds, int | float) else ""
+            reason = _text(data.get("reason"), "")
+            title = f"Stream {name} ended{took}" + (f" ({reason})" if reason else "")
+        await self.notify(event.type, "info", clip(title), data)
 
     async def _on_job_failed(self, event: Event) -> None:
         if not self._mine(event):
             return
-        job = event.data.get("job", {})
-        why = job.get("error") or job.get("error_code")
-        title = f"Media job {job.get('op', '?')} failed: {why}"[:200]
-        data = {"job_id": job.get("id"), "user_id": event.data.get("user_id")}
-        await self.notify("job.failed", "warning", title, data)
+        job = event.data.get("job")
+        data = {"job_id": _field(job, "id"), "user_id": event.data.get("user_id"),
+                "operation": _field(job, "operation", "op"), "file": _field(job, "input", "name"),
+                "error": _field(job, "error")}  # fmt: skip
+        await self.notify("job.failed", "warning", job_failed_title(job), data)
 
     async def _on_login_failed(self, event: Event) -> None:
         if not self._mine(event):
@@ -102,7 +141,7 @@ class Notifier:
         if count >= self.alerts.failed_logins and self._cooled("logins.failed", now):
             await self.notify(
                 "logins.failed", "critical",
-                f"{count} failed logins in {window // 60} min on {self.bus.node_id}",
+                f"{count} failed logins in {duration(window)} on {self.bus.node_id}",
                 {"count": count, "window_seconds": window},
             )  # fmt: skip
 

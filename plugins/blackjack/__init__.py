@@ -4,12 +4,14 @@ rules, a provably fair shoe, and chips accounted in a ledger as strictly as real
 Realtime: subscribe to ``blackjack:<table id>`` for ``state`` events (the table as anyone may
 see it: the hole card stays ``"??"`` until it is turned) and ``shoe_retired`` events (the
 seed that proves the shoe's order). Seated players may also publish their steps there:
-``{"bet": 50, "request_id": "..."}``, ``{"insurance": true, "request_id": "..."}`` or
+``{"bet": 50, "request_id": "...", "client_seed": "..."}`` (the seed optional),
+``{"insurance": true, "request_id": "..."}`` or
 ``{"action": "hit" | "stand" | "double" | "split" | "surrender", "request_id": "..."}``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from syncstream import Namespace, Plugin, PluginContext, Problem, User
@@ -19,6 +21,7 @@ from .config import Config
 from .routes import register
 from .schema import MIGRATIONS
 from .service import BlackjackService
+from .shoe import CLIENT_SEED
 from .table import ACTIONS
 
 
@@ -32,7 +35,16 @@ async def setup(ctx: PluginContext) -> None:
         if not isinstance(request_id, str) or not 1 <= len(request_id) <= 64:
             raise Problem(422, "invalid_message", "every step carries a request_id (1-64 chars)")
         if isinstance(data.get("bet"), int) and not isinstance(data["bet"], bool):
-            state = await service.step(user, table_id, "bet", request_id, data["bet"])
+            client_seed = data.get("client_seed")
+            if client_seed is not None and not (
+                isinstance(client_seed, str) and re.fullmatch(CLIENT_SEED, client_seed)
+            ):
+                raise Problem(
+                    422, "invalid_message", "a client_seed is 1-64 of A-Z a-z 0-9 . _ ~ -"
+                )
+            state = await service.step(
+                user, table_id, "bet", request_id, data["bet"], client_seed=client_seed
+            )
         elif isinstance(data.get("insurance"), bool):
             state = await service.step(
                 user, table_id, "insurance", request_id, take=data["insurance"]

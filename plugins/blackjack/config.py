@@ -39,4 +39,8 @@ class Config(BaseModel):
         60, gt=0, le=3600, description="A seat outlives its player's disconnection this long"
     )
     big_win: int = Field(5000, ge=1, description="A round's net win that fires blackjack.big_win")
+    public_reads: bool = Field(
+        True,
+        description="Anyone may read the tables, their rounds and shoes without signing in",
+    )
     rules: RulesIn = RulesIn()

@@ -9,13 +9,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncstream import Call, Problem
-from syncstream.api import ScopedApi
+from syncstream.api import AuthLevel, ScopedApi
 from syncstream.audit import Audit
 
 from .config import RulesIn
 from .rules import Rules
 from .service import BlackjackService
-from .shoe import verify
+from .shoe import CLIENT_SEED, verify
 
 TABLE = "/tables/{table_id:[0-9a-f]{32}}"
 REQUEST_ID = Field(min_length=1, max_length=64, description="Unique per step: retries are safe")
@@ -41,6 +41,9 @@ class BetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount: int = Field(ge=1)
     request_id: str = REQUEST_ID
+    client_seed: str | None = Field(
+        None, pattern=CLIENT_SEED, description="Mixed into the shuffle of a new shoe's first deal"
+    )
 
 
 class InsuranceIn(BaseModel):
@@ -72,6 +75,7 @@ class VerifyIn(BaseModel):
     commitment: str = Field(pattern="^[0-9a-f]{64}$")
     decks: int = Field(ge=1, le=8)
     dealt: int = Field(0, ge=0, le=10_000, description="Cards dealt (0: the first shuffle)")
+    client_seed: str = Field("", max_length=1000, description="The shoe's, as it revealed it")
 
 
 class AdjustIn(BaseModel):
@@ -83,6 +87,9 @@ class AdjustIn(BaseModel):
 
 def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
     store, wallets = service.store, service.wallets
+    # What a spectator sees (tables, settled rounds, shoes) is public unless the operator
+    # asks for sign-in; wallets, ledgers and statistics stay with signed-in users.
+    read: AuthLevel = "public" if service.config.public_reads else "user"
 
     @api.route("POST", "/tables", body=TableIn, status=201)
     async def create_table(call: Call[TableIn]) -> dict[str, Any]:
@@ -92,7 +99,7 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
             raise Problem(422, "invalid_rules", "min_bet is above max_bet")
         return await service.create_table(call.user, call.body.name, Rules(**rules_in.model_dump()))
 
-    @api.route("GET", "/tables")
+    @api.route("GET", "/tables", auth=read)
     async def list_tables(call: Call[None]) -> dict[str, Any]:
         """Open tables with their rules, phase and seats taken."""
         return {
@@ -110,7 +117,7 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
             ]
         }
 
-    @api.route("GET", TABLE)
+    @api.route("GET", TABLE, auth=read)
     async def get_table(call: Call[None]) -> dict[str, Any]:
         """The table as anyone may see it (the hole card hidden until it is turned)."""
         return service.view(service.live(call.param("table_id")))
@@ -133,9 +140,11 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
     @api.route("POST", TABLE + "/bet", body=BetIn)
     async def bet(call: Call[BetIn]) -> dict[str, Any]:
         """Bet on the coming deal; the first bet opens the betting window."""
+        b = call.body
         return await service.step(
-            call.user, call.param("table_id"), "bet", call.body.request_id, call.body.amount
-        )
+            call.user, call.param("table_id"), "bet", b.request_id, b.amount,
+            client_seed=b.client_seed,
+        )  # fmt: skip
 
     @api.route("POST", TABLE + "/insurance", body=InsuranceIn)
     async def insurance(call: Call[InsuranceIn]) -> dict[str, Any]:
@@ -165,20 +174,23 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
 
     @api.route("POST", "/wallets/{user_id:[0-9a-f]{32}}/adjust", body=AdjustIn, auth="admin")
     async def adjust(call: Call[AdjustIn]) -> dict[str, Any]:
-        """Credit or debit a user's chips (admin; audited with the reason)."""
+        """Credit or debit a user's chips (admin; audited with the reason). Your retry with
+        the same request id answers the first entry again (``replayed``)."""
         body, user_id = call.body, call.param("user_id")
         if body.amount == 0:
             raise Problem(422, "zero_adjustment", "adjust by a number of chips other than 0")
         user = await service.auth.get_user(user_id)
-        entry = await wallets.adjust(user.id, body.amount, body.request_id)
-        await audit.record(
-            "blackjack.chips_adjusted", actor_id=call.user.id, target=user.id, ip=call.ip,
-            amount=body.amount, reason=body.reason,
-        )  # fmt: skip
+        entry = await wallets.adjust(user.id, body.amount, call.user.id, body.request_id)
+        if not entry.replayed:  # a retry was audited the first time
+            await audit.record(
+                "blackjack.chips_adjusted", actor_id=call.user.id, target=user.id, ip=call.ip,
+                amount=body.amount, reason=body.reason,
+            )  # fmt: skip
         return {
             "entry": entry.id,
             "amount": entry.amount,
             "balance": await wallets.balance(user.id),
+            "replayed": entry.replayed,
         }
 
     @api.route("GET", "/wallet/ledger", query=LedgerQuery)
@@ -187,7 +199,7 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
         q: LedgerQuery = call.query
         return {"entries": await wallets.ledger(call.user.id, q.limit, q.before)}
 
-    @api.route("GET", "/rounds", query=RoundsQuery)
+    @api.route("GET", "/rounds", query=RoundsQuery, auth=read)
     async def rounds(call: Call[None]) -> dict[str, Any]:
         """Settled rounds, newest first (optionally of one table)."""
         q: RoundsQuery = call.query
@@ -232,11 +244,11 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
         assert row is not None
         return {"user_id": user_id, **{k: int(v or 0) for k, v in row.items()}}
 
-    @api.route("GET", "/shoes/{shoe_id:[0-9a-f]{32}}")
+    @api.route("GET", "/shoes/{shoe_id:[0-9a-f]{32}}", auth=read)
     async def shoe(call: Call[None]) -> dict[str, Any]:
         """A shoe's commitment; once retired, its seed and card order too."""
         row = await store.fetchone(
-            "SELECT id, table_id, commitment, seed, decks, created_at, retired_at"
+            "SELECT id, table_id, commitment, seed, client_seed, decks, created_at, retired_at"
             " FROM blackjack_shoes WHERE id = ?",
             call.param("shoe_id"),
         )
@@ -245,14 +257,15 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
         if row["retired_at"] is None:
             row.pop("seed")  # never before the shoe is done
             return row
-        return {**row, "order": verify(row["seed"], row["commitment"], row["decks"])}
+        order = verify(row["seed"], row["commitment"], row["decks"], 0, row["client_seed"] or "")
+        return {**row, "order": order}
 
     @api.route("POST", "/verify", body=VerifyIn, auth="public")
     async def verify_shoe(call: Call[VerifyIn]) -> dict[str, Any]:
         """Check a revealed seed against its commitment and get the order it deals."""
         b = call.body
         try:
-            order = verify(b.seed, b.commitment, b.decks, b.dealt)
+            order = verify(b.seed, b.commitment, b.decks, b.dealt, b.client_seed)
         except ValueError:
             raise Problem(422, "seed_mismatch", "sha256(seed) is not the commitment") from None
         return {"valid": True, "order": order}

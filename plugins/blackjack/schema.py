@@ -69,4 +69,6 @@ MIGRATIONS: list[Migration] = [
     );
     CREATE INDEX blackjack_hands_user ON blackjack_hands (user_id, created_at)
     """,
+    # The players' client seed mixed into the shoe's shuffle (set at its first deal).
+    "ALTER TABLE blackjack_shoes ADD COLUMN client_seed TEXT",
 ]

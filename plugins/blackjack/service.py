@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,6 +38,8 @@ from .wallet import Statement, Wallets, movement
 
 log = structlog.get_logger(__name__)
 
+REMEMBERED = 128  # answers a table keeps for retries (a few rounds; bounded memory)
+
 
 def topic(table_id: str) -> str:
     return f"blackjack:{table_id}"
@@ -47,8 +50,11 @@ class LiveTable:
     table: Table
     shoe_id: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    requests: set[str] = field(default_factory=set)  # request ids seen this round
+    # (user id, request id) -> the answer it got: a retry gets the same answer again.
+    # A request id is the user's: two players choosing the same one are two requests.
+    answers: OrderedDict[tuple[str, str], dict[str, Any]] = field(default_factory=OrderedDict)
     timer: asyncio.Task[None] | None = None
+    client_seed_stored: bool = False  # the shoe's row has the client seed of its shuffle
     timer_token: tuple[Any, ...] = ()
     deadline: float | None = None  # wall clock, for clients' countdowns
 
@@ -201,28 +207,34 @@ class BlackjackService:
 
     async def step(
         self, user: User, table_id: str, step: str, request_id: str, amount: int = 0,
-        take: bool = False,
+        take: bool = False, client_seed: str | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         """A bet, an insurance answer or a hand's action, paid for before it is applied.
 
-        A request id seen before (this round, or in the ledger) changes nothing again."""
+        A request id is the user's own: one they used before changes nothing again and gets
+        the answer it got the first time (while the table remembers it, else — a stake found
+        in the ledger — the table as it is now)."""
         live = self.live(table_id)
         async with live.lock:
             table = live.table
             self.absence.seen(topic(table_id), user.id)
-            if request_id in live.requests:
-                return {**self.view(live), "replayed": True}
+            key = (user.id, request_id)
+            if key in live.answers:
+                return {**live.answers[key], "replayed": True}
             cost = table.cost_of(user.id, step, amount)
             if step == "insurance" and not take:
                 cost = 0
+            # The ledger's own ids ("welcome", "topup:…", "return:<round>:<seat>", …) are
+            # out of a client's reach: a step's id is kept apart under its own prefix.
+            ledger_id = f"step:{request_id}"
             opens_round = step == "bet" and table.phase in ("idle", "settled")
             if opens_round:
-                if await self.wallets.entry(self.store, user.id, request_id) is not None:
+                if await self.wallets.entry(self.store, user.id, ledger_id) is not None:
                     return {**self.view(live), "replayed": True}  # a retry of a past bet
                 await self._begin_round(live)
             try:
                 entry = await self.wallets.debit(
-                    user.id, cost, step, request_id, table.id, table.round_id
+                    user.id, cost, step, ledger_id, table.id, table.round_id
                 ) if cost else None  # fmt: skip
             except Problem:
                 if opens_round:  # the round never had a stake: it did not happen
@@ -230,22 +242,23 @@ class BlackjackService:
                 raise
             if entry is not None and entry.replayed:  # an earlier request's retry
                 return {**self.view(live), "replayed": True}
-            live.requests.add(request_id)
             if step == "bet":
-                table.place_bet(user.id, amount)
+                table.place_bet(user.id, amount, client_seed)
                 if table.everyone_bet:
                     table.deal()
             elif step == "insurance":
                 table.take_insurance(user.id, take)
             else:
                 table.act(user.id, step)
-            return await self._after_change(live)
+            answer = live.answers[key] = await self._after_change(live)
+            while len(live.answers) > REMEMBERED:
+                live.answers.popitem(last=False)
+            return answer
 
     async def _begin_round(self, live: LiveTable) -> None:
         """The first bet opens a round: its row exists before any stake names it."""
         table = live.table
         table.begin_round()
-        live.requests.clear()
         await self.store.execute(
             "INSERT INTO blackjack_rounds (id, table_id, shoe_id, status, started_at)"
             " VALUES (?, ?, ?, 'open', ?)",
@@ -260,6 +273,13 @@ class BlackjackService:
         )  # fmt: skip
 
     async def _after_change(self, live: LiveTable) -> dict[str, Any]:
+        shoe = live.table.shoe
+        if shoe.client_seed is not None and not live.client_seed_stored:  # its first deal
+            await self.store.execute(
+                "UPDATE blackjack_shoes SET client_seed = ? WHERE id = ?",
+                shoe.client_seed, live.shoe_id,
+            )  # fmt: skip
+            live.client_seed_stored = True
         if live.table.phase == "settled":
             await self._settle(live)
         self._arm_timer(live)
@@ -372,6 +392,7 @@ class BlackjackService:
         rules = live.table.rules
         live.table.shoe = Shoe(rules.decks, rules.penetration)
         live.shoe_id = await self._store_shoe(live.table.id, live.table.shoe)
+        live.client_seed_stored = False
 
     async def _publish(self, live: LiveTable) -> dict[str, Any]:
         view = self.view(live)

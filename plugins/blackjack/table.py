@@ -26,6 +26,7 @@ from .shoe import Shoe
 SEATS = 7
 Phase = Literal["idle", "betting", "insurance", "playing", "settled"]
 ACTIONS = ("hit", "stand", "double", "split", "surrender")
+STEPS = ("bet", "insurance", *ACTIONS)  # everything a seat may do, in the order it is listed
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Hand:
 
     def view(self) -> dict[str, Any]:
         total, soft = value(self.cards)
-        return {"cards": self.cards, "bet": self.bet, "total": total, "soft": soft,
+        return {"cards": list(self.cards), "bet": self.bet, "total": total, "soft": soft,
                 "doubled": self.doubled, "surrendered": self.surrendered,
                 "from_split": self.from_split, "done": self.done, "net": self.net}  # fmt: skip
 
@@ -54,11 +55,13 @@ class Seat:
     insurance: int | None = None  # None: not asked or not answered; 0: declined
     insurance_net: int | None = None
     sitting_out: bool = False
+    client_seed: str | None = None  # given with this round's bet, for a new shoe's shuffle
 
     def view(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "username": self.username, "bet": self.bet,
                 "hands": [h.view() for h in self.hands], "insurance": self.insurance,
-                "insurance_net": self.insurance_net, "sitting_out": self.sitting_out}  # fmt: skip
+                "insurance_net": self.insurance_net, "sitting_out": self.sitting_out,
+                "client_seed": self.client_seed}  # fmt: skip
 
 
 @dataclass
@@ -114,7 +117,9 @@ class Table:
 
     def cost_of(self, user_id: str, step: str, amount: int = 0) -> int:
         """Chips ``step`` would take from the player now; raises a problem if it may not."""
-        seat_no = self._seated(user_id)
+        return self._cost(self._seated(user_id), step, amount)
+
+    def _cost(self, seat_no: int, step: str, amount: int) -> int:
         seat = self.seats[seat_no]
         if step == "bet":
             if self.phase not in ("idle", "betting", "settled"):
@@ -136,6 +141,8 @@ class Table:
                 raise Problem(409, "insurance_decided", "you have answered already")
             return seat.hands[0].bet // 2
         hand = self._hand_to_act(seat_no)
+        if hand.from_split and hand.cards[0][0] == "A" and step in ("hit", "double"):
+            raise Problem(409, "split_aces", "split aces take one card each")
         if step == "double":
             if not self.rules.may_double(hand.cards, hand.from_split):
                 raise Problem(409, "cannot_double", "you may not double this hand")
@@ -143,7 +150,46 @@ class Table:
         if step == "split":
             self._check_split(seat, hand)
             return hand.bet
+        if step == "surrender" and (
+            not self.rules.late_surrender or len(hand.cards) != 2 or hand.from_split
+        ):
+            raise Problem(409, "cannot_surrender", "surrender is for the first two cards")
         return 0
+
+    def allowed(self) -> dict[str, dict[str, Any]]:
+        """What each seat may do now, by the table's rules and its hand (the same checks as
+        the steps themselves): ``{"<seat>": {"actions": [...], "costs": {action: chips},
+        "bet": {"min", "max"}}}``, ``costs`` naming what takes chips and ``bet`` present when
+        the seat may bet. Whether the player's chips cover a cost is checked when they act:
+        balances are private, and the table is seen by anyone."""
+        # Only the steps the phase has any use for are put to the checks (a view is built
+        # for every step of every table: most refusals need not be raised to be known).
+        rules, out = self.rules, {}
+        if self.phase == "playing":
+            candidates: dict[int, tuple[str, ...]] = {self.turn[0]: ACTIONS} if self.turn else {}
+        elif self.phase == "insurance":
+            candidates = dict.fromkeys(self.seats, ("insurance",))
+        else:  # bets: one entry, the same for every seat that may bet
+            bet = {"actions": ["bet"], "costs": {}, "bet": {"min": rules.min_bet,
+                                                           "max": rules.max_bet}}  # fmt: skip
+            for seat_no in sorted(self.seats):
+                try:
+                    self._cost(seat_no, "bet", rules.min_bet)
+                except Problem:
+                    continue  # refused: not listed
+                out[str(seat_no)] = bet
+            return out
+        for seat_no, steps in sorted(candidates.items()):
+            costs: dict[str, int] = {}
+            for step in steps:
+                try:
+                    costs[step] = self._cost(seat_no, step, rules.min_bet)
+                except Problem:
+                    continue
+            if costs:
+                out[str(seat_no)] = {"actions": list(costs),
+                                     "costs": {k: v for k, v in costs.items() if v}}  # fmt: skip
+        return out
 
     def _hand_to_act(self, seat_no: int) -> Hand:
         if self.phase != "playing" or self.turn is None:
@@ -162,12 +208,14 @@ class Table:
 
     # -- the round --------------------------------------------------------------------------
 
-    def place_bet(self, user_id: str, amount: int) -> None:
-        """Stake ``amount`` (already reserved) on the coming deal."""
+    def place_bet(self, user_id: str, amount: int, client_seed: str | None = None) -> None:
+        """Stake ``amount`` (already reserved) on the coming deal; ``client_seed`` goes into
+        the shuffle if this round's deal is a new shoe's first."""
         self.cost_of(user_id, "bet", amount)
         if self.phase in ("idle", "settled"):
             self.begin_round()
-        self.seats[self._seated(user_id)].bet = amount
+        seat = self.seats[self._seated(user_id)]
+        seat.bet, seat.client_seed = amount, client_seed
         self.actions.append({"seat": self.seat_of(user_id), "action": "bet", "amount": amount})
 
     def begin_round(self) -> None:
@@ -175,7 +223,7 @@ class Table:
         self.round_id = secrets.token_hex(16)
         self.dealer, self.hole_revealed, self.turn, self.actions = [], False, None, []
         for seat in self.seats.values():
-            seat.bet, seat.hands = 0, []
+            seat.bet, seat.hands, seat.client_seed = 0, [], None
             seat.insurance = seat.insurance_net = None
 
     @property
@@ -187,10 +235,13 @@ class Table:
         """Close the bets: two cards to each bet, one up and one down to the dealer."""
         if self.phase != "betting":
             raise Problem(409, "not_betting", "there are no bets to deal")
-        playing = [s for _, s in sorted(self.seats.items()) if s.bet]
-        if not playing:  # the window closed without a bet
+        bets = [(n, s) for n, s in sorted(self.seats.items()) if s.bet]
+        if not bets:  # the window closed without a bet
             self.phase = "idle"
             return
+        if self.shoe.client_seed is None:  # a new shoe: the players' seeds go in, seat order
+            self.shoe.shuffle(",".join(f"{n}:{s.client_seed}" for n, s in bets if s.client_seed))
+        playing = [s for _, s in bets]
         for seat in playing:
             seat.hands = [Hand([], seat.bet)]
         for _ in range(2):
@@ -240,12 +291,8 @@ class Table:
             raise Problem(422, "unknown_action", f"actions: {', '.join(ACTIONS)}")
         seat_no = self._seated(user_id)
         hand = self._hand_to_act(seat_no)
-        self.cost_of(user_id, action)
-        if hand.from_split and hand.cards[0][0] == "A" and action in ("hit", "double"):
-            raise Problem(409, "split_aces", "split aces take one card each")
+        self.cost_of(user_id, action)  # every check, before any chip moved
         if action == "surrender":
-            if not self.rules.late_surrender or len(hand.cards) != 2 or hand.from_split:
-                raise Problem(409, "cannot_surrender", "surrender is for the first two cards")
             hand.surrendered = hand.done = True
         elif action == "hit":
             hand.cards.append(self.shoe.draw())
@@ -329,9 +376,12 @@ class Table:
     # -- views ------------------------------------------------------------------------------
 
     def view(self) -> dict[str, Any]:
-        """The table as anyone may see it: the hole card only once it is turned."""
+        """The table as anyone may see it: the hole card only once it is turned. A snapshot
+        (no list shared with the live table): a step's answer is kept for its retries."""
         dealer = (
-            self.dealer if self.hole_revealed else self.dealer[:1] + ["??"] * (len(self.dealer) > 1)
+            list(self.dealer)
+            if self.hole_revealed
+            else self.dealer[:1] + ["??"] * (len(self.dealer) > 1)
         )
         total = value(self.dealer)[0] if self.hole_revealed and self.dealer else None
         return {
@@ -342,10 +392,12 @@ class Table:
             "dealer": {"cards": dealer, "total": total},
             "seats": {str(n): s.view() for n, s in sorted(self.seats.items())},
             "turn": {"seat": self.turn[0], "hand": self.turn[1]} if self.turn else None,
+            "allowed": self.allowed(),
             "shoe": {
                 "commitment": self.shoe.commitment,
                 "decks": self.shoe.decks,
-                "remaining": len(self.shoe.cards) - self.shoe.position,
+                "remaining": self.shoe.remaining,
+                "client_seed": self.shoe.client_seed,  # None until the shoe's first deal
                 "cut_card_reached": self.shoe.needs_shuffle,
             },
         }

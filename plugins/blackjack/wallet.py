@@ -116,12 +116,15 @@ class Wallets:
             )  # fmt: skip
         return entry
 
-    async def adjust(self, user_id: str, amount: int, request_id: str) -> Entry:
-        """An operator's correction (credit, or debit down to zero at most); a retried
-        request moves nothing twice."""
-        entry = await self._once(user_id, amount, "adjustment", f"admin:{request_id}")
-        if entry.replayed:
-            raise Problem(409, "already_adjusted", "that request id was already used")
+    async def adjust(self, user_id: str, amount: int, actor_id: str, request_id: str) -> Entry:
+        """An operator's correction (credit, or debit down to zero at most). The request id
+        is the operator's own: their retry moves nothing twice and finds the first entry
+        (``replayed``); another operator's same id is another request."""
+        entry = await self._once(user_id, amount, "adjustment", f"admin:{actor_id}:{request_id}")
+        if entry.replayed and entry.amount != amount:
+            raise Problem(
+                409, "request_id_reused", "you used that request id for another adjustment"
+            )
         return entry
 
     async def _once(
