@@ -22,8 +22,11 @@ from .support import (
     NodeProcess,
     cluster_yaml,
     pg_schema,
+    process_tree,
     running,
     spawn_node,
+    survivors,
+    wait_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -406,13 +409,22 @@ async def test_encoders_and_presets_are_listed(tmp_path: Path) -> None:
         assert presets["presets"]["hls-abr"] == {"op": "hls"}
 
 
-async def test_a_job_whose_node_dies_runs_again_after_restart(tmp_path: Path) -> None:
+async def test_kill_9_takes_the_nodes_children_and_a_restart_retries_cleanly(
+    tmp_path: Path,
+) -> None:
+    """kill -9 of a node running a job: its FFmpeg and its worker processes die with it;
+    the restarted node clears the stale scratch space and runs the job again."""
+    data_dir = tmp_path / "data"
     config = tmp_path / "node.yaml"
     config.write_text(
-        f"data_dir: {tmp_path / 'data'}\nrtmp: {{enabled: false}}\n"
+        f"data_dir: {data_dir}\nrtmp: {{enabled: false}}\n"
         "logging: {level: warning, access_log: false}\n"
     )
+    work = data_dir / "plugins" / "media" / "work"
+    scratch = data_dir / "plugins" / "files" / "scratch"
+    stale_job = "0" * 32
     data = await quick_clip(tmp_path / "in.mp4", 15, "640x480")
+    children: dict[int, str] = {}
     node = spawn_node(config)
     try:
         await node.wait_ready()
@@ -426,23 +438,35 @@ async def test_a_job_whose_node_dies_runs_again_after_restart(tmp_path: Path) ->
                 file_id,
                 operation={"op": "convert", "container": "mp4", "speed": "slow", "height": 360},
             )
-            for _ in range(100):
-                _, job, _ = await c.call("GET", f"/api/media/jobs/{job['id']}", token)
-                if job["status"] == "running":
-                    break
-                await asyncio.sleep(0.1)
-            assert job["status"] == "running"
+
+            async def encoding() -> bool:
+                _, found, _ = await c.call("GET", f"/api/media/jobs/{job['id']}", token)
+                return bool(found["status"] == "running" and found["progress"] > 0)
+
+            await wait_for(encoding, 60, "the job to be encoding")
+            (scratch / "stale-thumbs").mkdir(parents=True)
+            (work / stale_job).mkdir(parents=True)
+            children = process_tree(node.proc.pid)
+            kinds = " ".join(children.values())
+            assert "ffmpeg" in kinds and "multiprocessing" in kinds, children
             os.kill(node.proc.pid, signal.SIGKILL)
             node.proc.wait()
+        await wait_for(
+            lambda: not survivors(children), 30, f"the children to die: {survivors(children)}"
+        )
+        assert (work / job["id"]).exists(), "the killed job left its scratch behind"
         node = spawn_node(config, port=node.port)
         await node.wait_ready()
+        assert not (scratch / "stale-thumbs").exists() and not (work / stale_job).exists()
         async with aiohttp.ClientSession() as session:
             c = Client(node.base, session)
             job = await wait_job(c, await c.login("alice"), job["id"], 120)
             assert job["status"] == "done" and job["attempts"] == 2, job
+            assert facts(await output(c, await c.login("alice"), job))["video"][2] == 360
     finally:
         node.stop()
-        await asyncio.create_subprocess_exec("pkill", "-9", "-f", str(tmp_path))
+        for pid in survivors(children):  # only if the test failed: never leave them running
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.postgres

@@ -34,6 +34,15 @@ TIMEOUT_SECONDS = 120.0
 Processed = Callable[[Row, dict[str, Any]], Awaitable[None]]
 
 
+def clear_directory(directory: Path) -> None:
+    """Remove everything inside ``directory``."""
+    for entry in directory.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
 def thumbnail_key(file_id: str, size: int) -> str:
     """Thumbnails are blobs beside their file's (``t128x<file id>``)."""
     return f"t{size}x{file_id}"
@@ -80,7 +89,9 @@ class Processor:
         task.add_done_callback(self._tasks.discard)
 
     async def resume(self) -> None:
-        """Queue files a previous run left pending."""
+        """At start: clear what a killed run left in the scratch space (this node's alone), and
+        queue the files it left pending."""
+        await asyncio.to_thread(clear_directory, self.scratch)
         rows = await self.store.fetchall(
             "SELECT id, mime FROM files_nodes WHERE thumbs = 'pending' AND kind = 'file'"
         )

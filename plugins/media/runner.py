@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from syncstream.children import bound
+
 from .commands import Plan
 
 STDERR_TAIL = 4000
@@ -76,10 +78,7 @@ async def _run_pass(
     cancelled: asyncio.Event,
 ) -> None:
     proc = await asyncio.create_subprocess_exec(
-        "nice",
-        "-n",
-        str(NICENESS),
-        *argv,
+        *bound(["nice", "-n", str(NICENESS), *argv]),  # killed if the node dies
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,  # its own process group: killed as a whole

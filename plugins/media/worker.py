@@ -67,10 +67,22 @@ class Worker:
         if self.single_node:  # nobody else can be running this store's jobs
             for row in await self.jobs.recover(self.config.max_attempts, everyone=True):
                 await self._announce(row)
+        await self._clear_scratch()
         self._loops = [
             asyncio.create_task(self._schedule()),
             asyncio.create_task(self._keep_leases()),
         ]
+
+    async def _clear_scratch(self) -> None:
+        """Remove the work directories a killed run of this node left behind (a retry starts
+        from nothing), keeping those of jobs another node sharing this directory runs."""
+        names = await asyncio.to_thread(lambda: [p.name for p in self.scratch.iterdir()])
+        for name in names:
+            row = await self.jobs.store.fetchone(
+                "SELECT node FROM media_jobs WHERE id = ? AND status = 'running'", name
+            )
+            if row is None or row["node"] == self.jobs.node_id:
+                await asyncio.to_thread(shutil.rmtree, self.scratch / name, True)
 
     def wake(self) -> None:
         self._wake.set()
