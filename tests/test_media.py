@@ -321,6 +321,16 @@ async def test_bad_inputs_fail_with_reasons(tmp_path: Path) -> None:
             )["id"],
         )
         assert job["error"]["code"] == "media_too_large"
+        # The probe sees the first picture size; FFmpeg's decoders refuse the later, larger one.
+        small = await make_media(
+            tmp_path / "small.ts", 2, "-c:v", "libx264", "-preset", "ultrafast", size="320x240"
+        )
+        large = await make_media(
+            tmp_path / "large.ts", 2, "-c:v", "libx264", "-preset", "ultrafast", size="1280x960"
+        )
+        grows = await tus_upload(c, token, small + large, "grows.ts")
+        job = await wait_job(c, token, (await submit(c, token, grows, preset="web-mp4"))["id"])
+        assert job["status"] == "failed" and job["error"]["code"] == "media_too_large", job
         slow = await make_media(
             tmp_path / "slow.mp4", 20, "-c:v", "libx264", "-preset", "ultrafast", size="640x480"
         )

@@ -23,6 +23,7 @@ from syncstream.store import Row, Store
 from syncstream.workers import WorkerPool
 
 from . import media_worker
+from .config import Config
 from .storage import BlobStore
 
 log = structlog.get_logger(__name__)
@@ -64,16 +65,16 @@ class Processor:
         store: Store,
         blobs: BlobStore,
         scratch: Path,
-        sizes: list[int],
-        workers: int,
+        config: Config,
         processed: Processed,
     ) -> None:
         self.store, self.blobs, self.scratch = store, blobs, scratch
-        self.sizes = sorted(set(sizes))
+        self.sizes = sorted(set(config.thumbnail_sizes))
+        self.max_pixels = config.max_pixels
         self._processed = processed
-        self._pool = WorkerPool(workers)
+        self._pool = WorkerPool(config.workers, config.worker_memory_mb << 20)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(workers)
+        self._slots = asyncio.Semaphore(config.workers)
         scratch.mkdir(parents=True, exist_ok=True)
 
     def thumbnail_size(self, wanted: int) -> int:
@@ -106,7 +107,7 @@ class Processor:
             try:
                 async with self.blobs.local_copy(file_id) as source:
                     meta = await self._pool.run(
-                        TIMEOUT_SECONDS, media_worker.probe, str(source), mime
+                        TIMEOUT_SECONDS, media_worker.probe, str(source), mime, self.max_pixels
                     )
                     if has_thumbnails(mime):
                         state = await self._thumbnails(file_id, str(source), mime)
@@ -130,7 +131,13 @@ class Processor:
         scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=self.scratch))
         try:
             made = await self._pool.run(
-                TIMEOUT_SECONDS, media_worker.thumbnails, source, mime, str(scratch), self.sizes
+                TIMEOUT_SECONDS,
+                media_worker.thumbnails,
+                source,
+                mime,
+                str(scratch),
+                self.sizes,
+                self.max_pixels,
             )
             for size in made:
                 await self.blobs.put(thumbnail_key(file_id, size), scratch / f"{size}.jpg")

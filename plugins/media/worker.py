@@ -59,7 +59,7 @@ class Worker:
         self.running: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
-        self._pool = WorkerPool(1)
+        self._pool = WorkerPool(1, config.worker_memory_mb << 20)
         self._loops: list[asyncio.Task[None]] = []
         scratch.mkdir(parents=True, exist_ok=True)
 
@@ -187,6 +187,7 @@ class Worker:
                     encoders=self.encoders,
                     threads=self.config.threads,
                     max_output_bytes=max(1 << 20, 4 * int(source["size"]) + (64 << 20)),
+                    max_pixels=self.config.max_pixels,
                 )
                 timeout = self._timeout(info)
                 on_progress = self._progress_reporter(row)
