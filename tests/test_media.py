@@ -64,15 +64,16 @@ def facts(data: bytes) -> dict[str, Any]:
         return out
 
 
-async def wait_job(c: Client, token: str, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    job: dict[str, Any] = {}
-    for _ in range(int(timeout * 10)):
+async def wait_job(c: Client, token: str, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    """The job once it finished (done, failed or canceled)."""
+
+    async def finished() -> dict[str, Any] | None:
         status, job, _ = await c.call("GET", f"/api/media/jobs/{job_id}", token)
         assert status == 200, job
-        if job["status"] in ("done", "failed", "canceled"):
-            return job
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"job still {job.get('status')}: {job}")
+        return dict(job) if job["status"] in ("done", "failed", "canceled") else None
+
+    job: dict[str, Any] = await wait_for(finished, timeout, f"job {job_id} to finish", 0.1)
+    return job
 
 
 async def submit(c: Client, token: str, file_id: str, **body: Any) -> dict[str, Any]:
@@ -257,22 +258,22 @@ async def test_cancel_kills_ffmpeg_and_stores_nothing(tmp_path: Path) -> None:
         job = await submit(
             c, token, file_id, operation={"op": "convert", "container": "webm", "speed": "veryslow"}
         )
-        for _ in range(100):
-            _, job, _ = await c.call("GET", f"/api/media/jobs/{job['id']}", token)
-            if job["status"] == "running" and job["progress"] > 0:
-                break
-            await asyncio.sleep(0.1)
-        assert job["status"] == "running", job
+
+        async def encoding() -> bool:
+            _, found, _ = await c.call("GET", f"/api/media/jobs/{job['id']}", token)
+            return bool(found["status"] == "running" and found["progress"] > 0)
+
+        await wait_for(encoding, 60, "the job to be encoding")
+        # This server's own encoder (it runs in this process), never another test's.
+        encoders = {
+            pid: who for pid, who in process_tree(os.getpid()).items() if "libvpx-vp9" in who
+        }
+        assert len(encoders) == 1, encoders
         status, job, _ = await c.call("POST", f"/api/media/jobs/{job['id']}/cancel", token)
         assert status == 200 and job["status"] == "canceled"
         job = await wait_job(c, token, job["id"])
         assert job["status"] == "canceled" and job["error"]["code"] == "canceled"
-        await asyncio.sleep(0.3)
-        ps = await asyncio.create_subprocess_exec(
-            "pgrep", "-f", "libvpx-vp9", stdout=asyncio.subprocess.PIPE
-        )
-        out, _ = await ps.communicate()
-        assert not out.strip(), "the encoder was killed"
+        await wait_for(lambda: not survivors(encoders), 30, "the encoder to be killed")
         _, page, _ = await c.call("GET", "/api/files", token)
         assert [i["name"] for i in page["items"]] == ["long.mp4"], "no half-written output"
         status, body, _ = await c.call("POST", f"/api/media/jobs/{job['id']}/cancel", token)
@@ -377,6 +378,41 @@ async def test_bad_inputs_fail_with_reasons(tmp_path: Path) -> None:
         assert status == 404, "others' files are not inputs"
         _, mine, _ = await c.call("GET", "/api/media/jobs", token)
         status, _, _ = await c.call("GET", f"/api/media/jobs/{mine['jobs'][0]['id']}", bob)
+        assert status == 404
+
+
+async def test_idempotency_keys_belong_to_their_user(tmp_path: Path) -> None:
+    """Two users sending the same Idempotency-Key get a job each; a replay by the same user
+    answers the original job and queues nothing."""
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        data = await make_media(tmp_path / "in.mp4", 1, "-c:v", "libx264", "-c:a", "aac")
+        files = {t: await tus_upload(c, t, data, "in.mp4") for t in (alice, bob)}
+
+        async def post(token: str, key: str, **body: Any) -> tuple[int, Any]:
+            status, job, _ = await c.call(
+                "POST",
+                "/api/media/jobs",
+                token,
+                json={"file_id": files[token], "operation": {"op": "probe"}, **body},
+                headers={"Idempotency-Key": key},
+            )
+            return status, job
+
+        status, first = await post(alice, "job-1")
+        assert status == 201
+        status, replay = await post(alice, "job-1")
+        assert status == 201 and replay["id"] == first["id"]
+        status, theirs = await post(bob, "job-1")
+        assert status == 201 and theirs["id"] != first["id"]
+        assert (await wait_job(c, bob, theirs["id"]))["status"] == "done"
+        status, body = await post(alice, "job-1", priority=3)
+        assert status == 422 and body["code"] == "idempotency_key_reused"
+        status, body = await post(alice, "bad key")
+        assert status == 422 and body["code"] == "invalid_idempotency_key"
+        _, mine, _ = await c.call("GET", "/api/media/jobs", alice)
+        assert [j["id"] for j in mine["jobs"]] == [first["id"]], "the replay queued nothing"
+        status, _, _ = await c.call("GET", f"/api/media/jobs/{first['id']}", bob)
         assert status == 404
 
 
