@@ -236,6 +236,13 @@ class Jobs:
         )
         return set(job_ids) - {r["id"] for r in rows}
 
+    async def running_elsewhere(self, job_id: str) -> bool:
+        """Whether another node runs this job now."""
+        node = await self.store.fetchval(
+            "SELECT node FROM media_jobs WHERE id = ? AND status = 'running'", job_id
+        )
+        return node is not None and node != self.node_id
+
     async def progress(
         self, job_id: str, percent: float, speed: float | None, eta: float | None
     ) -> None:

@@ -78,10 +78,7 @@ class Worker:
         from nothing), keeping those of jobs another node sharing this directory runs."""
         names = await asyncio.to_thread(lambda: [p.name for p in self.scratch.iterdir()])
         for name in names:
-            row = await self.jobs.store.fetchone(
-                "SELECT node FROM media_jobs WHERE id = ? AND status = 'running'", name
-            )
-            if row is None or row["node"] == self.jobs.node_id:
+            if not await self.jobs.running_elsewhere(name):
                 await asyncio.to_thread(shutil.rmtree, self.scratch / name, True)
 
     def wake(self) -> None:
