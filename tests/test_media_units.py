@@ -16,6 +16,7 @@ from syncstream.media.readers import PacketCopy, QueuedReader
 from syncstream.media.rtmp import amf
 from syncstream.media.rtmp.chunks import ChunkReader, encode_message
 from syncstream.media.thumbnails import keyframe_to_jpeg
+from syncstream.media.webrtc.vp8 import Vp8Transcoder
 
 
 def test_amf0_round_trip_and_malformed_input() -> None:
@@ -148,3 +149,15 @@ def test_live_thumbnail_refuses_pictures_over_the_limit_before_decoding() -> Non
     huge = _h264_keyframe(8192, 4336)  # a little over DCI 8K: over the default limit
     with pytest.raises(av.FFmpegError):
         keyframe_to_jpeg(huge, 160)
+
+
+def test_vp8_transcoder_refuses_pictures_over_the_limit() -> None:
+    delivered: list[bool] = []
+    transcoder = Vp8Transcoder(lambda packet, keyframe: delivered.append(keyframe))
+    try:
+        transcoder.handle(_h264_keyframe(8192, 4336))  # over DCI 8K: never decoded
+        assert delivered == []
+        transcoder.handle(_h264_keyframe(320, 240))
+        assert delivered == [True]
+    finally:
+        transcoder.close()

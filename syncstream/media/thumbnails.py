@@ -11,8 +11,9 @@ import av
 
 from .readers import PacketCopy, QueuedReader
 
-# The largest picture a live thumbnail decodes (DCI 8K): the decoder refuses larger ones
-# before allocating them, so a publisher cannot make the server decode gigapixel frames.
+# The largest live picture the server decodes (DCI 8K), for thumbnails and the VP8 transcoder:
+# the decoder refuses larger ones before allocating them, so a publisher cannot make the
+# server decode gigapixel frames.
 MAX_PIXELS = 8192 * 4320
 
 
