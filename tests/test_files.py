@@ -775,10 +775,10 @@ async def test_hostile_media_fails_processing_with_a_reason(
         assert status == 200 and headers["X-Thumbnail"] == "failed"
 
 
-async def test_idempotency_keys_belong_to_their_user(tmp_path: Path) -> None:
+async def test_idempotency_keys_belong_to_their_user(tmp_path: Path, backend: str) -> None:
     """The same Idempotency-Key from two users: each gets their own upload; a replay by the
     same user answers the original (tus creation and plain forms)."""
-    async with running(tmp_path) as c:
+    async with running(tmp_path, backend) as c:
         alice, bob = await c.register("alice"), await c.register("bob")
 
         async def create(token: str, key: str, length: int = 10) -> tuple[int, Any, Any]:
@@ -806,6 +806,10 @@ async def test_idempotency_keys_belong_to_their_user(tmp_path: Path) -> None:
         assert status == 422 and body["code"] == "idempotency_key_reused"
         status, body, _ = await create(alice, "no spaces allowed")
         assert status == 422 and body["code"] == "invalid_idempotency_key"
+        at_once = await asyncio.gather(*(create(bob, "at-once") for _ in range(4)))
+        assert {status for status, _, _ in at_once} <= {201, 409}, at_once
+        made = {resp.headers["Location"] for status, _, resp in at_once if status == 201}
+        assert len(made) == 1, "sent at the same time, the key still makes one upload"
 
         async def form(token: str, key: str, data: bytes) -> dict[str, Any]:
             body = aiohttp.FormData()

@@ -410,6 +410,9 @@ async def test_idempotency_keys_belong_to_their_user(tmp_path: Path) -> None:
         assert status == 422 and body["code"] == "idempotency_key_reused"
         status, body = await post(alice, "bad key")
         assert status == 422 and body["code"] == "invalid_idempotency_key"
+        at_once = await asyncio.gather(*(post(bob, "at-once") for _ in range(4)))
+        assert len({job["id"] for _, job in at_once}) == 1, at_once
+        await wait_job(c, bob, at_once[0][1]["id"])
         _, mine, _ = await c.call("GET", "/api/media/jobs", alice)
         assert [j["id"] for j in mine["jobs"]] == [first["id"]], "the replay queued nothing"
         status, _, _ = await c.call("GET", f"/api/media/jobs/{first['id']}", bob)
