@@ -1,7 +1,8 @@
 """Runs a job's FFmpeg passes as subprocesses, reading ``-progress`` for percent, speed, ETA.
 
 Each pass runs in its own process group; cancelling or timing out kills the group (SIGKILL),
-so no encoder outlives its job. The event loop only reads short progress lines.
+so no encoder outlives its job, and the kernel kills it if the node dies (even by ``kill -9``:
+see :mod:`syncstream.children`). The event loop only reads short progress lines.
 """
 
 from __future__ import annotations
