@@ -107,6 +107,7 @@ async def test_bombs_are_refused_from_their_headers_with_a_reason(tmp_path: Path
             assert info["thumbnails"] == "failed", (name, info)
             error = info["meta"]["error"]
             assert error.startswith(reason) and "pixels" in error, (name, error)
+            assert info["meta"]["code"] == "media_too_large", info["meta"]
         await assert_pool_works(c, token)
         # Many frames cost nothing more: only the first is decoded, the rest are counted.
         many = gif((32, 32), [(1, 1)] * 20_000)
@@ -125,4 +126,5 @@ async def test_a_picture_over_the_workers_memory_is_refused_and_the_pool_goes_on
         info = await thumbnail_state(c, token, png_bomb(10_000, 10_000, 3), "wide.png")
         assert info["thumbnails"] == "failed", info
         assert "memory" in info["meta"]["error"], info
+        assert info["meta"]["code"] == "media_too_large", info["meta"]
         await assert_pool_works(c, token)

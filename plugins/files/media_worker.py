@@ -31,7 +31,15 @@ IMAGE_TYPES = frozenset(
 
 
 class MediaError(Exception):
-    """The file is not the media it appears to be, or exceeds what we decode."""
+    """The file is not the media it appears to be (``code`` is stable, the text explains)."""
+
+    code = "unreadable_media"
+
+
+class TooLarge(MediaError):
+    """The file's pictures exceed what we decode."""
+
+    code = "media_too_large"
 
 
 def _reason(exc: BaseException, path: str) -> str:
@@ -49,16 +57,16 @@ def _guarded(path: str, max_pixels: int) -> Iterator[None]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise MediaError(f"image too large: {_reason(exc, path)}") from None
+        raise TooLarge(f"image too large: {_reason(exc, path)}") from None
     except MemoryError:
-        raise MediaError("too large to decode within the worker's memory") from None
+        raise TooLarge("too large to decode within the worker's memory") from None
 
 
 def _check_size(kind: str, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
-        raise MediaError(f"{kind} too large: {width}x{height} is over {max_pixels} pixels")
+        raise TooLarge(f"{kind} too large: {width}x{height} is over {max_pixels} pixels")
     if kind == "video" and max(width, height) > MAX_VIDEO_SIDE:
-        raise MediaError(f"video too large: {width}x{height} (sides up to {MAX_VIDEO_SIDE})")
+        raise TooLarge(f"video too large: {width}x{height} (sides up to {MAX_VIDEO_SIDE})")
 
 
 def probe(path: str, mime: str, max_pixels: int) -> dict[str, Any]:

@@ -112,9 +112,10 @@ class Processor:
                     if has_thumbnails(mime):
                         state = await self._thumbnails(file_id, str(source), mime)
             except media_worker.MediaError as exc:
-                meta, state = {"error": str(exc)}, "failed"
+                meta, state = {"error": str(exc), "code": exc.code}, "failed"
             except (TimeoutError, BrokenProcessPool) as exc:
-                meta, state = {"error": f"processing failed: {type(exc).__name__}"}, "failed"
+                reason = f"processing failed: {type(exc).__name__}"
+                meta, state = {"error": reason, "code": "processing_failed"}, "failed"
             except FileNotFoundError:
                 return  # purged meanwhile
         await self.store.execute(
