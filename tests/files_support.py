@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 from collections.abc import AsyncIterator
@@ -11,7 +10,7 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 
-from .support import Client
+from .support import Client, wait_for
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OFFSET_TYPE = "application/offset+octet-stream"
@@ -87,10 +86,10 @@ async def download(
 
 async def processed(c: Client, token: str, file_id: str) -> dict[str, Any]:
     """The file once its media facts and thumbnails are done (or failed)."""
-    info: dict[str, Any] = {}
-    for _ in range(200):
+
+    async def done() -> dict[str, Any] | None:
         _, info, _ = await c.call("GET", f"/api/files/{file_id}", token)
-        if info["thumbnails"] != "pending":
-            break
-        await asyncio.sleep(0.05)
+        return None if info["thumbnails"] == "pending" else dict(info)
+
+    info: dict[str, Any] = await wait_for(done, 120, f"file {file_id} to be processed", 0.05)
     return info

@@ -314,3 +314,61 @@ def spawn_node(
         text=True,
     )
     return NodeProcess(proc, port or 0)
+
+
+def process_tree(pid: int) -> dict[int, str]:
+    """The live processes below ``pid`` (walking ``/proc/<pid>/task/*/children``): pid ->
+    identity (start time and command line, so a reused pid is not mistaken for it)."""
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as fh:
+                    kids = [int(k) for k in fh.read().split()]
+            except OSError:
+                continue
+            for kid in kids:
+                identity = _identity(kid)
+                if kid not in found and identity is not None:
+                    found[kid] = identity
+                    todo.append(kid)
+    return found
+
+
+def _identity(pid: int) -> str | None:
+    """``<start time> <command line>`` of a live (not zombie) process, else None."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/cmdline", "rb") as fb:
+            cmdline = fb.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+    state, start = fields[0], fields[19]
+    return None if state in ("Z", "X") else f"{start} {cmdline}"
+
+
+def survivors(processes: dict[int, str]) -> dict[int, str]:
+    """Those of ``processes`` (from :func:`process_tree`) still alive."""
+    return {pid: who for pid, who in processes.items() if _identity(pid) == who}
+
+
+async def wait_for(check: Any, timeout: float, what: str, every: float = 0.2) -> Any:
+    """Poll ``check()`` (sync or async) until it returns something truthy; fail after
+    ``timeout`` seconds saying ``what`` was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(every)

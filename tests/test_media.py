@@ -22,8 +22,11 @@ from .support import (
     NodeProcess,
     cluster_yaml,
     pg_schema,
+    process_tree,
     running,
     spawn_node,
+    survivors,
+    wait_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -61,15 +64,16 @@ def facts(data: bytes) -> dict[str, Any]:
         return out
 
 
-async def wait_job(c: Client, token: str, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    job: dict[str, Any] = {}
-    for _ in range(int(timeout * 10)):
+async def wait_job(c: Client, token: str, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    """The job once it finished (done, failed or canceled)."""
+
+    async def finished() -> dict[str, Any] | None:
         status, job, _ = await c.call("GET", f"/api/media/jobs/{job_id}", token)
         assert status == 200, job
-        if job["status"] in ("done", "failed", "canceled"):
-            return job
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"job still {job.get('status')}: {job}")
+        return dict(job) if job["status"] in ("done", "failed", "canceled") else None
+
+    job: dict[str, Any] = await wait_for(finished, timeout, f"job {job_id} to finish", 0.1)
+    return job
 
 
 async def submit(c: Client, token: str, file_id: str, **body: Any) -> dict[str, Any]:
@@ -254,22 +258,22 @@ async def test_cancel_kills_ffmpeg_and_stores_nothing(tmp_path: Path) -> None:
         job = await submit(
             c, token, file_id, operation={"op": "convert", "container": "webm", "speed": "veryslow"}
         )
-        for _ in range(100):
-            _, job, _ = await c.call("GET", f"/api/media/jobs/{job['id']}", token)
-            if job["status"] == "running" and job["progress"] > 0:
-                break
-            await asyncio.sleep(0.1)
-        assert job["status"] == "running", job
+
+        async def encoding() -> bool:
+            _, found, _ = await c.call("GET", f"/api/media/jobs/{job['id']}", token)
+            return bool(found["status"] == "running" and found["progress"] > 0)
+
+        await wait_for(encoding, 60, "the job to be encoding")
+        # This server's own encoder (it runs in this process), never another test's.
+        encoders = {
+            pid: who for pid, who in process_tree(os.getpid()).items() if "libvpx-vp9" in who
+        }
+        assert len(encoders) == 1, encoders
         status, job, _ = await c.call("POST", f"/api/media/jobs/{job['id']}/cancel", token)
         assert status == 200 and job["status"] == "canceled"
         job = await wait_job(c, token, job["id"])
         assert job["status"] == "canceled" and job["error"]["code"] == "canceled"
-        await asyncio.sleep(0.3)
-        ps = await asyncio.create_subprocess_exec(
-            "pgrep", "-f", "libvpx-vp9", stdout=asyncio.subprocess.PIPE
-        )
-        out, _ = await ps.communicate()
-        assert not out.strip(), "the encoder was killed"
+        await wait_for(lambda: not survivors(encoders), 30, "the encoder to be killed")
         _, page, _ = await c.call("GET", "/api/files", token)
         assert [i["name"] for i in page["items"]] == ["long.mp4"], "no half-written output"
         status, body, _ = await c.call("POST", f"/api/media/jobs/{job['id']}/cancel", token)
@@ -318,6 +322,16 @@ async def test_bad_inputs_fail_with_reasons(tmp_path: Path) -> None:
             )["id"],
         )
         assert job["error"]["code"] == "media_too_large"
+        # The probe sees the first picture size; FFmpeg's decoders refuse the later, larger one.
+        small = await make_media(
+            tmp_path / "small.ts", 2, "-c:v", "libx264", "-preset", "ultrafast", size="320x240"
+        )
+        large = await make_media(
+            tmp_path / "large.ts", 2, "-c:v", "libx264", "-preset", "ultrafast", size="1280x960"
+        )
+        grows = await tus_upload(c, token, small + large, "grows.ts")
+        job = await wait_job(c, token, (await submit(c, token, grows, preset="web-mp4"))["id"])
+        assert job["status"] == "failed" and job["error"]["code"] == "media_too_large", job
         slow = await make_media(
             tmp_path / "slow.mp4", 20, "-c:v", "libx264", "-preset", "ultrafast", size="640x480"
         )
@@ -367,6 +381,44 @@ async def test_bad_inputs_fail_with_reasons(tmp_path: Path) -> None:
         assert status == 404
 
 
+async def test_idempotency_keys_belong_to_their_user(tmp_path: Path) -> None:
+    """Two users sending the same Idempotency-Key get a job each; a replay by the same user
+    answers the original job and queues nothing."""
+    async with running(tmp_path) as c:
+        alice, bob = await c.register("alice"), await c.register("bob")
+        data = await make_media(tmp_path / "in.mp4", 1, "-c:v", "libx264", "-c:a", "aac")
+        files = {t: await tus_upload(c, t, data, "in.mp4") for t in (alice, bob)}
+
+        async def post(token: str, key: str, **body: Any) -> tuple[int, Any]:
+            status, job, _ = await c.call(
+                "POST",
+                "/api/media/jobs",
+                token,
+                json={"file_id": files[token], "operation": {"op": "probe"}, **body},
+                headers={"Idempotency-Key": key},
+            )
+            return status, job
+
+        status, first = await post(alice, "job-1")
+        assert status == 201
+        status, replay = await post(alice, "job-1")
+        assert status == 201 and replay["id"] == first["id"]
+        status, theirs = await post(bob, "job-1")
+        assert status == 201 and theirs["id"] != first["id"]
+        assert (await wait_job(c, bob, theirs["id"]))["status"] == "done"
+        status, body = await post(alice, "job-1", priority=3)
+        assert status == 422 and body["code"] == "idempotency_key_reused"
+        status, body = await post(alice, "bad key")
+        assert status == 422 and body["code"] == "invalid_idempotency_key"
+        at_once = await asyncio.gather(*(post(bob, "at-once") for _ in range(4)))
+        assert len({job["id"] for _, job in at_once}) == 1, at_once
+        await wait_job(c, bob, at_once[0][1]["id"])
+        _, mine, _ = await c.call("GET", "/api/media/jobs", alice)
+        assert [j["id"] for j in mine["jobs"]] == [first["id"]], "the replay queued nothing"
+        status, _, _ = await c.call("GET", f"/api/media/jobs/{first['id']}", bob)
+        assert status == 404
+
+
 async def test_priorities_and_per_user_limits(tmp_path: Path) -> None:
     overrides = {"plugins.media.concurrency": 1, "plugins.media.per_user_queued": 4}
     async with running(tmp_path, **overrides) as c:
@@ -406,13 +458,22 @@ async def test_encoders_and_presets_are_listed(tmp_path: Path) -> None:
         assert presets["presets"]["hls-abr"] == {"op": "hls"}
 
 
-async def test_a_job_whose_node_dies_runs_again_after_restart(tmp_path: Path) -> None:
+async def test_kill_9_takes_the_nodes_children_and_a_restart_retries_cleanly(
+    tmp_path: Path,
+) -> None:
+    """kill -9 of a node running a job: its FFmpeg and its worker processes die with it;
+    the restarted node clears the stale scratch space and runs the job again."""
+    data_dir = tmp_path / "data"
     config = tmp_path / "node.yaml"
     config.write_text(
-        f"data_dir: {tmp_path / 'data'}\nrtmp: {{enabled: false}}\n"
+        f"data_dir: {data_dir}\nrtmp: {{enabled: false}}\n"
         "logging: {level: warning, access_log: false}\n"
     )
+    work = data_dir / "plugins" / "media" / "work"
+    scratch = data_dir / "plugins" / "files" / "scratch"
+    stale_job = "0" * 32
     data = await quick_clip(tmp_path / "in.mp4", 15, "640x480")
+    children: dict[int, str] = {}
     node = spawn_node(config)
     try:
         await node.wait_ready()
@@ -426,23 +487,35 @@ async def test_a_job_whose_node_dies_runs_again_after_restart(tmp_path: Path) ->
                 file_id,
                 operation={"op": "convert", "container": "mp4", "speed": "slow", "height": 360},
             )
-            for _ in range(100):
-                _, job, _ = await c.call("GET", f"/api/media/jobs/{job['id']}", token)
-                if job["status"] == "running":
-                    break
-                await asyncio.sleep(0.1)
-            assert job["status"] == "running"
+
+            async def encoding() -> bool:
+                _, found, _ = await c.call("GET", f"/api/media/jobs/{job['id']}", token)
+                return bool(found["status"] == "running" and found["progress"] > 0)
+
+            await wait_for(encoding, 60, "the job to be encoding")
+            (scratch / "stale-thumbs").mkdir(parents=True)
+            (work / stale_job).mkdir(parents=True)
+            children = process_tree(node.proc.pid)
+            kinds = " ".join(children.values())
+            assert "ffmpeg" in kinds and "multiprocessing" in kinds, children
             os.kill(node.proc.pid, signal.SIGKILL)
             node.proc.wait()
+        await wait_for(
+            lambda: not survivors(children), 30, f"the children to die: {survivors(children)}"
+        )
+        assert (work / job["id"]).exists(), "the killed job left its scratch behind"
         node = spawn_node(config, port=node.port)
         await node.wait_ready()
+        assert not (scratch / "stale-thumbs").exists() and not (work / stale_job).exists()
         async with aiohttp.ClientSession() as session:
             c = Client(node.base, session)
             job = await wait_job(c, await c.login("alice"), job["id"], 120)
             assert job["status"] == "done" and job["attempts"] == 2, job
+            assert facts(await output(c, await c.login("alice"), job))["video"][2] == 360
     finally:
         node.stop()
-        await asyncio.create_subprocess_exec("pkill", "-9", "-f", str(tmp_path))
+        for pid in survivors(children):  # only if the test failed: never leave them running
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.postgres

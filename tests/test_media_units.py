@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from fractions import Fraction
+from typing import Any
 
+import av
 import pytest
 
 from syncstream.media.fmp4 import Fragment
@@ -13,6 +15,8 @@ from syncstream.media.hls.timeline import Timeline
 from syncstream.media.readers import PacketCopy, QueuedReader
 from syncstream.media.rtmp import amf
 from syncstream.media.rtmp.chunks import ChunkReader, encode_message
+from syncstream.media.thumbnails import keyframe_to_jpeg
+from syncstream.media.webrtc.vp8 import Vp8Transcoder
 
 
 def test_amf0_round_trip_and_malformed_input() -> None:
@@ -118,3 +122,42 @@ def test_a_slow_reader_never_blocks_ingest_and_resyncs_on_keyframes() -> None:
     # The newest keyframe replaced the backlog in front of it; what follows it is contiguous.
     after = reader.handled[reader.handled.index(150) :]
     assert after == list(range(150, 150 + len(after)))
+
+
+def _h264_keyframe(width: int, height: int) -> PacketCopy:
+    """One black H.264 keyframe (with its SPS/PPS as extradata), as the ingest hands it over."""
+    encoder: Any = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base = Fraction(1, 25)
+    encoder.options = {"preset": "ultrafast"}
+    encoder.flags |= av.codec.context.Flags.global_header
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    frame.pts = 0
+    packet = (encoder.encode(frame) + encoder.encode(None))[0]
+    return PacketCopy(
+        "video", "h264", encoder.extradata, bytes(packet), 0, 0, Fraction(1, 25), True
+    )
+
+
+def test_live_thumbnail_refuses_pictures_over_the_limit_before_decoding() -> None:
+    small = _h264_keyframe(640, 480)
+    assert keyframe_to_jpeg(small, 160)[:2] == b"\xff\xd8", "a JPEG"
+    with pytest.raises(av.FFmpegError):
+        keyframe_to_jpeg(small, 160, max_pixels=640 * 480 - 1)
+    huge = _h264_keyframe(8192, 4336)  # a little over DCI 8K: over the default limit
+    with pytest.raises(av.FFmpegError):
+        keyframe_to_jpeg(huge, 160)
+
+
+def test_vp8_transcoder_refuses_pictures_over_the_limit() -> None:
+    delivered: list[bool] = []
+    transcoder = Vp8Transcoder(lambda packet, keyframe: delivered.append(keyframe))
+    try:
+        transcoder.handle(_h264_keyframe(8192, 4336))  # over DCI 8K: never decoded
+        assert delivered == []
+        transcoder.handle(_h264_keyframe(320, 240))
+        assert delivered == [True]
+    finally:
+        transcoder.close()

@@ -53,6 +53,12 @@ class Config(BaseModel):
     workers: int = Field(
         2, ge=1, le=64, description="Processes probing media and making thumbnails"
     )
+    worker_memory_mb: int = Field(
+        2048, ge=0, description="Address space of each such process (MiB); 0 = no cap"
+    )
+    max_pixels: int = Field(
+        100_000_000, ge=1, description="Larger images and videos get no thumbnails (width x height)"
+    )
     progress_seconds: float = Field(
         0.5, gt=0, description="Upload progress on the realtime topic at most this often"
     )

@@ -7,14 +7,23 @@ from typing import Any
 
 from aiohttp import BodyPartReader
 
-from syncstream import Call, Problem
+from syncstream import Call, Problem, idempotency
+from syncstream.idempotency import idempotency_key
+from syncstream.store import Row
 
 from .service import FilesService
 from .tree import public
 
 
 async def upload_form(call: Call[None], service: FilesService) -> dict[str, Any]:
-    """Stream each ``file`` part of a multipart form into an upload, then into a file."""
+    """Stream each ``file`` part of a multipart form into an upload, then into a file.
+
+    With an ``Idempotency-Key`` (the user's own), the same form again answers the files the
+    first one made (409 while it is still arriving) and its body is not read.
+    """
+    key = idempotency_key(call.request.headers)
+    if key is not None and (replayed := await _replay(call, service, key)) is not None:
+        return replayed
     try:
         reader = await call.request.multipart()
     except (AssertionError, ValueError, KeyError):
@@ -37,6 +46,7 @@ async def upload_form(call: Call[None], service: FilesService) -> dict[str, Any]
             created_by=call.user.id,
             name=part.filename,
             length=None,
+            idempotency_key=None if key is None else _part_key(key, len(files)),
         )
         try:
             upload = await service.uploads.append(upload, 0, _part_chunks(part), limit=limit)
@@ -48,6 +58,30 @@ async def upload_form(call: Call[None], service: FilesService) -> dict[str, Any]
     if not files:
         raise Problem(422, "invalid_form", "the form has no 'file' part")
     return {"files": files}
+
+
+def _part_key(key: str, index: int) -> str:
+    """Each file of a keyed form is an upload with its own key: ``form:<key>:<index>``."""
+    return f"form:{key}:{index}"
+
+
+async def _replay(call: Call[None], service: FilesService, key: str) -> dict[str, Any] | None:
+    """The answer a keyed form already had, or None if this key is new for this user."""
+    uploads: list[Row] = []
+    while upload := await service.uploads.by_key(call.user.id, _part_key(key, len(uploads))):
+        if upload["file_id"] is None:
+            raise idempotency.in_use()
+        uploads.append(upload)
+    if not uploads:
+        return None
+    nodes = [await service.tree.get(upload["file_id"]) for upload in uploads]
+    return {  # a file deleted since is left out
+        "files": [
+            public(node, "owner" if node["owner_id"] == call.user.id else "write")
+            for node in nodes
+            if node is not None
+        ]
+    }
 
 
 async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:

@@ -1,13 +1,21 @@
 """Media probing and thumbnails. These functions run in worker processes, never on the loop.
 
-Images are decoded with Pillow (with a pixel budget against decompression bombs, JPEG
-``draft`` mode for speed, EXIF orientation applied); video with PyAV, seeking to the
-keyframe before ~10 % of the duration and decoding only up to that point.
+Every picture's size is checked before anything is decoded: an image's from its header (Pillow
+reads only the header on open; its decompression-bomb warning is an error here), a video's from
+the stream parameters, and the video decoder is told the same limit (FFmpeg's ``max_pixels``),
+so a stream that grows its picture later is refused too. The worker's address space is capped
+(see :class:`syncstream.workers.WorkerPool`): whatever still runs out of it is a refusal, not a
+crash. Images are decoded with Pillow (JPEG ``draft`` mode for speed, EXIF orientation
+applied); video with PyAV, seeking to the keyframe before ~10 % of the duration and decoding only
+up to that point.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -15,18 +23,23 @@ from typing import Any
 import av
 from PIL import Image, ImageOps
 
-MAX_PIXELS = 100_000_000
 MAX_VIDEO_SIDE = 16384
 JPEG_QUALITY = 82
 IMAGE_TYPES = frozenset(
     {"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/tiff"}
 )
 
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-
 
 class MediaError(Exception):
-    """The file is not the media it appears to be, or exceeds what we decode."""
+    """The file is not the media it appears to be (``code`` is stable, the text explains)."""
+
+    code = "unreadable_media"
+
+
+class TooLarge(MediaError):
+    """The file's pictures exceed what we decode."""
+
+    code = "media_too_large"
 
 
 def _reason(exc: BaseException, path: str) -> str:
@@ -34,40 +47,65 @@ def _reason(exc: BaseException, path: str) -> str:
     return str(exc).replace(f"'{path}'", "the file").replace(path, "the file")
 
 
-def probe(path: str, mime: str) -> dict[str, Any]:
-    """Dimensions for images; duration, size, codecs, bitrate, fps for audio and video."""
-    if mime in IMAGE_TYPES:
-        return _probe_image(path)
-    if mime.startswith(("video/", "audio/")):
-        return _probe_av(path)
-    return {}
-
-
-def thumbnails(path: str, mime: str, dest_dir: str, sizes: list[int]) -> list[int]:
-    """Write ``<dest_dir>/<size>.jpg`` (longest edge ``size``) for each size; returns them."""
-    if mime in IMAGE_TYPES:
-        picture = _open_image(path, max(sizes))
-    elif mime.startswith("video/"):
-        picture = _video_frame(path)
-    else:
-        return []
-    os.makedirs(dest_dir, exist_ok=True)
-    written = []
-    for size in sorted(sizes, reverse=True):
-        picture = picture.copy()
-        picture.thumbnail((size, size), Image.Resampling.LANCZOS)
-        target = Path(dest_dir) / f"{size}.jpg"
-        tmp = target.with_suffix(".tmp")
-        picture.save(tmp, "JPEG", quality=JPEG_QUALITY)
-        os.replace(tmp, target)
-        written.append(size)
-    return sorted(written)
-
-
-def _probe_image(path: str) -> dict[str, Any]:
+@contextmanager
+def _guarded(path: str, max_pixels: int) -> Iterator[None]:
+    """Pillow's pixel budget is ``max_pixels``, and over it is an error (Pillow itself only
+    warns up to twice its limit); running out of the worker's memory is a refusal too."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise TooLarge(f"image too large: {_reason(exc, path)}") from None
+    except MemoryError:
+        raise TooLarge("too large to decode within the worker's memory") from None
+
+
+def _check_size(kind: str, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise TooLarge(f"{kind} too large: {width}x{height} is over {max_pixels} pixels")
+    if kind == "video" and max(width, height) > MAX_VIDEO_SIDE:
+        raise TooLarge(f"video too large: {width}x{height} (sides up to {MAX_VIDEO_SIDE})")
+
+
+def probe(path: str, mime: str, max_pixels: int) -> dict[str, Any]:
+    """Dimensions for images; duration, size, codecs, bitrate, fps for audio and video."""
+    with _guarded(path, max_pixels):
+        if mime in IMAGE_TYPES:
+            return _probe_image(path, max_pixels)
+        if mime.startswith(("video/", "audio/")):
+            return _probe_av(path, max_pixels)
+        return {}
+
+
+def thumbnails(path: str, mime: str, dest_dir: str, sizes: list[int], max_pixels: int) -> list[int]:
+    """Write ``<dest_dir>/<size>.jpg`` (longest edge ``size``) for each size; returns them."""
+    with _guarded(path, max_pixels):
+        if mime in IMAGE_TYPES:
+            picture = _open_image(path, max(sizes), max_pixels)
+        elif mime.startswith("video/"):
+            picture = _video_frame(path, max_pixels)
+        else:
+            return []
+        os.makedirs(dest_dir, exist_ok=True)
+        written = []
+        for size in sorted(sizes, reverse=True):
+            picture = picture.copy()
+            picture.thumbnail((size, size), Image.Resampling.LANCZOS)
+            target = Path(dest_dir) / f"{size}.jpg"
+            tmp = target.with_suffix(".tmp")
+            picture.save(tmp, "JPEG", quality=JPEG_QUALITY)
+            os.replace(tmp, target)
+            written.append(size)
+        return sorted(written)
+
+
+def _probe_image(path: str, max_pixels: int) -> dict[str, Any]:
+    try:
+        with Image.open(path) as img:  # reads the header only
             width, height = img.size
+            _check_size("image", width, height, max_pixels)
             if _rotated(img):  # EXIF says the picture is shown turned by 90 degrees
                 width, height = height, width
             facts: dict[str, Any] = {"width": width, "height": height}
@@ -75,8 +113,6 @@ def _probe_image(path: str) -> dict[str, Any]:
             if frames > 1:
                 facts["frames"] = frames
             return facts
-    except Image.DecompressionBombError as exc:
-        raise MediaError(f"image too large: {_reason(exc, path)}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise MediaError(f"not a readable image: {_reason(exc, path)}") from None
 
@@ -85,16 +121,20 @@ def _rotated(img: Image.Image) -> bool:
     return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
 
 
-def _open_image(path: str, largest: int) -> Image.Image:
+def _open_image(path: str, largest: int, max_pixels: int) -> Image.Image:
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # reads the header only: the size is known, not decoded
+            _check_size("image", *img.size, max_pixels)
             if img.format == "JPEG":
                 img.draft("RGB", (largest, largest))  # decode at a reduced scale: much faster
             img.seek(0)
             img.load()
-            return _flattened(ImageOps.exif_transpose(img))
-    except Image.DecompressionBombError as exc:
-        raise MediaError(f"image too large: {_reason(exc, path)}") from None
+            # Shrink to the largest thumbnail first, so that at most one full-size copy of the
+            # picture is ever in memory (palette pictures are first made RGB(A): resizing a
+            # palette picture would take the nearest pixels).
+            picture = img.convert("RGBA") if img.mode in ("1", "P", "PA") else img
+            picture.thumbnail((largest, largest), Image.Resampling.LANCZOS)
+            return _flattened(ImageOps.exif_transpose(picture))
     except (OSError, SyntaxError, ValueError) as exc:
         raise MediaError(f"not a readable image: {_reason(exc, path)}") from None
 
@@ -109,15 +149,26 @@ def _flattened(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _open_av(path: str) -> Any:
+def _open_av(path: str, max_pixels: int) -> Any:
+    """The container, its first video stream's size checked and its decoder told the limit."""
     try:
-        return av.open(path, options={"probesize": "5000000", "analyzeduration": "5000000"})
+        container = av.open(path, options={"probesize": "5000000", "analyzeduration": "5000000"})
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise MediaError(f"not readable media: {_reason(exc, path)}") from None
+    for stream in container.streams.video:
+        ctx = stream.codec_context
+        if ctx.width and ctx.height:
+            try:
+                _check_size("video", ctx.width, ctx.height, max_pixels)
+            except MediaError:
+                container.close()
+                raise
+        ctx.options = {"max_pixels": str(max_pixels)}  # a picture growing later is refused
+    return container
 
 
-def _probe_av(path: str) -> dict[str, Any]:
-    with _open_av(path) as container:
+def _probe_av(path: str, max_pixels: int) -> dict[str, Any]:
+    with _open_av(path, max_pixels) as container:
         facts: dict[str, Any] = {}
         duration = None
         if container.duration:
@@ -130,8 +181,6 @@ def _probe_av(path: str) -> dict[str, Any]:
             ctx = video.codec_context
             if not ctx.width or not ctx.height:
                 raise MediaError("the video stream has no dimensions")
-            if max(ctx.width, ctx.height) > MAX_VIDEO_SIDE:
-                raise MediaError(f"video too large: {ctx.width}x{ctx.height}")
             facts |= {"width": ctx.width, "height": ctx.height, "video_codec": ctx.name}
             rate = video.average_rate or video.guessed_rate
             if rate:
@@ -150,16 +199,15 @@ def _probe_av(path: str) -> dict[str, Any]:
         return facts
 
 
-def _video_frame(path: str) -> Image.Image:
+def _video_frame(path: str, max_pixels: int) -> Image.Image:
     """A frame at ~10 % of the video (the first frame if seeking fails)."""
-    with _open_av(path) as container:
+    with _open_av(path, max_pixels) as container:
         if not container.streams.video:
             raise MediaError("no video stream")
         stream = container.streams.video[0]
         stream.thread_count = 1
-        ctx = stream.codec_context
-        if ctx.width and ctx.height and max(ctx.width, ctx.height) > MAX_VIDEO_SIDE:
-            raise MediaError(f"video too large: {ctx.width}x{ctx.height}")
+        if not stream.codec_context.width or not stream.codec_context.height:
+            raise MediaError("the video stream has no dimensions")
         target = None
         if container.duration and stream.time_base:
             seconds = container.duration / av.time_base * 0.1

@@ -23,6 +23,7 @@ from syncstream.store import Row, Store
 from syncstream.workers import WorkerPool
 
 from . import media_worker
+from .config import Config
 from .storage import BlobStore
 
 log = structlog.get_logger(__name__)
@@ -32,6 +33,15 @@ PROBE_PREFIXES = ("image/", "video/", "audio/")
 TIMEOUT_SECONDS = 120.0
 
 Processed = Callable[[Row, dict[str, Any]], Awaitable[None]]
+
+
+def clear_directory(directory: Path) -> None:
+    """Remove everything inside ``directory``."""
+    for entry in directory.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def thumbnail_key(file_id: str, size: int) -> str:
@@ -55,16 +65,16 @@ class Processor:
         store: Store,
         blobs: BlobStore,
         scratch: Path,
-        sizes: list[int],
-        workers: int,
+        config: Config,
         processed: Processed,
     ) -> None:
         self.store, self.blobs, self.scratch = store, blobs, scratch
-        self.sizes = sorted(set(sizes))
+        self.sizes = sorted(set(config.thumbnail_sizes))
+        self.max_pixels = config.max_pixels
         self._processed = processed
-        self._pool = WorkerPool(workers)
+        self._pool = WorkerPool(config.workers, config.worker_memory_mb << 20)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(workers)
+        self._slots = asyncio.Semaphore(config.workers)
         scratch.mkdir(parents=True, exist_ok=True)
 
     def thumbnail_size(self, wanted: int) -> int:
@@ -80,7 +90,9 @@ class Processor:
         task.add_done_callback(self._tasks.discard)
 
     async def resume(self) -> None:
-        """Queue files a previous run left pending."""
+        """At start: clear what a killed run left in the scratch space (this node's alone), and
+        queue the files it left pending."""
+        await asyncio.to_thread(clear_directory, self.scratch)
         rows = await self.store.fetchall(
             "SELECT id, mime FROM files_nodes WHERE thumbs = 'pending' AND kind = 'file'"
         )
@@ -95,14 +107,15 @@ class Processor:
             try:
                 async with self.blobs.local_copy(file_id) as source:
                     meta = await self._pool.run(
-                        TIMEOUT_SECONDS, media_worker.probe, str(source), mime
+                        TIMEOUT_SECONDS, media_worker.probe, str(source), mime, self.max_pixels
                     )
                     if has_thumbnails(mime):
                         state = await self._thumbnails(file_id, str(source), mime)
             except media_worker.MediaError as exc:
-                meta, state = {"error": str(exc)}, "failed"
+                meta, state = {"error": str(exc), "code": exc.code}, "failed"
             except (TimeoutError, BrokenProcessPool) as exc:
-                meta, state = {"error": f"processing failed: {type(exc).__name__}"}, "failed"
+                reason = f"processing failed: {type(exc).__name__}"
+                meta, state = {"error": reason, "code": "processing_failed"}, "failed"
             except FileNotFoundError:
                 return  # purged meanwhile
         await self.store.execute(
@@ -119,7 +132,13 @@ class Processor:
         scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=self.scratch))
         try:
             made = await self._pool.run(
-                TIMEOUT_SECONDS, media_worker.thumbnails, source, mime, str(scratch), self.sizes
+                TIMEOUT_SECONDS,
+                media_worker.thumbnails,
+                source,
+                mime,
+                str(scratch),
+                self.sizes,
+                self.max_pixels,
             )
             for size in made:
                 await self.blobs.put(thumbnail_key(file_id, size), scratch / f"{size}.jpg")

@@ -108,4 +108,10 @@ SEARCH: Migration = {
     """,
 }
 
-MIGRATIONS: list[Migration] = [TABLES, SEARCH]
+# A client's Idempotency-Key for the upload it created, unique per user (never across users).
+IDEMPOTENCY = """
+ALTER TABLE files_uploads ADD COLUMN idempotency_key TEXT;
+CREATE UNIQUE INDEX files_uploads_idempotency ON files_uploads (created_by, idempotency_key)
+"""
+
+MIGRATIONS: list[Migration] = [TABLES, SEARCH, IDEMPOTENCY]

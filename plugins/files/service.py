@@ -60,9 +60,7 @@ class FilesService:
         self.tree = Tree(store)
         self.finder = Finder(store)
         self.access = Access(store, self.tree)
-        self.processor = Processor(
-            store, blobs, scratch, config.thumbnail_sizes, config.workers, self._processed
-        )
+        self.processor = Processor(store, blobs, scratch, config, self._processed)
         self.uploads = Uploads(
             store, self.tree, area, blobs, config, bus.node_id, self._uploaded, self._progress
         )

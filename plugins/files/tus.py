@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from syncstream import Problem, User
+from syncstream.idempotency import idempotency_key, reused
 from syncstream.store import Row
 
 from .access import Access
@@ -145,7 +146,11 @@ class Tus:
         )
 
     async def create(self, request: web.Request) -> web.StreamResponse:
+        """A new upload; with an ``Idempotency-Key`` (the user's own), the same request again
+        answers the upload the first one created, at its current offset (its body is not
+        written again: the client goes on from ``Upload-Offset``)."""
         user = await self.authenticate(request)
+        key = idempotency_key(request.headers)
         length = _int_header(request, "Upload-Length")
         deferred = request.headers.get("Upload-Defer-Length")
         if length is None and deferred != "1":
@@ -162,6 +167,13 @@ class Tus:
         )
         checksum = parse_checksum(request.headers.get("Upload-Checksum"))
         has_body = request.content_type == OFFSET_TYPE and (request.content_length or 0) > 0
+        if key is not None:
+            existing = await self.uploads.by_key(user.id, f"tus:{key}")
+            if existing is not None:
+                if (existing["length"], existing["metadata"]) != (length, raw_meta):
+                    raise reused()
+                location = {"Location": f"{BASE}/{existing['id']}"}
+                return web.Response(status=201, headers=location | upload_headers(existing))
         row = await self.uploads.create(
             owner_id=owner_id,
             parent_id=parent_id,
@@ -169,6 +181,7 @@ class Tus:
             name=name,
             length=length,
             metadata=raw_meta,
+            idempotency_key=None if key is None else f"tus:{key}",
         )
         headers = {"Location": f"{BASE}/{row['id']}"}
         if has_body:

@@ -21,9 +21,9 @@ from typing import Any
 
 import structlog
 
-from syncstream import Problem
+from syncstream import Problem, idempotency
 from syncstream.ids import new_id
-from syncstream.store import Row, Store
+from syncstream.store import IntegrityError, Row, Store
 
 from .config import Config
 from .names import clean_name
@@ -42,7 +42,7 @@ CHECKSUMS: dict[str, Callable[[], Any]] = {
 WRITE_BYTES = 1 << 20  # bytes handed to the writer thread at once
 COLUMNS = (
     "id, owner_id, created_by, parent_id, name, length, upload_offset, metadata, node,"
-    " created_at, expires_at, file_id"
+    " created_at, expires_at, file_id, idempotency_key"
 )
 
 
@@ -101,8 +101,10 @@ class Uploads:
         name: str,
         length: int | None,
         metadata: str = "",
+        idempotency_key: str | None = None,
     ) -> Row:
-        """A new upload of ``length`` bytes (None: told later), checked against the limits."""
+        """A new upload of ``length`` bytes (None: told later), checked against the limits;
+        ``idempotency_key`` is unique per user (409 while another upload holds it)."""
         name = clean_name(name)
         if length is not None:
             self._check_size(length)
@@ -121,11 +123,29 @@ class Uploads:
             "created_at": now,
             "expires_at": now + self.config.upload_expiry_seconds,
             "file_id": None,
+            "idempotency_key": idempotency_key,
         }
         await self.area.create(row["id"])
-        await self.store.execute(
-            f"INSERT INTO files_uploads ({COLUMNS}) VALUES ({', '.join('?' * 12)})", *row.values()
+        try:
+            await self.store.execute(
+                f"INSERT INTO files_uploads ({COLUMNS}) VALUES ({', '.join('?' * len(row))})",
+                *row.values(),
+            )
+        except IntegrityError:  # the same key, sent at the same time
+            await self.area.delete(row["id"])
+            raise idempotency.in_use() from None
+        return row
+
+    async def by_key(self, user_id: str, key: str) -> Row | None:
+        """The user's live upload created with ``key`` (an expired unfinished one is gone)."""
+        row = await self.store.fetchone(
+            f"SELECT {COLUMNS} FROM files_uploads WHERE created_by = ? AND idempotency_key = ?",
+            user_id,
+            key,
         )
+        if row is not None and row["file_id"] is None and row["expires_at"] < time.time():
+            await self.delete(row)
+            return None
         return row
 
     async def get(self, upload_id: str, user_id: str) -> Row:

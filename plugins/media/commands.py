@@ -2,7 +2,9 @@
 
 Every value placed in a command comes from a validated enum or number, or is a path this
 plugin made; the input is given with ``-protocol_whitelist file`` so nothing in it can make
-FFmpeg open a network address. Output size is capped with ``-fs``.
+FFmpeg open a network address, and with ``-max_pixels`` so its decoders allocate no picture
+larger than the probe allowed (a stream may change its size mid-way). Output size is capped
+with ``-fs``.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class Context:
     encoders: Encoders
     threads: int
     max_output_bytes: int
+    max_pixels: int  # the decoders refuse larger pictures, even ones appearing mid-stream
 
     @property
     def stem(self) -> str:
@@ -114,6 +117,8 @@ class Context:
             "pipe:1",
             "-nostats",
             *before_input,
+            "-max_pixels",
+            str(self.max_pixels),
             "-protocol_whitelist",
             "file",
             "-i",

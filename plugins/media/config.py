@@ -23,6 +23,9 @@ class Config(BaseModel):
     max_timeout_seconds: float = Field(6 * 3600.0, gt=0, description="... and at most this long")
     max_input_bytes: int = Field(20 << 30, ge=1, description="Largest input file")
     max_pixels: int = Field(8192 * 8192, ge=1, description="Largest video picture (width x height)")
+    worker_memory_mb: int = Field(
+        1024, ge=0, description="Address space of the process probing inputs (MiB); 0 = no cap"
+    )
     lease_seconds: float = Field(
         30.0, ge=2, description="A running job's lease, renewed by its node"
     )

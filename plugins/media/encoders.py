@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from syncstream.children import bound
+
 log = structlog.get_logger(__name__)
 
 SOFTWARE = {"h264": "libx264", "hevc": "libx265", "vp9": "libvpx-vp9", "av1": "libsvtav1"}
@@ -48,7 +50,7 @@ class Encoders:
 
 async def _run(*args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *bound(args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 20)

@@ -11,9 +11,9 @@ import json
 import time
 from typing import Any
 
-from syncstream import Problem
+from syncstream import Problem, idempotency
 from syncstream.ids import new_id
-from syncstream.store import Row, Store
+from syncstream.store import IntegrityError, Row, Store
 from syncstream.times import iso, iso_or_none
 
 MIGRATIONS = [
@@ -42,12 +42,18 @@ MIGRATIONS = [
     );
     CREATE INDEX media_jobs_queue ON media_jobs (status, priority, created_at);
     CREATE INDEX media_jobs_user ON media_jobs (user_id, created_at)
+    """,
+    # A client's Idempotency-Key, unique per user (never across users).
     """
+    ALTER TABLE media_jobs ADD COLUMN idempotency_key TEXT;
+    CREATE UNIQUE INDEX media_jobs_idempotency ON media_jobs (user_id, idempotency_key)
+    """,
 ]
 UNFINISHED = ("queued", "running")
 COLUMNS = (
     "id, user_id, input_id, input_name, op, params, priority, status, attempts, progress, speed,"
-    " eta, error_code, error, result, node, lease_until, created_at, started_at, finished_at"
+    " eta, error_code, error, result, node, lease_until, created_at, started_at, finished_at,"
+    " idempotency_key"
 )
 
 
@@ -88,7 +94,14 @@ class Jobs:
         params: dict[str, Any],
         priority: int,
         per_user_queued: int,
-    ) -> Row:
+        idempotency_key: str | None = None,
+    ) -> tuple[Row, bool]:
+        """(a queued job, True); with ``idempotency_key``, (the user's job made with that key,
+        False) if there is one (the same request again), 422 if a different request made it."""
+        if idempotency_key is not None:
+            existing = await self._by_key(user_id, idempotency_key)
+            if existing is not None:
+                return self._replayed(existing, input_id, params, priority), False
         unfinished = await self.store.fetchval(
             "SELECT COUNT(*) FROM media_jobs WHERE user_id = ? AND status IN ('queued', 'running')",
             user_id,
@@ -109,12 +122,33 @@ class Jobs:
             "priority": priority,
             "status": "queued",
             "created_at": time.time(),
+            "idempotency_key": idempotency_key,
         }
-        await self.store.execute(
-            f"INSERT INTO media_jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-            *row.values(),
+        try:
+            await self.store.execute(
+                f"INSERT INTO media_jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                *row.values(),
+            )
+        except IntegrityError:  # the same key, sent at the same time: the first one won
+            existing = await self._by_key(user_id, idempotency_key or "")
+            if existing is None:
+                raise
+            return self._replayed(existing, input_id, params, priority), False
+        return await self.get(row["id"]), True
+
+    async def _by_key(self, user_id: str, key: str) -> Row | None:
+        return await self.store.fetchone(
+            f"SELECT {COLUMNS} FROM media_jobs WHERE user_id = ? AND idempotency_key = ?",
+            user_id,
+            key,
         )
-        return await self.get(row["id"])
+
+    @staticmethod
+    def _replayed(row: Row, input_id: str, params: dict[str, Any], priority: int) -> Row:
+        same = (row["input_id"], json.loads(row["params"]), row["priority"])
+        if same != (input_id, params, priority):
+            raise idempotency.reused()
+        return row
 
     async def counts(self, user_id: str | None = None) -> dict[str, float]:
         """One user's jobs by status; without a user, the queue now (queued and running,
@@ -201,6 +235,13 @@ class Jobs:
             self.node_id,
         )
         return set(job_ids) - {r["id"] for r in rows}
+
+    async def running_elsewhere(self, job_id: str) -> bool:
+        """Whether another node runs this job now."""
+        node = await self.store.fetchval(
+            "SELECT node FROM media_jobs WHERE id = ? AND status = 'running'", job_id
+        )
+        return node is not None and node != self.node_id
 
     async def progress(
         self, job_id: str, percent: float, speed: float | None, eta: float | None

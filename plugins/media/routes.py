@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call, Problem
+from syncstream import Call, Problem, idempotency
 from syncstream.api import ScopedApi
 from syncstream.bus import EventBus
 from syncstream.filestore import FileStore
@@ -48,24 +48,29 @@ def register(
 ) -> None:
     @api.route("POST", "/jobs", body=JobIn, status=201)
     async def create(call: Call[JobIn]) -> dict[str, Any]:
-        """Queue a job on a file you may read; its outputs become files you own."""
+        """Queue a job on a file you may read; its outputs become files you own. With an
+        ``Idempotency-Key`` (yours alone), sending the same request again returns the job the
+        first one queued."""
+        key = idempotency.idempotency_key(call.request.headers)
         op = resolve(call.body.operation, call.body.preset, config.presets)
         source = await files.readable(call.user.id, call.body.file_id)
         if source["size"] > config.max_input_bytes:
             raise Problem(
                 413, "input_too_large", f"inputs may be at most {config.max_input_bytes} bytes"
             )
-        row = await jobs.create(
+        row, created = await jobs.create(
             user_id=call.user.id,
             input_id=source["id"],
             input_name=source["name"],
             params=op.model_dump(mode="json"),
             priority=call.body.priority,
             per_user_queued=config.per_user_queued,
+            idempotency_key=key,
         )
         job = public(row)
-        await bus.fire("media.job.queued", {"user_id": call.user.id, "job": job})
-        worker.wake()
+        if created:
+            await bus.fire("media.job.queued", {"user_id": call.user.id, "job": job})
+            worker.wake()
         return job
 
     @api.route("GET", "/jobs", query=JobsQuery)

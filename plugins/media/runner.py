@@ -1,7 +1,8 @@
 """Runs a job's FFmpeg passes as subprocesses, reading ``-progress`` for percent, speed, ETA.
 
 Each pass runs in its own process group; cancelling or timing out kills the group (SIGKILL),
-so no encoder outlives its job. The event loop only reads short progress lines.
+so no encoder outlives its job, and the kernel kills it if the node dies (even by ``kill -9``:
+see :mod:`syncstream.children`). The event loop only reads short progress lines.
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from syncstream.children import bound
+
 from .commands import Plan
 
 STDERR_TAIL = 4000
+# What FFmpeg's decoders log when a picture is over ``-max_pixels``: they drop it and go on,
+# so the job must be failed here rather than finish with the pictures before it.
+TOO_LARGE = "exceeds specified max pixel count"
 # Encoders run below the daemon's priority: on a busy machine the event loop (WebSockets,
 # live ingest, HTTP) gets the CPU first and FFmpeg takes what is left.
 NICENESS = 19
@@ -49,6 +55,18 @@ def _parse(line: str, state: dict[str, float]) -> bool:
     return key == "progress"
 
 
+async def _stderr_tail(stream: asyncio.StreamReader, seen: set[str]) -> str:
+    """The last ``STDERR_TAIL`` characters FFmpeg wrote (it may write without end); adds
+    ``TOO_LARGE`` to ``seen`` if a decoder refused a picture."""
+    tail = ""
+    while chunk := await stream.read(1 << 16):
+        text = chunk.decode(errors="replace")
+        if TOO_LARGE in tail[-len(TOO_LARGE) :] + text:
+            seen.add(TOO_LARGE)
+        tail = (tail + text)[-STDERR_TAIL:]
+    return tail
+
+
 async def run(
     plan: Plan,
     *,
@@ -76,16 +94,14 @@ async def _run_pass(
     cancelled: asyncio.Event,
 ) -> None:
     proc = await asyncio.create_subprocess_exec(
-        "nice",
-        "-n",
-        str(NICENESS),
-        *argv,
+        *bound(["nice", "-n", str(NICENESS), *argv]),  # killed if the node dies
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,  # its own process group: killed as a whole
     )
     assert proc.stdout is not None and proc.stderr is not None
-    stderr = asyncio.create_task(proc.stderr.read())
+    seen: set[str] = set()
+    stderr = asyncio.create_task(_stderr_tail(proc.stderr, seen))
     state: dict[str, float] = {}
     started = time.monotonic()
 
@@ -113,8 +129,10 @@ async def _run_pass(
         if not finished:
             raise JobFailed("timeout", "the job ran out of time (the worker was killed)")
         code = await proc.wait()
+        err = (await stderr).strip()
+        if TOO_LARGE in seen:
+            raise JobFailed("media_too_large", "a picture in the input is over the size limit")
         if code != 0:
-            err = (await stderr).decode(errors="replace").strip()[-STDERR_TAIL:]
             lines = [line for line in err.splitlines() if line.strip()]
             raise JobFailed("ffmpeg_failed", lines[-1] if lines else f"FFmpeg exited with {code}")
     finally:

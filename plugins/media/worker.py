@@ -59,7 +59,7 @@ class Worker:
         self.running: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
-        self._pool = WorkerPool(1)
+        self._pool = WorkerPool(1, config.worker_memory_mb << 20)
         self._loops: list[asyncio.Task[None]] = []
         scratch.mkdir(parents=True, exist_ok=True)
 
@@ -67,10 +67,19 @@ class Worker:
         if self.single_node:  # nobody else can be running this store's jobs
             for row in await self.jobs.recover(self.config.max_attempts, everyone=True):
                 await self._announce(row)
+        await self._clear_scratch()
         self._loops = [
             asyncio.create_task(self._schedule()),
             asyncio.create_task(self._keep_leases()),
         ]
+
+    async def _clear_scratch(self) -> None:
+        """Remove the work directories a killed run of this node left behind (a retry starts
+        from nothing), keeping those of jobs another node sharing this directory runs."""
+        names = await asyncio.to_thread(lambda: [p.name for p in self.scratch.iterdir()])
+        for name in names:
+            if not await self.jobs.running_elsewhere(name):
+                await asyncio.to_thread(shutil.rmtree, self.scratch / name, True)
 
     def wake(self) -> None:
         self._wake.set()
@@ -175,6 +184,7 @@ class Worker:
                     encoders=self.encoders,
                     threads=self.config.threads,
                     max_output_bytes=max(1 << 20, 4 * int(source["size"]) + (64 << 20)),
+                    max_pixels=self.config.max_pixels,
                 )
                 timeout = self._timeout(info)
                 on_progress = self._progress_reporter(row)

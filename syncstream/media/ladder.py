@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from ..children import bound
 from ..config import Rendition
 from .ingest import FLV_HEADER, TAG_AUDIO, TAG_VIDEO, flv_tag
 from .readers import PacketCopy
@@ -145,7 +146,7 @@ class Ladder:
             (self.directory / r.name).mkdir(parents=True, exist_ok=True)
         args = ffmpeg_args(self.renditions, self.directory, self.segment, audio)
         self._proc = await asyncio.create_subprocess_exec(
-            "ffmpeg", *args, stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            *bound(["ffmpeg", *args]), stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
         assert self._proc.stdin is not None
         self._proc.stdin.write(FLV_HEADER + b"".join(self._pending))

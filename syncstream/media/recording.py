@@ -21,6 +21,7 @@ from typing import Any, Literal
 import structlog
 
 from ..bus import EventBus
+from ..children import bound
 from ..ids import new_id
 from ..store import Store
 
@@ -126,18 +127,9 @@ class Recording:
             raw.unlink(missing_ok=True)
             return None
         args = ["-movflags", "+faststart"] if self.format == "mp4" else ["-f", "mpegts"]
+        argv = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(raw), "-c", "copy"]
         proc = await asyncio.create_subprocess_exec(
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            str(raw),
-            "-c",
-            "copy",
-            *args,
-            str(self.final_path),
+            *bound([*argv, *args, str(self.final_path)]),  # killed if the node dies
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )

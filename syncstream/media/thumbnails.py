@@ -11,11 +11,17 @@ import av
 
 from .readers import PacketCopy, QueuedReader
 
+# The largest live picture the server decodes (DCI 8K), for thumbnails and the VP8 transcoder:
+# the decoder refuses larger ones before allocating them, so a publisher cannot make the
+# server decode gigapixel frames.
+MAX_PIXELS = 8192 * 4320
 
-def keyframe_to_jpeg(packet: PacketCopy, width: int) -> bytes:
+
+def keyframe_to_jpeg(packet: PacketCopy, width: int, max_pixels: int = MAX_PIXELS) -> bytes:
     """Decode a single keyframe with a fresh decoder and encode it as a JPEG ``width`` wide."""
     decoder: Any = av.CodecContext.create(packet.codec, "r")
     decoder.thread_count = 1
+    decoder.options = {"max_pixels": str(max_pixels)}
     if packet.extradata:
         decoder.extradata = packet.extradata
     copy = av.Packet(packet.data)

@@ -15,6 +15,7 @@ from typing import Any
 import av
 import structlog
 
+from syncstream.children import bound
 from syncstream.ids import new_id
 from syncstream.media.readers import PacketCopy, QueuedReader
 from syncstream.media.webrtc.packet_track import Packet
@@ -143,7 +144,7 @@ class CallRecording:
             args += [f"-metadata:s:{index}", f"title={writer.title}"]
         out = self.directory / "call.webm"
         proc = await asyncio.create_subprocess_exec(
-            "ffmpeg", "-nostdin", "-v", "error", "-y", *args, "-c", "copy", str(out),
+            *bound(["ffmpeg", "-nostdin", "-v", "error", "-y", *args, "-c", "copy", str(out)]),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         _, err = await proc.communicate()

@@ -17,6 +17,7 @@ from typing import Any
 import av
 
 from ..readers import PacketCopy, QueuedReader
+from ..thumbnails import MAX_PIXELS
 
 VIDEO_RATE = 90000
 DEFAULT_BITRATE = 2_500_000
@@ -56,6 +57,7 @@ class Vp8Transcoder(QueuedReader):
             self._decoder = av.CodecContext.create("h264", "r")
             self._decoder.extradata = packet.extradata
             self._decoder.thread_count = 1
+            self._decoder.options = {"max_pixels": str(MAX_PIXELS)}  # no gigapixel frames
             self._config = packet.extradata
         source = av.Packet(packet.data)
         source.pts, source.dts, source.time_base = packet.pts, packet.dts, packet.time_base
