@@ -8,13 +8,18 @@ A handler is registered with the models it takes and returns::
 The wrapper authenticates (``auth="public" | "user" | "admin"``), parses and validates the JSON
 body and query string (422 ``validation_failed`` listing each field), and serialises what the
 handler returns: a pydantic model, a dict/list, ``None`` (204) or an aiohttp response as is.
+
+Whatever a model declares, every number that reaches a handler lies within +-(2**53 - 1) (the
+I-JSON range, RFC 7493, which also fits SQLite's and PostgreSQL's 64-bit integers) and every
+string is valid UTF-8 without NUL characters (which PostgreSQL cannot store): one guard for all
+routes instead of a bound forgotten on some field.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -33,6 +38,9 @@ Authenticator = Callable[[web.Request], Awaitable["User"]]
 Handler = Callable[["Call[Any]"], Awaitable[Any]]
 
 _JSON_TYPES = ("application/json", "application/merge-patch+json")
+# The largest magnitude a number in a request may have: integers beyond it lose precision in
+# JSON clients (RFC 7493) and come near the 64-bit limit of the store's integer columns.
+MAX_NUMBER = 2**53 - 1
 
 
 def dumps(value: Any) -> str:
@@ -59,6 +67,75 @@ def validation_problem(exc: ValidationError, where: str) -> Problem:
     first = errors[0] if errors else {"field": where, "message": "invalid"}
     detail = f"{where}: {first['field']}: {first['message']}"
     return Problem(422, "validation_failed", detail, errors=errors)
+
+
+def _bad_value(value: Any) -> str | None:
+    """Why a validated value cannot be handed to a handler, or None if it can."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if abs(value) > MAX_NUMBER:
+            return f"must lie between -{MAX_NUMBER} and {MAX_NUMBER}"
+        return None
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "must not contain NUL characters"
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "must be valid UTF-8"
+    return None
+
+
+def _walk(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every leaf of a validated model (and its nested models, lists and dicts) with its path."""
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _walk(getattr(value, name), (*path, name))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield (*path, str(key)), key
+            yield from _walk(item, (*path, str(key)))
+    elif isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            yield from _walk(item, (*path, str(index)))
+    else:
+        yield path, value
+
+
+def check_bounds(value: Any, where: str) -> None:
+    """422 ``validation_failed`` if any number or string in ``value`` is out of bounds."""
+    errors = [
+        {"field": ".".join(path) or where, "message": reason}
+        for path, leaf in _walk(value, ())
+        if (reason := _bad_value(leaf)) is not None
+    ]
+    if errors:
+        first = errors[0]
+        detail = f"{where}: {first['field']}: {first['message']}"
+        raise Problem(422, "validation_failed", detail, errors=errors)
+
+
+def path_parameters(path: str) -> list[tuple[str, str | None]]:
+    """(name, regex or None) of each ``{name}`` / ``{name:regex}`` in an aiohttp route path.
+
+    The regex may hold braces of its own (``{id:[0-9a-f]{32}}``), so braces are balanced.
+    """
+    found: list[tuple[str, str | None]] = []
+    depth, start = 0, 0
+    for index, char in enumerate(path):
+        if char == "{":
+            if depth == 0:
+                start = index + 1
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                name, colon, regex = path[start:index].partition(":")
+                found.append((name, regex if colon else None))
+    return found
 
 
 def default_tags(path: str) -> tuple[str, ...]:
@@ -102,6 +179,7 @@ class RouteSpec:
     response: Any
     status: int
     tags: tuple[str, ...]
+    canonical: str = ""  # the path as OpenAPI writes it: ``/api/files/{file_id}``
 
 
 async def read_json(request: web.Request) -> Any:
@@ -150,8 +228,9 @@ class Api:
                 status,
                 tags or default_tags(path),
             )
+            route = self.router.add_route(method.upper(), path, self._wrap(handler, spec))
+            spec.canonical = route.resource.canonical if route.resource else path
             self.specs.append(spec)
-            self.router.add_route(method.upper(), path, self._wrap(handler, spec))
             return handler
 
         return register
@@ -168,12 +247,16 @@ class Api:
                 user = await self.authenticate(request)
                 if spec.auth == "admin" and user.role != "admin":
                     raise Problem(403, "admin_required", "this call needs the admin role")
+            for name, value in request.match_info.items():
+                if _bad_value(value) is not None:  # no stored id holds NUL or broken UTF-8
+                    raise Problem(404, "not_found", f"no such {name}")
             query = None
             if query_model is not None:
                 try:
                     query = query_model.model_validate(dict(request.query))
                 except ValidationError as exc:
                     raise validation_problem(exc, "query") from None
+                check_bounds(query, "query")
             body = None
             if body_model is not None:
                 raw = await read_json(request)
@@ -181,6 +264,7 @@ class Api:
                     body = body_model.model_validate(raw if raw is not None else {})
                 except ValidationError as exc:
                     raise validation_problem(exc, "body") from None
+                check_bounds(body, "body")
             result = await handler(Call(request, body, query, user))
             if isinstance(result, web.StreamResponse):
                 return result
@@ -208,9 +292,14 @@ class Api:
 
         for spec in self.specs:
             op: dict[str, Any] = {"summary": spec.summary, "tags": list(spec.tags)}
-            params = [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                for name in re.findall(r"{(\w+)(?::[^}]*)?}", spec.path)
+            params: list[dict[str, Any]] = [
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", **({"pattern": f"^{regex}$"} if regex else {})},
+                }
+                for name, regex in path_parameters(spec.path)
             ]
             if spec.query is not None:
                 for name, fld in spec.query.model_fields.items():
@@ -245,8 +334,7 @@ class Api:
             }
             if spec.auth != "public":
                 op["security"] = [{"bearer": []}]
-            path = re.sub(r"{(\w+):[^}]*}", r"{\1}", spec.path)
-            paths.setdefault(path, {})[spec.method.lower()] = op
+            paths.setdefault(spec.canonical, {})[spec.method.lower()] = op
         schemas["Problem"] = {
             "type": "object",
             "required": ["type", "title", "status", "code"],

@@ -6,6 +6,7 @@ import gc
 from pathlib import Path
 
 import aiohttp
+from openapi_spec_validator import validate
 
 from .support import running
 
@@ -52,6 +53,13 @@ async def test_health_ready_metrics_openapi(tmp_path: Path, backend: str) -> Non
         )
         assert "/api/guestbook/entries" in spec["paths"]
         assert spec["paths"]["/api/users/{user_id}"]["patch"]["security"] == [{"bearer": []}]
+        validate(spec)  # the whole document against the OpenAPI 3.1 schema
+        # Routes whose parameters carry a regex holding braces keep a clean template ...
+        assert "/api/files/{file_id}" in spec["paths"]
+        assert not [path for path in spec["paths"] if "}}" in path or "{{" in path]
+        # ... and the regex is the parameter's pattern.
+        param = spec["paths"]["/api/files/{file_id}"]["get"]["parameters"][0]
+        assert param["name"] == "file_id" and param["schema"]["pattern"].startswith("^")
     assert len(gc.callbacks) == gc_callbacks, "the server's GC callbacks go with it"
 
 
@@ -90,6 +98,35 @@ async def test_malformed_json_wrong_type_and_validation(tmp_path: Path) -> None:
         token = await c.register("alice")
         status, body, resp = await c.call("GET", "/api/guestbook/entries?limit=lots", token)
         assert status == 422 and body["errors"][0]["field"] == "limit"
+
+
+async def test_numbers_and_strings_out_of_bounds_are_422(tmp_path: Path, backend: str) -> None:
+    """The shared guard: numbers beyond +-(2**53 - 1), NaN-free, and strings without NUL."""
+    async with running(tmp_path, backend) as c:
+        token = await c.register("alice")
+        status, room, _ = await c.call("POST", "/api/chat/rooms", token, json={"name": "r"})
+        assert status == 201, room
+        messages = f"/api/chat/rooms/{room['id']}/messages"
+        for before in ("9" * 30, str(2**63), str(2**53)):
+            status, body, resp = await c.call("GET", f"{messages}?before={before}", token)
+            assert_problem(status, body, resp, "validation_failed")
+            assert body["errors"][0]["field"] == "before"
+        status, body, _ = await c.call("GET", f"{messages}?before={2**53 - 1}", token)
+        assert status == 200
+        status, body, resp = await c.call("GET", f"{messages}?q=a%00b", token)
+        assert_problem(status, body, resp, "validation_failed")
+        # orjson reads an integer of 30 digits as a float: nested in free-form data, still caught.
+        for bad in (10**30, -(10**30), 1e300, 2**63):
+            status, body, resp = await c.call(
+                "POST", "/api/realtime/publish", token,
+                json={"topic": f"chat:{room['id']}", "data": {"n": [bad]}},
+            )  # fmt: skip
+            assert_problem(status, body, resp, "validation_failed")
+            assert body["errors"][0]["field"] == "data.n.0"
+        status, body, resp = await c.call("POST", messages, token, json={"text": "a\x00b"})
+        assert_problem(status, body, resp, "validation_failed")
+        status, body, resp = await c.call("GET", "/api/chat/rooms/a%00b/messages", token)
+        assert_problem(status, body, resp, "not_found")
 
 
 async def test_oversized_body_is_413(tmp_path: Path) -> None:
