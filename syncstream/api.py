@@ -28,6 +28,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from . import jsoncodec
 from .errors import Problem
+from .store.errors import IntegrityError
 
 if TYPE_CHECKING:
     from .auth import User
@@ -265,7 +266,14 @@ class Api:
                 except ValidationError as exc:
                     raise validation_problem(exc, "body") from None
                 check_bounds(body, "body")
-            result = await handler(Call(request, body, query, user))
+            try:
+                result = await handler(Call(request, body, query, user))
+            except IntegrityError:
+                # A constraint the handler did not expect: another request changed the same
+                # rows in between (deleted a parent, took a unique name). The caller can retry.
+                raise Problem(
+                    409, "conflict", "the request conflicts with a concurrent change; retry"
+                ) from None
             if isinstance(result, web.StreamResponse):
                 return result
             if result is None:

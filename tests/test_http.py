@@ -157,6 +157,28 @@ async def test_unexpected_errors_are_500_problems_without_traceback(tmp_path: Pa
         assert "secret" not in str(body) and body["request_id"]
 
 
+async def test_a_constraint_hit_by_a_concurrent_change_is_409(tmp_path: Path) -> None:
+    """A handler that meets a constraint it did not expect (a parent deleted meanwhile) gives
+    the caller a 409 to retry, not a 500."""
+    plugins = tmp_path / "extra"
+    (plugins / "racy").mkdir(parents=True)
+    (plugins / "racy" / "__init__.py").write_text(
+        "from syncstream import Plugin\n"
+        "async def setup(ctx):\n"
+        "    @ctx.api.route('POST', '', auth='public')\n"
+        "    async def racy(call):\n"
+        "        await ctx.store.execute('CREATE TABLE IF NOT EXISTS racy (id TEXT PRIMARY KEY)')\n"
+        "        await ctx.store.execute('INSERT INTO racy (id) VALUES (?)', 'one')\n"
+        "plugin = Plugin(name='racy', version='0', setup=setup)\n"
+    )
+    async with running(tmp_path, plugin_paths=[str(plugins)]) as c:
+        status, _, _ = await c.call("POST", "/api/racy")
+        assert status == 204
+        status, body, resp = await c.call("POST", "/api/racy")
+        assert status == 409
+        assert_problem(status, body, resp, "conflict")
+
+
 async def test_cors_preflight_and_headers(tmp_path: Path) -> None:
     async with running(tmp_path, **{"server.cors_origins": ["https://app.example"]}) as c:
         origin = {"Origin": "https://app.example"}
