@@ -70,6 +70,19 @@ def validation_problem(exc: ValidationError, where: str) -> Problem:
     return Problem(422, "validation_failed", detail, errors=errors)
 
 
+def parse_natural(raw: str, limit: int = MAX_NUMBER) -> int | None:
+    """``raw`` as a whole number from 0 to ``limit``, or None if it is not one.
+
+    For numbers in headers and URLs that no model parses: only ASCII digits count
+    (``str.isdigit`` also accepts ``"²"``, which ``int`` refuses, and Arabic-Indic digits,
+    which it reads).
+    """
+    if not raw or len(raw) > 16 or not (raw.isascii() and raw.isdigit()):
+        return None
+    value = int(raw)
+    return value if value <= limit else None
+
+
 def _bad_value(value: Any) -> str | None:
     """Why a validated value cannot be handed to a handler, or None if it can."""
     if isinstance(value, bool):

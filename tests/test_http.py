@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 from openapi_spec_validator import validate
 
+from .files_support import TUS, form_upload, metadata
 from .support import running
 
 PROBLEM = "application/problem+json"
@@ -127,6 +128,25 @@ async def test_numbers_and_strings_out_of_bounds_are_422(tmp_path: Path, backend
         assert_problem(status, body, resp, "validation_failed")
         status, body, resp = await c.call("GET", "/api/chat/rooms/a%00b/messages", token)
         assert_problem(status, body, resp, "not_found")
+
+
+async def test_numbers_in_headers_are_ascii_digits_or_refused(tmp_path: Path) -> None:
+    """Headers carry numbers no model parses (Range, tus's Upload-Length): ``"²"`` is a digit to
+    ``str.isdigit`` but not to ``int``, and a Range end that is no number at all made a 500."""
+    async with running(tmp_path) as c:
+        token = await c.register("alice")
+        status, made = await form_upload(c, token, "a.bin", b"0123456789")
+        assert status == 201, made
+        content = f"/api/files/{made['files'][0]['id']}/content"
+        for bad in ("bytes=0-x", "bytes=\u00b2-3", "bytes=1-\u00b2", "bytes=-\u00b2", "bytes=-"):
+            status, body, _ = await c.call("GET", content, token, headers={"Range": bad})
+            assert status == 200 and str(body) == "0123456789", (bad, status)  # RFC 9110: ignored
+        status, body, _ = await c.call("GET", content, token, headers={"Range": "bytes=-3"})
+        assert status == 206 and str(body) == "789"
+        for bad in ("\u00b2", "9" * 19, "1e3", "-1"):
+            headers = {**TUS, "Upload-Length": bad, "Upload-Metadata": metadata(filename="a")}
+            status, body, resp = await c.call("POST", "/api/files/tus", token, headers=headers)
+            assert_problem(status, body, resp, "invalid_upload_length")
 
 
 async def test_oversized_body_is_413(tmp_path: Path) -> None:
