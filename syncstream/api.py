@@ -132,6 +132,22 @@ def check_bounds(value: Any, where: str) -> None:
         raise Problem(422, "validation_failed", detail, errors=errors)
 
 
+def _document_bounds(schema: Any) -> None:
+    """Write the guard's bounds into every number schema that states none of its own, so the
+    document says what the server enforces."""
+    if isinstance(schema, list):
+        for item in schema:
+            _document_bounds(item)
+    elif isinstance(schema, dict):
+        if schema.get("type") in ("integer", "number"):
+            if "minimum" not in schema and "exclusiveMinimum" not in schema:
+                schema["minimum"] = -MAX_NUMBER
+            if "maximum" not in schema and "exclusiveMaximum" not in schema:
+                schema["maximum"] = MAX_NUMBER
+        for value in schema.values():
+            _document_bounds(value)
+
+
 def path_parameters(path: str) -> list[tuple[str, str | None]]:
     """(name, regex or None) of each ``{name}`` / ``{name:regex}`` in an aiohttp route path.
 
@@ -323,15 +339,16 @@ class Api:
                 for name, regex in path_parameters(spec.path)
             ]
             if spec.query is not None:
-                for name, fld in spec.query.model_fields.items():
-                    params.append(
-                        {
-                            "name": fld.alias or name,
-                            "in": "query",
-                            "required": fld.is_required(),
-                            "schema": ref(fld.annotation) if fld.annotation else {},
-                        }
-                    )
+                # From the model's schema, not each field's type: bounds (ge, le, max_length)
+                # and descriptions live on the fields.
+                query = spec.query.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(query.pop("$defs", {}))
+                required = set(query.get("required", ()))
+                for name, prop in query.get("properties", {}).items():
+                    param = {"name": name, "in": "query", "required": name in required}
+                    if "description" in prop:
+                        param["description"] = prop.pop("description")
+                    params.append({**param, "schema": prop})
             if params:
                 op["parameters"] = params
             if spec.body is not None:
@@ -367,6 +384,8 @@ class Api:
                 "code": {"type": "string"},
             },
         }
+        _document_bounds(paths)
+        _document_bounds(schemas)
         return {
             "openapi": "3.1.0",
             "info": {"title": title, "version": version},

@@ -61,6 +61,10 @@ async def test_health_ready_metrics_openapi(tmp_path: Path, backend: str) -> Non
         # ... and the regex is the parameter's pattern.
         param = spec["paths"]["/api/files/{file_id}"]["get"]["parameters"][0]
         assert param["name"] == "file_id" and param["schema"]["pattern"].startswith("^")
+        # Numbers state the bounds the server enforces: a field's own, or the core's guard.
+        users = {p["name"]: p for p in spec["paths"]["/api/users"]["get"]["parameters"]}
+        assert users["limit"]["schema"]["maximum"] == 500
+        assert users["offset"]["schema"]["maximum"] == 2**53 - 1
     assert len(gc.callbacks) == gc_callbacks, "the server's GC callbacks go with it"
 
 
