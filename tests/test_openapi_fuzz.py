@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from yarl import URL
+
 from .support import PASSWORD, Client, running
 
 # Query and path values: numbers beyond every integer type, negative, not numbers at all,
@@ -215,10 +217,8 @@ class Fuzzer:
             await self.send(op, role, *case)
 
 
-def yarl_url(url: str) -> Any:
+def yarl_url(url: str) -> URL:
     """The URL exactly as written: percent-escapes (``%00``, ``%ff``) reach the server as is."""
-    from yarl import URL
-
     return URL(url, encoded=True)
 
 
