@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from syncstream.auth.service import client_key
 from syncstream.logs import REDACTED
 
 from .support import PASSWORD, Client, running
@@ -136,6 +137,15 @@ async def test_failed_logins_throttle_the_address_and_name_alike(
                 "POST", "/api/auth/login", json={"username": "gina", "password": PASSWORD}
             )
             assert status == 429 and body["code"] == "login_throttled"
+
+
+def test_login_limits_count_an_ipv6_client_by_its_64() -> None:
+    assert (
+        client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9") == ("2001:db8:1:2::/64")
+    )
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:192.0.2.7") == client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key(None) == "-" and client_key("") == "-"
 
 
 async def test_unknown_user_and_wrong_password_look_the_same(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ Every auth action is audited and fired on the bus (``user.*``, ``auth.*``).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import time
 from dataclasses import dataclass
@@ -93,6 +94,20 @@ MIGRATIONS = [
     ALTER TABLE users DROP COLUMN locked_until
     """,
 ]
+
+
+def client_key(ip: str | None) -> str:
+    """Whom login limits count a request against: the IPv4 address, or the IPv6 /64 (one
+    client usually holds a whole /64, and could otherwise walk its addresses)."""
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return ip or "-"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def digest(secret: str) -> str:
@@ -297,8 +312,8 @@ class Auth:
 
     # --- login and tokens -----------------------------------------------------------------
 
-    def check_ip_rate(self, ip: str) -> None:
-        wait = self.login_limiter.take(ip or "-")
+    def check_ip_rate(self, ip: str | None) -> None:
+        wait = self.login_limiter.take(client_key(ip))
         if wait:
             raise Problem(
                 429,
@@ -317,9 +332,9 @@ class Auth:
         not are treated alike (same answers, same work), and an attacker's failures from one
         address never stop the owner logging in from another.
         """
-        address = ip or "-"
+        address = client_key(ip)
         key = username.lower()
-        self.check_ip_rate(address)
+        self.check_ip_rate(ip)
         now = time.time()
         throttle = await self.store.fetchone(
             "SELECT locked_until FROM login_failures WHERE ip = ? AND username_key = ?",
