@@ -149,10 +149,19 @@ class Fuzzer:
         if op.body is None:
             return
         props = self.resolve(op.body).get("properties", {})
-        for name in props:
+        for name, sub in props.items():
             for value in JSON_VALUES:
                 body = {**(base_body or {}), name: value}
                 yield f"body {name}={str(value)[:20]!r}", url(base_path), base_query, body, None
+            # One level down: the fields of an object field (``{"rules": {"decks": ...}}``).
+            inner = self.resolve(sub)
+            for option in (inner, *map(self.resolve, inner.get("anyOf", ()))):
+                for field_name in option.get("properties", {}):
+                    plausible = self.sample(option)
+                    for value in JSON_VALUES:
+                        body = {**(base_body or {}), name: {**plausible, field_name: value}}
+                        what = f"body {name}.{field_name}={str(value)[:20]!r}"
+                        yield what, url(base_path), base_query, body, None
         for raw_body in RAW_BODIES:
             yield f"raw body {raw_body[:20]!r}", url(base_path), base_query, None, raw_body
 
