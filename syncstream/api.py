@@ -8,13 +8,18 @@ A handler is registered with the models it takes and returns::
 The wrapper authenticates (``auth="public" | "user" | "admin"``), parses and validates the JSON
 body and query string (422 ``validation_failed`` listing each field), and serialises what the
 handler returns: a pydantic model, a dict/list, ``None`` (204) or an aiohttp response as is.
+
+Whatever a model declares, every number that reaches a handler lies within +-(2**53 - 1) (the
+I-JSON range, RFC 7493, which also fits SQLite's and PostgreSQL's 64-bit integers) and every
+string is valid UTF-8 without NUL characters (which PostgreSQL cannot store): one guard for all
+routes instead of a bound forgotten on some field.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -23,6 +28,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from . import jsoncodec
 from .errors import Problem
+from .store.errors import IntegrityError
 
 if TYPE_CHECKING:
     from .auth import User
@@ -33,6 +39,9 @@ Authenticator = Callable[[web.Request], Awaitable["User"]]
 Handler = Callable[["Call[Any]"], Awaitable[Any]]
 
 _JSON_TYPES = ("application/json", "application/merge-patch+json")
+# The largest magnitude a number in a request may have: integers beyond it lose precision in
+# JSON clients (RFC 7493) and come near the 64-bit limit of the store's integer columns.
+MAX_NUMBER = 2**53 - 1
 
 
 def dumps(value: Any) -> str:
@@ -59,6 +68,104 @@ def validation_problem(exc: ValidationError, where: str) -> Problem:
     first = errors[0] if errors else {"field": where, "message": "invalid"}
     detail = f"{where}: {first['field']}: {first['message']}"
     return Problem(422, "validation_failed", detail, errors=errors)
+
+
+def parse_natural(raw: str, limit: int = MAX_NUMBER) -> int | None:
+    """``raw`` as a whole number from 0 to ``limit``, or None if it is not one.
+
+    For numbers in headers and URLs that no model parses: only ASCII digits count
+    (``str.isdigit`` also accepts ``"²"``, which ``int`` refuses, and Arabic-Indic digits,
+    which it reads).
+    """
+    if not raw or len(raw) > 16 or not (raw.isascii() and raw.isdigit()):
+        return None
+    value = int(raw)
+    return value if value <= limit else None
+
+
+def _bad_value(value: Any) -> str | None:
+    """Why a validated value cannot be handed to a handler, or None if it can."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if abs(value) > MAX_NUMBER:
+            return f"must lie between -{MAX_NUMBER} and {MAX_NUMBER}"
+        return None
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "must not contain NUL characters"
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "must be valid UTF-8"
+    return None
+
+
+def _walk(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every leaf of a validated model (and its nested models, lists and dicts) with its path."""
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _walk(getattr(value, name), (*path, name))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield (*path, str(key)), key
+            yield from _walk(item, (*path, str(key)))
+    elif isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            yield from _walk(item, (*path, str(index)))
+    else:
+        yield path, value
+
+
+def check_bounds(value: Any, where: str) -> None:
+    """422 ``validation_failed`` if any number or string in ``value`` is out of bounds."""
+    errors = [
+        {"field": ".".join(path) or where, "message": reason}
+        for path, leaf in _walk(value, ())
+        if (reason := _bad_value(leaf)) is not None
+    ]
+    if errors:
+        first = errors[0]
+        detail = f"{where}: {first['field']}: {first['message']}"
+        raise Problem(422, "validation_failed", detail, errors=errors)
+
+
+def _document_bounds(schema: Any) -> None:
+    """Write the guard's bounds into every number schema that states none of its own, so the
+    document says what the server enforces."""
+    if isinstance(schema, list):
+        for item in schema:
+            _document_bounds(item)
+    elif isinstance(schema, dict):
+        if schema.get("type") in ("integer", "number"):
+            if "minimum" not in schema and "exclusiveMinimum" not in schema:
+                schema["minimum"] = -MAX_NUMBER
+            if "maximum" not in schema and "exclusiveMaximum" not in schema:
+                schema["maximum"] = MAX_NUMBER
+        for value in schema.values():
+            _document_bounds(value)
+
+
+def path_parameters(path: str) -> list[tuple[str, str | None]]:
+    """(name, regex or None) of each ``{name}`` / ``{name:regex}`` in an aiohttp route path.
+
+    The regex may hold braces of its own (``{id:[0-9a-f]{32}}``), so braces are balanced.
+    """
+    found: list[tuple[str, str | None]] = []
+    depth, start = 0, 0
+    for index, char in enumerate(path):
+        if char == "{":
+            if depth == 0:
+                start = index + 1
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                name, colon, regex = path[start:index].partition(":")
+                found.append((name, regex if colon else None))
+    return found
 
 
 def default_tags(path: str) -> tuple[str, ...]:
@@ -102,6 +209,7 @@ class RouteSpec:
     response: Any
     status: int
     tags: tuple[str, ...]
+    canonical: str = ""  # the path as OpenAPI writes it: ``/api/files/{file_id}``
 
 
 async def read_json(request: web.Request) -> Any:
@@ -150,8 +258,9 @@ class Api:
                 status,
                 tags or default_tags(path),
             )
+            route = self.router.add_route(method.upper(), path, self._wrap(handler, spec))
+            spec.canonical = route.resource.canonical if route.resource else path
             self.specs.append(spec)
-            self.router.add_route(method.upper(), path, self._wrap(handler, spec))
             return handler
 
         return register
@@ -168,12 +277,16 @@ class Api:
                 user = await self.authenticate(request)
                 if spec.auth == "admin" and user.role != "admin":
                     raise Problem(403, "admin_required", "this call needs the admin role")
+            for name, value in request.match_info.items():
+                if _bad_value(value) is not None:  # no stored id holds NUL or broken UTF-8
+                    raise Problem(404, "not_found", f"no such {name}")
             query = None
             if query_model is not None:
                 try:
                     query = query_model.model_validate(dict(request.query))
                 except ValidationError as exc:
                     raise validation_problem(exc, "query") from None
+                check_bounds(query, "query")
             body = None
             if body_model is not None:
                 raw = await read_json(request)
@@ -181,7 +294,15 @@ class Api:
                     body = body_model.model_validate(raw if raw is not None else {})
                 except ValidationError as exc:
                     raise validation_problem(exc, "body") from None
-            result = await handler(Call(request, body, query, user))
+                check_bounds(body, "body")
+            try:
+                result = await handler(Call(request, body, query, user))
+            except IntegrityError:
+                # A constraint the handler did not expect: another request changed the same
+                # rows in between (deleted a parent, took a unique name). The caller can retry.
+                raise Problem(
+                    409, "conflict", "the request conflicts with a concurrent change; retry"
+                ) from None
             if isinstance(result, web.StreamResponse):
                 return result
             if result is None:
@@ -208,20 +329,26 @@ class Api:
 
         for spec in self.specs:
             op: dict[str, Any] = {"summary": spec.summary, "tags": list(spec.tags)}
-            params = [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                for name in re.findall(r"{(\w+)(?::[^}]*)?}", spec.path)
+            params: list[dict[str, Any]] = [
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", **({"pattern": f"^{regex}$"} if regex else {})},
+                }
+                for name, regex in path_parameters(spec.path)
             ]
             if spec.query is not None:
-                for name, fld in spec.query.model_fields.items():
-                    params.append(
-                        {
-                            "name": fld.alias or name,
-                            "in": "query",
-                            "required": fld.is_required(),
-                            "schema": ref(fld.annotation) if fld.annotation else {},
-                        }
-                    )
+                # From the model's schema, not each field's type: bounds (ge, le, max_length)
+                # and descriptions live on the fields.
+                query = spec.query.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(query.pop("$defs", {}))
+                required = set(query.get("required", ()))
+                for name, prop in query.get("properties", {}).items():
+                    param = {"name": name, "in": "query", "required": name in required}
+                    if "description" in prop:
+                        param["description"] = prop.pop("description")
+                    params.append({**param, "schema": prop})
             if params:
                 op["parameters"] = params
             if spec.body is not None:
@@ -245,8 +372,7 @@ class Api:
             }
             if spec.auth != "public":
                 op["security"] = [{"bearer": []}]
-            path = re.sub(r"{(\w+):[^}]*}", r"{\1}", spec.path)
-            paths.setdefault(path, {})[spec.method.lower()] = op
+            paths.setdefault(spec.canonical, {})[spec.method.lower()] = op
         schemas["Problem"] = {
             "type": "object",
             "required": ["type", "title", "status", "code"],
@@ -258,6 +384,8 @@ class Api:
                 "code": {"type": "string"},
             },
         }
+        _document_bounds(paths)
+        _document_bounds(schemas)
         return {
             "openapi": "3.1.0",
             "info": {"title": title, "version": version},

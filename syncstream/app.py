@@ -33,6 +33,7 @@ from .config import LoadedConfig, Settings
 from .errors import Problem, from_http_exception
 from .frontdoor import register_front_door
 from .gcpolicy import GcPolicy
+from .logs import loggable_path
 from .media import Media
 from .metrics import Metrics
 from .oversight import Oversight
@@ -130,7 +131,10 @@ def make_middleware(
         except Exception:
             request_id = secrets.token_hex(8)
             log.exception(
-                "http.unhandled", path=request.path, method=request.method, request_id=request_id
+                "http.unhandled",
+                path=loggable_path(request),
+                method=request.method,
+                request_id=request_id,
             )
             response = Problem(
                 500,
@@ -149,7 +153,7 @@ def make_middleware(
             log.info(
                 "http.request",
                 method=request.method,
-                path=request.path,
+                path=loggable_path(request),
                 status=response.status,
                 ms=round(elapsed * 1000, 2),
                 ip=request.remote,
@@ -164,7 +168,7 @@ def _logged(request: web.Request, problem: Problem) -> web.Response:
     log.info(
         "http.problem",
         method=request.method,
-        path=request.path,
+        path=loggable_path(request),
         status=problem.status,
         code=problem.code,
         ip=request.remote,

@@ -6,8 +6,21 @@ import logging
 import sys
 
 import structlog
+from aiohttp import web
 
 from .config import LoggingSettings
+
+REDACTED = "[redacted]"
+
+
+def loggable_path(request: web.Request) -> str:
+    """The request's path as logs may keep it: capabilities in it (route parameters named
+    ``token``, as in ``/api/files/links/{token}``) are masked. Query strings are never logged."""
+    path = request.path
+    for name, value in request.match_info.items():
+        if "token" in name and value:
+            path = path.replace(value, REDACTED)
+    return path
 
 
 def configure_logging(settings: LoggingSettings) -> None:

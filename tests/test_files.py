@@ -291,7 +291,9 @@ async def test_folders_trash_and_hostile_names(tmp_path: Path) -> None:
             status, body, _ = await c.call(
                 "POST", "/api/files/folders", token, json={"name": bad, "parent_id": ""}
             )
-            assert status == 422 and body["code"] == "invalid_name", bad
+            # The core's guard refuses NUL in any field before the plugin sees the name.
+            code = "validation_failed" if "\x00" in bad else "invalid_name"
+            assert status == 422 and body["code"] == code, bad
         status, body, _ = await c.call(
             "POST", "/api/files/folders", token, json={"name": "x", "parent_id": "f" * 32}
         )

@@ -6,7 +6,9 @@ import gc
 from pathlib import Path
 
 import aiohttp
+from openapi_spec_validator import validate
 
+from .files_support import TUS, form_upload, metadata
 from .support import running
 
 PROBLEM = "application/problem+json"
@@ -52,6 +54,17 @@ async def test_health_ready_metrics_openapi(tmp_path: Path, backend: str) -> Non
         )
         assert "/api/guestbook/entries" in spec["paths"]
         assert spec["paths"]["/api/users/{user_id}"]["patch"]["security"] == [{"bearer": []}]
+        validate(spec)  # the whole document against the OpenAPI 3.1 schema
+        # Routes whose parameters carry a regex holding braces keep a clean template ...
+        assert "/api/files/{file_id}" in spec["paths"]
+        assert not [path for path in spec["paths"] if "}}" in path or "{{" in path]
+        # ... and the regex is the parameter's pattern.
+        param = spec["paths"]["/api/files/{file_id}"]["get"]["parameters"][0]
+        assert param["name"] == "file_id" and param["schema"]["pattern"].startswith("^")
+        # Numbers state the bounds the server enforces: a field's own, or the core's guard.
+        users = {p["name"]: p for p in spec["paths"]["/api/users"]["get"]["parameters"]}
+        assert users["limit"]["schema"]["maximum"] == 500
+        assert users["offset"]["schema"]["maximum"] == 2**53 - 1
     assert len(gc.callbacks) == gc_callbacks, "the server's GC callbacks go with it"
 
 
@@ -92,6 +105,54 @@ async def test_malformed_json_wrong_type_and_validation(tmp_path: Path) -> None:
         assert status == 422 and body["errors"][0]["field"] == "limit"
 
 
+async def test_numbers_and_strings_out_of_bounds_are_422(tmp_path: Path, backend: str) -> None:
+    """The shared guard: numbers beyond +-(2**53 - 1), NaN-free, and strings without NUL."""
+    async with running(tmp_path, backend) as c:
+        token = await c.register("alice")
+        status, room, _ = await c.call("POST", "/api/chat/rooms", token, json={"name": "r"})
+        assert status == 201, room
+        messages = f"/api/chat/rooms/{room['id']}/messages"
+        for before in ("9" * 30, str(2**63), str(2**53)):
+            status, body, resp = await c.call("GET", f"{messages}?before={before}", token)
+            assert_problem(status, body, resp, "validation_failed")
+            assert body["errors"][0]["field"] == "before"
+        status, body, _ = await c.call("GET", f"{messages}?before={2**53 - 1}", token)
+        assert status == 200
+        status, body, resp = await c.call("GET", f"{messages}?q=a%00b", token)
+        assert_problem(status, body, resp, "validation_failed")
+        # orjson reads an integer of 30 digits as a float: nested in free-form data, still caught.
+        for bad in (10**30, -(10**30), 1e300, 2**63):
+            status, body, resp = await c.call(
+                "POST", "/api/realtime/publish", token,
+                json={"topic": f"chat:{room['id']}", "data": {"n": [bad]}},
+            )  # fmt: skip
+            assert_problem(status, body, resp, "validation_failed")
+            assert body["errors"][0]["field"] == "data.n.0"
+        status, body, resp = await c.call("POST", messages, token, json={"text": "a\x00b"})
+        assert_problem(status, body, resp, "validation_failed")
+        status, body, resp = await c.call("GET", "/api/chat/rooms/a%00b/messages", token)
+        assert_problem(status, body, resp, "not_found")
+
+
+async def test_numbers_in_headers_are_ascii_digits_or_refused(tmp_path: Path) -> None:
+    """Headers carry numbers no model parses (Range, tus's Upload-Length): ``"²"`` is a digit to
+    ``str.isdigit`` but not to ``int``, and a Range end that is no number at all made a 500."""
+    async with running(tmp_path) as c:
+        token = await c.register("alice")
+        status, made = await form_upload(c, token, "a.bin", b"0123456789")
+        assert status == 201, made
+        content = f"/api/files/{made['files'][0]['id']}/content"
+        for bad in ("bytes=0-x", "bytes=\u00b2-3", "bytes=1-\u00b2", "bytes=-\u00b2", "bytes=-"):
+            status, body, _ = await c.call("GET", content, token, headers={"Range": bad})
+            assert status == 200 and str(body) == "0123456789", (bad, status)  # RFC 9110: ignored
+        status, body, _ = await c.call("GET", content, token, headers={"Range": "bytes=-3"})
+        assert status == 206 and str(body) == "789"
+        for bad in ("\u00b2", "9" * 19, "1e3", "-1"):
+            headers = {**TUS, "Upload-Length": bad, "Upload-Metadata": metadata(filename="a")}
+            status, body, resp = await c.call("POST", "/api/files/tus", token, headers=headers)
+            assert_problem(status, body, resp, "invalid_upload_length")
+
+
 async def test_oversized_body_is_413(tmp_path: Path) -> None:
     async with running(tmp_path, **{"server.max_body_bytes": 1024}) as c:
         big = {"username": "x" * 2000, "password": "y"}
@@ -118,6 +179,28 @@ async def test_unexpected_errors_are_500_problems_without_traceback(tmp_path: Pa
         assert status == 500
         assert_problem(status, body, resp, "internal_error")
         assert "secret" not in str(body) and body["request_id"]
+
+
+async def test_a_constraint_hit_by_a_concurrent_change_is_409(tmp_path: Path) -> None:
+    """A handler that meets a constraint it did not expect (a parent deleted meanwhile) gives
+    the caller a 409 to retry, not a 500."""
+    plugins = tmp_path / "extra"
+    (plugins / "racy").mkdir(parents=True)
+    (plugins / "racy" / "__init__.py").write_text(
+        "from syncstream import Plugin\n"
+        "async def setup(ctx):\n"
+        "    @ctx.api.route('POST', '', auth='public')\n"
+        "    async def racy(call):\n"
+        "        await ctx.store.execute('CREATE TABLE IF NOT EXISTS racy (id TEXT PRIMARY KEY)')\n"
+        "        await ctx.store.execute('INSERT INTO racy (id) VALUES (?)', 'one')\n"
+        "plugin = Plugin(name='racy', version='0', setup=setup)\n"
+    )
+    async with running(tmp_path, plugin_paths=[str(plugins)]) as c:
+        status, _, _ = await c.call("POST", "/api/racy")
+        assert status == 204
+        status, body, resp = await c.call("POST", "/api/racy")
+        assert status == 409
+        assert_problem(status, body, resp, "conflict")
 
 
 async def test_cors_preflight_and_headers(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from syncstream import Problem
+from syncstream import Problem, parse_natural
 
 from .storage import BlobStore
 
@@ -71,16 +71,19 @@ def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
     ranges: list[tuple[int, int]] = []
     for part in spec.split(","):
         first, dash, last = part.strip().partition("-")
-        if not dash or not (first.isdigit() or last.isdigit()):
+        low, high = parse_natural(first), parse_natural(last)
+        if not dash or (first and low is None) or (last and high is None):
             return None  # malformed: RFC 9110 says ignore the Range header
-        if not first:
-            start, end = max(0, size - int(last)), size - 1
-            if int(last) == 0:
+        if low is None:
+            if high is None:
+                return None  # "-" alone names no range
+            if high == 0:
                 continue
+            start, end = max(0, size - high), size - 1
         else:
-            start = int(first)
-            end = min(int(last), size - 1) if last else size - 1
-            if last and int(last) < start:
+            start = low
+            end = min(high, size - 1) if high is not None else size - 1
+            if high is not None and high < start:
                 return None
         if start < size:
             ranges.append((start, end))

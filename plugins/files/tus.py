@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from syncstream import Problem, User
+from syncstream import Problem, User, parse_natural
 from syncstream.idempotency import idempotency_key, reused
 from syncstream.store import Row
 
@@ -72,9 +72,10 @@ def _int_header(request: web.Request, name: str) -> int | None:
     raw = request.headers.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 19:
+    value = parse_natural(raw)
+    if value is None:
         raise Problem(400, f"invalid_{name.lower().replace('-', '_')}", f"{name} is not a number")
-    return int(raw)
+    return value
 
 
 def upload_headers(row: Row) -> dict[str, str]:

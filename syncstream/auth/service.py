@@ -1,13 +1,15 @@
-"""Users, bearer tokens, roles, bans, login lockout and stream keys.
+"""Users, bearer tokens, roles, bans, login throttling and stream keys.
 
 Tokens are opaque random strings; only their SHA-256 is stored, so a database leak yields no
-usable token. Lockout state lives in the store, so it holds across restarts and nodes.
+usable token. Failed logins are throttled per (client address, account name) in the store, so
+the throttle holds across restarts and nodes.
 Every auth action is audited and fired on the bus (``user.*``, ``auth.*``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -75,7 +77,38 @@ MIGRATIONS = [
     CREATE INDEX users_last_seen ON users (last_seen_at);
     CREATE INDEX users_created ON users (created_at)
     """,
+    # Failed logins counted per (client address, account name), whether the account exists or
+    # not: one address's failures no longer lock the owner out everywhere, and the answers no
+    # longer tell which accounts exist. The per-account columns go.
+    """
+    CREATE TABLE login_failures (
+        ip TEXT NOT NULL,
+        username_key TEXT NOT NULL,
+        failures BIGINT NOT NULL,
+        first_failed_at DOUBLE PRECISION NOT NULL,
+        locked_until DOUBLE PRECISION,
+        PRIMARY KEY (ip, username_key)
+    );
+    CREATE INDEX login_failures_first ON login_failures (first_failed_at);
+    ALTER TABLE users DROP COLUMN failed_logins;
+    ALTER TABLE users DROP COLUMN first_failed_at;
+    ALTER TABLE users DROP COLUMN locked_until
+    """,
 ]
+
+
+def client_key(ip: str | None) -> str:
+    """Whom login limits count a request against: the IPv4 address, or the IPv6 /64 (one
+    client usually holds a whole /64, and could otherwise walk its addresses)."""
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return ip or "-"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def digest(secret: str) -> str:
@@ -276,17 +309,17 @@ class Auth:
     async def set_password(self, user_id: str, password: str) -> None:
         self.check_password(password)
         password_hash = await hash_password(password)
-        await self.store.execute(
-            "UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL"
-            " WHERE id = ?",
-            password_hash,
-            user_id,
-        )
+        await self.store.write_batch([
+            ("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)),
+            # A new password ends the account's throttles, from every address.
+            ("DELETE FROM login_failures WHERE username_key ="
+             " (SELECT username_key FROM users WHERE id = ?)", (user_id,)),
+        ])  # fmt: skip
 
     # --- login and tokens -----------------------------------------------------------------
 
-    def check_ip_rate(self, ip: str) -> None:
-        wait = self.login_limiter.take(ip or "-")
+    def check_ip_rate(self, ip: str | None) -> None:
+        wait = self.login_limiter.take(client_key(ip))
         if wait:
             raise Problem(
                 429,
@@ -298,68 +331,97 @@ class Auth:
     async def login(
         self, username: str, password: str, *, ip: str | None = None, user_agent: str | None = None
     ) -> tuple[User, IssuedToken]:
-        """Check credentials (with per-IP rate limit and per-account lockout); issue a token."""
-        self.check_ip_rate(ip or "")
+        """Check credentials and issue a token.
+
+        Besides the per-address rate limit, failures are throttled per (client address, account
+        name) as OWASP's authentication cheat sheet advises: names that exist and names that do
+        not are treated alike (same answers, same work), and an attacker's failures from one
+        address never stop the owner logging in from another.
+        """
+        address = client_key(ip)
+        key = username.lower()
+        self.check_ip_rate(ip)
         now = time.time()
-        row = await self.store.fetchone(
-            f"SELECT {USER_COLUMNS}, u.password_hash, u.failed_logins, u.first_failed_at,"
-            " u.locked_until FROM users u WHERE u.username_key = ?",
-            username.lower(),
+        throttle = await self.store.fetchone(
+            "SELECT locked_until FROM login_failures WHERE ip = ? AND username_key = ?",
+            address,
+            key,
         )
-        if row is not None and row["locked_until"] and row["locked_until"] > now:
-            await self.audit.record("auth.login_locked", target=row["id"], ip=ip, username=username)
-            wait = int(row["locked_until"] - now) + 1
+        if throttle is not None and (throttle["locked_until"] or 0) > now:
+            await self.audit.record("auth.login_throttled", ip=ip)
+            wait = int(throttle["locked_until"] - now) + 1
             raise Problem(
                 429,
-                "account_locked",
-                f"too many failed logins; try again in {wait} s",
+                "login_throttled",
+                f"too many failed logins for this account from this address; try again in {wait} s",
                 headers={"Retry-After": str(wait)},
             )
+        row = await self.store.fetchone(
+            f"SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.username_key = ?", key
+        )
         ok = await verify_password(row["password_hash"] if row else None, password)
         if row is None or not ok:
-            if row is not None:
-                await self._count_failure(row, now)
+            await self._count_failure(address, key, now)
+            # The name is recorded only when it names an account: what was typed into the
+            # name field of a failed login may be a password or a token.
             await self.audit.record(
-                "auth.login_failed", target=row["id"] if row else None, ip=ip, username=username
+                "auth.login_failed",
+                target=row["id"] if row else None,
+                ip=ip,
+                **({"username": row["username"]} if row else {}),
             )
             raise Problem(401, "invalid_credentials", "wrong username or password")
         user = User.from_row(row)
         if user.banned:
             await self.audit.record("auth.login_banned", target=user.id, ip=ip)
             raise Problem(403, "user_banned", "this account is banned")
-        if row["failed_logins"] or needs_rehash(row["password_hash"]):
+        if throttle is not None:
             await self.store.execute(
-                "UPDATE users SET failed_logins = 0, first_failed_at = NULL, locked_until = NULL"
-                " WHERE id = ?",
-                user.id,
+                "DELETE FROM login_failures WHERE ip = ? AND username_key = ?", address, key
             )
-            if needs_rehash(row["password_hash"]):
-                await self.set_password(user.id, password)
+        if needs_rehash(row["password_hash"]):
+            await self.set_password(user.id, password)
         token = await self.issue_token(user, ip=ip, user_agent=user_agent)
         await self.audit.record("auth.login", actor_id=user.id, target=user.id, ip=ip)
         return user, token
 
-    async def _count_failure(self, row: dict[str, Any], now: float) -> None:
-        window = self.settings.login_window_seconds
-        first = row["first_failed_at"]
-        failures = row["failed_logins"] + 1
-        if first is None or now - first > window:
-            first, failures = now, 1
-        locked_until = (
-            now + self.settings.lockout_seconds
-            if failures >= self.settings.login_max_failures
-            else None
-        )
-        await self.store.execute(
-            "UPDATE users SET failed_logins = ?, first_failed_at = ?, locked_until = ?"
-            " WHERE id = ?",
-            failures,
-            first,
-            locked_until,
-            row["id"],
-        )
-        if locked_until:
-            await self.audit.record("auth.locked_out", target=row["id"], until=locked_until)
+    async def _count_failure(self, address: str, key: str, now: float) -> None:
+        """Count one failed login of ``key`` from ``address``; throttle the pair at the limit."""
+        settings = self.settings
+        window_start = now - settings.login_window_seconds
+        async with self.store.transaction() as tx:
+            failures = await tx.fetchval(
+                "INSERT INTO login_failures (ip, username_key, failures, first_failed_at)"
+                " VALUES (?, ?, 1, ?) ON CONFLICT (ip, username_key) DO UPDATE SET"
+                " failures = CASE WHEN login_failures.first_failed_at < ? THEN 1"
+                "  ELSE login_failures.failures + 1 END,"
+                " first_failed_at = CASE WHEN login_failures.first_failed_at < ?"
+                "  THEN excluded.first_failed_at ELSE login_failures.first_failed_at END"
+                " RETURNING failures",
+                address,
+                key,
+                now,
+                window_start,
+                window_start,
+            )
+            if failures >= settings.login_max_failures:
+                await tx.execute(
+                    "UPDATE login_failures SET locked_until = ? WHERE ip = ? AND username_key = ?",
+                    now + settings.lockout_seconds,
+                    address,
+                    key,
+                )
+            # Pairs whose window and throttle are both over are forgotten.
+            await tx.execute(
+                "DELETE FROM login_failures WHERE first_failed_at < ?"
+                " AND (locked_until IS NULL OR locked_until < ?)",
+                window_start,
+                now,
+            )
+        if failures >= settings.login_max_failures:
+            await self.audit.record(
+                "auth.login_throttle_started", ip=address, until=now + settings.lockout_seconds
+            )
 
     async def issue_token(
         self, user: User, *, ip: str | None = None, user_agent: str | None = None
@@ -407,21 +469,39 @@ class Auth:
         return Session(User.from_row(row), row["token_id"])
 
     async def session_from_request(self, request: web.Request) -> Session:
-        """Authenticate ``Authorization: Bearer`` (or ``?token=`` for browsers' WebSockets)."""
+        """Authenticate ``Authorization: Bearer <token>``, the only way on HTTP routes.
+
+        A ``?token=`` is refused (401 ``token_in_url``) rather than ignored, so a client that
+        puts its token where proxies, browser history and access logs keep it learns at once.
+        """
+        if "token" in request.query:
+            raise Problem(
+                401,
+                "token_in_url",
+                "send the token in 'Authorization: Bearer <token>', not in the URL",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await self._session(request, request.headers.get("Authorization", ""))
+
+    async def session_from_handshake(self, request: web.Request) -> Session:
+        """The WebSocket handshake (``/ws``): the header, or ``?token=`` since browsers cannot
+        set headers on a WebSocket. The access log never writes query strings."""
         header = request.headers.get("Authorization", "")
-        if header:
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token:
-                raise Problem(401, "invalid_token", "use 'Authorization: Bearer <token>'")
-        else:
-            token = request.query.get("token", "")
-            if not token:
-                raise Problem(
-                    401,
-                    "unauthorized",
-                    "this call needs a bearer token",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
+        if not header and request.query.get("token"):
+            header = "Bearer " + request.query["token"]
+        return await self._session(request, header)
+
+    async def _session(self, request: web.Request, header: str) -> Session:
+        if not header:
+            raise Problem(
+                401,
+                "unauthorized",
+                "this call needs a bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Problem(401, "invalid_token", "use 'Authorization: Bearer <token>'")
         session = await self.authenticate(token.strip())
         request[SESSION_KEY] = session
         return session

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from ..api import Api, Call
+from ..api import Api, Call, parse_natural
 from ..errors import Problem
 from .hls.timeline import Timeline
 from .live import LiveService, LiveStream
@@ -42,9 +42,10 @@ def _int_param(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 12:
+    value = parse_natural(raw, 10**12 - 1)
+    if value is None:
         raise Problem(400, "invalid_parameter", f"{name} must be a non-negative integer")
-    return int(raw)
+    return value
 
 
 def _media(data: bytes, max_age: int) -> web.Response:

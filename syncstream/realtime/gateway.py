@@ -288,7 +288,7 @@ class Gateway:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The ``/ws`` endpoint: authenticate, then serve frames until the socket closes."""
-        session = await self.auth.session_from_request(request)
+        session = await self.auth.session_from_handshake(request)
         transport = request.transport
         if transport is None:  # the client is gone already
             return web.Response(status=499)
