@@ -236,3 +236,34 @@ async def test_the_spectator_stream_is_lichess_shaped_and_anonymous(tmp_path: Pa
         assert states[-1]["status"] == "resign" and states[-1]["winner"] == "white"
         status, _, _ = await c.call("GET", f"/api/board/game/stream/{gid}")
         assert status == 401, "the players' stream needs their token"
+
+
+async def test_a_board_api_player_is_present_and_sees_the_opponent_go(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice = lichess_client(c, await c.register("alice"))
+        bob_token = await c.register("bob")
+        challenge = await asyncio.to_thread(
+            alice.challenges.create, "bob", False, clock_limit=600, clock_increment=0,
+            color="white",
+        )  # fmt: skip
+        game_id = challenge["id"]
+        await c.call("POST", f"/api/challenge/{game_id}/accept", bob_token)
+        white = follow(lambda: alice.board.stream_game_state(game_id))
+        assert (await next_item(white))["type"] == "gameFull"
+        gone = await next_item(white)
+        assert gone == {"type": "opponentGone", "gone": True, "claimWinInSeconds": 30}
+        url = c.url(f"/api/board/game/stream/{game_id}")
+        async with c.session.get(url, headers={"Authorization": f"Bearer {bob_token}"}) as resp:
+            assert json.loads(await resp.content.readline())["type"] == "gameFull"
+            back = await next_item(white, lambda e: e["type"] == "opponentGone")
+            assert back == {"type": "opponentGone", "gone": False}
+            # Bob never acted, but his stream is open: he is there, no win to claim.
+            with pytest.raises(ResponseError) as refused:
+                await asyncio.to_thread(alice.board.claim_victory, game_id)
+            problem = json.loads(refused.value.response.text)  # type: ignore[attr-defined]
+            assert problem["code"] == "opponent_present"
+        again = await next_item(white, lambda e: e["type"] == "opponentGone", wait=60)
+        assert again["gone"] is True, "bob's stream closed: gone again"
+        await asyncio.to_thread(alice.board.claim_victory, game_id)
+        state = await next_item(white, lambda e: e["type"] == "gameState")
+        assert state["status"] == "timeout" and state["winner"] == "white"
