@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ from typing import Any
 import berserk
 import pytest
 from berserk.exceptions import ResponseError
+
+from plugins.chess import lichess
 
 from .support import Client, running
 
@@ -267,3 +270,19 @@ async def test_a_board_api_player_is_present_and_sees_the_opponent_go(tmp_path: 
         await asyncio.to_thread(alice.board.claim_victory, game_id)
         state = await next_item(white, lambda e: e["type"] == "gameState")
         assert state["status"] == "timeout" and state["winner"] == "white"
+
+
+def test_every_way_a_game_ends_has_a_lichess_status() -> None:
+    """Each termination the game logic writes (game.py, service.py) maps to one of
+    lichess's status names; a finished game never shows as unknownFinish."""
+    source = "".join(
+        (Path(__file__).parents[1] / "plugins" / "chess" / name).read_text()
+        for name in ("game.py", "service.py")
+    )
+    written = set(re.findall(r'(?:self\.end|_flag|\.stop)\([^)]*?"([a-z_]+)"\)', source))
+    written |= set(re.findall(r'return "([a-z_]+)"\n', source))  # draw claims
+    assert {"checkmate", "timeout", "threefold_repetition", "ended_by_admin"} <= written
+    for termination in written:
+        name = lichess.status_name("ended", termination)
+        assert name in STATUS_NAMES and name != "unknownFinish", termination
+    assert lichess.status_name("started", None) == "started"

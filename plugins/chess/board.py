@@ -168,7 +168,7 @@ class Events:
                 self.user.id,
             ):
                 game = await service.get(row["id"])
-                yield await self._game_event("gameStart", game.full(_now()))
+                yield await self._game_event("gameStart", game.full(time.monotonic()))
             for row in await service.store.fetchall(
                 "SELECT * FROM chess_challenges WHERE status = 'pending' AND target_id = ?"
                 " ORDER BY created_at LIMIT 100",
@@ -189,7 +189,7 @@ class Events:
                     game = await service.get(data["game_id"])
                     side = game.side_of(self.user.id) or "white"
                     diff = (data.get("ratings") or {}).get(side, {}).get("diff")
-                    yield await self._game_event(kind, game.full(_now()), diff)
+                    yield await self._game_event(kind, game.full(time.monotonic()), diff)
                 else:
                     yield await self._challenge_event(kind, data)
         finally:
@@ -225,10 +225,6 @@ async def challenge_json(
              for k, v in people.items()}  # fmt: skip
     direction = "out" if row["challenger_id"] == viewer.id else "in"
     return lichess.challenge(row, users["challenger"], users.get("dest"), base_url, direction)
-
-
-def _now() -> float:
-    return time.monotonic()
 
 
 async def respond(
