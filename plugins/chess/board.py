@@ -44,7 +44,7 @@ async def game_stream(
     (as a subscribed socket does, so no claim_victory against a Board API player who is
     connected) and it says when their opponent is gone or back (``opponentGone``)."""
     moves: list[str] = []
-    increment = 0
+    increment = seq = 0
     watch = None if player is None else Watch(service, game_id, player)
     try:
         async for item in service.stream(game_id):
@@ -58,6 +58,7 @@ async def game_stream(
             kind, data = item
             if kind == "full":
                 moves, increment = list(data["moves"]), data["clock"]["increment_ms"]
+                seq = data["seq"]
                 players = {side: data[side]["id"] for side in ("white", "black")}
                 yield lichess.game_full(data, await ratings(service, players))
                 if watch is not None and data["status"] == "started":
@@ -66,7 +67,9 @@ async def game_stream(
                     if gone is not None:
                         yield gone
             elif kind == "state":
-                ply, last = data["ply"], data["last_move"]
+                if data["seq"] <= seq:  # came while the game was read: already in it
+                    continue
+                seq, ply, last = data["seq"], data["ply"], data["last_move"]
                 if ply == len(moves) + 1 and last is not None:
                     moves.append(last["uci"])
                 elif ply <= len(moves):  # a takeback (or the same position)
