@@ -7,17 +7,21 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import berserk
 import pytest
 from berserk.exceptions import ResponseError
 
-from .support import Client, running
+from plugins.chess import lichess
+
+from .support import Client, cluster_yaml, pg_schema, running, spawn_node
 
 END = object()
 # Required fields of lichess's documents (doc/specs/schemas/*.yaml of lichess-org/api).
@@ -236,3 +240,101 @@ async def test_the_spectator_stream_is_lichess_shaped_and_anonymous(tmp_path: Pa
         assert states[-1]["status"] == "resign" and states[-1]["winner"] == "white"
         status, _, _ = await c.call("GET", f"/api/board/game/stream/{gid}")
         assert status == 401, "the players' stream needs their token"
+
+
+async def test_a_board_api_player_is_present_and_sees_the_opponent_go(tmp_path: Path) -> None:
+    async with running(tmp_path) as c:
+        alice = lichess_client(c, await c.register("alice"))
+        bob_token = await c.register("bob")
+        challenge = await asyncio.to_thread(
+            alice.challenges.create, "bob", False, clock_limit=600, clock_increment=0,
+            color="white",
+        )  # fmt: skip
+        game_id = challenge["id"]
+        await c.call("POST", f"/api/challenge/{game_id}/accept", bob_token)
+        white = follow(lambda: alice.board.stream_game_state(game_id))
+        assert (await next_item(white))["type"] == "gameFull"
+        gone = await next_item(white)
+        assert gone == {"type": "opponentGone", "gone": True, "claimWinInSeconds": 30}
+        url = c.url(f"/api/board/game/stream/{game_id}")
+        async with c.session.get(url, headers={"Authorization": f"Bearer {bob_token}"}) as resp:
+            assert json.loads(await resp.content.readline())["type"] == "gameFull"
+            back = await next_item(white, lambda e: e["type"] == "opponentGone")
+            assert back == {"type": "opponentGone", "gone": False}
+            # Bob never acted, but his stream is open: he is there, no win to claim.
+            with pytest.raises(ResponseError) as refused:
+                await asyncio.to_thread(alice.board.claim_victory, game_id)
+            problem = json.loads(refused.value.response.text)  # type: ignore[attr-defined]
+            assert problem["code"] == "opponent_present"
+        again = await next_item(white, lambda e: e["type"] == "opponentGone", wait=60)
+        assert again["gone"] is True, "bob's stream closed: gone again"
+        await asyncio.to_thread(alice.board.claim_victory, game_id)
+        state = await next_item(white, lambda e: e["type"] == "gameState")
+        assert state["status"] == "timeout" and state["winner"] == "white"
+
+
+def test_every_way_a_game_ends_has_a_lichess_status() -> None:
+    """Each termination the game logic writes (game.py, service.py) maps to one of
+    lichess's status names; a finished game never shows as unknownFinish."""
+    source = "".join(
+        (Path(__file__).parents[1] / "plugins" / "chess" / name).read_text()
+        for name in ("game.py", "service.py")
+    )
+    written = set(re.findall(r'(?:self\.end|_flag|\.stop)\([^)]*?"([a-z_]+)"\)', source))
+    written |= set(re.findall(r'return "([a-z_]+)"\n', source))  # draw claims
+    assert {"checkmate", "timeout", "threefold_repetition", "ended_by_admin"} <= written
+    for termination in written:
+        name = lichess.status_name("ended", termination)
+        assert name in STATUS_NAMES and name != "unknownFinish", termination
+    assert lichess.status_name("started", None) == "started"
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_board_api_players_on_two_nodes(tmp_path: Path) -> None:
+    """Alice plays on node a (which owns the game), bob on node b: challenges, events,
+    moves, chat and presence cross between the nodes over Redis."""
+    async with pg_schema() as schema:
+        config = tmp_path / "cluster.yaml"
+        config.write_text(cluster_yaml(schema, f"data_dir: {tmp_path / 'data'}\n"))
+        nodes = [spawn_node(config, {"SYNCSTREAM_CLUSTER__NODE_ID": name}) for name in "ab"]
+        try:
+            for node in nodes:
+                await node.wait_ready()
+            async with aiohttp.ClientSession() as session:
+                a, b = (Client(node.base, session) for node in nodes)
+                alice = lichess_client(a, await a.register("alice"))
+                bob = lichess_client(b, await b.register("bob"))
+                bob_events = follow(bob.board.stream_incoming_events)
+                challenge = await asyncio.to_thread(
+                    alice.challenges.create, "bob", False, clock_limit=300, clock_increment=3,
+                    color="white",
+                )  # fmt: skip
+                event = await next_item(bob_events, lambda e: e["type"] == "challenge")
+                assert event["challenge"]["id"] == challenge["id"]
+                await asyncio.to_thread(bob.challenges.accept, challenge["id"])
+                start = await next_item(bob_events, lambda e: e["type"] == "gameStart")
+                game_id = start["game"]["id"]
+                white = follow(lambda: alice.board.stream_game_state(game_id))
+                assert (await next_item(white))["type"] == "gameFull"
+                gone = await next_item(white)
+                assert gone["type"] == "opponentGone" and gone["gone"] is True
+                black = follow(lambda: bob.board.stream_game_state(game_id))
+                assert (await next_item(black))["type"] == "gameFull"
+                back = await next_item(white, lambda e: e["type"] == "opponentGone")
+                assert back["gone"] is False, "bob's stream on node b is presence for node a"
+                await asyncio.to_thread(bob.board.post_message, game_id, "hi from b")
+                line = await next_item(white, lambda e: e["type"] == "chatLine")
+                assert line["text"] == "hi from b" and line["username"] == "bob"
+                for ply, uci in enumerate(["d2d4", "d7d5", "c2c4"]):
+                    await asyncio.to_thread((alice, bob)[ply % 2].board.make_move, game_id, uci)
+                    for stream in (white, black):
+                        state = await next_item(stream, lambda e: e["type"] == "gameState")
+                        assert state["moves"].split()[-1] == uci
+                await asyncio.to_thread(bob.board.resign_game, game_id)
+                finish = await next_item(bob_events, lambda e: e["type"] == "gameFinish")
+                assert finish["game"]["status"]["name"] == "resign"
+                assert finish["game"]["winner"] == "white"
+        finally:
+            for node in nodes:
+                node.stop()

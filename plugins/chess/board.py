@@ -17,8 +17,10 @@ from aiohttp import web
 
 from syncstream import User
 from syncstream.api import dumps
+from syncstream.ids import new_id
 
 from . import lichess
+from .game import CLAIM_AFTER_SECONDS
 from .lobby import CLOSED
 from .service import KEEPALIVE_SECONDS, ChessService
 
@@ -35,31 +37,98 @@ async def ratings(service: ChessService, user_ids: dict[str, str]) -> dict[str, 
 
 
 async def game_stream(
-    service: ChessService, game_id: str, rooms: tuple[str, ...]
+    service: ChessService, game_id: str, rooms: tuple[str, ...], player: User | None = None
 ) -> AsyncGenerator[dict[str, Any] | None, None]:
-    """A game as lichess streams it; chat lines of ``rooms`` only; None: a keep-alive."""
+    """A game as lichess streams it; chat lines of ``rooms`` only; None: a keep-alive.
+    With ``player``, the stream is that player's: it makes them present on the game's topic
+    (as a subscribed socket does, so no claim_victory against a Board API player who is
+    connected) and it says when their opponent is gone or back (``opponentGone``)."""
     moves: list[str] = []
-    increment = 0
-    async for item in service.stream(game_id):
-        if item is None:
-            yield None
-            continue
-        kind, data = item
-        if kind == "full":
-            moves, increment = list(data["moves"]), data["clock"]["increment_ms"]
-            players = {side: data[side]["id"] for side in ("white", "black")}
-            yield lichess.game_full(data, await ratings(service, players))
-        elif kind == "state":
-            ply, last = data["ply"], data["last_move"]
-            if ply == len(moves) + 1 and last is not None:
-                moves.append(last["uci"])
-            elif ply <= len(moves):  # a takeback (or the same position)
-                del moves[ply:]
-            else:  # missed changes: read the moves again
-                moves = (await service.get(game_id)).moves.ucis()
-            yield lichess.game_state(data, moves, increment)
-        elif kind == "chat" and data["room"] in rooms:
-            yield {"type": "chatLine", **data}
+    increment = seq = 0
+    watch = None if player is None else Watch(service, game_id, player)
+    try:
+        async for item in service.stream(game_id):
+            if watch is not None:
+                gone = await watch.check()
+                if gone is not None:
+                    yield gone
+            if item is None:
+                yield None
+                continue
+            kind, data = item
+            if kind == "full":
+                moves, increment = list(data["moves"]), data["clock"]["increment_ms"]
+                seq = data["seq"]
+                players = {side: data[side]["id"] for side in ("white", "black")}
+                yield lichess.game_full(data, await ratings(service, players))
+                if watch is not None and data["status"] == "started":
+                    watch.see(data)
+                    gone = await watch.check()
+                    if gone is not None:
+                        yield gone
+            elif kind == "state":
+                if data["seq"] <= seq:  # came while the game was read: already in it
+                    continue
+                seq, ply, last = data["seq"], data["ply"], data["last_move"]
+                if ply == len(moves) + 1 and last is not None:
+                    moves.append(last["uci"])
+                elif ply <= len(moves):  # a takeback (or the same position)
+                    del moves[ply:]
+                else:  # missed changes: read the moves again
+                    moves = (await service.get(game_id)).moves.ucis()
+                yield lichess.game_state(data, moves, increment)
+            elif kind == "chat" and data["room"] in rooms:
+                yield {"type": "chatLine", **data}
+    finally:
+        if watch is not None:
+            await watch.leave()
+
+
+class Watch:
+    """A player's Board API stream on a game's topic: their presence there (refreshed
+    within the gateway's presence TTL) and their opponent's, as ``opponentGone``."""
+
+    def __init__(self, service: ChessService, game_id: str, player: User) -> None:
+        self.service, self.topic, self.player = service, f"chess:{game_id}", player
+        self.client = f"board:{new_id()}"
+        self.opponent: str | None = None  # known once the game is read
+        self.present = True  # as far as the stream told: lichess says only when gone
+        self.joined = self.checked = float("-inf")
+        self.refresh = service.gateway.settings.presence_ttl_seconds / 3
+
+    def see(self, full: dict[str, Any]) -> None:
+        """Learn the opponent from the game."""
+        sides = {full[side]["id"]: side for side in ("white", "black")}
+        mine = sides[self.player.id]
+        self.opponent = full["black" if mine == "white" else "white"]["id"]
+
+    async def check(self) -> dict[str, Any] | None:
+        """Refresh our presence if due; an ``opponentGone`` if the opponent left or came
+        back since the last check (at most one check a second)."""
+        now = time.monotonic()
+        presence = self.service.gateway.presence
+        if now - self.joined >= self.refresh:
+            info = {"user_id": self.player.id, "username": self.player.username,
+                    "client_id": self.client}  # fmt: skip
+            await presence.add(self.topic, self.client, info)
+            self.joined = now
+        if self.opponent is None or now - self.checked < 1.0:
+            return None
+        self.checked = now
+        online = {p["user_id"] for p in await self.service.gateway.presence_of(self.topic)}
+        present = self.opponent in online
+        if present == self.present:
+            return None
+        self.present = present
+        if present:
+            return {"type": "opponentGone", "gone": False}
+        # The claim needs the opponent inactive this long; counted from now (their last
+        # action may be older: a claim is then possible sooner, never later).
+        return {"type": "opponentGone", "gone": True, "claimWinInSeconds": int(CLAIM_AFTER_SECONDS)}
+
+    async def leave(self) -> None:
+        with contextlib.suppress(Exception):  # the presence store may be gone at shutdown
+            await self.service.gateway.presence.remove(self.topic, self.client)
 
 
 class Events:
@@ -102,7 +171,7 @@ class Events:
                 self.user.id,
             ):
                 game = await service.get(row["id"])
-                yield await self._game_event("gameStart", game.full(_now()))
+                yield await self._game_event("gameStart", game.full(time.monotonic()))
             for row in await service.store.fetchall(
                 "SELECT * FROM chess_challenges WHERE status = 'pending' AND target_id = ?"
                 " ORDER BY created_at LIMIT 100",
@@ -123,7 +192,7 @@ class Events:
                     game = await service.get(data["game_id"])
                     side = game.side_of(self.user.id) or "white"
                     diff = (data.get("ratings") or {}).get(side, {}).get("diff")
-                    yield await self._game_event(kind, game.full(_now()), diff)
+                    yield await self._game_event(kind, game.full(time.monotonic()), diff)
                 else:
                     yield await self._challenge_event(kind, data)
         finally:
@@ -159,10 +228,6 @@ async def challenge_json(
              for k, v in people.items()}  # fmt: skip
     direction = "out" if row["challenger_id"] == viewer.id else "in"
     return lichess.challenge(row, users["challenger"], users.get("dest"), base_url, direction)
-
-
-def _now() -> float:
-    return time.monotonic()
 
 
 async def respond(

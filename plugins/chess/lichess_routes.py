@@ -107,7 +107,8 @@ def register(root: ScopedApi, service: ChessService) -> None:
             game = await service.get(call.param("game_id"))
             game.player(call.user.id)  # 403 for spectators (they have /api/chess/.../stream)
             rooms = ("player", "spectator")
-            return await board.respond(call.request, board.game_stream(service, game.id, rooms))
+            items = board.game_stream(service, game.id, rooms, call.user)
+            return await board.respond(call.request, items)
 
         @root.route("POST", api + GAME + "/move/{move}", tags=TAGS)
         async def move(call: Call[None]) -> dict[str, Any]:
@@ -122,6 +123,8 @@ def register(root: ScopedApi, service: ChessService) -> None:
                 return OK
 
             root.route("POST", api + GAME + f"/{name}", tags=TAGS, summary=name)(act)
+            if name == "claim-victory":  # berserk calls it with a trailing slash
+                root.route("POST", api + GAME + f"/{name}/", tags=TAGS, summary=name)(act)
 
         @root.route("POST", api + GAME + "/draw/{accept:yes|no|true|false}", tags=TAGS)
         async def draw(call: Call[None]) -> dict[str, Any]:
