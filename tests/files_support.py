@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 
-from .support import Client, wait_for
+from .support import Client, eventually
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OFFSET_TYPE = "application/offset+octet-stream"
@@ -91,5 +91,7 @@ async def processed(c: Client, token: str, file_id: str) -> dict[str, Any]:
         _, info, _ = await c.call("GET", f"/api/files/{file_id}", token)
         return None if info["thumbnails"] == "pending" else dict(info)
 
-    info: dict[str, Any] = await wait_for(done, 120, f"file {file_id} to be processed", 0.05)
+    info: dict[str, Any] = await eventually(
+        done, f"file {file_id} to be processed", timeout=120, every=0.05
+    )
     return info

@@ -39,18 +39,21 @@ def free_port() -> int:
 
 
 async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 30.0
-) -> None:
-    """Wait until ``condition()`` holds, polling; fail after a deadline generous enough for a
-    loaded 2-core machine. Tests wait on conditions like this, never on fixed sleeps."""
+    condition: Callable[[], Any], what: str, timeout: float = 30.0, every: float = 0.05
+) -> Any:
+    """Poll ``condition()`` (sync or async) until it returns something truthy, and return
+    that; fail after a deadline generous enough for a loaded 2-core machine. Tests wait on
+    conditions like this, never on fixed sleeps."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
-        if result if isinstance(result, bool) else await result:
-            return
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return result
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(every)
 
 
 @asynccontextmanager
@@ -357,18 +360,3 @@ def _identity(pid: int) -> str | None:
 def survivors(processes: dict[int, str]) -> dict[int, str]:
     """Those of ``processes`` (from :func:`process_tree`) still alive."""
     return {pid: who for pid, who in processes.items() if _identity(pid) == who}
-
-
-async def wait_for(check: Any, timeout: float, what: str, every: float = 0.2) -> Any:
-    """Poll ``check()`` (sync or async) until it returns something truthy; fail after
-    ``timeout`` seconds saying ``what`` was awaited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(every)

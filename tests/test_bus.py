@@ -11,7 +11,7 @@ import pytest
 from syncstream.bus import Event, EventBus, MemoryBus, RedisBus
 from syncstream.bus.patterns import compile_pattern
 
-from .support import REDIS_URL
+from .support import REDIS_URL, eventually
 
 BusFactory = Callable[[str], EventBus]
 
@@ -63,14 +63,6 @@ async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[BusFactory]:
         await bus.stop()
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
 async def test_sync_and_async_listeners(make_bus: BusFactory) -> None:
     bus = make_bus("n1")
     await bus.start()
@@ -88,7 +80,7 @@ async def test_sync_and_async_listeners(make_bus: BusFactory) -> None:
     event = await bus.fire("chat.message", {"text": "hi"})
     assert event.origin == "n1" and event.data == {"text": "hi"} and event.id
     await bus.fire("user.banned", {"user_id": "u"})
-    await wait_for(lambda: len(got) == 3)
+    await eventually(lambda: len(got) == 3, "three events")
     assert sorted(got) == [
         ("async", "chat.message"),
         ("async", "user.banned"),
@@ -147,7 +139,7 @@ async def test_two_redis_nodes_see_each_others_events_once() -> None:
         b.listen("**", lambda e: seen_b.append((e.type, e.origin)))
         await a.fire("from.a", {"n": 1})
         await b.fire("from.b", {"n": 2})
-        await wait_for(lambda: len(seen_a) == 2 and len(seen_b) == 2)
+        await eventually(lambda: len(seen_a) == 2 and len(seen_b) == 2, "both nodes see both")
         await asyncio.sleep(0.1)  # nothing arrives twice
         assert sorted(seen_a) == sorted(seen_b) == [("from.a", "node-a"), ("from.b", "node-b")]
     finally:

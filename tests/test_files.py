@@ -31,7 +31,7 @@ from .files_support import (
     tus_patch,
     tus_upload,
 )
-from .support import Client, running, spawn_node, wait_for
+from .support import Client, eventually, running, spawn_node
 
 PNG_1PX = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
@@ -190,7 +190,7 @@ async def test_limits_quota_and_expiry(tmp_path: Path) -> None:
         assert body["quota"] == 1500
         # The open upload expires; its reservation goes with it.
         expires = email.utils.parsedate_to_datetime(headers["Upload-Expires"]).timestamp() + 1
-        await wait_for(lambda: time.time() > expires, 30, "the upload's expiry")
+        await eventually(lambda: time.time() > expires, "the upload's expiry", timeout=30)
         status, body, _ = await tus_patch(c, token, headers["Location"], 0, b"late")
         assert status == 410 and body["code"] == "upload_expired"
         # Deferred length is checked while bytes arrive.
@@ -411,7 +411,7 @@ async def test_sharing_is_checked_on_every_access(tmp_path: Path, backend: str) 
 
         await c.call("DELETE", f"/api/files/{mine}?permanent=true", alice)
         wanted = {"file.uploaded", "file.shared", "file.deleted"}
-        await wait_for(lambda: wanted <= {e.type for e in events}, 30, f"events {wanted}")
+        await eventually(lambda: wanted <= {e.type for e in events}, f"events {wanted}", timeout=30)
 
 
 async def test_public_links_with_password_limit_expiry_and_revocation(tmp_path: Path) -> None:
@@ -456,7 +456,7 @@ async def test_public_links_with_password_limit_expiry_and_revocation(tmp_path: 
             assert status in (200, 410), body
             return body if status == 410 else None
 
-        body = await wait_for(expired, 30, "the link to expire")
+        body = await eventually(expired, "the link to expire", timeout=30)
         assert body["code"] == "link_expired"
 
         _, link3, _ = await c.call("POST", f"/api/files/{file_id}/links", alice, json={})
@@ -681,7 +681,7 @@ async def test_a_cut_off_body_keeps_what_arrived(tmp_path: Path) -> None:
             _, _, resp = await c.call("HEAD", location, token, headers=TUS)
             return int(resp.headers["Upload-Offset"])
 
-        offset = await wait_for(kept, 30, "the bytes that arrived to be kept")
+        offset = await eventually(kept, "the bytes that arrived to be kept", timeout=30)
         assert 0 < offset <= 700_000
         status, body, _ = await tus_patch(c, token, location, offset, data[offset:])
         assert status == 204, body

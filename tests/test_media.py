@@ -21,12 +21,12 @@ from .support import (
     Client,
     NodeProcess,
     cluster_yaml,
+    eventually,
     pg_schema,
     process_tree,
     running,
     spawn_node,
     survivors,
-    wait_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -72,7 +72,7 @@ async def wait_job(c: Client, token: str, job_id: str, timeout: float = 120) -> 
         assert status == 200, job
         return dict(job) if job["status"] in ("done", "failed", "canceled") else None
 
-    job: dict[str, Any] = await wait_for(finished, timeout, f"job {job_id} to finish", 0.1)
+    job: dict[str, Any] = await eventually(finished, timeout, f"job {job_id} to finish", 0.1)
     return job
 
 
@@ -253,7 +253,7 @@ async def test_hls_vod_package_is_served(tmp_path: Path) -> None:
 async def test_cancel_kills_ffmpeg_and_stores_nothing(tmp_path: Path) -> None:
     async with running(tmp_path) as c:
         token = await c.register("alice")
-        data = await quick_clip(tmp_path / "in.mp4", 40, "1280x720")
+        data = await quick_clip(tmp_path / "in.mp4", "1280x720", timeout=40)
         file_id = await tus_upload(c, token, data, "long.mp4")
         job = await submit(
             c, token, file_id, operation={"op": "convert", "container": "webm", "speed": "veryslow"}
@@ -263,7 +263,7 @@ async def test_cancel_kills_ffmpeg_and_stores_nothing(tmp_path: Path) -> None:
             _, found, _ = await c.call("GET", f"/api/media/jobs/{job['id']}", token)
             return bool(found["status"] == "running" and found["progress"] > 0)
 
-        await wait_for(encoding, 60, "the job to be encoding")
+        await eventually(encoding, "the job to be encoding", timeout=60)
         # This server's own encoder (it runs in this process), never another test's.
         encoders = {
             pid: who for pid, who in process_tree(os.getpid()).items() if "libvpx-vp9" in who
@@ -273,7 +273,7 @@ async def test_cancel_kills_ffmpeg_and_stores_nothing(tmp_path: Path) -> None:
         assert status == 200 and job["status"] == "canceled"
         job = await wait_job(c, token, job["id"])
         assert job["status"] == "canceled" and job["error"]["code"] == "canceled"
-        await wait_for(lambda: not survivors(encoders), 30, "the encoder to be killed")
+        await eventually(lambda: not survivors(encoders), "the encoder to be killed", timeout=30)
         _, page, _ = await c.call("GET", "/api/files", token)
         assert [i["name"] for i in page["items"]] == ["long.mp4"], "no half-written output"
         status, body, _ = await c.call("POST", f"/api/media/jobs/{job['id']}/cancel", token)
@@ -492,7 +492,7 @@ async def test_kill_9_takes_the_nodes_children_and_a_restart_retries_cleanly(
                 _, found, _ = await c.call("GET", f"/api/media/jobs/{job['id']}", token)
                 return bool(found["status"] == "running" and found["progress"] > 0)
 
-            await wait_for(encoding, 60, "the job to be encoding")
+            await eventually(encoding, "the job to be encoding", timeout=60)
             (scratch / "stale-thumbs").mkdir(parents=True)
             (work / stale_job).mkdir(parents=True)
             children = process_tree(node.proc.pid)
@@ -500,8 +500,10 @@ async def test_kill_9_takes_the_nodes_children_and_a_restart_retries_cleanly(
             assert "ffmpeg" in kinds and "multiprocessing" in kinds, children
             os.kill(node.proc.pid, signal.SIGKILL)
             node.proc.wait()
-        await wait_for(
-            lambda: not survivors(children), 30, f"the children to die: {survivors(children)}"
+        await eventually(
+            lambda: not survivors(children),
+            f"the children to die: {survivors(children)}",
+            timeout=30,
         )
         assert (work / job["id"]).exists(), "the killed job left its scratch behind"
         node = spawn_node(config, port=node.port)
