@@ -153,3 +153,32 @@ async def test_one_reencode_per_stream_while_viewers_exist(tmp_path: Path) -> No
                 await first.close()
                 if second is not None:
                     await second.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+async def test_watch_page_returns_to_the_live_edge(tmp_path: Path) -> None:
+    """Knocked 3 s behind (a pause, as a stall or a slow join would), the page's HLS player
+    comes back to hls.js's target latency instead of staying behind."""
+    async with live_server(tmp_path, **{"live.grace_seconds": 2.0}) as live:
+        _, key = await live.account("edge")
+        with ClockPublisher(live.url(key), 0, seconds=120):
+            await live.wait_live("edge")
+            async with chromium_page(live.c.url("/watch/edge")) as page:
+                await wait_frames_after_load(page)
+                await page.evaluate("document.getElementById('video').pause()")
+                await asyncio.sleep(3)
+                await page.evaluate("document.getElementById('video').play()")
+                await wait_frames(page)
+                behind = playback(await record_frames(page, 1))
+                history = [behind]
+                deadline = asyncio.get_running_loop().time() + 30
+                while True:
+                    now = playback(await record_frames(page, 1))
+                    target = await page.evaluate("hls.targetLatency")
+                    history.append(now)
+                    if now.p50_ms <= (target + 0.4) * 1000:
+                        break
+                    assert asyncio.get_running_loop().time() < deadline, (
+                        f"still behind the target ({target} s): {[str(h) for h in history]}"
+                    )
+                print("after the pause:", behind, "-> back at the edge:", now)
