@@ -22,13 +22,24 @@ from fractions import Fraction
 from typing import Any
 
 import av
+import structlog
 
 from ..readers import PacketCopy, QueuedReader
+
+log = structlog.get_logger(__name__)
 
 VIDEO_RATE = 90000
 DEFAULT_FPS = 30  # when the source's SPS carries no frame rate
 BITS_PER_PIXEL = 0.1  # target bitrate per pixel and frame, bounded below
 MIN_BITRATE, MAX_BITRATE = 300_000, 8_000_000
+MAX_PIXELS = 3840 * 2160  # larger pictures are not re-encoded (a publisher cannot buy our CPU)
+# x264 presets by pixel rate, so a re-encode keeps up in real time on one or two cores
+# (1080p60 on this machine: veryfast 0.6 s of CPU per s of media, ultrafast 0.24).
+X264_PRESETS = ((1280 * 720 * 30, "veryfast"), (1920 * 1080 * 30, "superfast"))
+
+
+def x264_preset(pixel_rate: float) -> str:
+    return next((name for limit, name in X264_PRESETS if pixel_rate <= limit), "ultrafast")
 
 
 def target_bitrate(width: int, height: int, fps: float) -> int:
@@ -51,6 +62,7 @@ class VideoTranscoder(QueuedReader):
         self._keyframe = threading.Event()
         self._waiting = True  # decode only from a keyframe on (after a start or a drop)
         self._seen_drops = 0
+        self._too_large = False
         super().__init__(maxsize=60)
 
     def request_keyframe(self) -> None:
@@ -80,6 +92,11 @@ class VideoTranscoder(QueuedReader):
             self._encode(frame, packet.time_base)
 
     def _encode(self, frame: Any, time_base: Fraction) -> None:
+        if frame.width * frame.height > MAX_PIXELS:
+            if not self._too_large:
+                log.warning("webrtc.too_large", width=frame.width, height=frame.height)
+            self._too_large = True
+            return
         if (
             self._encoder is None
             or frame.width != self._encoder.width
@@ -139,7 +156,7 @@ class H264Transcoder(VideoTranscoder):
         encoder = self.base_encoder("libx264", width, height, fps)
         encoder.max_b_frames = 0
         encoder.options = {
-            "preset": "veryfast",
+            "preset": x264_preset(float(width * height * fps)),
             "tune": "zerolatency",  # no lookahead, no frame delay: one picture in, one out
             "profile": "baseline",  # what every browser's WebRTC H.264 decodes
             "forced-idr": "1",  # a requested keyframe is an IDR a new decoder can start at
