@@ -36,7 +36,7 @@ class Viewer:
     def __init__(self, pc: Any, video_codec: str = "h264") -> None:
         self.id = new_id()
         self.pc = pc
-        self.video_codec = video_codec  # "h264" or "vp8" (always transcoded)
+        self.video_codec = video_codec  # what the browser takes: "h264" or "vp8" (a transcode)
         self.video = PacketTrack("video")
         self.audio = PacketTrack("audio")
 
