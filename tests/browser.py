@@ -28,6 +28,9 @@ FLAGS = [
     "--autoplay-policy=no-user-gesture-required",
     "--mute-audio",
     "--remote-debugging-port=0",
+    # Plain host ICE candidates instead of mDNS names: aioice resolves those under a module
+    # lock bound to the event loop that first used it, and each test runs its own loop.
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 
 

@@ -24,9 +24,6 @@ pytestmark = [
 H264_THREAD = "syncstream-webrtc-h264"
 MIN_FPS = 0.9 * FPS
 LATENCY_BOUND_MS = 3000  # loose: a loaded 2-core machine; the benchmark has the real figure
-# Plain host candidates: aioice resolves Chromium's mDNS ones under a lock bound to the first
-# event loop that used it, and every test here runs its own loop.
-NO_MDNS = "--disable-features=WebRtcHideLocalIpsWithMdns"
 
 
 def transcoders() -> int:
@@ -53,7 +50,7 @@ async def test_watch_page_presents_every_frame_over_hls_and_webrtc(
             await live.wait_live("cam")
             info = await stream_info(live, "cam")
             assert info["video"]["bframes"] is bool(bframes)
-            async with chromium_page(live.c.url("/watch/cam"), NO_MDNS) as page:
+            async with chromium_page(live.c.url("/watch/cam")) as page:
                 await wait_frames_after_load(page)
                 await asyncio.sleep(4)  # the player converges to the live edge
                 hls = playback(await record_frames(page, 6))
