@@ -1,4 +1,5 @@
-"""The WebRTC re-encode on its own: H.264 with B-frames in, browser-playable H.264 out."""
+"""B-frames: noticed at ingest, and the WebRTC re-encode on its own (H.264 with B-frames in,
+browser-playable H.264 out)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,15 @@ from typing import Any
 import av
 import pytest
 
+from syncstream.media.ingest import Ingest, IngestCallbacks, TrackInfo
 from syncstream.media.readers import PacketCopy
 from syncstream.media.webrtc.transcode import H264Transcoder, target_bitrate, x264_preset
 
 MS = Fraction(1, 1000)
 
 
-def source(tmp_path: Path, size: str, bframes: int, frames: int = 30) -> list[PacketCopy]:
-    """Packets as the ingest hands them on: AVCC H.264 in ms, one GOP."""
-    path = tmp_path / "source.flv"
+def encode(tmp_path: Path, size: str, bframes: int, frames: int) -> Path:
+    path = tmp_path / f"source-{bframes}.flv"
     subprocess.run(
         [
             "ffmpeg",
@@ -47,7 +48,12 @@ def source(tmp_path: Path, size: str, bframes: int, frames: int = 30) -> list[Pa
         ],
         check=True,
     )
-    with av.open(str(path)) as container:
+    return path
+
+
+def source(tmp_path: Path, size: str, bframes: int, frames: int = 30) -> list[PacketCopy]:
+    """Packets as the ingest hands them on: AVCC H.264 in ms, one GOP."""
+    with av.open(str(encode(tmp_path, size, bframes, frames))) as container:
         stream = container.streams.video[0]
         config = bytes(stream.codec_context.extradata)
         return [
@@ -123,3 +129,54 @@ def test_preset_and_bitrate_follow_the_pixel_rate(
 ) -> None:
     assert x264_preset(width * height * fps) == preset
     assert target_bitrate(width, height, fps) == bitrate
+
+
+def flv_tags(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(type, timestamp, payload) of each tag of an FLV file, as RTMP would carry them."""
+    tags, pos = [], 13
+    while pos + 11 <= len(data):
+        size = int.from_bytes(data[pos + 1 : pos + 4], "big")
+        stamp = int.from_bytes(data[pos + 4 : pos + 7], "big") | data[pos + 7] << 24
+        tags.append((data[pos], stamp, data[pos + 11 : pos + 11 + size]))
+        pos += 11 + size + 4
+    return tags
+
+
+def ingest() -> tuple[Ingest, list[TrackInfo]]:
+    """An ingest pipeline without outputs, and the tracks it reports (the list it hands on)."""
+    tracks: list[TrackInfo] = []
+
+    def on_tracks(reported: list[TrackInfo]) -> None:
+        tracks[:] = reported
+
+    def ignore(_: Any) -> None:
+        pass
+
+    return Ingest(IngestCallbacks(on_tracks, ignore, ignore), 0.2), tracks
+
+
+@pytest.mark.parametrize("bframes", [2, 0])
+def test_the_ingest_reports_b_frames(tmp_path: Path, bframes: int) -> None:
+    pipeline, tracks = ingest()
+    for tag in flv_tags(encode(tmp_path, "320x240", bframes, 60).read_bytes()):
+        pipeline.write(*tag)
+    (video,) = [t for t in tracks if t.kind == "video"]
+    assert video.bframes is bool(bframes) and pipeline.bframes is bool(bframes)
+    assert video.public()["bframes"] is bool(bframes)
+
+
+def test_b_frames_noticed_late_and_forgotten_with_a_new_configuration(tmp_path: Path) -> None:
+    pipeline, tracks = ingest()
+    tags = flv_tags(encode(tmp_path, "320x240", 0, 60).read_bytes())
+    config = next(t for t in tags if t[0] == 9 and t[2][1] == 0)
+    for tag in tags[:45]:  # video only: the muxer starts once 1 s passed without audio
+        pipeline.write(*tag)
+    (video,) = [t for t in tracks if t.kind == "video"]
+    assert video.bframes is False
+    kind, stamp, payload = next(t for t in tags[45:] if t[0] == 9)
+    pipeline.write(kind, stamp, payload[:2] + (33).to_bytes(3, "big") + payload[5:])  # cts 33
+    assert video.bframes is True, "the stream's track learns it in place"
+    # A new encoder configuration (the publisher changed settings): look again.
+    kind, stamp, payload = config
+    pipeline.write(kind, stamp, payload + b"\x00")
+    assert pipeline.bframes is False
