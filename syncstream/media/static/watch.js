@@ -20,8 +20,8 @@ function show(state, message) {
 // whatever latency it had at join: its own catch-up (maxLiveSyncPlaybackRate) only runs with
 // more than 1 s of buffer ahead, which never holds that close to the edge. So the page steers:
 // far behind the target it jumps to hls.js's live sync position, a little behind it plays
-// faster (pitch is preserved) while enough is buffered, and a stall raises the target by one
-// part (hls.js's liveSyncOnStallIncrease) rather than by a whole second.
+// faster (pitch is preserved) while enough is buffered, and a stall raises the target by
+// 0.2 s, a default part (hls.js's liveSyncOnStallIncrease), rather than by a whole second.
 const SEEK_DRIFT = 0.5; // s behind the target: jump
 const CATCH_UP_DRIFT = 0.05; // s behind the target: speed up
 const MAX_RATE = 1.25;
