@@ -1,15 +1,21 @@
 """Glass-to-glass latency of LL-HLS and WHEP: the wall clock burned into every frame.
 
-A Python source draws each frame with the current time (ms) as black/white blocks, pipes it to
-``ffmpeg -tune zerolatency`` which publishes RTMP. Viewers decode what the server delivers
-and read the time back: latency = now - burned-in time, so the figure includes encoding,
-ingest, packaging, delivery and decoding, as a viewer would see it.
+A Python source draws each frame with the current time (ms) as black/white blocks and pipes
+it to ffmpeg's x264, which publishes RTMP (``tests/clockvideo.py``): without B-frames
+(``-tune zerolatency``) or like OBS's defaults (veryfast, High, 2 B-frames, lookahead).
+Viewers read the time back off what they decode or show: latency = now - burned-in time, so
+the figure includes encoding, ingest, packaging, delivery, decoding (and, in a browser,
+presentation), as a viewer would see it. Every run opens each viewer afresh (a new join).
 
-- LL-HLS viewer: follows the preload hint with blocking playlist reloads and part requests,
-  and decodes the parts as they arrive (PyAV, on a thread).
-- WHEP viewer: an aiortc peer connection, frames decoded by aiortc.
+- watch page (HLS): ``/watch/<stream>`` in headless Chromium, hls.js as the page sets it up;
+  the clock is read off each presented frame (``requestVideoFrameCallback`` + canvas).
+- bare hls.js: the same hls.js on an empty page, ``{lowLatencyMode: true}`` and nothing else.
+- watch page (WebRTC): the page's WebRTC button (WHEP) in Chromium.
+- LL-HLS part follower: a client that follows the preload hint with blocking playlist reloads
+  and part requests and decodes each part as it lands (PyAV) - the protocol's own floor.
+- WHEP (aiortc): an aiortc peer connection, frames decoded by aiortc.
 
-    python -m benchmarks.latency --seconds 20
+    python -m benchmarks.latency --runs 3 --seconds 8 --bframes 0,2
 """
 
 from __future__ import annotations
@@ -20,92 +26,26 @@ import io
 import queue
 import re
 import statistics
-import subprocess
 import threading
 import time
 from typing import Any
 
 import aiohttp
 import av
-import numpy as np
+from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from tests.browser import CHROMIUM, chromium_page, install_frame_clock, record_frames, wait_frames
+from tests.clockvideo import BITS, BLOCK, ClockPublisher, latency_ms, now_ms, playback, read
 
 from .harness import free_port, save, start_node, stop, table, temp_dir, write_config
 from .live import syncstream_keys
 
-WIDTH, HEIGHT, FPS = 320, 240, 30
-BITS, BLOCK = 44, 7  # 44 bits of milliseconds, 7 px blocks along the top
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def draw(ms: int) -> bytes:
-    frame = np.full((HEIGHT, WIDTH), 96, dtype=np.uint8)
-    for bit in range(BITS):
-        x = bit * BLOCK
-        frame[0:BLOCK, x : x + BLOCK] = 255 if (ms >> bit) & 1 else 0
-    return frame.tobytes()
-
-
-def read(gray: np.ndarray) -> int:
-    y = BLOCK // 2
-    return sum(1 << bit for bit in range(BITS) if gray[y, bit * BLOCK + BLOCK // 2] > 128)
-
-
-def source(url: str, seconds: float, stop_event: threading.Event) -> None:
-    """Real-time frames with the clock in them, into ffmpeg, out as RTMP."""
-    proc = subprocess.Popen(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "gray",
-            "-s",
-            f"{WIDTH}x{HEIGHT}",
-            "-r",
-            str(FPS),
-            "-i",
-            "pipe:0",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            str(FPS),
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-            "-f",
-            "flv",
-            url,
-        ],
-        stdin=subprocess.PIPE,
-    )
-    assert proc.stdin is not None
-    start = time.monotonic()
-    frame = 0
-    while not stop_event.is_set() and time.monotonic() - start < seconds:
-        due = start + frame / FPS
-        time.sleep(max(0.0, due - time.monotonic()))
-        proc.stdin.write(draw(now_ms()))
-        proc.stdin.flush()
-        frame += 1
-    proc.stdin.close()
-    proc.wait(10)
+SETTLE = 4.0  # seconds a browser player gets to reach its steady latency before measuring
+BARE_PAGE = """<!doctype html><meta charset="utf-8"><title>bare hls.js</title>
+<video muted autoplay playsinline></video><script src="%(hls)s"></script>
+<script>const h = new Hls({ lowLatencyMode: true }); h.loadSource("%(src)s");
+h.attachMedia(document.querySelector("video"));</script>"""
 
 
 class PartReader(io.RawIOBase):
@@ -132,7 +72,7 @@ class PartReader(io.RawIOBase):
 def decode_hls(reader: PartReader, samples: list[int]) -> None:
     with av.open(reader, format="mp4") as container:
         for frame in container.decode(video=0):
-            samples.append(now_ms() - read(frame.to_ndarray(format="gray")))
+            samples.append(latency_ms(now_ms(), read(frame.to_ndarray(format="gray"))))
 
 
 async def hls_viewer(base: str, seconds: float) -> list[int]:
@@ -151,7 +91,9 @@ async def hls_viewer(base: str, seconds: float) -> list[int]:
         msn, part = int(hint.group(1)), int(hint.group(2))
         # Start at the next independent part: wait for the next segment's first part.
         msn, part = msn + 1, 0
-        async with session.get(f"{base}/init-0.mp4") as resp:
+        # The newest init section (a publisher that reconnected made another one).
+        init = re.findall(r'EXT-X-MAP:URI="(?:[^"]*/)?(init-\d+\.mp4)"', text)[-1]
+        async with session.get(f"{base}/{init}") as resp:
             reader.parts.put(await resp.read())
         decoder.start()
         deadline = time.monotonic() + seconds
@@ -199,53 +141,128 @@ async def whep_viewer(base: str, seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         frame = await asyncio.wait_for(tracks[0].recv(), 10)
-        samples.append(now_ms() - read(frame.to_ndarray(format="gray")))
+        samples.append(latency_ms(now_ms(), read(frame.to_ndarray(format="gray"))))
     await pc.close()
     return samples
 
 
-def summary(name: str, samples: list[int]) -> list[Any]:
-    good = sorted(s for s in samples if 0 <= s < 60_000)  # drop undecodable blocks
-    if not good:
-        return [name, 0, "-", "-", "-"]
-    return [name, len(good), statistics.median(good), good[int(len(good) * 0.95) - 1], good[-1]]
+async def browser_player(url: str, seconds: float, webrtc: bool = False) -> dict[str, float]:
+    """One join of a browser player: its p50 latency and presented frame rate."""
+    async with chromium_page(url) as page:
+        for _ in range(100):
+            if await page.evaluate("document.readyState === 'complete'"):
+                break
+            await asyncio.sleep(0.1)
+        await install_frame_clock(page, BITS, BLOCK)
+        await wait_frames(page)
+        if webrtc:
+            await page.evaluate("document.getElementById('mode').click()")
+            for _ in range(150):
+                if await page.evaluate("!!document.querySelector('video').srcObject"):
+                    break
+                await asyncio.sleep(0.1)
+            await page.evaluate("window.__frames.splice(0)")
+            await wait_frames(page)
+        await asyncio.sleep(SETTLE)
+        result = playback(await record_frames(page, seconds))
+    return {"p50_ms": result.p50_ms, "fps": result.fps, "frames": result.frames}
+
+
+async def bare_page_server(node: str, stream: str) -> web.AppRunner:
+    page = BARE_PAGE % {
+        "hls": f"{node}/static/live/vendor/hls.light.min.js",
+        "src": f"{node}/live/{stream}/index.m3u8",
+    }
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    return runner
+
+
+def p50(samples: list[int]) -> float:
+    good = [s for s in samples if s < 60_000]  # undecodable blocks give absurd figures
+    return float(statistics.median(good)) if good else float("nan")
+
+
+async def one_run(node: str, bare: str, stream: str, seconds: float) -> dict[str, dict[str, float]]:
+    base = f"{node}/live/{stream}"
+    follower, aiortc_whep = await asyncio.gather(
+        hls_viewer(base, seconds), whep_viewer(base, seconds)
+    )
+    results = {
+        "LL-HLS part follower": {"p50_ms": p50(follower), "frames": len(follower)},
+        "WHEP (aiortc)": {"p50_ms": p50(aiortc_whep), "frames": len(aiortc_whep)},
+    }
+    if CHROMIUM:
+        results["watch page, HLS"] = await browser_player(f"{node}/watch/{stream}", seconds)
+        results["bare hls.js"] = await browser_player(bare, seconds)
+        results["watch page, WebRTC"] = await browser_player(
+            f"{node}/watch/{stream}", seconds, webrtc=True
+        )
+    return results
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured per viewer")
+    parser.add_argument("--runs", type=int, default=3, help="joins of every viewer")
+    parser.add_argument("--bframes", default="0,2", help="sources: B-frames of each")
     args = parser.parse_args()
+    rows: list[list[Any]] = [["source", "viewer", "p50 ms: median (min-max)", "fps", "runs"]]
+    raw: dict[str, list[dict[str, dict[str, float]]]] = {}
     with temp_dir() as tmp:
         rtmp_port = free_port()
-        config = write_config(tmp, f"rtmp: {{enabled: true, host: 127.0.0.1, port: {rtmp_port}}}\n")
+        config = write_config(
+            tmp,
+            f"rtmp: {{enabled: true, host: 127.0.0.1, port: {rtmp_port}}}\n"
+            "live: {thumbnail_seconds: 0}\n",
+        )
         config.write_text(config.read_text().replace("rtmp: {enabled: false}\n", ""))
         node = start_node(config)
-        stop_event = threading.Event()
+        bare_port = free_port()
+        runner = await bare_page_server(node.url, "bench0")
+        await web.TCPSite(runner, "127.0.0.1", bare_port).start()
         try:
             (key,) = await syncstream_keys(node.url, 1)
-            pusher = threading.Thread(
-                target=source,
-                args=(f"rtmp://127.0.0.1:{rtmp_port}/live/{key}", args.seconds + 15, stop_event),
-                daemon=True,
-            )
-            pusher.start()
-            await asyncio.sleep(3)
-            base = f"{node.url}/live/bench0"
-            hls, whep = await asyncio.gather(
-                hls_viewer(base, args.seconds), whep_viewer(base, args.seconds)
-            )
+            for bframes in [int(b) for b in args.bframes.split(",")]:
+                label = f"bf={bframes}" + (" (OBS-like)" if bframes else " (zerolatency)")
+                source_seconds = args.runs * (5 * (args.seconds + SETTLE + 6)) + 30
+                url = f"rtmp://127.0.0.1:{rtmp_port}/live/{key}"
+                with ClockPublisher(url, bframes, source_seconds):
+                    await asyncio.sleep(4)
+                    runs = [
+                        await one_run(
+                            node.url, f"http://127.0.0.1:{bare_port}/", "bench0", args.seconds
+                        )
+                        for _ in range(args.runs)
+                    ]
+                raw[label] = runs
+                await asyncio.sleep(3)  # the stream ends before the next source publishes
+                for viewer in runs[0]:
+                    figures = [r[viewer]["p50_ms"] for r in runs]
+                    fps = [r[viewer].get("fps") for r in runs]
+                    rate = (
+                        spread([f for f in fps if f is not None])
+                        if all(f is not None for f in fps)
+                        else "-"
+                    )
+                    rows.append([label, viewer, spread(figures), rate, len(runs)])
         finally:
-            stop_event.set()
+            await runner.cleanup()
             stop(node.proc)
-    rows = [
-        ["viewer", "frames", "p50 ms", "p95 ms", "max ms"],
-        summary("LL-HLS", hls),
-        summary("WHEP", whep),
-    ]
     print(table(rows))
-    save("latency", {"args": vars(args), "hls_ms": hls, "whep_ms": whep})
+    save("latency", {"args": vars(args), "runs": raw})
 
 
 if __name__ == "__main__":

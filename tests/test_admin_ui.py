@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from .browser import CHROMIUM
+from .clockvideo import ClockPublisher
 from .support import PASSWORD
 from .test_chess import start_game
 from .test_live import live_server
@@ -93,3 +94,35 @@ async def test_an_admin_bans_a_user_and_sees_a_stream_start(tmp_path: Path) -> N
             await publisher.wait()
             await browser.close()
             assert not problems, problems
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+async def test_the_content_page_flags_streams_with_b_frames(tmp_path: Path) -> None:
+    """An OBS-default stream (x264 with B-frames) is tagged: its WebRTC viewers cost a
+    re-encode; the same stream without them is not."""
+    async with live_server(tmp_path) as live:
+        await live.c.admin()
+        _, key = await live.account("obs")
+        _, plain_key = await live.account("plain")
+        with (
+            ClockPublisher(live.url(key), 2, seconds=60),
+            ClockPublisher(live.url(plain_key), 0, seconds=60),
+        ):
+            await live.wait_live("obs")
+            await live.wait_live("plain")
+            async with playwright.async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+                page = await browser.new_page()
+                await page.goto(live.c.url("/admin#/content"))
+                await page.fill("#login-username", "root")
+                await page.fill("#login-password", PASSWORD)
+                await page.click("#login-form button[type=submit]")
+                await page.click("a[data-view=content]")
+                obs = page.locator("tr[data-stream=obs]")
+                await obs.wait_for(timeout=20_000)
+                assert "640\u00d7360 h264" in await obs.inner_text()
+                await obs.locator(".tag", has_text="B-frames").wait_for()
+                plain = page.locator("tr[data-stream=plain]")
+                assert "640\u00d7360 h264" in await plain.inner_text()
+                assert await plain.locator(".tag").count() == 0
+                await browser.close()

@@ -16,7 +16,7 @@ from syncstream.media.readers import PacketCopy, QueuedReader
 from syncstream.media.rtmp import amf
 from syncstream.media.rtmp.chunks import ChunkReader, encode_message
 from syncstream.media.thumbnails import keyframe_to_jpeg
-from syncstream.media.webrtc.vp8 import Vp8Transcoder
+from syncstream.media.webrtc.transcode import Vp8Transcoder
 
 
 def test_amf0_round_trip_and_malformed_input() -> None:
@@ -155,7 +155,7 @@ def test_vp8_transcoder_refuses_pictures_over_the_limit() -> None:
     delivered: list[bool] = []
     transcoder = Vp8Transcoder(lambda packet, keyframe: delivered.append(keyframe))
     try:
-        transcoder.handle(_h264_keyframe(8192, 4336))  # over DCI 8K: never decoded
+        transcoder.handle(_h264_keyframe(8192, 4336))  # over the re-encode's 4K: not decoded
         assert delivered == []
         transcoder.handle(_h264_keyframe(320, 240))
         assert delivered == [True]

@@ -54,6 +54,7 @@ class TrackInfo:
     height: int | None = None
     sample_rate: int | None = None
     channels: int | None = None
+    bframes: bool | None = None  # video: reordered frames (WebRTC viewers get a re-encode)
 
     def public(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -85,6 +86,8 @@ class Ingest:
     avc_config: bytes | None = None
     aac_config: bytes | None = None
     dropped: int = 0
+    bframes: bool = False  # a video tag had a composition offset (pts != dts): B-frames
+    _tracks: list[TrackInfo] = field(default_factory=list)
     _waiting: list[_Frame] = field(default_factory=list)
     _output: Any = None
     _streams: dict[str, Any] = field(default_factory=dict)
@@ -106,6 +109,11 @@ class Ingest:
             self._configure(avc=payload[5:])
         elif packet_type == 1:
             cts = int.from_bytes(payload[2:5], "big", signed=True)
+            if cts and not self.bframes:
+                self.bframes = True
+                for track in self._tracks:
+                    if track.kind == "video":
+                        track.bframes = True
             keyframe = payload[0] >> 4 == 1
             self._frame(_Frame("video", timestamp, timestamp + cts, keyframe, payload[5:]))
 
@@ -122,6 +130,8 @@ class Ingest:
         changed = (avc is not None and avc != self.avc_config) or (
             aac is not None and aac != self.aac_config
         )
+        if avc is not None and avc != self.avc_config:
+            self.bframes = False  # a new encoder configuration: look again
         self.avc_config = avc if avc is not None else self.avc_config
         self.aac_config = aac if aac is not None else self.aac_config
         if changed and self._output is not None:
@@ -160,9 +170,10 @@ class Ingest:
             for s in templates.streams
             if s.type in ("video", "audio")
         }
-        self.callbacks.on_tracks(
-            [describe(s) for s in templates.streams if s.type in self._streams]
-        )
+        self._tracks = [
+            describe(s, self.bframes) for s in templates.streams if s.type in self._streams
+        ]
+        self.callbacks.on_tracks(self._tracks)
         templates.close()
         self._last_dts = {}
         start = next((i for i, f in enumerate(waiting) if f.kind == "video" and f.keyframe), 0)
@@ -242,10 +253,12 @@ def open_templates(avc: bytes | None, aac: bytes | None, frames: list[_Frame]) -
     return container
 
 
-def describe(stream: Any) -> TrackInfo:
+def describe(stream: Any, bframes: bool = False) -> TrackInfo:
     ctx = stream.codec_context
     if stream.type == "video":
-        return TrackInfo("video", ctx.name, width=ctx.width or None, height=ctx.height or None)
+        return TrackInfo(
+            "video", ctx.name, width=ctx.width or None, height=ctx.height or None, bframes=bframes
+        )
     return TrackInfo(
         "audio", ctx.name, sample_rate=ctx.sample_rate or None, channels=ctx.channels or None
     )

@@ -298,7 +298,10 @@ class LiveService:
     def relay(self, stream: LiveStream) -> WebRtcRelay:
         """The stream's WebRTC relay, made (and attached to the pipeline) on first use."""
         if stream.relay is None:
-            stream.relay = WebRtcRelay(asyncio.get_running_loop())
+            stream.relay = WebRtcRelay(
+                asyncio.get_running_loop(),
+                lambda: any(t.bframes for t in stream.tracks),  # read per packet: may come late
+            )
             if stream.session is not None:
                 stream.session.readers.append(stream.relay)
         return stream.relay

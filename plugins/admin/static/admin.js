@@ -405,6 +405,16 @@ function activity() {
   };
 }
 
+// A stream's video: size and codec, and a warning tag when it has B-frames (browsers' WebRTC
+// cannot play them: its WebRTC viewers get a re-encode, which costs the server CPU).
+function videoCell(video) {
+  if (!video) return "–";
+  const size = video.width ? `${video.width}×${video.height} ` : "";
+  return el("span", {}, `${size}${video.codec} `, video.bframes
+    ? el("span", { class: "tag warning", title: "WebRTC viewers get a re-encode without B-frames; set bframes=0 in OBS for passthrough" }, "B-frames")
+    : "");
+}
+
 function content() {
   const streams = el("tbody");
   const links = el("tbody");
@@ -432,14 +442,14 @@ function content() {
     }
     const live = await guarded(() => api("/api/live/streams"));
     if (live) {
-      streams.replaceChildren(...(live.streams.length ? live.streams.map((s) => el("tr", {},
-        el("td", {}, el("strong", {}, s.name)), el("td", {}, s.owner.username), el("td", {}, `${fmt(s.bitrate_kbps)} kbit/s`),
+      streams.replaceChildren(...(live.streams.length ? live.streams.map((s) => el("tr", { "data-stream": s.name },
+        el("td", {}, el("strong", {}, s.name)), el("td", {}, s.owner.username), el("td", {}, videoCell(s.video)), el("td", {}, `${fmt(s.bitrate_kbps)} kbit/s`),
         el("td", {}, fmt(s.viewers.total)), el("td", {}, `${fmt(s.uptime_seconds / 60, 1)} min`),
         el("td", {}, el("button", { type: "button", class: "danger", onclick: async () => {
           if (!(await ask(`End ${s.name}?`, "The broadcaster is disconnected.", "End stream", true))) return;
           await guarded(() => api(`/api/live/streams/${encodeURIComponent(s.name)}`, { method: "DELETE" }), `${s.name} ended`);
           load();
-        } }, "End")))) : [el("tr", {}, el("td", { colspan: 6, class: "muted" }, "Nobody is live."))]));
+        } }, "End")))) : [el("tr", {}, el("td", { colspan: 7, class: "muted" }, "Nobody is live."))]));
     }
     const shared = await guarded(() => api("/api/files/links"));
     if (shared) {
@@ -458,7 +468,7 @@ function content() {
     title: "Content",
     nodes: [
       el("section", { class: "card" }, el("h2", {}, "Live streams"), el("table", {},
-        el("thead", {}, el("tr", {}, ["Stream", "Owner", "Bitrate", "Viewers", "Uptime", ""].map((h) => el("th", {}, h)))), streams)),
+        el("thead", {}, el("tr", {}, ["Stream", "Owner", "Video", "Bitrate", "Viewers", "Uptime", ""].map((h) => el("th", {}, h)))), streams)),
       el("section", { class: "card" }, el("h2", {}, "Public links"), el("table", {},
         el("thead", {}, el("tr", {}, ["Item", "Owner", "Created", "Expires", "Downloads", ""].map((h) => el("th", {}, h)))), links)),
       el("section", { class: "grid2" },

@@ -16,9 +16,44 @@ function show(state, message) {
   $("message").textContent = message || "";
 }
 
+// Staying at the live edge. hls.js aims at the playlist's PART-HOLD-BACK (3 parts) but keeps
+// whatever latency it had at join: its own catch-up (maxLiveSyncPlaybackRate) only runs with
+// more than 1 s of buffer ahead, which never holds that close to the edge. So the page steers:
+// far behind the target it jumps to hls.js's live sync position, a little behind it plays
+// faster (pitch is preserved) while enough is buffered, and a stall raises the target by
+// 0.2 s, a default part (hls.js's liveSyncOnStallIncrease), rather than by a whole second.
+const SEEK_DRIFT = 0.5; // s behind the target: jump
+const CATCH_UP_DRIFT = 0.05; // s behind the target: speed up
+const MAX_RATE = 1.25;
+const MIN_AHEAD = 0.3; // s buffered ahead, at least, while speeding up
+
+function bufferedAhead() {
+  const b = video.buffered;
+  for (let i = 0; i < b.length; i++) {
+    if (b.start(i) <= video.currentTime + 0.1 && video.currentTime < b.end(i)) return b.end(i) - video.currentTime;
+  }
+  return 0;
+}
+
+function keepLive() {
+  if (!hls || video.paused || video.seeking) return;
+  const latency = hls.latency, target = hls.targetLatency, sync = hls.liveSyncPosition;
+  if (!latency || target === null) return;
+  const drift = latency - target;
+  const ahead = bufferedAhead();
+  if (drift > SEEK_DRIFT && sync !== null && sync > video.currentTime && sync < video.currentTime + ahead) {
+    video.currentTime = sync;
+    video.playbackRate = 1;
+  } else if (drift > CATCH_UP_DRIFT && ahead > MIN_AHEAD) {
+    video.playbackRate = Math.min(MAX_RATE, 1 + drift);
+  } else if (video.playbackRate !== 1) {
+    video.playbackRate = 1;
+  }
+}
+
 function start() {
   if (window.Hls && window.Hls.isSupported()) {
-    hls = new window.Hls({ lowLatencyMode: true, backBufferLength: 30 });
+    hls = new window.Hls({ lowLatencyMode: true, backBufferLength: 30, liveSyncOnStallIncrease: 0.2 });
     hls.on(window.Hls.Events.ERROR, (_event, data) => {
       if (!data.fatal) return;
       show("offline", `Playback error (${data.details}); retrying…`);
@@ -39,6 +74,7 @@ function start() {
 function stopHls() {
   if (hls) { hls.destroy(); hls = null; }
   video.removeAttribute("src");
+  video.playbackRate = 1;
 }
 
 async function startWhep() {
@@ -119,6 +155,7 @@ async function refresh() {
   }
 }
 
+video.addEventListener("timeupdate", keepLive);
 document.title = `${name} — SyncStream`;
 $("title").textContent = name;
 start();

@@ -48,8 +48,9 @@ def register_whep_routes(app: web.Application, service: LiveService, name_patter
         if not sdp.startswith("v=0") or ("m=video" not in sdp and "m=audio" not in sdp):
             raise Problem(400, "invalid_sdp", "the body is not an SDP offer with media")
         relay = service.relay(stream)
-        # H.264 is passed through; an offer without it but with VP8 gets the stream's shared
-        # VP8 transcode. Transceivers made before the offer is applied take its m-lines.
+        # H.264 is passed through (or re-encoded without B-frames, see relay.py); an offer
+        # without it but with VP8 gets the stream's shared VP8 transcode. Transceivers made
+        # before the offer is applied take its m-lines.
         # A viewer may ask for video only or audio only: answer just what was offered.
         kinds = {line[2:7] for line in sdp.splitlines() if line.startswith(("m=video", "m=audio"))}
         codecs = offered_video_codecs(sdp)
@@ -77,7 +78,7 @@ def register_whep_routes(app: web.Application, service: LiveService, name_patter
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
-                relay.viewers.pop(viewer.id, None)
+                relay.remove(viewer.id)
                 await pc.close()
 
         log.info(
@@ -93,11 +94,7 @@ def register_whep_routes(app: web.Application, service: LiveService, name_patter
 
     async def hang_up(request: web.Request) -> web.Response:
         stream = service.streams.get(request.match_info["name"])
-        viewer = (
-            stream.relay.viewers.pop(request.match_info["id"], None)
-            if stream and stream.relay
-            else None
-        )
+        viewer = stream.relay.remove(request.match_info["id"]) if stream and stream.relay else None
         if viewer is None:
             raise Problem(404, "session_not_found", "no such WHEP session")
         await viewer.pc.close()
