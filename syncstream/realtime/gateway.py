@@ -18,7 +18,7 @@ import json
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,6 +215,14 @@ class Gateway:
         return await self.broker.publish(
             topic, data, ephemeral=ephemeral, history=namespace.history
         )
+
+    async def publish_ordered(
+        self, topic: str, items: Sequence[tuple[int, Any]]
+    ) -> list[Publication]:
+        """Publish a store's numbered changes in version order, each once (see
+        :meth:`Broker.publish_ordered`): what an outbox hands over."""
+        namespace = self.namespace_of(topic)
+        return await self.broker.publish_ordered(topic, items, history=namespace.history)
 
     def _deliver(self, pub: Publication) -> None:
         """Broker callback: queue one publication for every local subscriber (the body of
