@@ -1,0 +1,95 @@
+"""The outbox: a room's changes are published after they commit, in version order, each once.
+
+Every change of a room (a message, an edit, a delete, a reaction) writes its event into
+``chat_outbox`` in the same transaction that gives it the room's next version. After commit,
+the sender hands the room's pending events to the realtime engine; if the broker is away they
+stay, and every node's sweeper retries until they are out. So an acknowledged message is
+always delivered — live, or (after a broker restart told the client to resync) by sync.
+
+Order: versions commit in order (taking one locks the room row until commit), and a hand-over
+deletes the events it publishes inside one transaction, which a concurrent hand-over on
+another node waits for; the engine's ``publish_ordered`` drops a version already published
+(a retry after a lost reply). So subscribers see a room's changes in version order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import structlog
+
+from syncstream.realtime import BrokerUnavailable, Gateway
+from syncstream.store import Queries, Store
+
+log = structlog.get_logger(__name__)
+
+SWEEP_SECONDS = 0.5  # how often each node retries what waits in the outbox
+SWEEP_ROOMS = 200  # rooms retried per sweep
+GRACE_SECONDS = 0.2  # events younger than this are their sender's to hand over
+
+
+class Outbox:
+    def __init__(self, store: Store, gateway: Gateway) -> None:
+        self.store, self.gateway = store, gateway
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: Counter[str] = Counter()
+
+    async def add(self, tx: Queries, room_id: str, version: int, event: dict[str, Any]) -> None:
+        """Queue ``event`` (published on ``chat:<room id>``) within the change's transaction."""
+        await tx.execute(
+            "INSERT INTO chat_outbox (room_id, version, event, created_at) VALUES (?, ?, ?, ?)",
+            room_id,
+            version,
+            json.dumps(event, separators=(",", ":")),
+            time.time(),
+        )
+
+    async def deliver(self, room_id: str) -> bool:
+        """Publish the room's pending events; False if the broker is away (they wait)."""
+        self._users[room_id] += 1
+        lock = self._locks.setdefault(room_id, asyncio.Lock())
+        try:
+            async with lock, self.store.transaction() as tx:
+                rows = await tx.fetchall(
+                    "DELETE FROM chat_outbox WHERE room_id = ? RETURNING version, event", room_id
+                )
+                if rows:
+                    items = sorted((int(r["version"]), json.loads(r["event"])) for r in rows)
+                    await self.gateway.publish_ordered(f"chat:{room_id}", items)
+        except BrokerUnavailable:
+            return False  # rolled back: the events wait for the next attempt
+        except Exception:  # the store, say: the change is committed, the sweeper retries
+            log.exception("chat.outbox_deliver_failed", room=room_id)
+            return False
+        finally:
+            self._users[room_id] -= 1
+            if not self._users[room_id]:
+                del self._users[room_id], self._locks[room_id]
+        return True
+
+    async def sweep(self) -> int:
+        """Hand over what waits longer than its sender should take; returns rooms done."""
+        rows = await self.store.fetchall(
+            "SELECT DISTINCT room_id FROM chat_outbox WHERE created_at < ? LIMIT ?",
+            time.time() - GRACE_SECONDS,
+            SWEEP_ROOMS,
+        )
+        done = 0
+        for row in rows:
+            if not await self.deliver(row["room_id"]):
+                break  # the broker is away: try again at the next sweep
+            done += 1
+        return done
+
+    async def run(self) -> None:
+        """Sweep until cancelled (a background task of every node)."""
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("chat.outbox_sweep_failed")
