@@ -15,6 +15,7 @@ from syncstream.bus import Event, RedisBus
 
 from .faults_scenario import run
 from .redis_server import own_redis
+from .support import running
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -68,3 +69,34 @@ async def test_the_bus_keeps_events_fired_while_redis_is_away() -> None:
         finally:
             await a.stop()
             await b.stop()
+
+
+async def test_publishing_while_redis_is_down_is_a_documented_503(tmp_path: Path) -> None:
+    """A publish that has nothing to store (no outbox) cannot be accepted while the broker
+    is away: 503 broker_unavailable with Retry-After, over HTTP and on the WebSocket."""
+    async with (
+        own_redis() as redis,
+        running(
+            tmp_path, "postgres", **{"cluster.redis_url": redis.url, "cluster.prefix": "t"}
+        ) as c,
+    ):
+        admin = await c.admin()
+        sock = await c.ws(admin)
+        assert (await sock.request("subscribe", "broadcast:news"))["op"] == "reply"
+        await redis.kill()
+        status, problem, resp = await c.call(
+            "POST", "/api/realtime/publish", admin, json={"topic": "broadcast:news", "data": 1}
+        )
+        assert status == 503 and problem["code"] == "broker_unavailable", problem
+        assert resp.headers["Retry-After"] == "1"
+        reply = await sock.request("publish", "broadcast:news", {"n": 1})
+        assert reply["op"] == "error" and reply["code"] == "broker_unavailable"
+        assert reply["retry_after"] == 1
+        await redis.start()
+        resync = await sock.recv(timeout=30)  # the node is back, and the history is lost
+        assert resync["op"] == "resync" and resync["data"]["recovered"] is False
+        req_id = await sock.send("publish", "broadcast:news", {"n": 2})
+        frames = [await sock.recv(), await sock.recv()]  # the reply and the event, either first
+        assert {(f["op"], f.get("id")) for f in frames} == {("reply", req_id), ("event", None)}
+        (event,) = [f for f in frames if f["op"] == "event"]
+        assert event["data"] == {"n": 2} and event["epoch"] == resync["data"]["epoch"]
