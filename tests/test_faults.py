@@ -100,3 +100,27 @@ async def test_publishing_while_redis_is_down_is_a_documented_503(tmp_path: Path
         assert {(f["op"], f.get("id")) for f in frames} == {("reply", req_id), ("event", None)}
         (event,) = [f for f in frames if f["op"] == "event"]
         assert event["data"] == {"n": 2} and event["epoch"] == resync["data"]["epoch"]
+
+
+async def test_a_socket_closing_while_redis_is_down_lets_go_of_every_topic(
+    tmp_path: Path,
+) -> None:
+    async with (
+        own_redis() as redis,
+        running(
+            tmp_path, "postgres", **{"cluster.redis_url": redis.url, "cluster.prefix": "t"}
+        ) as c,
+    ):
+        assert c.server is not None and c.server.core is not None
+        gateway = c.server.core.gateway
+        sock = await c.ws(await c.register("ann"))
+        for topic in ("guestbook:a", "guestbook:b"):  # presence topics
+            assert (await sock.request("subscribe", topic))["op"] == "reply"
+        await redis.kill()
+        await sock.ws.close()
+        for _ in range(500):
+            if not gateway.connections:
+                break
+            await asyncio.sleep(0.01)
+        assert not gateway.connections
+        assert not gateway._subs  # no topic still holds the closed socket

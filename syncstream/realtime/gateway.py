@@ -13,6 +13,7 @@ user reads, admins publish), ``bus:<pattern>`` (admins watch bus events live).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import re
@@ -34,7 +35,7 @@ from ..errors import Problem
 from ..ids import new_id
 from ..metrics import Metrics
 from ..ratelimit import TokenBucket
-from .engine import Broker, PresenceManager, Publication
+from .engine import Broker, BrokerUnavailable, PresenceManager, Publication
 from .socket import GatewaySocket
 from .wire import (
     CLOSE_FORBIDDEN,
@@ -553,11 +554,16 @@ class Gateway:
             await self.broker.unsubscribe(topic)
         namespace = self.namespaces.get(topic.split(":", 1)[0])
         if namespace is not None and namespace.presence:
-            await self.presence.remove(topic, conn.id)
-            if namespace.presence_events:
-                await self.broker.publish(
-                    topic, {"presence": "leave", "user": self._presence_info(conn)}, ephemeral=True
-                )
+            # With the broker away the entry expires by itself; the socket's other topics
+            # must still be let go of.
+            with contextlib.suppress(BrokerUnavailable):
+                await self.presence.remove(topic, conn.id)
+                if namespace.presence_events:
+                    await self.broker.publish(
+                        topic,
+                        {"presence": "leave", "user": self._presence_info(conn)},
+                        ephemeral=True,
+                    )
 
     async def _op_publish(self, conn: Connection, frame: dict[str, Any]) -> dict[str, Any]:
         return await self.publish_as(conn.user, frame.get("topic"), frame.get("data"))
