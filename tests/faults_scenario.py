@@ -297,6 +297,7 @@ async def run(
                 phase(f"{clients} users in {ROOMS} rooms")
                 tasks = [asyncio.create_task(c.follow()) for c in people]
                 await until("every client subscribed", lambda: all(c.connected for c in people))
+                await _same_key_on_both_nodes(people[0], report)
                 down = False
                 tasks += [asyncio.create_task(c.send_forever(lambda: down)) for c in people]
                 await _watch(tasks, until("traffic", lambda: report.messages >= 100))
@@ -397,6 +398,22 @@ async def _people(
         ChatClient(name, token, rooms[i % ROOMS], i % 2, cluster, http, report)
         for i, (name, token) in enumerate(tokens)
     ]
+
+
+async def _same_key_on_both_nodes(client: ChatClient, report: Report) -> None:
+    """One send retried on both nodes at once: one message, every answer is it."""
+    body = {"text": "twice?", "client_key": "raced"}
+    path = f"/api/chat/rooms/{client.room}/messages"
+    answers = await asyncio.gather(
+        *(client.call("POST", path, body, prefer=n % 2, retries=False) for n in range(40))
+    )
+    ids = {a["id"] for a in answers if a is not None}
+    if len(ids) != 1 or None in answers:
+        report.bad.append(
+            f"one client_key on two nodes: answers {ids}, {answers.count(None)} failed"
+        )
+    if answers[0] is not None:
+        report.acked.setdefault(client.room, {})[answers[0]["id"]] = answers[0]["version"]
 
 
 def _snapshot(report: Report) -> dict[str, int]:
