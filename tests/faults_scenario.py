@@ -1,8 +1,9 @@
 """Chat under faults: two nodes on PostgreSQL + a Redis of our own, real WebSocket clients.
 
-Each client is a user in one of a few rooms with a socket on one node; it sends messages over
-HTTP to either node (a retry — same ``client_key`` — goes to the other node after a 503 or a
-dead connection) and follows its room live, doing what the README tells clients to do: resume
+Each client is a user in one of a few rooms with a socket on one node; it sends messages,
+every other one by ``publish`` on a socket of its own and the rest over HTTP to either node
+(a retry — same ``client_key`` — goes over HTTP, to the other node after a 503 or a dead
+connection), and follows its room live, doing what the README tells clients to do: resume
 a subscription with ``since``/``epoch`` after a reconnect, and on ``recovered: false`` or a
 ``resync`` frame sync from its last version (``POST /api/chat/sync``) before going on live.
 Meanwhile the scenario restarts Redis (empty) and kills a node with SIGKILL, then restarts it.
@@ -143,6 +144,8 @@ class ChatClient:
     connected: bool = False
     subscribed: int = 0  # subscribe replies so far (1 + reconnects)
     sent: int = 0
+    sender: aiohttp.ClientWebSocketResponse | None = None  # the socket it publishes on
+    requests: int = 0
 
     # -- following the room -------------------------------------------------------------
 
@@ -221,18 +224,64 @@ class ChatClient:
     # -- sending ------------------------------------------------------------------------
 
     async def send_forever(self, redis_down: Callable[[], bool]) -> None:
-        while True:
-            key = f"{self.name}-{self.sent}"
-            body = {"text": f"{self.name} {self.sent}", "client_key": key}
-            path = f"/api/chat/rooms/{self.room}/messages"
-            down = redis_down()
+        """Every other message over a socket of its own (``publish`` to the room), the rest
+        over HTTP; what fails is retried over HTTP with the same key."""
+        try:
+            while True:
+                await self._send_one(redis_down)
+                await asyncio.sleep(0.01)
+        finally:
+            if self.sender is not None:
+                await self.sender.close()
+
+    async def _send_one(self, redis_down: Callable[[], bool]) -> None:
+        key = f"{self.name}-{self.sent}"
+        body = {"text": f"{self.name} {self.sent}", "client_key": key}
+        path = f"/api/chat/rooms/{self.room}/messages"
+        down = redis_down()
+        message = await self.publish(body) if self.sent % 2 else None
+        if message is None:
             message = await self.call("POST", path, body, prefer=self.sent % 2, retries=True)
-            assert message is not None
-            self.report.acked.setdefault(self.room, {})[message["id"]] = message["version"]
-            if down and redis_down():
-                self.report.accepted_while_redis_down += 1
-            self.sent += 1
-            await asyncio.sleep(0.01)
+        assert message is not None
+        self.report.acked.setdefault(self.room, {})[message["id"]] = message["version"]
+        if down and redis_down():
+            self.report.accepted_while_redis_down += 1
+        self.sent += 1
+
+    async def publish(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Send on the sender's socket; None if that failed (a dead node, a 503)."""
+        base = self.cluster.base(self.node)
+        if base is None:
+            return None
+        try:
+            if self.sender is None or self.sender.closed:
+                self.sender = await self.http.ws_connect(
+                    base + "/ws", headers={"Authorization": f"Bearer {self.token}"}
+                )
+                assert json.loads((await self.sender.receive(timeout=10)).data)["op"] == "hello"
+            self.requests += 1
+            await self.sender.send_json(
+                {"op": "publish", "id": self.requests, "topic": f"chat:{self.room}", "data": body}
+            )
+            while True:
+                msg = await self.sender.receive(timeout=10)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    raise ConnectionError(f"the socket closed: {msg.type}")
+                frame = json.loads(msg.data)
+                if frame.get("id") == self.requests:
+                    break
+        except (aiohttp.ClientError, ConnectionError, TimeoutError):
+            if self.sender is not None:
+                await self.sender.close()
+            self.sender = None
+            return None
+        if frame["op"] == "reply":
+            self.report.answers["ws reply"] += 1
+            return dict(frame["data"]["message"])
+        self.report.answers[f"ws {frame['code']}"] += 1
+        if frame["code"] not in ALLOWED_5XX or not frame.get("retry_after"):
+            self.report.bad.append(f"publish: {frame}")
+        return None
 
     async def call(self, method: str, path: str, body: Any, *, prefer: int, retries: bool) -> Any:
         """The answer of the preferred node, or of the other after a 503 or a dead node."""
