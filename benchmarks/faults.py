@@ -1,12 +1,13 @@
 """Faults: how long chat takes to recover when Redis restarts or a node is killed.
 
-Runs the fault scenario of ``tests/faults_scenario.py`` (two nodes on PostgreSQL and a Redis
-of its own, 20 WebSocket clients in 4 rooms sending over their sockets and HTTP; Redis
-killed and restarted empty, then a node killed with SIGKILL and restarted) ``--runs`` times. Recovery after the
-Redis restart: from Redis answering again until every client has every message acknowledged
-before that moment (live, or by sync after its ``resync``). After the node kill: from the
-kill until the dead node's clients are subscribed on the other node and every client has
-every message acknowledged by then. Also: messages acknowledged, and lost (must be 0).
+Runs the fault scenario of ``tests/faults_scenario.py`` ``--runs`` times: two nodes on
+PostgreSQL and a Redis of its own, 20 WebSocket clients in 4 rooms sending over their sockets
+and HTTP; Redis killed and restarted empty, then a node killed with SIGKILL and restarted.
+Recovery after the Redis restart: from Redis answering again until every client has every
+message acknowledged before that moment (live, or by sync after its ``resync``). After the
+node kill: from the kill until the dead node's clients are subscribed on the other node and
+every client has every message acknowledged by then. Also: messages acknowledged, and lost
+(must be 0).
 
     python -m benchmarks.faults --runs 3
 """
