@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from plugins.chat import outbox
 from syncstream.bus import Event, RedisBus
 
 from .faults_scenario import run
@@ -163,3 +164,32 @@ async def test_a_message_stored_while_redis_is_down_goes_out_when_it_is_back(
             await asyncio.sleep(0.05)
         else:
             raise AssertionError("the stored message was never published")
+
+
+async def test_a_long_outage_is_handed_over_in_bounded_batches_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox, "BATCH", 3)  # 10 waiting events: four hand-overs
+    async with own_redis() as redis, running(
+        tmp_path, "postgres", **{"cluster.redis_url": redis.url, "cluster.prefix": "t"},
+        **{"plugins.chat.messages_per_second": 1000.0, "plugins.chat.message_burst": 1000},
+    ) as c:  # fmt: skip
+        ann = await c.register("ann")
+        status, room, _ = await c.call("POST", "/api/chat/rooms", ann, json={"name": "r"})
+        await redis.kill()
+        for n in range(10):
+            status, _, _ = await c.call(
+                "POST", f"/api/chat/rooms/{room['id']}/messages", ann, json={"text": f"{n}"}
+            )
+            assert status == 201
+        await redis.start()
+        sock = await c.ws(ann)
+        topic = f"chat:{room['id']}"
+        for _ in range(300):  # until the sweeper has handed everything over
+            reply = await sock.request("subscribe", topic, {"since": 0})
+            events = await sock.events(reply["data"]["seq"])
+            if len(events) == 10:
+                break
+            assert (await sock.request("unsubscribe", topic))["op"] == "reply"
+            await asyncio.sleep(0.05)
+        assert [e["data"]["message"]["version"] for e in events] == list(range(1, 11))

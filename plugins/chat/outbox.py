@@ -8,8 +8,9 @@ always delivered — live, or (after a broker restart told the client to resync)
 
 Order: versions commit in order (taking one locks the room row until commit), and a hand-over
 deletes the events it publishes inside one transaction, which a concurrent hand-over on
-another node waits for; the engine's ``publish_ordered`` drops a version already published
-(a retry after a lost reply). So subscribers see a room's changes in version order.
+another node (picking the same rows) waits for; the engine's ``publish_ordered`` drops a
+version already published (a retry after a lost reply). So subscribers see a room's changes
+in version order.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ log = structlog.get_logger(__name__)
 SWEEP_SECONDS = 0.5  # how often each node retries what waits in the outbox
 SWEEP_ROOMS = 200  # rooms retried per sweep
 GRACE_SECONDS = 0.2  # events younger than this are their sender's to hand over
+BATCH = 200  # versions published in one step (one Redis script call)
 
 
 class Outbox:
@@ -53,13 +55,9 @@ class Outbox:
         self._users[room_id] += 1
         lock = self._locks.setdefault(room_id, asyncio.Lock())
         try:
-            async with lock, self.store.transaction() as tx:
-                rows = await tx.fetchall(
-                    "DELETE FROM chat_outbox WHERE room_id = ? RETURNING version, event", room_id
-                )
-                if rows:
-                    items = sorted((int(r["version"]), json.loads(r["event"])) for r in rows)
-                    await self.gateway.publish_ordered(f"chat:{room_id}", items)
+            async with lock:
+                while await self._hand_over(room_id) == BATCH:
+                    pass  # a long outage left more: the next versions
         except BrokerUnavailable:
             return False  # rolled back: the events wait for the next attempt
         except Exception:  # the store, say: the change is committed, the sweeper retries
@@ -70,6 +68,23 @@ class Outbox:
             if not self._users[room_id]:
                 del self._users[room_id], self._locks[room_id]
         return True
+
+    async def _hand_over(self, room_id: str) -> int:
+        """Publish the room's next ``BATCH`` versions (a range, so that two nodes at once
+        pick the same rows and one waits for the other); returns how many there were."""
+        async with self.store.transaction() as tx:
+            rows = await tx.fetchall(
+                "DELETE FROM chat_outbox WHERE room_id = ? AND version < ("
+                " SELECT MIN(version) FROM chat_outbox WHERE room_id = ?) + ?"
+                " RETURNING version, event",
+                room_id,
+                room_id,
+                BATCH,
+            )
+            if rows:
+                items = sorted((int(r["version"]), json.loads(r["event"])) for r in rows)
+                await self.gateway.publish_ordered(f"chat:{room_id}", items)
+        return len(rows)
 
     async def sweep(self) -> int:
         """Hand over what waits longer than its sender should take; returns rooms done."""
