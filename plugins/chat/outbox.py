@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -34,11 +34,18 @@ GRACE_SECONDS = 0.2  # events younger than this are their sender's to hand over
 BATCH = 200  # versions published in one step (one Redis script call)
 
 
+@dataclass
+class _Run:
+    """A hand-over of one room running on this node; senders meanwhile ask it to go again."""
+
+    done: asyncio.Future[bool]
+    again: bool = False
+
+
 class Outbox:
     def __init__(self, store: Store, gateway: Gateway) -> None:
         self.store, self.gateway = store, gateway
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: Counter[str] = Counter()
+        self._running: dict[str, _Run] = {}
 
     async def add(self, tx: Queries, room_id: str, version: int, event: dict[str, Any]) -> None:
         """Queue ``event`` (published on ``chat:<room id>``) within the change's transaction."""
@@ -51,23 +58,35 @@ class Outbox:
         )
 
     async def deliver(self, room_id: str) -> bool:
-        """Publish the room's pending events; False if the broker is away (they wait)."""
-        self._users[room_id] += 1
-        lock = self._locks.setdefault(room_id, asyncio.Lock())
+        """Publish the room's pending events (the caller's committed change among them);
+        False if the broker is away (they wait for the sweeper). Concurrent callers for one
+        room share one hand-over, which goes once more for those who came while it ran."""
+        run = self._running.get(room_id)
+        if run is not None:
+            run.again = True  # its next pass starts after our commit: it takes our change
+            return await asyncio.shield(run.done)
+        run = self._running[room_id] = _Run(asyncio.get_running_loop().create_future())
+        ok = False
         try:
-            async with lock:
+            ok = await self._drain(room_id, run)
+        finally:
+            del self._running[room_id]
+            run.done.set_result(ok)
+        return ok
+
+    async def _drain(self, room_id: str, run: _Run) -> bool:
+        try:
+            while True:
+                run.again = False
                 while await self._hand_over(room_id) == BATCH:
                     pass  # a long outage left more: the next versions
+                if not run.again:
+                    return True
         except BrokerUnavailable:
             return False  # rolled back: the events wait for the next attempt
         except Exception:  # the store, say: the change is committed, the sweeper retries
             log.exception("chat.outbox_deliver_failed", room=room_id)
             return False
-        finally:
-            self._users[room_id] -= 1
-            if not self._users[room_id]:
-                del self._users[room_id], self._locks[room_id]
-        return True
 
     async def _hand_over(self, room_id: str) -> int:
         """Publish the room's next ``BATCH`` versions (a range, so that two nodes at once
