@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -307,3 +308,37 @@ async def test_commands_fail_as_broker_unavailable_while_redis_is_down() -> None
                 assert caught.value.headers["Retry-After"] == "1"
         finally:
             await broker.stop()
+
+
+@pytest.mark.redis
+async def test_a_frozen_redis_is_noticed_and_its_gap_replayed() -> None:
+    """SIGSTOP keeps the socket open but Redis silent (like a lost network): the heartbeat
+    notices, and once Redis answers again the node resubscribes and replays the gap."""
+    async with own_redis() as server:
+        assert server.proc is not None
+        prefix = f"t{secrets.token_hex(4)}"
+        listener = RedisBroker(server.url, prefix, "n1", 100, 60, heartbeat=0.3)
+        publisher = RedisBroker(server.url, prefix, "n2", 100, 60)
+        got: list[Publication] = []
+        await listener.start(got.append)
+        await publisher.start(lambda p: None)
+        try:
+            await listener.subscribe("room:a")
+            made = [await publisher.publish("room:a", "before")]
+            await settle(got, 1)
+            server.proc.send_signal(signal.SIGSTOP)
+            try:
+                for _ in range(1000):
+                    if listener.losses:
+                        break
+                    await asyncio.sleep(0.01)
+                assert listener.losses == 1
+            finally:
+                server.proc.send_signal(signal.SIGCONT)
+            made += await _publish_until(publisher, "room:a", lambda: listener.reconnects > 0)
+            made.append(await publisher.publish("room:a", "after"))
+            await settle(got, len(made))
+            assert [p.frame for p in got] == [p.frame for p in made]
+        finally:
+            await listener.stop()
+            await publisher.stop()

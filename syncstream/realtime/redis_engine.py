@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from .engine import (
@@ -44,6 +45,8 @@ from .engine import (
 from .memory_engine import encode, new_epoch
 
 log = structlog.get_logger(__name__)
+
+HEARTBEAT_SECONDS = 5.0  # silence on the subscription connection before it is checked
 
 # KEYS: seq, epoch, history. ARGV: new epoch, ttl. Returns the topic's epoch (made if missing).
 _EPOCH = """
@@ -129,9 +132,16 @@ return {tonumber(redis.call('GET', KEYS[1]) or '0'), epoch}
 
 class RedisBroker(Broker):
     def __init__(
-        self, url: str, prefix: str, node_id: str, history_size: int, history_ttl_seconds: int
+        self,
+        url: str,
+        prefix: str,
+        node_id: str,
+        history_size: int,
+        history_ttl_seconds: int,
+        heartbeat: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.url = url
+        self.heartbeat = heartbeat
         self.prefix = prefix
         self.node_id = node_id
         self.history_size = history_size
@@ -146,7 +156,8 @@ class RedisBroker(Broker):
         self._handler: PublicationHandler | None = None
         self._reader: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
-        self.reconnects = 0  # times the subscription connection came back
+        self.losses = 0  # times the subscription connection was lost
+        self.reconnects = 0  # times it came back
 
     def _keys(self, topic: str) -> list[str]:
         base = f"{self.prefix}:rt:{{{topic}}}"
@@ -286,11 +297,10 @@ class RedisBroker(Broker):
                     lost = False
                 self._connected.set()
                 delay = 0.1
-                while True:
-                    message = await self._pubsub.get_message(timeout=1.0)
-                    if message is not None and message["type"] == "message":
-                        self._receive(message["channel"], message["data"])
+                await self._listen(self._pubsub)
             except (RedisError, OSError, BrokerUnavailable) as exc:
+                if not lost:
+                    self.losses += 1
                 lost = True
                 log.warning("realtime.redis_lost", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
@@ -298,6 +308,26 @@ class RedisBroker(Broker):
             finally:
                 pubsub, self._pubsub = self._pubsub, None
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        """Hand messages over until the connection fails — or goes silent: a frozen Redis
+        or a lost network keeps the socket open, so after ``heartbeat`` seconds without a
+        word a PING goes out, and no answer within as long again counts as a lost
+        connection."""
+        loop = asyncio.get_running_loop()
+        heard, pinged = loop.time(), False
+        while True:
+            message = await pubsub.get_message(timeout=min(1.0, self.heartbeat))
+            now = loop.time()
+            if message is not None:
+                heard, pinged = now, False
+                if message["type"] == "message":
+                    self._receive(message["channel"], message["data"])
+            elif now - heard > self.heartbeat:
+                if pinged:
+                    raise RedisConnectionError("Redis did not answer a PING in time")
+                await pubsub.ping()
+                heard, pinged = now, True
 
     async def _recover(self) -> None:
         """Replay each subscribed topic's publications since the last one delivered, or
