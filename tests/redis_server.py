@@ -24,8 +24,7 @@ from .support import free_port
 class RedisServer:
     port: int = 0
     proc: asyncio.subprocess.Process | None = None
-    restarts: int = 0
-    started_at: list[float] = field(default_factory=list)  # monotonic time of each start
+    pids: list[int] = field(default_factory=list)  # every redis-server this started
 
     @property
     def url(self) -> str:
@@ -44,9 +43,9 @@ class RedisServer:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
+            self.pids.append(proc.pid)
             if await _answers(port, proc, deadline):
                 self.port, self.proc = port, proc
-                self.started_at.append(time.monotonic())
                 return
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -65,7 +64,6 @@ class RedisServer:
     async def restart(self) -> None:
         await self.kill()
         await self.start()
-        self.restarts += 1
 
 
 async def _answers(port: int, proc: asyncio.subprocess.Process, deadline: float) -> bool:

@@ -14,7 +14,7 @@ import pytest
 from plugins.chat import outbox
 from syncstream.bus import Event, RedisBus
 
-from .faults_scenario import run
+from .faults_scenario import alive, run
 from .redis_server import own_redis
 from .support import running
 
@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 async def test_chat_loses_nothing_when_redis_restarts_and_a_node_dies(tmp_path: Path) -> None:
     async with own_redis() as redis:
         report = await run(tmp_path, redis)
+    assert not [pid for pid in redis.pids if alive(pid)], "a redis-server was left behind"
     print(
         f"messages: {report.messages}, lost: {report.lost}, answers: {dict(report.answers)}, "
         f"resyncs: {report.resyncs}, resumes: {report.resumes}, "
