@@ -13,7 +13,7 @@ When a node loses its broker connection it cannot know what it missed. On reconn
 what the topic's history still has; where the history does not cover the gap (the broker
 restarted empty: a new epoch), every local subscriber gets
 ``{"op":"resync","topic":T,"data":{"seq":N,"epoch":E,"recovered":false}}`` and must reload
-(chat: ``POST /api/chat/sync`` from its last version) before trusting the live feed again.
+the topic's state (from the store that owns it) before trusting the live feed again.
 """
 
 from __future__ import annotations
