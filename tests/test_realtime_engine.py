@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from redis.asyncio import Redis
 
-from syncstream.realtime import Broker, PresenceManager, Publication
+from syncstream.realtime import Broker, BrokerUnavailable, PresenceManager, Publication
 from syncstream.realtime.memory_engine import MemoryBroker, MemoryPresence
 from syncstream.realtime.redis_engine import RedisBroker, RedisPresence
 
+from .redis_server import own_redis
 from .support import REDIS_URL
 
 Node = tuple[Broker, list[Publication]]
@@ -186,3 +190,155 @@ async def test_presence_add_list_remove_expire(presence: PresenceManager) -> Non
     assert set(await presence.list("room:a")) == {"c2"}
     assert await presence.list("room:b") == {}  # expired
     assert await presence.list("room:none") == {}
+
+
+async def test_ordered_publications_go_out_once_in_version_order(make_node: NodeFactory) -> None:
+    """What an outbox hands over: a version published before (a retry, another node's
+    hand-over) is skipped, and an item never goes out after a newer one."""
+    broker, got = await make_node()
+    await broker.subscribe("room:a")
+    made = await broker.publish_ordered("room:a", [(1, "one"), (2, "two")])
+    assert [p.seq for p in made] == [1, 2]
+    again = await broker.publish_ordered("room:a", [(2, "two"), (3, "three"), (1, "one")])
+    assert [(p.seq, json.loads(p.frame)["data"]) for p in again] == [(3, "three")]
+    assert await broker.publish_ordered("room:a", [(3, "three")]) == []
+    plain = await broker.publish("room:a", "unversioned")  # shares the topic's seq
+    assert plain.seq == 4
+    await settle(got, 4)
+    assert [json.loads(p.frame)["data"] for p in got] == ["one", "two", "three", "unversioned"]
+    result = await broker.history("room:a", 0, made[0].epoch)
+    assert result.recovered and [p.seq for p in result.publications] == [1, 2, 3, 4]
+
+
+async def _publish_until(
+    publisher: Broker, topic: str, done: Callable[[], bool], limit: int = 2000
+) -> list[Publication]:
+    """Publish one after another until ``done()`` (the other node is back); the first
+    attempts after a Redis restart may find the connection gone (503: retry)."""
+    made: list[Publication] = []
+    for _ in range(limit):
+        if done():
+            return made
+        with contextlib.suppress(BrokerUnavailable):
+            made.append(await publisher.publish(topic, len(made)))
+        await asyncio.sleep(0.005)
+    raise AssertionError("the node never came back")
+    return made
+
+
+@pytest.mark.redis
+async def test_a_lost_subscription_connection_replays_what_it_missed() -> None:
+    """The subscriber's connection is cut while another node publishes: once back, it
+    delivers every publication of the gap from the history, in order, exactly once."""
+    async with own_redis() as server:
+        prefix = f"t{secrets.token_hex(4)}"
+        listener = RedisBroker(server.url, prefix, "n1", 1000, 60)
+        publisher = RedisBroker(server.url, prefix, "n2", 1000, 60)
+        got: list[Publication] = []
+        await listener.start(got.append)
+        await publisher.start(lambda p: None)
+        try:
+            await listener.subscribe("room:a")
+            before = [await publisher.publish("room:a", "before")]
+            await settle(got, 1)
+            admin = Redis.from_url(server.url)
+            await admin.client_kill_filter(_type="pubsub")
+            await admin.aclose()
+            made = before + await _publish_until(
+                publisher, "room:a", lambda: listener.reconnects > 0
+            )
+            made.append(await publisher.publish("room:a", "after"))
+            await settle(got, len(made))
+            await asyncio.sleep(0.05)  # nothing more (no duplicates) comes
+            assert [p.seq for p in got] == [p.seq for p in made]
+            assert [p.frame for p in got] == [p.frame for p in made]
+        finally:
+            await listener.stop()
+            await publisher.stop()
+
+
+@pytest.mark.redis
+async def test_a_redis_restart_tells_subscribers_to_resync() -> None:
+    """Redis restarts empty: what was published around the restart is gone from the history,
+    so the node tells the topic's subscribers to resync (a new epoch), then goes on live."""
+    async with own_redis() as server:
+        prefix = f"t{secrets.token_hex(4)}"
+        listener = RedisBroker(server.url, prefix, "n1", 100, 60)
+        publisher = RedisBroker(server.url, prefix, "n2", 100, 60)
+        got: list[Publication] = []
+        await listener.start(got.append)
+        await publisher.start(lambda p: None)
+        try:
+            await listener.subscribe("room:a")
+            old = await publisher.publish("room:a", "old")
+            await settle(got, 1)
+            await server.restart()
+            lost = await _publish_until(publisher, "room:a", lambda: listener.reconnects > 0)
+            assert lost[0].epoch != old.epoch and lost[0].seq == 1
+            await settle(got, 2)
+            assert json.loads(got[1].frame) == {
+                "op": "resync",
+                "topic": "room:a",
+                "data": {"seq": len(lost), "epoch": lost[0].epoch, "recovered": False},
+            }
+            live = await publisher.publish("room:a", "live")
+            await settle(got, 3)
+            assert [p.frame for p in got] == [old.frame, got[1].frame, live.frame]
+        finally:
+            await listener.stop()
+            await publisher.stop()
+
+
+@pytest.mark.redis
+async def test_commands_fail_as_broker_unavailable_while_redis_is_down() -> None:
+    async with own_redis() as server:
+        broker = RedisBroker(server.url, f"t{secrets.token_hex(4)}", "n1", 100, 60)
+        await broker.start(lambda p: None)
+        try:
+            await server.kill()
+            for attempt in (
+                broker.publish("room:a", 1),
+                broker.publish_ordered("room:a", [(1, 1)]),
+                broker.history("room:a", 0, None),
+                broker.subscribe("room:b"),
+            ):
+                with pytest.raises(BrokerUnavailable) as caught:
+                    await attempt
+                assert caught.value.status == 503
+                assert caught.value.headers["Retry-After"] == "1"
+        finally:
+            await broker.stop()
+
+
+@pytest.mark.redis
+async def test_a_frozen_redis_is_noticed_and_its_gap_replayed() -> None:
+    """SIGSTOP keeps the socket open but Redis silent (like a lost network): the heartbeat
+    notices, and once Redis answers again the node resubscribes and replays the gap."""
+    async with own_redis() as server:
+        assert server.proc is not None
+        prefix = f"t{secrets.token_hex(4)}"
+        listener = RedisBroker(server.url, prefix, "n1", 100, 60, heartbeat=0.3)
+        publisher = RedisBroker(server.url, prefix, "n2", 100, 60)
+        got: list[Publication] = []
+        await listener.start(got.append)
+        await publisher.start(lambda p: None)
+        try:
+            await listener.subscribe("room:a")
+            made = [await publisher.publish("room:a", "before")]
+            await settle(got, 1)
+            server.proc.send_signal(signal.SIGSTOP)
+            try:
+                for _ in range(1000):
+                    if listener.losses:
+                        break
+                    await asyncio.sleep(0.01)
+                assert listener.losses == 1
+            finally:
+                server.proc.send_signal(signal.SIGCONT)
+            made += await _publish_until(publisher, "room:a", lambda: listener.reconnects > 0)
+            made.append(await publisher.publish("room:a", "after"))
+            await settle(got, len(made))
+            assert [p.frame for p in got] == [p.frame for p in made]
+        finally:
+            await listener.stop()
+            await publisher.stop()

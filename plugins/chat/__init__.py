@@ -97,6 +97,7 @@ async def setup(ctx: PluginContext) -> None:
         )
     )
     register(ctx.api, chat)
+    ctx.background(chat.outbox.run())  # hands over what a broker outage left waiting
 
 
 plugin = Plugin(

@@ -1,8 +1,9 @@
 """Messages: send (idempotent), edit, delete, react; history, sync, read receipts.
 
 Each change takes the room's next ``seq`` inside one transaction with the change itself, so
-sequence numbers have no gaps and no duplicates on any node. A retried send (same client
-key) returns the stored message and is not broadcast again.
+sequence numbers have no gaps and no duplicates on any node. The same transaction queues the
+change's event in the outbox (published after commit, see ``outbox.py``). A retried send
+(same client key, per user and room) returns the stored message and is not broadcast again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from syncstream import Problem, User
 from syncstream.ids import new_id
 from syncstream.store import Queries, Row, Store
 from syncstream.times import iso, iso_or_none
+
+from .outbox import Outbox
 
 COLUMNS = (
     "id, room_id, seq, version, user_id, client_key, text, reply_to, mentions, attachments,"
@@ -60,8 +63,13 @@ async def next_seq(tx: Queries, room_id: str) -> int:
 
 
 class Messages:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, store: Store, outbox: Outbox) -> None:
+        self.store, self.outbox = store, outbox
+
+    async def _queue(self, tx: Queries, row: Row, kind: str, names: dict[str, str]) -> None:
+        """The change's event ``{"type": kind, "message"}`` goes out after commit."""
+        event = {"type": kind, "message": message_public(row, names)}
+        await self.outbox.add(tx, row["room_id"], row["version"], event)
 
     async def get(self, room_id: str, message_id: str) -> Row:
         row = await self.store.fetchone(
@@ -140,10 +148,12 @@ class Messages:
                 room_id,
                 user.id,
             )
+            await self._queue(tx, row, "message", {user.id: user.username})
         return row
 
     async def change(self, row: Row, **fields: Any) -> Row:
         """Apply ``fields`` to a message as the room's next change (a new version)."""
+        names = await self.usernames({row["user_id"]})
         async with self.store.transaction() as tx:
             seq = await next_seq(tx, row["room_id"])
             assignments = ", ".join(f"{name} = ?" for name in fields)
@@ -153,11 +163,19 @@ class Messages:
                 seq,
                 row["id"],
             )
-        return await self.get(row["room_id"], row["id"])
+            changed = await self._reread(tx, row)
+            await self._queue(tx, changed, "update", names)
+        return changed
+
+    async def _reread(self, tx: Queries, row: Row) -> Row:
+        changed = await tx.fetchone(f"SELECT {COLUMNS} FROM chat_messages WHERE id = ?", row["id"])
+        assert changed is not None  # messages are never removed (a delete is a tombstone)
+        return changed
 
     async def react(self, row: Row, user_id: str, emoji: str, on: bool) -> Row:
         if not emoji or len(emoji) > MAX_REACTION or any(c.isspace() for c in emoji):
             raise Problem(422, "invalid_reaction", "a reaction is one emoji or short code")
+        names = await self.usernames({row["user_id"]})
         async with self.store.transaction() as tx:
             current = await tx.fetchval(
                 "SELECT reactions FROM chat_messages WHERE id = ?", row["id"]
@@ -178,7 +196,9 @@ class Messages:
                 seq,
                 row["id"],
             )
-        return await self.get(row["room_id"], row["id"])
+            changed = await self._reread(tx, row)
+            await self._queue(tx, changed, "update", names)
+        return changed
 
     async def history(
         self,

@@ -4,6 +4,7 @@ Every change in a room (a message, an edit, a delete, a reaction) takes the room
 ``seq``; a message keeps the ``seq`` it was sent with (its place in the history) and the
 ``version`` of its last change, so a client that saw everything up to version N asks for
 ``version > N`` and gets each change once, in order, whatever node or restart came between.
+``chat_outbox`` holds each change's event until it is published (see ``outbox.py``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,15 @@ MIGRATIONS = [
         user_id TEXT PRIMARY KEY,
         status TEXT NOT NULL,
         last_seen_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE chat_outbox (
+        room_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        event TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (room_id, version)
     )
     """,
 ]

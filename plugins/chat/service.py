@@ -2,7 +2,8 @@
 
 Sending over HTTP and over the WebSocket (``publish`` to ``chat:<room id>``) both come here.
 A stored change is published on ``chat:<room id>`` as ``{"type": "message" | "update",
-"message": ...}`` and fired on the bus (``chat.message``, ``chat.mention``, ``chat.direct``).
+"message": ...}`` through the outbox (after commit, in version order, retried until the broker
+takes it) and fired on the bus (``chat.message``, ``chat.mention``, ``chat.direct``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from syncstream.filestore import FileStore
 from syncstream.ratelimit import KeyedLimiter
 from syncstream.realtime import Gateway
 from syncstream.services import ServiceRegistry
-from syncstream.store import Row, Store
+from syncstream.store import IntegrityError, Row, Store
 from syncstream.times import iso, iso_or_none
 
 from .config import Config
 from .messages import Messages, message_public
+from .outbox import Outbox
 from .rooms import RANK, Rooms
 
 CLIENT_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -45,7 +47,8 @@ class ChatService:
         self.config, self.store, self.auth, self.bus = config, store, auth, bus
         self.gateway, self.audit, self.services = gateway, audit, services
         self.rooms = Rooms(store, auth, config.max_group_members)
-        self.messages = Messages(store)
+        self.outbox = Outbox(store, gateway)
+        self.messages = Messages(store, self.outbox)
         self.limiter = KeyedLimiter(config.messages_per_second, config.message_burst)
 
     # -- sending ----------------------------------------------------------------------------
@@ -67,7 +70,7 @@ class ChatService:
         if client_key is not None:
             existing = await self.messages.existing(room["id"], user.id, client_key)
             if existing is not None:
-                return existing, False
+                return await self._retried(existing)
         now = time.time()  # (a ban removes the membership, so banned users never get here)
         if member["muted_until"] is not None and member["muted_until"] > now:
             raise Problem(403, "muted", "you are muted in this room", until=member["muted_until"])
@@ -105,11 +108,20 @@ class ChatService:
                 raise Problem(403, "blocked", "this user does not accept your messages")
         attached = [await self._attachment(user, file_id) for file_id in files]
         mentions = await self.messages.mentions(room["id"], text)
-        row = await self.messages.send(
-            room["id"], user, text, client_key=client_key, reply_to=reply_to,
-            mentions=mentions, attachments=attached,
-        )  # fmt: skip
-        message = await self.publish(row, "message", {user.id: user.username})
+        try:
+            row = await self.messages.send(
+                room["id"], user, text, client_key=client_key, reply_to=reply_to,
+                mentions=mentions, attachments=attached,
+            )  # fmt: skip
+        except IntegrityError:  # the same key won the race on another request (or node)
+            if client_key is None:
+                raise
+            existing = await self.messages.existing(room["id"], user.id, client_key)
+            if existing is None:
+                raise
+            return await self._retried(existing)
+        await self.outbox.deliver(room["id"])
+        message = message_public(row, {user.id: user.username})
         await self.bus.fire(
             "chat.message",
             {"room_id": room["id"], "room_kind": room["kind"], "message": message},
@@ -132,13 +144,11 @@ class ChatService:
         info = await files.readable(user.id, str(file_id))
         return {"id": info["id"], "name": info["name"], "size": info["size"], "mime": info["mime"]}
 
-    async def publish(
-        self, row: Row, kind: str, names: dict[str, str] | None = None
-    ) -> dict[str, Any]:
-        names = names or await self.messages.usernames({row["user_id"]})
-        message = message_public(row, names)
-        await self.gateway.publish(f"chat:{row['room_id']}", {"type": kind, "message": message})
-        return message
+    async def _retried(self, row: Row) -> tuple[Row, bool]:
+        """A send retried with its key: the stored message, and its event handed over now
+        if the first attempt stored it but could not publish it."""
+        await self.outbox.deliver(row["room_id"])
+        return row, False
 
     async def revoke(
         self, room_id: str, user_id: str | None, reason: str, *, recheck: bool = False
@@ -167,7 +177,7 @@ class ChatService:
         row = await self.messages.change(
             row, text=text, edited_at=time.time(), mentions=json.dumps(mentions)
         )
-        await self.publish(row, "update")
+        await self.outbox.deliver(room["id"])
         return row
 
     async def delete(self, user: User, room_id: str, message_id: str, ip: str = "") -> Row:
@@ -183,7 +193,7 @@ class ChatService:
         if not (own or moderator or user.is_admin):
             raise Problem(403, "not_your_message", "only the author or a moderator may delete it")
         row = await self.messages.change(row, deleted_at=time.time())
-        await self.publish(row, "update")
+        await self.outbox.deliver(room["id"])
         if not own:
             await self.audit.record(
                 "chat.message_removed", actor_id=user.id, target=row["id"], ip=ip,
@@ -198,7 +208,7 @@ class ChatService:
             raise Problem(409, "message_deleted", "a deleted message takes no reactions")
         changed = await self.messages.react(row, user.id, emoji, on)
         if changed["version"] != row["version"]:
-            await self.publish(changed, "update")
+            await self.outbox.deliver(room["id"])
         return changed
 
     async def read(self, user: User, room_id: str, seq: int) -> int:

@@ -1,8 +1,15 @@
-"""The Redis bus: local dispatch at once, and every other node's listeners via pub/sub."""
+"""The Redis bus: local dispatch at once, and every other node's listeners via pub/sub.
+
+While Redis is away, fired events wait in a bounded backlog (local listeners got them at once)
+and go out in order when it answers again: firing never fails because of the broker. Events
+other nodes fired while this node's subscription was down are not replayed (the bus carries
+notifications; state lives in the store and the realtime engine's history).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,6 +22,8 @@ from .base import Event
 from .memory import MemoryBus
 
 log = structlog.get_logger(__name__)
+
+BACKLOG = 10_000  # events kept for Redis while it is away (the oldest go first)
 
 
 class RedisBus(MemoryBus):
@@ -33,6 +42,8 @@ class RedisBus(MemoryBus):
         self._redis: Redis | None = None
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._backlog: deque[str] = deque(maxlen=BACKLOG)
+        self._flusher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._redis = Redis.from_url(self.url, decode_responses=True)
@@ -45,9 +56,10 @@ class RedisBus(MemoryBus):
         await asyncio.wait_for(self._subscribed.wait(), 10)
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+        for task in (self._reader, self._flusher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await super().stop()
         if self._redis is not None:
             await self._redis.aclose()
@@ -56,8 +68,36 @@ class RedisBus(MemoryBus):
         event, text = self.make_event(event_type, data)
         self.dispatch(event)
         assert self._redis is not None, "the bus is not started"
-        await self._redis.publish(self.channel, text)
+        if self._backlog:  # behind what waits already, to keep the order
+            self._keep(text)
+            return event
+        try:
+            await self._redis.publish(self.channel, text)
+        except (RedisError, OSError) as exc:
+            log.warning("bus.redis_unavailable", error=str(exc), backlog=len(self._backlog) + 1)
+            self._keep(text)
         return event
+
+    def _keep(self, text: str) -> None:
+        if len(self._backlog) == BACKLOG:
+            log.warning("bus.backlog_full", dropped=1)
+        self._backlog.append(text)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Send the backlog in order once Redis answers again."""
+        assert self._redis is not None
+        delay = 0.1
+        while self._backlog:
+            try:
+                await self._redis.publish(self.channel, self._backlog[0])
+            except (RedisError, OSError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self._backlog.popleft()
+            delay = 0.1
 
     async def _read(self) -> None:
         """Dispatch other nodes' events; reconnect with backoff when Redis goes away."""

@@ -1,11 +1,12 @@
 """Realtime: the ``/ws`` gateway and the engines (memory or Redis) behind it."""
 
-from .engine import Broker, HistoryResult, PresenceManager, Publication
+from .engine import Broker, BrokerUnavailable, HistoryResult, PresenceManager, Publication
 from .engines import create_engine
 from .gateway import Connection, Gateway, Namespace, Published, admins, anyone
 
 __all__ = [
     "Broker",
+    "BrokerUnavailable",
     "Connection",
     "Gateway",
     "HistoryResult",

@@ -8,14 +8,24 @@ subscribed socket on every node:
 ``{"op":"event","topic":T,"seq":N,"epoch":E,"data":D}`` — or, for ephemeral publications
 (typing, presence changes) that get no seq and no history,
 ``{"op":"event","topic":T,"ephemeral":true,"data":D}``.
+
+When a node loses its broker connection it cannot know what it missed. On reconnect it replays
+what the topic's history still has; where the history does not cover the gap (the broker
+restarted empty: a new epoch), every local subscriber gets
+``{"op":"resync","topic":T,"data":{"seq":N,"epoch":E,"recovered":false}}`` and must reload
+the topic's state (from the store that owns it) before trusting the live feed again.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ..errors import Problem
+
+RETRY_AFTER_SECONDS = 1  # what a 503 broker_unavailable tells the client to wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +51,19 @@ class HistoryResult:
     top_seq: int
     epoch: str
     recovered: bool
+
+
+class BrokerUnavailable(Problem):
+    """The broker (Redis) does not answer: ``503 broker_unavailable`` with ``Retry-After``."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(
+            503,
+            "broker_unavailable",
+            f"the realtime broker does not answer ({type(error).__name__}); retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            retry_after=RETRY_AFTER_SECONDS,
+        )
 
 
 # Called on each node for every publication on a topic that node subscribed to.
@@ -72,6 +95,17 @@ class Broker(ABC):
 
         ``history``: keep at most this many of the topic's publications for resumes (never
         more than the engine's own size)."""
+
+    @abstractmethod
+    async def publish_ordered(
+        self, topic: str, items: Sequence[tuple[int, Any]], *, history: int | None = None
+    ) -> list[Publication]:
+        """Publish ``(version, data)`` items, in one atomic step, skipping every item whose
+        version is not above the highest version this topic published before.
+
+        For changes a store numbers and hands over from an outbox: two nodes (or a retry)
+        handing over the same change publish it once, and a stale hand-over never goes
+        out after a newer one. Returns the publications made."""
 
     @abstractmethod
     async def history(self, topic: str, since: int, epoch: str | None) -> HistoryResult:
@@ -107,6 +141,14 @@ def event_frame(topic_json: str, seq: int, epoch: str, data_json: str) -> str:
 
 def ephemeral_frame(topic_json: str, data_json: str) -> str:
     return f'{{"op":"event","topic":{topic_json},"ephemeral":true,"data":{data_json}}}'
+
+
+def resync_frame(topic_json: str, seq: int, epoch: str) -> str:
+    """Told to a topic's subscribers when the node may have missed publications."""
+    return (
+        f'{{"op":"resync","topic":{topic_json},'
+        f'"data":{{"seq":{seq},"epoch":"{epoch}","recovered":false}}}}'
+    )
 
 
 def history_kept(engine_size: int, wanted: int | None) -> int:

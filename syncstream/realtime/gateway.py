@@ -18,13 +18,14 @@ user reads, admins publish), ``bus:<pattern>`` (admins watch bus events live).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import json
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast, get_args
 
@@ -41,7 +42,7 @@ from ..errors import Problem
 from ..ids import new_id
 from ..metrics import Metrics
 from ..ratelimit import TokenBucket
-from .engine import Broker, PresenceManager, Publication
+from .engine import Broker, BrokerUnavailable, PresenceManager, Publication
 from .revocation import NOTICE_TOPIC, Revocation
 from .socket import GatewaySocket
 from .wire import (
@@ -229,6 +230,14 @@ class Gateway:
         return await self.broker.publish(
             topic, data, ephemeral=ephemeral, history=namespace.history
         )
+
+    async def publish_ordered(
+        self, topic: str, items: Sequence[tuple[int, Any]]
+    ) -> list[Publication]:
+        """Publish a store's numbered changes in version order, each once (see
+        :meth:`Broker.publish_ordered`): what an outbox hands over."""
+        namespace = self.namespace_of(topic)
+        return await self.broker.publish_ordered(topic, items, history=namespace.history)
 
     def _deliver(self, pub: Publication) -> None:
         """Broker callback: queue one publication for every local subscriber (the body of
@@ -590,11 +599,16 @@ class Gateway:
             await self.broker.unsubscribe(topic)
         namespace = self.namespaces.get(topic.split(":", 1)[0])
         if namespace is not None and namespace.presence:
-            await self.presence.remove(topic, conn.id)
-            if namespace.presence_events:
-                await self.broker.publish(
-                    topic, {"presence": "leave", "user": self._presence_info(conn)}, ephemeral=True
-                )
+            # With the broker away the entry expires by itself; the socket's other topics
+            # must still be let go of.
+            with contextlib.suppress(BrokerUnavailable):
+                await self.presence.remove(topic, conn.id)
+                if namespace.presence_events:
+                    await self.broker.publish(
+                        topic,
+                        {"presence": "leave", "user": self._presence_info(conn)},
+                        ephemeral=True,
+                    )
 
     async def _op_publish(self, conn: Connection, frame: dict[str, Any]) -> dict[str, Any]:
         return await self.publish_as(conn.user, frame.get("topic"), frame.get("data"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ def encode(value: Any) -> str:
 class _Topic:
     epoch: str = field(default_factory=new_epoch)
     seq: int = 0
+    version: int = 0  # the highest version published in order (publish_ordered)
     # (published at, seq, frame): a tuple of atoms, which the garbage collector stops tracking
     history: deque[tuple[float, int, str]] = field(default_factory=deque)
 
@@ -75,26 +77,48 @@ class MemoryBroker(Broker):
         if ephemeral:
             pub = Publication(topic, 0, "", ephemeral_frame(topic_json, data_json))
         else:
-            state = self._state(topic)
-            state.seq += 1
-            pub = Publication(
-                topic,
-                state.seq,
-                state.epoch,
-                event_frame(topic_json, state.seq, state.epoch, data_json),
-            )
-            kept = history_kept(self.history_size, history)
-            if kept:
-                now = time.monotonic()
-                state.history.append((now, pub.seq, pub.frame))
-                while len(state.history) > kept:
-                    state.history.popleft()
-            self._since_sweep += 1
-            if self._since_sweep >= SWEEP_EVERY:
-                self._sweep()
-        if self._handler is not None and topic in self._subscribed:
-            self._handler(pub)
+            pub = self._sequenced(topic, topic_json, data_json, history)
+        self._deliver(pub)
         return pub
+
+    async def publish_ordered(
+        self, topic: str, items: Sequence[tuple[int, Any]], *, history: int | None = None
+    ) -> list[Publication]:
+        state, topic_json = self._state(topic), encode(topic)
+        pubs = []
+        for version, data in items:
+            if version > state.version:
+                state.version = version
+                pubs.append(self._sequenced(topic, topic_json, encode(data), history))
+        for pub in pubs:
+            self._deliver(pub)
+        return pubs
+
+    def _sequenced(
+        self, topic: str, topic_json: str, data_json: str, history: int | None
+    ) -> Publication:
+        """The topic's next publication, kept in its history."""
+        state = self._state(topic)
+        state.seq += 1
+        pub = Publication(
+            topic,
+            state.seq,
+            state.epoch,
+            event_frame(topic_json, state.seq, state.epoch, data_json),
+        )
+        kept = history_kept(self.history_size, history)
+        if kept:
+            state.history.append((time.monotonic(), pub.seq, pub.frame))
+            while len(state.history) > kept:
+                state.history.popleft()
+        self._since_sweep += 1
+        if self._since_sweep >= SWEEP_EVERY:
+            self._sweep()
+        return pub
+
+    def _deliver(self, pub: Publication) -> None:
+        if self._handler is not None and pub.topic in self._subscribed:
+            self._handler(pub)
 
     def _prune(self, topic: str, now: float) -> None:
         state = self._topics.get(topic)
