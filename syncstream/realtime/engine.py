@@ -108,6 +108,12 @@ class Broker(ABC):
         out after a newer one. Returns the publications made."""
 
     @abstractmethod
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time this node's lost connection to the broker is back (its
+        topics' missed publications replayed or marked for resync by then). Notices that
+        keep no history (revocations) may have been missed meanwhile: the gateway rechecks."""
+
+    @abstractmethod
     async def history(self, topic: str, since: int, epoch: str | None) -> HistoryResult:
         """Publications with seq > ``since`` if the history (of the same epoch) still has them."""
 

@@ -189,6 +189,7 @@ class Gateway:
         # fork check), ~2 % of a chess move when called per frame.
         self._loop = asyncio.get_running_loop()
         await self.broker.start(self._deliver)
+        self.broker.on_reconnect(self._recheck_all)
         await self.broker.subscribe(NOTICE_TOPIC)
         self._refresher = asyncio.create_task(self._refresh_presence())
         self.auth.role_hooks.append(self._role_changed)
@@ -727,6 +728,11 @@ class Gateway:
     async def _broadcast(self, revocation: Revocation) -> None:
         self._apply(revocation)
         await self.broker.publish(NOTICE_TOPIC, revocation.notice(), ephemeral=True)
+
+    def _recheck_all(self) -> None:
+        """The broker connection is back: revocations other nodes made meanwhile were not
+        heard (they keep no history), so every subscription is checked again."""
+        self._apply(Revocation.of("*", "access_changed", None, True, self.node_id))
 
     def _on_notice(self, pub: Publication) -> None:
         """Another node's revocation (this node's own were applied when made)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,9 @@ class MemoryBroker(Broker):
 
     async def stop(self) -> None:
         self._handler = None
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """In process: there is no connection to lose, so ``callback`` is never due."""
 
     async def subscribe(self, topic: str) -> None:
         self._subscribed.add(topic)

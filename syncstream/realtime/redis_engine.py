@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -154,6 +154,7 @@ class RedisBroker(Broker):
         # (seq, epoch) of the last publication delivered per subscribed topic
         self._seen: dict[str, tuple[int, str]] = {}
         self._handler: PublicationHandler | None = None
+        self._reconnected: list[Callable[[], None]] = []
         self._reader: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self.losses = 0  # times the subscription connection was lost
@@ -292,6 +293,8 @@ class RedisBroker(Broker):
                     await self._pubsub.subscribe(*(self._channel_prefix + t for t in self._topics))
                 if lost:  # subscribed again: what arrives from now on is not missed
                     await self._recover()
+                    for callback in self._reconnected:
+                        callback()
                     self.reconnects += 1
                     log.info("realtime.redis_back", topics=len(self._topics))
                     lost = False
@@ -328,6 +331,9 @@ class RedisBroker(Broker):
                     raise RedisConnectionError("Redis did not answer a PING in time")
                 await pubsub.ping()
                 heard, pinged = now, True
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        self._reconnected.append(callback)
 
     async def _recover(self) -> None:
         """Replay each subscribed topic's publications since the last one delivered, or
