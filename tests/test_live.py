@@ -173,13 +173,14 @@ async def test_publish_then_read_hls_back(live: Live) -> None:
     assert (await ffmpeg.wait()) == 0
     await asyncio.sleep(0.5)
     text = await live.playlist("alice")
-    init = await live.fetch("alice", "init-0.mp4")
+    (init_uri,) = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', text)
+    init = await live.fetch("alice", init_uri)
     media = b""
-    for seg in re.findall(r"^seg-\d+\.m4s$", text, re.M):
+    for seg in re.findall(r"^seg-[0-9a-z]+-\d+\.m4s$", text, re.M):
         media += await live.fetch("alice", seg)
     # The segment still open when the publisher left is available as parts.
     tail = text.rsplit("seg-", 1)[-1]
-    for part in re.findall(r'^#EXT-X-PART:.*URI="(part-[\d.]+\.m4s)"', tail, re.M):
+    for part in re.findall(r'^#EXT-X-PART:.*URI="(part-[0-9a-z]+-\d+\.m4s)"', tail, re.M):
         media += await live.fetch("alice", part)
     found = probe(init + media)
     assert found["video"] == ("h264", 320, 240)
@@ -237,15 +238,18 @@ async def test_ll_hls_playlist_follows_the_spec(live: Live) -> None:
                 assert segment["parts"][0][2], "segments start with an independent part"
         for duration, _, _ in [p for s in doc["segments"] for p in s["parts"]] + doc["open_parts"]:
             assert duration <= part_target * 1.5
-        hint = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-(\d+)\.(\d+)\.m4s"', text)
+        hint = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"', text)
         assert hint, "a live playlist announces the next part"
-        msn, part = int(hint.group(1)), int(hint.group(2))
-        # Blocking playlist reload: returns once the hinted part exists, and lists it.
+        # Blocking playlist reload for the part after the last one listed (RFC 8216bis 6.2.5.2):
+        # returns once the hinted part exists, and lists it.
+        msn = int(tags["#EXT-X-MEDIA-SEQUENCE"]) + len(doc["segments"])
+        part = len(doc["open_parts"])
         blocked = await live.playlist("bob", f"?_HLS_msn={msn}&_HLS_part={part}")
-        assert f'URI="part-{msn}.{part}.m4s"' in blocked
+        assert f'URI="{hint.group(1)}"' in blocked
         # Blocking preload-hint part request: the next part is served as soon as it exists.
-        msn2, part2 = re.search(r'PRELOAD-HINT:TYPE=PART,URI="part-(\d+)\.(\d+)', blocked).groups()  # type: ignore[union-attr]
-        data = await live.fetch("bob", f"part-{msn2}.{part2}.m4s")
+        hint2 = re.search(r'PRELOAD-HINT:TYPE=PART,URI="([^"]+)"', blocked)
+        assert hint2 and hint2.group(1) != hint.group(1)
+        data = await live.fetch("bob", hint2.group(1))
         assert data[4:8] == b"moof"
         # Bad blocking requests are refused with a problem, not held.
         for query, code in (
@@ -260,7 +264,8 @@ async def test_ll_hls_playlist_follows_the_spec(live: Live) -> None:
         assert resp.content_type == "application/vnd.apple.mpegurl"
         assert resp.headers["Cache-Control"] == "no-cache"
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
-        async with live.c.session.get(live.c.url("/live/bob/init-0.mp4")) as init:
+        init_uri = re.search(r'#EXT-X-MAP:URI="([^"]+)"', text).group(1)  # type: ignore[union-attr]
+        async with live.c.session.get(live.c.url(f"/live/bob/{init_uri}")) as init:
             assert init.content_type == "video/mp4" and "max-age" in init.headers["Cache-Control"]
     finally:
         ffmpeg.kill()
@@ -270,22 +275,26 @@ async def test_ll_hls_playlist_follows_the_spec(live: Live) -> None:
 async def test_unknown_streams_and_files(live: Live) -> None:
     for path, code in (
         ("/live/nobody/index.m3u8", "stream_not_found"),
-        ("/live/nobody/seg-1.m4s", "stream_not_found"),
+        ("/live/nobody/seg-a-1.m4s", "stream_not_found"),
         ("/api/live/streams/nobody", "stream_not_found"),
     ):
         status, body, _ = await live.c.call("GET", path)
         assert status == 404 and body["code"] == code
     _, key = await live.account("carl")
     ffmpeg = await live.push(key, 4)
-    await live.wait_live("carl")
+    text = await live.wait_live("carl")
+    epoch = re.search(r'#EXT-X-MAP:URI="init-([0-9a-z]+)-0\.mp4"', text).group(1)  # type: ignore[union-attr]
     for file, code in (
-        ("seg-999.m4s", "segment_not_found"),
-        ("init-7.mp4", "init_not_found"),
+        (f"seg-{epoch}-999.m4s", "segment_not_found"),
+        (f"part-{epoch}-1{'0' * 11}.m4s", "too_far_ahead"),
+        (f"init-{epoch}-7.mp4", "init_not_found"),
+        ("seg-zz-999.m4s", "not_found"),  # another session's name
+        ("seg-999.m4s", "not_found"),
         ("../../etc/passwd", "not_found"),
         ("nope.txt", "not_found"),
     ):
         status, body, _ = await live.c.call("GET", f"/live/carl/{file}")
-        assert status == 404 and body["code"] in (code, "not_found"), (file, body)
+        assert status in (400, 404) and body["code"] == code, (file, body)
     await ffmpeg.wait()
 
 
@@ -372,10 +381,10 @@ async def test_reconnect_within_grace_continues_the_playlist(live: Live) -> None
     second = await live.push(key, 4)
     for _ in range(100):
         text = await live.playlist("gina")
-        if "#EXT-X-DISCONTINUITY" in text and "init-1.mp4" in text:
+        if "#EXT-X-DISCONTINUITY" in text and re.search(r"init-[0-9a-z]+-1\.mp4", text):
             break
         await asyncio.sleep(0.1)
-    assert '#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init-1.mp4"' in text
+    assert re.search(r'#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init-[0-9a-z]+-1\.mp4"', text)
     first_uri = before["segments"][0]["uri"]
     assert first_uri in text, "viewers keep the same playlist"
     assert await second.wait() == 0

@@ -1,0 +1,123 @@
+"""LL-HLS delivery with publishers that look like OBS (x264 with B-frames, CBR, 48 kHz AAC)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .test_live import Live, live_server
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("ffmpeg") is None, reason="needs ffmpeg (apt-get install ffmpeg)"
+    ),
+]
+HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"')
+
+
+def obs_args(
+    url: str, seconds: float, *, size: str = "640x360", sample_rate: int = 48000
+) -> list[str]:
+    """An ffmpeg command line publishing like OBS's defaults: x264 CBR with 2 B-frames and a
+    2 s keyframe interval, AAC at 48 kHz stereo."""
+    return [
+        "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        f"sine=frequency=440:sample_rate={sample_rate}",
+        "-ac",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-bf",
+        "2",
+        "-g",
+        "60",
+        "-b:v",
+        "800k",
+        "-minrate",
+        "800k",
+        "-maxrate",
+        "800k",
+        "-bufsize",
+        "800k",
+        "-x264-params",
+        "nal-hrd=cbr",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        "-ar",
+        str(sample_rate),
+        "-t",
+        str(seconds),
+        "-f",
+        "flv",
+        url,
+    ]
+
+
+async def obs_push(
+    live: Live, key: str, seconds: float, **kwargs: Any
+) -> asyncio.subprocess.Process:
+    args = obs_args(live.url(key), seconds, **kwargs)
+    return await asyncio.create_subprocess_exec(*args, stderr=asyncio.subprocess.PIPE)
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> Any:
+    async with live_server(tmp_path, **{"live.grace_seconds": 1.0}) as server:
+        yield server
+
+
+async def test_every_hinted_part_is_served_across_segment_boundaries(live: Live) -> None:
+    """A player following EXT-X-PRELOAD-HINT never asks for a part that will not exist."""
+    _, key = await live.account("hinted")
+    ffmpeg = await obs_push(live, key, 30)
+    try:
+        text = await live.wait_live("hinted")
+        hint = HINT.search(text)
+        assert hint
+        uri, first_msn = hint.group(1), None
+        seen_msns: set[int] = set()
+        hinted = 0
+        while len(seen_msns) < 5:  # four segment boundaries crossed
+            async with live.c.session.get(live.c.url(f"/live/hinted/{uri}")) as resp:
+                assert resp.status == 200, (uri, await resp.text())
+                assert (await resp.read())[4:8] == b"moof"
+            hinted += 1
+            text = await live.playlist("hinted")
+            listed = [line for line in text.splitlines() if f'URI="{uri}"' in line]
+            assert listed, f"{uri} was served but is not in the playlist"
+            # Which segment the part landed in: count the EXTINFs before it.
+            before = text[: text.index(f'URI="{uri}"')]
+            msn = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1))  # type: ignore[union-attr]
+            msn += before.count("#EXTINF:")
+            first_msn = msn if first_msn is None else first_msn
+            seen_msns.add(msn)
+            nxt = HINT.search(text)
+            assert nxt, text
+            uri = nxt.group(1)
+        assert hinted > 20
+    finally:
+        ffmpeg.kill()
+        await ffmpeg.wait()
