@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from syncstream.media.mp4 import read_tracks
+
 from .test_live import Live, live_server
 
 pytestmark = [
@@ -118,6 +120,30 @@ async def test_every_hinted_part_is_served_across_segment_boundaries(live: Live)
             assert nxt, text
             uri = nxt.group(1)
         assert hinted > 20
+    finally:
+        ffmpeg.kill()
+        await ffmpeg.wait()
+
+
+async def test_48khz_audio_keeps_its_sample_rate(live: Live) -> None:
+    """The sample rate and channels come from the AudioSpecificConfig, not the FLV tag flags
+    (which cannot say 48 kHz), and the audio track is muxed on a 1/48,000 timescale."""
+    _, key = await live.account("hz")
+    ffmpeg = await obs_push(live, key, 20)
+    try:
+        text = await live.wait_live("hz")
+        _, info, _ = await live.c.call("GET", "/api/live/streams/hz")
+        assert info["audio"] == {
+            "kind": "audio",
+            "codec": "aac",
+            "sample_rate": 48000,
+            "channels": 2,
+        }
+        init_uri = re.search(r'#EXT-X-MAP:URI="([^"]+)"', text).group(1)  # type: ignore[union-attr]
+        tracks = read_tracks(await live.fetch("hz", init_uri))
+        assert sorted((t.kind, t.timescale) for t in tracks.values() if t.kind == "audio") == [
+            ("audio", 48000)
+        ]
     finally:
         ffmpeg.kill()
         await ffmpeg.wait()

@@ -25,6 +25,7 @@ import structlog
 from .fmp4 import FRAGMENTED_MP4_OPTIONS, Fragment, FragmentSink
 from .mp4 import Track
 from .readers import PacketCopy, Reader
+from .rtmp.aac import AudioConfig, AudioConfigError, parse_audio_config
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +85,7 @@ class Ingest:
     readers: list[Reader] = field(default_factory=list)
     avc_config: bytes | None = None
     aac_config: bytes | None = None
+    audio: AudioConfig | None = None  # what ``aac_config`` says
     dropped: int = 0
     _waiting: list[_Frame] = field(default_factory=list)
     _output: Any = None
@@ -114,6 +116,10 @@ class Ingest:
         if sound != SOUND_AAC:
             raise MediaError(f"audio format {sound} is not supported; send AAC")
         if payload[1] == 0:
+            try:
+                self.audio = parse_audio_config(payload[2:])
+            except AudioConfigError as exc:
+                raise MediaError(f"unusable AAC configuration: {exc}") from exc
             self._configure(aac=payload[2:])
         else:
             self._frame(_Frame("audio", timestamp, timestamp, True, payload[2:]))
@@ -160,9 +166,15 @@ class Ingest:
             for s in templates.streams
             if s.type in ("video", "audio")
         }
-        self.callbacks.on_tracks(
-            [describe(s) for s in templates.streams if s.type in self._streams]
-        )
+        audio = self._streams.get("audio")
+        if audio is not None and self.audio is not None:
+            # FFmpeg's FLV demuxer takes the rate from the tag flags (always 44.1 kHz for AAC)
+            # until it has decoded audio; the AudioSpecificConfig is the truth. The mp4 muxer
+            # uses this rate as the audio track's timescale.
+            audio.codec_context.sample_rate = self.audio.sample_rate
+            if self.audio.layout is not None:
+                audio.codec_context.layout = self.audio.layout
+        self.callbacks.on_tracks([describe(s) for s in self._streams.values()])
         templates.close()
         self._last_dts = {}
         start = next((i for i, f in enumerate(waiting) if f.kind == "video" and f.keyframe), 0)
