@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from syncstream.media.mp4 import read_tracks
 
+from .support import Client, free_port, spawn_node
 from .test_live import Live, live_server
 
 pytestmark = [
@@ -147,3 +150,74 @@ async def test_48khz_audio_keeps_its_sample_rate(live: Live) -> None:
     finally:
         ffmpeg.kill()
         await ffmpeg.wait()
+
+
+MEDIA_URI = re.compile(r"((?:part|seg|init)-[0-9a-z]+-\d+\.(?:m4s|mp4))")
+
+
+async def test_restart_gives_new_names_and_sigterm_ends_the_playlist(tmp_path: Path) -> None:
+    """Publish, SIGTERM the node, start it again, publish again: no media URL of the second
+    session equals one of the first (caches may hold those), sequence numbers keep growing,
+    and the viewer blocked on the next part at SIGTERM gets the final playlist (ENDLIST)."""
+    rtmp_port = free_port()
+    config = tmp_path / "node.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        "server: {host: 127.0.0.1}\n"
+        f"rtmp: {{enabled: true, host: 127.0.0.1, port: {rtmp_port}}}\n"
+        "logging: {level: warning, access_log: false}\n"
+    )
+    sessions: list[set[str]] = []
+    sequences: list[int] = []
+    async with aiohttp.ClientSession() as http:
+        for round_ in range(2):
+            node = spawn_node(config)
+            publisher: asyncio.subprocess.Process | None = None
+            try:
+                await node.wait_ready()
+                client = Client(node.base, http)
+                token = await (client.register if round_ == 0 else client.login)("phoenix")
+                if round_ == 0:
+                    _, body, _ = await client.call("POST", "/api/auth/stream-key", token, json={})
+                    key = body["key"]
+                url = f"rtmp://127.0.0.1:{rtmp_port}/live/{key}"
+                publisher = await asyncio.create_subprocess_exec(
+                    *obs_args(url, 60), stderr=asyncio.subprocess.PIPE
+                )
+                names: set[str] = set()
+                text = ""
+                for _ in range(300):
+                    status, text, _ = await client.call("GET", "/live/phoenix/index.m3u8")
+                    if status == 200:
+                        names |= set(MEDIA_URI.findall(text))
+                        if text.count("#EXTINF") >= 2:
+                            break
+                    await asyncio.sleep(0.1)
+                assert text.count("#EXTINF") >= 2, text
+                sequences.append(int(re.search(r"MEDIA-SEQUENCE:(\d+)", text).group(1)))  # type: ignore[union-attr]
+                # A viewer waits for a segment two ahead; the node is told to stop meanwhile.
+                last = sequences[-1] + text.count("#EXTINF") - 1
+                blocked = asyncio.ensure_future(
+                    client.call("GET", f"/live/phoenix/index.m3u8?_HLS_msn={last + 2}")
+                )
+                await asyncio.sleep(0.5)
+                assert not blocked.done()
+                node.proc.send_signal(signal.SIGTERM)
+                status, final, _ = await asyncio.wait_for(blocked, 30)
+                assert status == 200, final
+                assert final.endswith("#EXT-X-ENDLIST\n"), final
+                assert "PRELOAD-HINT" not in final
+                names |= set(MEDIA_URI.findall(final))
+                sessions.append(names)
+                assert await asyncio.to_thread(node.proc.wait, 30) == 0
+                # The publisher was cut off by the shutdown.
+                assert await asyncio.wait_for(publisher.wait(), 30) != 0
+            finally:
+                node.stop()
+                if publisher is not None and publisher.returncode is None:
+                    publisher.kill()
+                    await publisher.wait()
+    first, second = sessions
+    assert any(n.startswith("part-") for n in first) and any(n.startswith("seg-") for n in first)
+    assert not first & second, "a media URL was reused across sessions"
+    assert sequences[1] > sequences[0], "the media sequence never goes back"

@@ -153,6 +153,12 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
             headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"},
         )
 
+    async def end_streams(app: web.Application) -> None:
+        """On shutdown (SIGTERM), before in-flight requests are awaited: live playlists get
+        EXT-X-ENDLIST, and viewers blocked on the next part are answered with it."""
+        await service.close()
+
+    app.on_shutdown.append(end_streams)
     app.router.add_get(f"/live/{{name:{NAME}}}/index.m3u8", playlist)
     app.router.add_get(f"/live/{{name:{NAME}}}/master.m3u8", master)
     app.router.add_get(f"/live/{{name:{NAME}}}/{{file}}", media)

@@ -210,8 +210,9 @@ class Timeline:
         return part < len(last.parts) or last.complete
 
     async def wait(self, ready: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``ready()`` (or the stream ended); False on timeout."""
-        if ready():
+        """Wait until ``ready()`` or the stream ended (what is awaited will not come then);
+        False on timeout."""
+        if ready() or self.ended:
             return True
         loop = asyncio.get_running_loop()
         try:
@@ -221,15 +222,15 @@ class Timeline:
                     self._waiters.append(waiter)
                     await waiter
         except TimeoutError:
-            pass
-        return ready()
+            return ready()
+        return True
 
     async def wait_for(self, msn: int, part: int | None, timeout: float) -> bool:
-        """Wait until ``has_part(msn, part)`` (or the stream ended); False on timeout."""
+        """Wait until ``has_part(msn, part)`` or the stream ended; False on timeout."""
         return await self.wait(lambda: self.has_part(msn, part), timeout)
 
     async def wait_for_part(self, number: int, timeout: float) -> bool:
-        """Wait until part ``number`` exists (or the stream ended); False on timeout."""
+        """Wait until part ``number`` exists or the stream ended; False on timeout."""
         return await self.wait(lambda: number < self.next_part, timeout)
 
     def playlist(self) -> bytes:
