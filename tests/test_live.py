@@ -628,8 +628,9 @@ async def test_ffmpeg_ladder_makes_a_multivariant_playlist(tmp_path: Path) -> No
                 if status == 200 and "seg-" in str(rung):
                     break
                 await asyncio.sleep(0.1)
-            init = await live.fetch("ladder", "ladder/small/init.mp4")
-            segment = re.findall(r"^(seg-\d+\.m4s)$", rung, re.M)[0]
+            init_uri = re.search(r'#EXT-X-MAP:URI="([^"]+)"', rung).group(1)  # type: ignore[union-attr]
+            init = await live.fetch("ladder", f"ladder/small/{init_uri}")
+            segment = re.findall(r"^(seg-[0-9a-z]+-\d+\.m4s)$", rung, re.M)[0]
             data = init + await live.fetch("ladder", f"ladder/small/{segment}")
             with av.open(io.BytesIO(data)) as container:
                 video = container.streams.video[0]

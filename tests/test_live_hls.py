@@ -11,9 +11,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from syncstream.media.mp4 import read_tracks
 
+from .browser import CHROMIUM, chromium_page
 from .support import Client, free_port, spawn_node
 from .test_live import Live, live_server
 
@@ -221,3 +223,83 @@ async def test_restart_gives_new_names_and_sigterm_ends_the_playlist(tmp_path: P
     assert any(n.startswith("part-") for n in first) and any(n.startswith("seg-") for n in first)
     assert not first & second, "a media URL was reused across sessions"
     assert sequences[1] > sequences[0], "the media sequence never goes back"
+
+
+PLAYER_PAGE = """<!doctype html>
+<video id="video" muted autoplay playsinline></video>
+<script src="{server}/static/live/vendor/hls.light.min.js"></script>
+<script>
+  const video = document.getElementById("video");
+  const hls = new Hls({{ lowLatencyMode: true }});
+  hls.on(Hls.Events.ERROR, (_, data) => {{ window.errors.push(data.details); }});
+  window.errors = [];
+  window.hls = hls;
+  hls.loadSource("{server}/live/{stream}/master.m3u8");
+  hls.attachMedia(video);
+</script>
+"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+async def test_hls_js_can_force_every_rung_of_the_ladder(tmp_path: Path) -> None:
+    """hls.js in Chromium, told to play each level of the master playlist, shows its size."""
+    ladder = [
+        {"name": "360p", "height": 360, "video_kbps": 500, "audio_kbps": 64},
+        {"name": "240p", "height": 240, "video_kbps": 250, "audio_kbps": 64},
+    ]
+    async with live_server(tmp_path, **{"live.ladder": ladder}) as live:
+        _, key = await live.account("rungs")
+        ffmpeg = await obs_push(live, key, 120, size="640x480")
+        page_app = web.Application()
+        html = PLAYER_PAGE.format(server=live.c.base, stream="rungs")
+
+        async def page(_: web.Request) -> web.Response:
+            return web.Response(text=html, content_type="text/html")
+
+        page_app.router.add_get("/", page)
+        runner = web.AppRunner(page_app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            await live.wait_live("rungs")
+            text = ""
+            for _ in range(300):
+                status, text, _ = await live.c.call("GET", "/live/rungs/master.m3u8")
+                if status == 200 and text.count("#EXT-X-STREAM-INF") == 3:
+                    break
+                await asyncio.sleep(0.1)
+            for height in (480, 360, 240):
+                assert re.search(
+                    rf"RESOLUTION=\d+x{height},CODECS=\"avc1\.[0-9a-f]{{6}},mp4a\.40\.2\"", text
+                ), text
+            async with chromium_page(f"http://127.0.0.1:{port}/") as page:
+                levels: Any = None
+                for _ in range(300):
+                    levels = await page.evaluate("window.hls && hls.levels.map(l => l.height)")
+                    playing = await page.evaluate("video.currentTime")
+                    if levels and len(levels) == 3 and playing:
+                        break
+                    await asyncio.sleep(0.1)
+                assert levels and sorted(levels) == [240, 360, 480], levels
+                for index, height in sorted(enumerate(levels), key=lambda x: x[1]):
+                    await page.evaluate(f"hls.currentLevel = {index}")
+                    shown = None
+                    for _ in range(300):
+                        shown = await page.evaluate("video.videoHeight")
+                        if shown == height:
+                            break
+                        await asyncio.sleep(0.1)
+                    errors = await page.evaluate("window.errors")
+                    assert shown == height, (index, height, shown, errors)
+                    start = await page.evaluate("video.currentTime")
+                    for _ in range(100):
+                        if await page.evaluate("video.currentTime") > start + 0.5:
+                            break
+                        await asyncio.sleep(0.1)
+                    assert await page.evaluate("video.currentTime") > start + 0.5, "it plays on"
+        finally:
+            await runner.cleanup()
+            ffmpeg.kill()
+            await ffmpeg.wait()

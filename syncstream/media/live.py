@@ -298,6 +298,7 @@ class LiveService:
                 list(self.settings.ladder),
                 self.ladders_dir / stream.name / "ladder",
                 self.settings.segment_seconds,
+                stream.timeline.epoch,
             )
             readers.append(stream.ladder)
         session.readers = readers

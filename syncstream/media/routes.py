@@ -14,6 +14,7 @@ from ..api import Api, Call
 from ..errors import Problem
 from .hls.timeline import Timeline
 from .live import LiveService, LiveStream
+from .mp4 import read_media_info
 from .webrtc.whep import register_whep_routes
 
 STATIC = Path(__file__).parent / "static"
@@ -31,7 +32,10 @@ PART_RE = re.compile(r"^part-([0-9a-z]{1,12})-(\d{1,12})\.m4s$")
 SEGMENT_RE = re.compile(r"^seg-([0-9a-z]{1,12})-(\d{1,15})\.m4s$")
 INIT_RE = re.compile(r"^init-([0-9a-z]{1,12})-(\d{1,6})\.mp4$")
 PLAYLIST_HEADERS = {"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"}
-LADDER_FILE_RE = re.compile(r"^(index\.m3u8|init\.mp4|seg-\d{1,9}\.m4s)$")
+# FFmpeg's names for a rendition: init-<epoch>-<rendition>.mp4, seg-<epoch>-<n>.m4s.
+LADDER_FILE_RE = re.compile(
+    r"^(index\.m3u8|init-[0-9a-z]{1,12}-[a-z0-9_-]{1,16}\.mp4|seg-[0-9a-z]{1,12}-\d{1,9}\.m4s)$"
+)
 
 
 def _stream(service: LiveService, name: str) -> LiveStream:
@@ -145,8 +149,9 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
         stream = _stream(service, request.match_info["name"])
         if stream.ladder is None:
             raise Problem(404, "no_ladder", "this server has no bitrate ladder (live.ladder)")
-        video = next((t for t in stream.tracks if t.kind == "video"), None)
-        text = stream.ladder.master_playlist(int(stream.sample_bitrate() * 1000), video)
+        inits = stream.timeline.inits
+        source = read_media_info(inits[max(inits)]) if inits else None
+        text = stream.ladder.master_playlist(int(stream.sample_bitrate() * 1000), source)
         return web.Response(
             text=text,
             content_type=PLAYLIST_TYPE,
