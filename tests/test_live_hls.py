@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import signal
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -303,3 +305,47 @@ async def test_hls_js_can_force_every_rung_of_the_ladder(tmp_path: Path) -> None
             await runner.cleanup()
             ffmpeg.kill()
             await ffmpeg.wait()
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+async def test_publish_sessions_leave_nothing_behind(tmp_path: Path) -> None:
+    """A stream's media is freed by reference counting once the stream is over: nothing waits
+    for the cyclic collector (which the server's GC policy runs every 15 minutes). Per session
+    the timeline, its parts and the session are gone, and RSS stays flat over the cycles
+    (``python -m benchmarks.live_sessions`` runs 100 cycles)."""
+    overrides = {
+        "live.grace_seconds": 0.0,
+        "live.window_segments": 3,
+        "live.segment_seconds": 1.0,
+        "live.thumbnail_seconds": 1.0,
+    }
+    async with live_server(tmp_path, **overrides) as live:
+        _, key = await live.account("cycles")
+        service = live.core.media.live  # type: ignore[union-attr]
+        sizes: list[float] = []
+        for cycle in range(6):
+            publisher = await obs_push(live, key, 3)
+            await live.wait_live("cycles")
+            stream = service.streams["cycles"]
+            refs = [weakref.ref(stream), weakref.ref(stream.timeline)]
+            refs += [weakref.ref(p) for s in stream.timeline.segments for p in s.parts]
+            session = stream.session
+            assert session is not None
+            refs.append(weakref.ref(session))
+            del stream, session
+            assert await publisher.wait() == 0
+            for _ in range(300):
+                if "cycles" not in service.streams:
+                    break
+                await asyncio.sleep(0.05)
+            assert "cycles" not in service.streams
+            await asyncio.sleep(0.2)  # the session's last tasks finish
+            alive = [r() for r in refs if r() is not None]
+            assert not alive, f"session {cycle}: {[type(o).__name__ for o in alive]} still alive"
+            sizes.append(rss_mb())
+        # The first sessions warm caches up (codecs, thread arenas); after that, flat.
+        assert sizes[-1] - sizes[1] < 4 * 2.0, sizes

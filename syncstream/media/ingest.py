@@ -67,6 +67,13 @@ class IngestCallbacks:
     on_fragment: Callable[[Fragment], None]
 
 
+def _ignore(_: Any) -> None:
+    return None
+
+
+DETACHED = IngestCallbacks(_ignore, _ignore, _ignore)  # what a finished ingest calls
+
+
 @dataclass
 class _Frame:
     kind: str
@@ -89,6 +96,7 @@ class Ingest:
     dropped: int = 0
     _waiting: list[_Frame] = field(default_factory=list)
     _output: Any = None
+    _sink: FragmentSink | None = None
     _streams: dict[str, Any] = field(default_factory=dict)
     _last_dts: dict[str, int] = field(default_factory=dict)
 
@@ -158,7 +166,7 @@ class Ingest:
         waiting, self._waiting = self._waiting, []
         waiting.remove(trigger)
         templates = open_templates(self.avc_config, self.aac_config, [*waiting, trigger])
-        sink = FragmentSink(self._on_init, self.callbacks.on_fragment)
+        sink = self._sink = FragmentSink(self._on_init, self.callbacks.on_fragment)
         options = {**FRAGMENTED_MP4_OPTIONS, "frag_duration": str(int(self.part_seconds * 1e6))}
         self._output = av.open(sink, mode="w", format="mp4", options=options)
         self._streams = {
@@ -221,12 +229,23 @@ class Ingest:
                 output.close()
             except (av.FFmpegError, ValueError) as exc:
                 log.warning("ingest.close_failed", error=str(exc))
+        if self._sink is not None:
+            self._sink.release()
+            self._sink = None
+        self._streams = {}
 
     def finish(self) -> None:
-        """The publisher is gone: flush, and stop the readers."""
+        """The publisher is gone: flush, stop the readers, and let go of the callbacks.
+
+        The callbacks refer back to the publish session (which holds this ingest): dropping
+        them lets reference counting free the session and its stream's media at once,
+        instead of a cycle waiting for the garbage collector's next full sweep."""
         self.close()
         for reader in self.readers:
             reader.close()
+        self.readers = []
+        self.callbacks = DETACHED
+        self._waiting = []
 
 
 def open_templates(avc: bytes | None, aac: bytes | None, frames: list[_Frame]) -> Any:

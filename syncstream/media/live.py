@@ -70,6 +70,7 @@ class PublishSession:
         if not self.finished:
             self.finished = True
             self.ingest.finish()
+            self.readers = []  # the readers' callbacks refer back to this session
             self.on_finished(self)
 
 
@@ -354,6 +355,7 @@ class LiveService:
         )
 
     async def _end(self, stream: LiveStream, reason: str) -> None:
+        stream.grace = None  # its callback refers to the stream
         if stream.state == "ended" or stream.session is not None:
             return
         stream.state = "ended"
