@@ -62,8 +62,10 @@ def main() -> None:
             url = f"rtmp://127.0.0.1:{rtmp_port}/live/{key}"
             for cycle in range(args.cycles):
                 subprocess.run(
-                    ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(source)]
-                    + ["-t", str(args.seconds), "-c", "copy", "-f", "flv", url],
+                    [
+                        *("ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(source)),
+                        *("-t", str(args.seconds), "-c", "copy", "-f", "flv", url),
+                    ],
                     check=True,
                 )
                 asyncio.run(wait_gone(node.url, "bench0"))
