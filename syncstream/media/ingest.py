@@ -174,6 +174,7 @@ class Ingest:
             for s in templates.streams
             if s.type in ("video", "audio")
         }
+        tracks = [describe(s) for s in templates.streams if s.type in self._streams]
         audio = self._streams.get("audio")
         if audio is not None and self.audio is not None:
             # FFmpeg's FLV demuxer takes the rate from the tag flags (always 44.1 kHz for AAC)
@@ -182,7 +183,11 @@ class Ingest:
             audio.codec_context.sample_rate = self.audio.sample_rate
             if self.audio.layout is not None:
                 audio.codec_context.layout = self.audio.layout
-        self.callbacks.on_tracks([describe(s) for s in self._streams.values()])
+            for track in tracks:
+                if track.kind == "audio":
+                    track.sample_rate = self.audio.sample_rate
+                    track.channels = self.audio.channels or track.channels
+        self.callbacks.on_tracks(tracks)
         templates.close()
         self._last_dts = {}
         start = next((i for i, f in enumerate(waiting) if f.kind == "video" and f.keyframe), 0)
