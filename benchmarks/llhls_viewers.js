@@ -69,6 +69,7 @@ async function viewer(until) {
   let res = await get(agent, "index.m3u8");
   if (res.status !== 200) {
     errors += 1;
+    statuses[res.status] = (statuses[res.status] || 0) + 1;
     return;
   }
   let text = res.body.toString();
