@@ -86,32 +86,30 @@ async def hls_viewer(base: str, seconds: float) -> list[int]:
             if resp.status == 200 and "PRELOAD-HINT" in text:
                 break
             await asyncio.sleep(0.1)
-        hint = re.search(r'PRELOAD-HINT:TYPE=PART,URI="part-(\d+)\.(\d+)\.m4s"', text)
-        assert hint, text
-        msn, part = int(hint.group(1)), int(hint.group(2))
-        # Start at the next independent part: wait for the next segment's first part.
-        msn, part = msn + 1, 0
-        # The newest init section (a publisher that reconnected made another one).
-        init = re.findall(r'EXT-X-MAP:URI="(?:[^"]*/)?(init-\d+\.mp4)"', text)[-1]
-        async with session.get(f"{base}/{init}") as resp:
+        hint = re.search(r'PRELOAD-HINT:TYPE=PART,URI="([^"]+)"', text)
+        init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', text)
+        assert hint and init, text
+        uri = hint.group(1)
+        async with session.get(f"{base}/{init.group(1)}") as resp:
             reader.parts.put(await resp.read())
         decoder.start()
+        started = False
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            async with session.get(f"{base}/part-{msn}.{part}.m4s") as resp:  # blocks until ready
-                if resp.status == 404:
-                    # The hinted part never came: the segment ended there. Next segment.
-                    msn, part = msn + 1, 0
-                    continue
+            async with session.get(f"{base}/{uri}") as resp:  # blocks until the part exists
                 if resp.status != 200:
                     break
-                reader.parts.put(await resp.read())
-            async with session.get(f"{base}/index.m3u8?_HLS_msn={msn}&_HLS_part={part}") as resp:
+                data = await resp.read()
+            async with session.get(f"{base}/index.m3u8") as resp:
                 text = await resp.text()
-            nxt = re.search(r'PRELOAD-HINT:TYPE=PART,URI="part-(\d+)\.(\d+)\.m4s"', text)
+            # Start at an independent part (the decoder needs a keyframe first).
+            started = started or f'URI="{uri}",INDEPENDENT=YES' in text
+            if started:
+                reader.parts.put(data)
+            nxt = re.search(r'PRELOAD-HINT:TYPE=PART,URI="([^"]+)"', text)
             if not nxt:
                 break
-            msn, part = int(nxt.group(1)), int(nxt.group(2))
+            uri = nxt.group(1)
     reader.parts.put(None)
     await asyncio.to_thread(decoder.join, 10)
     return samples

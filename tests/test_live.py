@@ -6,6 +6,7 @@ import asyncio
 import io
 import re
 import shutil
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -181,13 +182,14 @@ async def test_publish_then_read_hls_back(live: Live) -> None:
     assert (await ffmpeg.wait()) == 0
     await asyncio.sleep(0.5)
     text = await live.playlist("alice")
-    init = await live.fetch("alice", "init-0.mp4")
+    (init_uri,) = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', text)
+    init = await live.fetch("alice", init_uri)
     media = b""
-    for seg in re.findall(r"^seg-\d+\.m4s$", text, re.M):
+    for seg in re.findall(r"^seg-[0-9a-z]+-\d+\.m4s$", text, re.M):
         media += await live.fetch("alice", seg)
     # The segment still open when the publisher left is available as parts.
     tail = text.rsplit("seg-", 1)[-1]
-    for part in re.findall(r'^#EXT-X-PART:.*URI="(part-[\d.]+\.m4s)"', tail, re.M):
+    for part in re.findall(r'^#EXT-X-PART:.*URI="(part-[0-9a-z]+-\d+\.m4s)"', tail, re.M):
         media += await live.fetch("alice", part)
     found = probe(init + media)
     assert found["video"] == ("h264", 320, 240)
@@ -245,15 +247,18 @@ async def test_ll_hls_playlist_follows_the_spec(live: Live) -> None:
                 assert segment["parts"][0][2], "segments start with an independent part"
         for duration, _, _ in [p for s in doc["segments"] for p in s["parts"]] + doc["open_parts"]:
             assert duration <= part_target * 1.5
-        hint = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-(\d+)\.(\d+)\.m4s"', text)
+        hint = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"', text)
         assert hint, "a live playlist announces the next part"
-        msn, part = int(hint.group(1)), int(hint.group(2))
-        # Blocking playlist reload: returns once the hinted part exists, and lists it.
+        # Blocking playlist reload for the part after the last one listed (RFC 8216bis 6.2.5.2):
+        # returns once the hinted part exists, and lists it.
+        msn = int(tags["#EXT-X-MEDIA-SEQUENCE"]) + len(doc["segments"])
+        part = len(doc["open_parts"])
         blocked = await live.playlist("bob", f"?_HLS_msn={msn}&_HLS_part={part}")
-        assert f'URI="part-{msn}.{part}.m4s"' in blocked
+        assert f'URI="{hint.group(1)}"' in blocked
         # Blocking preload-hint part request: the next part is served as soon as it exists.
-        msn2, part2 = re.search(r'PRELOAD-HINT:TYPE=PART,URI="part-(\d+)\.(\d+)', blocked).groups()  # type: ignore[union-attr]
-        data = await live.fetch("bob", f"part-{msn2}.{part2}.m4s")
+        hint2 = re.search(r'PRELOAD-HINT:TYPE=PART,URI="([^"]+)"', blocked)
+        assert hint2 and hint2.group(1) != hint.group(1)
+        data = await live.fetch("bob", hint2.group(1))
         assert data[4:8] == b"moof"
         # Bad blocking requests are refused with a problem, not held.
         for query, code in (
@@ -268,7 +273,8 @@ async def test_ll_hls_playlist_follows_the_spec(live: Live) -> None:
         assert resp.content_type == "application/vnd.apple.mpegurl"
         assert resp.headers["Cache-Control"] == "no-cache"
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
-        async with live.c.session.get(live.c.url("/live/bob/init-0.mp4")) as init:
+        init_uri = re.search(r'#EXT-X-MAP:URI="([^"]+)"', text).group(1)  # type: ignore[union-attr]
+        async with live.c.session.get(live.c.url(f"/live/bob/{init_uri}")) as init:
             assert init.content_type == "video/mp4" and "max-age" in init.headers["Cache-Control"]
     finally:
         ffmpeg.kill()
@@ -278,22 +284,26 @@ async def test_ll_hls_playlist_follows_the_spec(live: Live) -> None:
 async def test_unknown_streams_and_files(live: Live) -> None:
     for path, code in (
         ("/live/nobody/index.m3u8", "stream_not_found"),
-        ("/live/nobody/seg-1.m4s", "stream_not_found"),
+        ("/live/nobody/seg-a-1.m4s", "stream_not_found"),
         ("/api/live/streams/nobody", "stream_not_found"),
     ):
         status, body, _ = await live.c.call("GET", path)
         assert status == 404 and body["code"] == code
     _, key = await live.account("carl")
     ffmpeg = await live.push(key, 4)
-    await live.wait_live("carl")
+    text = await live.wait_live("carl")
+    epoch = re.search(r'#EXT-X-MAP:URI="init-([0-9a-z]+)-0\.mp4"', text).group(1)  # type: ignore[union-attr]
     for file, code in (
-        ("seg-999.m4s", "segment_not_found"),
-        ("init-7.mp4", "init_not_found"),
+        (f"seg-{epoch}-999.m4s", "segment_not_found"),
+        (f"part-{epoch}-1{'0' * 11}.m4s", "too_far_ahead"),
+        (f"init-{epoch}-7.mp4", "init_not_found"),
+        ("seg-zz-999.m4s", "not_found"),  # another session's name
+        ("seg-999.m4s", "not_found"),
         ("../../etc/passwd", "not_found"),
         ("nope.txt", "not_found"),
     ):
         status, body, _ = await live.c.call("GET", f"/live/carl/{file}")
-        assert status == 404 and body["code"] in (code, "not_found"), (file, body)
+        assert status in (400, 404) and body["code"] == code, (file, body)
     await ffmpeg.wait()
 
 
@@ -380,10 +390,10 @@ async def test_reconnect_within_grace_continues_the_playlist(live: Live) -> None
     second = await live.push(key, 4)
     for _ in range(100):
         text = await live.playlist("gina")
-        if "#EXT-X-DISCONTINUITY" in text and "init-1.mp4" in text:
+        if "#EXT-X-DISCONTINUITY" in text and re.search(r"init-[0-9a-z]+-1\.mp4", text):
             break
         await asyncio.sleep(0.1)
-    assert '#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init-1.mp4"' in text
+    assert re.search(r'#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init-[0-9a-z]+-1\.mp4"', text)
     first_uri = before["segments"][0]["uri"]
     assert first_uri in text, "viewers keep the same playlist"
     assert await second.wait() == 0
@@ -627,8 +637,9 @@ async def test_ffmpeg_ladder_makes_a_multivariant_playlist(tmp_path: Path) -> No
                 if status == 200 and "seg-" in str(rung):
                     break
                 await asyncio.sleep(0.1)
-            init = await live.fetch("ladder", "ladder/small/init.mp4")
-            segment = re.findall(r"^(seg-\d+\.m4s)$", rung, re.M)[0]
+            init_uri = re.search(r'#EXT-X-MAP:URI="([^"]+)"', rung).group(1)  # type: ignore[union-attr]
+            init = await live.fetch("ladder", f"ladder/small/{init_uri}")
+            segment = re.findall(r"^(seg-[0-9a-z]+-\d+\.m4s)$", rung, re.M)[0]
             data = init + await live.fetch("ladder", f"ladder/small/{segment}")
             with av.open(io.BytesIO(data)) as container:
                 video = container.streams.video[0]
@@ -735,6 +746,15 @@ async def test_recording_is_finished_when_the_server_stops(tmp_path: Path) -> No
         await asyncio.sleep(1)
     await ffmpeg.wait()
     files = list((tmp_path / "data" / "recordings" / "late").iterdir())
-    assert [f.suffix for f in files] == [".mp4"], "finalised, no .part file left"
-    found = probe(files[0].read_bytes())
+    assert not [f for f in files if f.suffix != ".mp4"], "finalised, no .part file left"
+    # Streams end while the node still runs its plugins, so the files plugin adopts the
+    # recording (moves it into the broadcaster's Recordings folder) as on any stream's end.
+    with sqlite3.connect(tmp_path / "data" / "syncstream.db") as db:
+        rows = db.execute(
+            "SELECT id, size FROM files_nodes WHERE name LIKE 'late %.mp4'"
+        ).fetchall()
+    assert len(rows) + len(files) == 1, (rows, files)
+    blobs = [p for r in rows for p in (tmp_path / "data").rglob(f"*{r[0]}*") if p.is_file()]
+    blobs += files
+    found = probe(blobs[0].read_bytes())
     assert found["video"] == ("h264", 320, 240) and found["frames"] > 30

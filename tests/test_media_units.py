@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from fractions import Fraction
 from typing import Any
@@ -60,34 +61,55 @@ async def test_timeline_cuts_segments_on_keyframes_and_rolls() -> None:
     assert len(segments) == 3 and segments[0].msn > 0  # rolled
     assert all(s.parts[0].independent for s in segments)
     assert all(s.duration >= 1.0 for s in segments if s.complete)
-    text = timeline.playlist()
+    text = timeline.playlist().decode()
     target = int(text.split("#EXT-X-TARGETDURATION:")[1].split("\n")[0])
     assert all(round(s.duration) <= target for s in segments) and target <= 2
     assert f"#EXT-X-MEDIA-SEQUENCE:{segments[0].msn}" in text
-    msn, part = timeline.next_position()
-    assert f'PRELOAD-HINT:TYPE=PART,URI="part-{msn}.{part}.m4s"' in text
-    assert timeline.has_part(msn, part - 1) and not timeline.has_part(msn, part)
+    assert f'PRELOAD-HINT:TYPE=PART,URI="{timeline.part_name(timeline.next_part)}"' in text
+    last = segments[-1]
+    assert timeline.has_part(last.msn, len(last.parts) - 1)
+    assert not timeline.has_part(last.msn, len(last.parts))
     # A reconnect brings a new init section: a discontinuity, and the old init stays listed.
     timeline.new_init(b"init1")
     timeline.add(fragment(0.25, True))
-    text = timeline.playlist()
-    assert '#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init-1.mp4"' in text
+    text = timeline.playlist().decode()
+    assert f'#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="{timeline.init_name(1)}"' in text
     timeline.end()
-    assert timeline.playlist().endswith("#EXT-X-ENDLIST\n")
+    assert timeline.playlist().decode().endswith("#EXT-X-ENDLIST\n")
+
+
+async def test_the_preload_hint_names_the_part_that_comes_next() -> None:
+    """Also where the next part is independent and starts a new segment."""
+    timeline = Timeline(target_duration=1.0, part_target=0.25, window=4)
+    timeline.new_init(b"init0")
+    pattern = [True, False, False, False, True, False, False, True, False, False, False, False]
+    boundaries = 0
+    for independent in pattern * 3:
+        if timeline.segments:
+            before = timeline.playlist().decode()
+            hinted = re.search(r'PRELOAD-HINT:TYPE=PART,URI="([^"]+)"', before).group(1)  # type: ignore[union-attr]
+            msn = timeline.segments[-1].msn
+        timeline.add(fragment(0.25, independent))
+        if len(timeline.segments) > 1 or timeline.segments[-1].msn != timeline.first_msn:
+            after = timeline.playlist().decode()
+            assert f'#EXT-X-PART:DURATION=0.25000,URI="{hinted}"' in after
+            boundaries += timeline.segments[-1].msn != msn
+    assert boundaries >= 5
 
 
 async def test_timeline_waiters_wake_up_and_time_out() -> None:
     timeline = Timeline(1.0, 0.25, 5)
     timeline.new_init(b"i")
     timeline.add(fragment(0.25, True))
-    waiter = asyncio.create_task(timeline.wait_for(0, 2, timeout=2.0))
+    msn = timeline.first_msn
+    waiter = asyncio.create_task(timeline.wait_for(msn, 2, timeout=2.0))
     await asyncio.sleep(0.01)
     timeline.add(fragment(0.25, False))
     assert not waiter.done()
     timeline.add(fragment(0.25, False))
     assert await waiter is True
     started = time.monotonic()
-    assert await timeline.wait_for(5, 0, timeout=0.1) is False
+    assert await timeline.wait_for(msn + 5, 0, timeout=0.1) is False
     assert time.monotonic() - started < 0.5
 
 

@@ -102,11 +102,12 @@ class Media:
     async def _publish_stats(self) -> None:
         while True:
             await asyncio.sleep(self.settings.live.stats_seconds)
-            for stream in self.live.live_streams():
-                stream.sample_stats()
-                try:
-                    await self.gateway.publish(
-                        f"live:{stream.name}", stream.public(), ephemeral=True
-                    )
-                except Exception:
-                    log.exception("live.stats_failed", stream=stream.name)
+            await self._send_stats()  # its locals (a stream) go with it, not kept while asleep
+
+    async def _send_stats(self) -> None:
+        for stream in self.live.live_streams():
+            stream.sample_stats()
+            try:
+                await self.gateway.publish(f"live:{stream.name}", stream.public(), ephemeral=True)
+            except Exception:
+                log.exception("live.stats_failed", stream=stream.name)

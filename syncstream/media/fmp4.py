@@ -23,6 +23,14 @@ class Fragment:
     independent: bool
 
 
+def _ignore_init(data: bytes, tracks: dict[int, Track]) -> None:
+    return None
+
+
+def _ignore_fragment(fragment: Fragment) -> None:
+    return None
+
+
 class FragmentSink(io.RawIOBase):
     """Collects muxer output; calls ``on_init`` once and ``on_fragment`` per fragment."""
 
@@ -39,6 +47,17 @@ class FragmentSink(io.RawIOBase):
         self._tracks: dict[int, Track] = {}
         self._timing: Track | None = None
         self._pending_moof: bytes | None = None
+
+    def release(self) -> None:
+        """Let go of the callbacks and buffers once the muxer is closed. PyAV's container and
+        its streams refer to each other, so the container (and this sink) are freed only by
+        the garbage collector's cycle search, which may be a long way off; what the
+        callbacks refer to (the session, the stream's media) must not wait with them."""
+        self._on_init = _ignore_init
+        self._on_fragment = _ignore_fragment
+        self._buffer = bytearray()
+        self._init = bytearray()
+        self._pending_moof = None
 
     def writable(self) -> bool:
         return True

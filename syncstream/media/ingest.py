@@ -25,6 +25,7 @@ import structlog
 from .fmp4 import FRAGMENTED_MP4_OPTIONS, Fragment, FragmentSink
 from .mp4 import Track
 from .readers import PacketCopy, Reader
+from .rtmp.aac import AudioConfig, AudioConfigError, parse_audio_config
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +68,13 @@ class IngestCallbacks:
     on_fragment: Callable[[Fragment], None]
 
 
+def _ignore(_: Any) -> None:
+    return None
+
+
+DETACHED = IngestCallbacks(_ignore, _ignore, _ignore)  # what a finished ingest calls
+
+
 @dataclass
 class _Frame:
     kind: str
@@ -85,11 +93,13 @@ class Ingest:
     readers: list[Reader] = field(default_factory=list)
     avc_config: bytes | None = None
     aac_config: bytes | None = None
+    audio: AudioConfig | None = None  # what ``aac_config`` says
     dropped: int = 0
     bframes: bool = False  # a video tag had a composition offset (pts != dts): B-frames
     _tracks: list[TrackInfo] = field(default_factory=list)
     _waiting: list[_Frame] = field(default_factory=list)
     _output: Any = None
+    _sink: FragmentSink | None = None
     _streams: dict[str, Any] = field(default_factory=dict)
     _last_dts: dict[str, int] = field(default_factory=dict)
 
@@ -122,6 +132,10 @@ class Ingest:
         if sound != SOUND_AAC:
             raise MediaError(f"audio format {sound} is not supported; send AAC")
         if payload[1] == 0:
+            try:
+                self.audio = parse_audio_config(payload[2:])
+            except AudioConfigError as exc:
+                raise MediaError(f"unusable AAC configuration: {exc}") from exc
             self._configure(aac=payload[2:])
         else:
             self._frame(_Frame("audio", timestamp, timestamp, True, payload[2:]))
@@ -162,7 +176,7 @@ class Ingest:
         waiting, self._waiting = self._waiting, []
         waiting.remove(trigger)
         templates = open_templates(self.avc_config, self.aac_config, [*waiting, trigger])
-        sink = FragmentSink(self._on_init, self.callbacks.on_fragment)
+        sink = self._sink = FragmentSink(self._on_init, self.callbacks.on_fragment)
         options = {**FRAGMENTED_MP4_OPTIONS, "frag_duration": str(int(self.part_seconds * 1e6))}
         self._output = av.open(sink, mode="w", format="mp4", options=options)
         self._streams = {
@@ -173,6 +187,18 @@ class Ingest:
         self._tracks = [
             describe(s, self.bframes) for s in templates.streams if s.type in self._streams
         ]
+        audio = self._streams.get("audio")
+        if audio is not None and self.audio is not None:
+            # FFmpeg's FLV demuxer takes the rate from the tag flags (always 44.1 kHz for AAC)
+            # until it has decoded audio; the AudioSpecificConfig is the truth. The mp4 muxer
+            # uses this rate as the audio track's timescale.
+            audio.codec_context.sample_rate = self.audio.sample_rate
+            if self.audio.layout is not None:
+                audio.codec_context.layout = self.audio.layout
+            for track in self._tracks:
+                if track.kind == "audio":
+                    track.sample_rate = self.audio.sample_rate
+                    track.channels = self.audio.channels or track.channels
         self.callbacks.on_tracks(self._tracks)
         templates.close()
         self._last_dts = {}
@@ -220,12 +246,23 @@ class Ingest:
                 output.close()
             except (av.FFmpegError, ValueError) as exc:
                 log.warning("ingest.close_failed", error=str(exc))
+        if self._sink is not None:
+            self._sink.release()
+            self._sink = None
+        self._streams = {}
 
     def finish(self) -> None:
-        """The publisher is gone: flush, and stop the readers."""
+        """The publisher is gone: flush, stop the readers, and let go of the callbacks.
+
+        The callbacks refer back to the publish session (which holds this ingest): dropping
+        them lets reference counting free the session and its stream's media at once,
+        instead of a cycle waiting for the garbage collector's next full sweep."""
         self.close()
         for reader in self.readers:
             reader.close()
+        self.readers = []
+        self.callbacks = DETACHED
+        self._waiting = []
 
 
 def open_templates(avc: bytes | None, aac: bytes | None, frames: list[_Frame]) -> Any:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from ..children import bound
 from ..config import Rendition
 from .ingest import FLV_HEADER, TAG_AUDIO, TAG_VIDEO, flv_tag
+from .mp4 import MediaInfo, read_media_info
 from .readers import PacketCopy
 
 log = structlog.get_logger(__name__)
@@ -30,8 +30,13 @@ MAX_BACKLOG = 8 << 20
 START_AFTER_PACKETS = 20
 
 
-def ffmpeg_args(renditions: list[Rendition], out: Path, segment: float, audio: bool) -> list[str]:
-    """The FFmpeg command line for a set of renditions (no user text becomes an option)."""
+def ffmpeg_args(
+    renditions: list[Rendition], out: Path, segment: float, audio: bool, epoch: str
+) -> list[str]:
+    """The FFmpeg command line for a set of renditions (no user text becomes an option).
+
+    File names carry the stream's epoch, as the source's do: a new session never reuses the
+    name of a segment a cache may still hold."""
     n = len(renditions)
     scales = "".join(f"[v{i}]scale=-2:{r.height}[v{i}out];" for i, r in enumerate(renditions))
     graph = f"[0:v]split={n}" + "".join(f"[v{i}]" for i in range(n)) + ";" + scales.rstrip(";")
@@ -72,8 +77,11 @@ def ffmpeg_args(renditions: list[Rendition], out: Path, segment: float, audio: b
         "delete_segments+independent_segments",
         "-var_stream_map",
         " ".join(stream_map),
+        "-hls_fmp4_init_filename",
+        # FFmpeg fills in %v only when it writes more than one variant.
+        f"init-{epoch}-{renditions[0].name if n == 1 else '%v'}.mp4",
         "-hls_segment_filename",
-        str(out / "%v" / "seg-%d.m4s"),
+        str(out / "%v" / f"seg-{epoch}-%d.m4s"),
         str(out / "%v" / "index.m3u8"),
     ]
     return args
@@ -84,10 +92,14 @@ class Ladder:
 
     name = "ladder"
 
-    def __init__(self, renditions: list[Rendition], directory: Path, segment: float) -> None:
+    def __init__(
+        self, renditions: list[Rendition], directory: Path, segment: float, epoch: str
+    ) -> None:
         self.renditions = renditions
         self.directory = directory
         self.segment = segment
+        self.epoch = epoch
+        self._info: dict[str, MediaInfo] = {}  # rendition -> what its init section says
         self.dropped = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._starting: asyncio.Task[None] | None = None
@@ -144,7 +156,7 @@ class Ladder:
             shutil.rmtree(self.directory)
         for r in self.renditions:
             (self.directory / r.name).mkdir(parents=True, exist_ok=True)
-        args = ffmpeg_args(self.renditions, self.directory, self.segment, audio)
+        args = ffmpeg_args(self.renditions, self.directory, self.segment, audio, self.epoch)
         self._proc = await asyncio.create_subprocess_exec(
             *bound(["ffmpeg", *args]), stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
@@ -175,21 +187,44 @@ class Ladder:
         except TimeoutError:
             self._proc.kill()
 
-    def master_playlist(self, source_bandwidth: int, source: Any) -> str:
-        """The multivariant playlist: the source first, then each rendition."""
+    def rendition_info(self, name: str) -> MediaInfo | None:
+        """Codecs and picture size of a rendition, once FFmpeg has written its init section."""
+        if name not in self._info:
+            # FFmpeg writes the playlist after the init section and the first segment.
+            if not (self.directory / name / "index.m3u8").exists():
+                return None
+            init = self.directory / name / f"init-{self.epoch}-{name}.mp4"
+            try:
+                info = read_media_info(init.read_bytes())
+            except OSError:
+                return None
+            if not info.codecs:
+                return None
+            self._info[name] = info
+        return self._info[name]
+
+    def master_playlist(self, source_bandwidth: int, source: MediaInfo | None) -> str:
+        """The multivariant playlist: the source first, then each rendition that has begun,
+        each with RESOLUTION and CODECS (players pick and switch levels by these)."""
         lines = ["#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-INDEPENDENT-SEGMENTS"]
-        resolution = (
-            f",RESOLUTION={source.width}x{source.height}" if source and source.width else ""
-        )
         lines += [
-            f'#EXT-X-STREAM-INF:BANDWIDTH={max(source_bandwidth, 1)}{resolution},NAME="source"',
+            f"#EXT-X-STREAM-INF:BANDWIDTH={max(source_bandwidth, 1)}{_attributes(source)},"
+            'NAME="source"',
             "index.m3u8",
         ]
         for r in self.renditions:
-            if (self.directory / r.name / "index.m3u8").exists():
+            info = self.rendition_info(r.name)
+            if info is not None:
                 bandwidth = (r.video_kbps + r.audio_kbps) * 1000
                 lines += [
-                    f'#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},NAME="{r.name}"',
+                    f'#EXT-X-STREAM-INF:BANDWIDTH={bandwidth}{_attributes(info)},NAME="{r.name}"',
                     f"ladder/{r.name}/index.m3u8",
                 ]
         return "\n".join(lines) + "\n"
+
+
+def _attributes(info: MediaInfo | None) -> str:
+    if info is None:
+        return ""
+    text = f",RESOLUTION={info.width}x{info.height}" if info.width and info.height else ""
+    return text + (f',CODECS="{",".join(info.codecs)}"' if info.codecs else "")

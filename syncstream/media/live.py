@@ -70,6 +70,7 @@ class PublishSession:
         if not self.finished:
             self.finished = True
             self.ingest.finish()
+            self.readers = []  # the readers' callbacks refer back to this session
             self.on_finished(self)
 
 
@@ -184,9 +185,14 @@ class LiveService:
         self.streams: dict[str, LiveStream] = {}
         self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.closing = False
 
     async def close(self, timeout: float = 30.0) -> None:
-        """Shutdown: flush every session, end every stream, finish recordings (bounded)."""
+        """Shutdown: flush every session, end every stream, finish recordings (bounded).
+
+        Ending a stream puts EXT-X-ENDLIST in its playlist and answers the viewers blocked on
+        it, so this runs while the HTTP server still finishes its in-flight requests."""
+        self.closing = True
         for stream in list(self.streams.values()):
             if stream.session is not None:
                 stream.session.kick("server shutting down")
@@ -198,7 +204,8 @@ class LiveService:
             await self._end(stream, "shutdown")
         await self._drain(timeout)  # recordings being finalised, webhooks
         if self._http is not None:
-            await self._http.close()
+            http, self._http = self._http, None
+            await http.close()
 
     async def _drain(self, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -209,6 +216,8 @@ class LiveService:
 
     async def publish(self, key: str, peer: str, kick: Callable[[str], None]) -> PublishSession:
         """Authorise a publisher and attach it to its stream (new, reconnecting or taken over)."""
+        if self.closing:
+            raise PublishRefused("NetStream.Publish.Denied", "the server is shutting down")
         owner = await self.auth.resolve_stream_key(key)
         if owner is None:
             await self.audit.record("stream.publish_refused", ip=peer, reason="bad_key")
@@ -290,6 +299,7 @@ class LiveService:
                 list(self.settings.ladder),
                 self.ladders_dir / stream.name / "ladder",
                 self.settings.segment_seconds,
+                stream.timeline.epoch,
             )
             readers.append(stream.ladder)
         session.readers = readers
@@ -348,6 +358,7 @@ class LiveService:
         )
 
     async def _end(self, stream: LiveStream, reason: str) -> None:
+        stream.grace = None  # its callback refers to the stream
         if stream.state == "ended" or stream.session is not None:
             return
         stream.state = "ended"

@@ -156,3 +156,69 @@ def read_fragment(
             )
         )
     return result
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a multivariant playlist says of a rendition: RFC 6381 codecs and the picture."""
+
+    codecs: tuple[str, ...]
+    width: int | None = None
+    height: int | None = None
+
+
+def _descriptor(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, payload start, payload end) of an MPEG-4 descriptor (ISO/IEC 14496-1 8.3.3)."""
+    tag, pos, size = data[pos], pos + 1, 0
+    for _ in range(4):
+        byte = data[pos]
+        pos += 1
+        size = (size << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            break
+    return tag, pos, pos + size
+
+
+def _audio_object_type(esds: bytes) -> int | None:
+    """The AAC object type of an ``esds`` payload (the first 5 bits of its AudioSpecificConfig)."""
+    tag, pos, end = _descriptor(esds, 4)  # after version + flags
+    if tag != 0x03:
+        return None
+    flags = esds[pos + 2]
+    pos += 3 + (2 if flags & 0x80 else 0)  # ES_ID, flags, dependsOn_ES_ID
+    if flags & 0x40:
+        pos += 1 + esds[pos]  # URL
+    if flags & 0x20:
+        pos += 2  # OCR_ES_Id
+    tag, pos, end = _descriptor(esds, pos)
+    if tag != 0x04 or esds[pos] != 0x40:  # DecoderConfig of MPEG-4 audio
+        return None
+    tag, pos, end = _descriptor(esds, pos + 13)
+    if tag != 0x05 or end <= pos:
+        return None
+    kind = esds[pos] >> 3
+    if kind == 31 and end > pos + 1:
+        kind = 32 + (((esds[pos] & 0x07) << 3) | (esds[pos + 1] >> 5))
+    return kind
+
+
+def read_media_info(init: bytes) -> MediaInfo:
+    """Codecs (``avc1.PPCCLL``, ``mp4a.40.N``) and the video size of an init section."""
+    codecs: list[str] = []
+    width = height = None
+    for stsd, stsd_end in find(init, [b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"]):
+        for kind, body, end in boxes(init, stsd + 8, stsd_end):
+            try:
+                if kind in (b"avc1", b"avc3") and end - body >= 78:
+                    width, height = struct.unpack_from(">HH", init, body + 24)
+                    for avcc, avcc_end in find(init, [b"avcC"], body + 78, end):
+                        if avcc_end - avcc >= 4:
+                            profile = init[avcc + 1 : avcc + 4].hex()
+                            codecs.append(f"{kind.decode()}.{profile}")
+                elif kind == b"mp4a" and end - body >= 28:
+                    for esds, esds_end in find(init, [b"esds"], body + 28, end):
+                        aot = _audio_object_type(bytes(init[esds:esds_end]))
+                        codecs.append(f"mp4a.40.{aot}" if aot else "mp4a.40.2")
+            except (IndexError, struct.error):
+                continue  # a malformed entry says nothing
+    return MediaInfo(tuple(codecs), width, height)

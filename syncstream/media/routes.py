@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from ..api import Api, Call, parse_natural
 from ..errors import Problem
 from .hls.timeline import Timeline
 from .live import LiveService, LiveStream
+from .mp4 import read_media_info
 from .webrtc.whep import register_whep_routes
 
 STATIC = Path(__file__).parent / "static"
@@ -25,10 +27,15 @@ WATCH_CSP = (
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 MEDIA_TYPE = "video/mp4"
 NAME = r"[a-z0-9][a-z0-9_.-]{0,31}"
-PART_RE = re.compile(r"^part-(\d{1,12})\.(\d{1,6})\.m4s$")
-SEGMENT_RE = re.compile(r"^seg-(\d{1,12})\.m4s$")
-INIT_RE = re.compile(r"^init-(\d{1,6})\.mp4$")
-LADDER_FILE_RE = re.compile(r"^(index\.m3u8|init\.mp4|seg-\d{1,9}\.m4s)$")
+# <kind>-<epoch>-<number>: the epoch (the timeline's start) keeps every session's names apart.
+PART_RE = re.compile(r"^part-([0-9a-z]{1,12})-(\d{1,12})\.m4s$")
+SEGMENT_RE = re.compile(r"^seg-([0-9a-z]{1,12})-(\d{1,15})\.m4s$")
+INIT_RE = re.compile(r"^init-([0-9a-z]{1,12})-(\d{1,6})\.mp4$")
+PLAYLIST_HEADERS = {"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"}
+# FFmpeg's names for a rendition: init-<epoch>-<rendition>.mp4, seg-<epoch>-<n>.m4s.
+LADDER_FILE_RE = re.compile(
+    r"^(index\.m3u8|init-[0-9a-z]{1,12}-[a-z0-9_-]{1,16}\.mp4|seg-[0-9a-z]{1,12}-\d{1,9}\.m4s)$"
+)
 
 
 def _stream(service: LiveService, name: str) -> LiveStream:
@@ -49,20 +56,36 @@ def _int_param(request: web.Request, name: str) -> int | None:
 
 
 def _media(data: bytes, max_age: int) -> web.Response:
+    """Media straight from memory (the bytes object is written as is, never copied here)."""
     return web.Response(
         body=data,
-        content_type=MEDIA_TYPE,
-        headers={"Cache-Control": f"public, max-age={max_age}", "Access-Control-Allow-Origin": "*"},
+        headers={
+            "Content-Type": MEDIA_TYPE,
+            "Cache-Control": f"public, max-age={max_age}",
+            "Access-Control-Allow-Origin": "*",
+        },
     )
+
+
+def _not_yet() -> Problem:
+    return Problem(503, "not_yet_available", "the requested part did not appear in time")
 
 
 async def _wait(timeline: Timeline, msn: int, part: int | None) -> None:
     """Block until a part/segment exists (LL-HLS blocking requests), or fail cleanly."""
-    last_msn = timeline.segments[-1].msn if timeline.segments else -1
-    if msn > last_msn + 2:
+    if msn > timeline.last_msn() + 2:
         raise Problem(400, "too_far_ahead", "that segment is more than two segments in the future")
     if not await timeline.wait_for(msn, part, timeout=timeline.target * 3):
-        raise Problem(503, "not_yet_available", "the requested part did not appear in time")
+        raise _not_yet()
+
+
+async def _wait_part(timeline: Timeline, number: int) -> None:
+    """Block until the numbered part exists (the preload hint), or fail cleanly."""
+    ahead = 2 * math.ceil(timeline.target / timeline.part_target) + 2  # about two segments
+    if number > timeline.next_part + ahead:
+        raise Problem(400, "too_far_ahead", "that part is more than two segments in the future")
+    if not await timeline.wait_for_part(number, timeout=timeline.target * 3):
+        raise _not_yet()
 
 
 def register_live_routes(app: web.Application, api: Api, service: LiveService) -> None:
@@ -77,24 +100,22 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
         if not stream.timeline.segments:
             raise Problem(404, "stream_starting", "the stream has no media yet; retry shortly")
         return web.Response(
-            text=stream.timeline.playlist(),
-            content_type=PLAYLIST_TYPE,
-            headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"},
+            body=stream.timeline.playlist(), content_type=PLAYLIST_TYPE, headers=PLAYLIST_HEADERS
         )
 
     async def media(request: web.Request) -> web.Response:
         stream = _stream(service, request.match_info["name"])
         timeline, file = stream.timeline, request.match_info["file"]
-        if match := PART_RE.match(file):
-            msn, index = int(match.group(1)), int(match.group(2))
-            if not timeline.has_part(msn, index):
-                await _wait(timeline, msn, index)  # the preload hint: block until it exists
-            segment = timeline.segment(msn)
-            if segment is None or index >= len(segment.parts):
+        if (match := PART_RE.match(file)) and match.group(1) == timeline.epoch:
+            number = int(match.group(2))
+            if number >= timeline.next_part:
+                await _wait_part(timeline, number)  # the preload hint: block until it exists
+            part = timeline.part(number)
+            if part is None:
                 raise Problem(404, "part_not_found", "that part is not (or no longer) available")
-            return _media(segment.parts[index].data, 60)
-        if match := SEGMENT_RE.match(file):
-            segment = timeline.segment(int(match.group(1)))
+            return _media(part.data, 60)
+        if (match := SEGMENT_RE.match(file)) and match.group(1) == timeline.epoch:
+            segment = timeline.segment(int(match.group(2)))
             if segment is None or not segment.complete:
                 raise Problem(
                     404, "segment_not_found", "that segment is not (or no longer) available"
@@ -112,8 +133,8 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
                     "Access-Control-Allow-Origin": "*",
                 },
             )
-        if match := INIT_RE.match(file):
-            init = timeline.inits.get(int(match.group(1)))
+        if (match := INIT_RE.match(file)) and match.group(1) == timeline.epoch:
+            init = timeline.inits.get(int(match.group(2)))
             if init is None:
                 raise Problem(404, "init_not_found", "no such initialisation section")
             return _media(init, 300)
@@ -129,14 +150,21 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
         stream = _stream(service, request.match_info["name"])
         if stream.ladder is None:
             raise Problem(404, "no_ladder", "this server has no bitrate ladder (live.ladder)")
-        video = next((t for t in stream.tracks if t.kind == "video"), None)
-        text = stream.ladder.master_playlist(int(stream.sample_bitrate() * 1000), video)
+        inits = stream.timeline.inits
+        source = read_media_info(inits[max(inits)]) if inits else None
+        text = stream.ladder.master_playlist(int(stream.sample_bitrate() * 1000), source)
         return web.Response(
             text=text,
             content_type=PLAYLIST_TYPE,
             headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"},
         )
 
+    async def end_streams(app: web.Application) -> None:
+        """On shutdown (SIGTERM), before in-flight requests are awaited: live playlists get
+        EXT-X-ENDLIST, and viewers blocked on the next part are answered with it."""
+        await service.close()
+
+    app.on_shutdown.append(end_streams)
     app.router.add_get(f"/live/{{name:{NAME}}}/index.m3u8", playlist)
     app.router.add_get(f"/live/{{name:{NAME}}}/master.m3u8", master)
     app.router.add_get(f"/live/{{name:{NAME}}}/{{file}}", media)

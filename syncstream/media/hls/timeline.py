@@ -4,6 +4,17 @@ Parts (fMP4 fragments) arrive in order. A new segment starts at an independent p
 current segment has reached the target duration, so segments are cut on keyframes. The
 timeline renders LL-HLS playlists (RFC 8216bis: EXT-X-PART, EXT-X-PRELOAD-HINT,
 EXT-X-SERVER-CONTROL with CAN-BLOCK-RELOAD) and lets requests wait for a future part.
+
+Names. Whether the next part starts a new segment is only known when it arrives (it depends on
+the keyframe it may begin with), so parts are numbered in one sequence across segments
+(``part-<epoch>-<n>.m4s``): the preload hint always names the part that comes next. Every
+name carries the timeline's epoch (its start time) so no two publish sessions - before and
+after a server restart, say - share a URL that a CDN or browser may have cached. Media and
+discontinuity sequence numbers start from the clock (tenths of a second) so they also keep
+growing across restarts, as a client that reloads the playlist expects.
+
+Serving many blocked viewers. The playlist is rendered once per change and the bytes are
+shared by every request until the next part lands; each waiter holds only its own future.
 """
 
 from __future__ import annotations
@@ -11,16 +22,28 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..fmp4 import Fragment
 
 PLAYLIST_PARTS_SEGMENTS = 3  # the most recent segments keep their parts in the playlist
+DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def base36(value: int) -> str:
+    out = ""
+    while True:
+        value, digit = divmod(value, 36)
+        out = DIGITS[digit] + out
+        if not value:
+            return out
 
 
 @dataclass
 class Part:
-    index: int
+    number: int  # in the timeline's one sequence of parts (its name)
+    index: int  # in its segment (``_HLS_part``)
     duration: float
     independent: bool
     data: bytes
@@ -34,13 +57,20 @@ class Segment:
     started_at: float  # wall clock, for EXT-X-PROGRAM-DATE-TIME
     parts: list[Part] = field(default_factory=list)
     complete: bool = False
+    _data: bytes | None = None
 
     @property
     def duration(self) -> float:
         return sum(p.duration for p in self.parts)
 
     def data(self) -> bytes:
-        return b"".join(p.data for p in self.parts)
+        """The whole segment (joined once, when first asked for after it completed)."""
+        if self._data is None:
+            joined = b"".join(p.data for p in self.parts)
+            if not self.complete:
+                return joined
+            self._data = joined
+        return self._data
 
 
 class Timeline:
@@ -50,14 +80,31 @@ class Timeline:
         self.target = target_duration
         self.part_target = part_target
         self.window = window
+        started = time.time()
+        self.epoch = base36(int(started * 1000))
+        self.first_msn = int(started * 10)
         self.segments: list[Segment] = []
         self.inits: dict[int, bytes] = {}
         self.ended = False
+        self.next_part = 0  # the number of the part to come
+        self._parts: dict[int, Part] = {}
         self._init_seq = -1
-        self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters: list[asyncio.Future[None]] = []
         self._max_duration = target_duration
         self._pending_discontinuity = False
-        self._discontinuity_seq = 0  # discontinuities trimmed out of the window
+        self._discontinuity_seq = self.first_msn  # grows with the discontinuities trimmed off
+        self._rendered: bytes | None = None
+
+    # --- names ----------------------------------------------------------------------------
+
+    def init_name(self, seq: int) -> str:
+        return f"init-{self.epoch}-{seq}.mp4"
+
+    def segment_name(self, msn: int) -> str:
+        return f"seg-{self.epoch}-{msn}.m4s"
+
+    def part_name(self, number: int) -> str:
+        return f"part-{self.epoch}-{number}.m4s"
 
     # --- writing (called on the event loop) -----------------------------------------------
 
@@ -69,6 +116,7 @@ class Timeline:
             self._close_current()
             self._pending_discontinuity = True
         self.ended = False
+        self._notify()
 
     def add(self, fragment: Fragment) -> None:
         current = self.segments[-1] if self.segments else None
@@ -80,7 +128,7 @@ class Timeline:
             if current is not None and not current.complete:
                 self._close_current()
             current = Segment(
-                msn=current.msn + 1 if current else 0,
+                msn=current.msn + 1 if current else self.first_msn,
                 init=self._init_seq,
                 discontinuity=self._pending_discontinuity,
                 started_at=time.time(),
@@ -88,9 +136,16 @@ class Timeline:
             self._pending_discontinuity = False
             self.segments.append(current)
             self._trim()
-        current.parts.append(
-            Part(len(current.parts), fragment.duration, fragment.independent, fragment.data)
+        part = Part(
+            self.next_part,
+            len(current.parts),
+            fragment.duration,
+            fragment.independent,
+            fragment.data,
         )
+        current.parts.append(part)
+        self._parts[part.number] = part
+        self.next_part += 1
         self._notify()
 
     def end(self) -> None:
@@ -109,16 +164,22 @@ class Timeline:
     def _trim(self) -> None:
         excess = len(self.segments) - self.window
         if excess > 0:
-            self._discontinuity_seq += sum(1 for s in self.segments[:excess] if s.discontinuity)
+            for segment in self.segments[:excess]:
+                self._discontinuity_seq += segment.discontinuity
+                for part in segment.parts:
+                    del self._parts[part.number]
             del self.segments[:excess]
             live = {s.init for s in self.segments}
             for seq in [s for s in self.inits if s not in live and s != self._init_seq]:
                 del self.inits[seq]
 
     def _notify(self) -> None:
-        """Wake every waiter: resolve the current future and start a new one."""
-        changed, self._changed = self._changed, asyncio.get_running_loop().create_future()
-        changed.set_result(None)
+        """Drop the rendered playlist and wake every waiter."""
+        self._rendered = None
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -127,6 +188,13 @@ class Timeline:
             return None
         offset = msn - self.segments[0].msn
         return self.segments[offset] if offset < len(self.segments) else None
+
+    def part(self, number: int) -> Part | None:
+        return self._parts.get(number)
+
+    def last_msn(self) -> int:
+        """The media sequence number of the newest segment (or of the one to come)."""
+        return self.segments[-1].msn if self.segments else self.first_msn
 
     def has_part(self, msn: int, part: int | None) -> bool:
         """Whether segment ``msn`` (or its part ``part``) is available yet."""
@@ -141,32 +209,37 @@ class Timeline:
             return last.complete
         return part < len(last.parts) or last.complete
 
-    def next_position(self) -> tuple[int, int]:
-        """(msn, part) of the next part to be published: the preload hint."""
-        last = self.segments[-1] if self.segments else None
-        if last is None:
-            return 0, 0
-        if last.complete:
-            return last.msn + 1, 0
-        return last.msn, len(last.parts)
+    async def wait(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``ready()`` or the stream ended (what is awaited will not come then);
+        False on timeout."""
+        if ready() or self.ended:
+            return True
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                while not (self.ended or ready()):
+                    waiter = loop.create_future()
+                    self._waiters.append(waiter)
+                    await waiter
+        except TimeoutError:
+            return ready()
+        return True
 
     async def wait_for(self, msn: int, part: int | None, timeout: float) -> bool:
-        """Wait until ``has_part(msn, part)`` (or the stream ended); False on timeout."""
+        """Wait until ``has_part(msn, part)`` or the stream ended; False on timeout."""
+        return await self.wait(lambda: self.has_part(msn, part), timeout)
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not (self.ended or self.has_part(msn, part)):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(asyncio.shield(self._changed), remaining)
-            except TimeoutError:
-                return False
-        return self.has_part(msn, part)
+    async def wait_for_part(self, number: int, timeout: float) -> bool:
+        """Wait until part ``number`` exists or the stream ended; False on timeout."""
+        return await self.wait(lambda: number < self.next_part, timeout)
 
-    def playlist(self, base: str = "") -> str:
-        """The LL-HLS media playlist as it stands."""
+    def playlist(self) -> bytes:
+        """The LL-HLS media playlist as it stands (rendered once per change)."""
+        if self._rendered is None:
+            self._rendered = self._render().encode()
+        return self._rendered
+
+    def _render(self) -> str:
         # Every EXTINF rounded to the nearest integer must be <= the target duration (RFC 8216).
         target = max(1, math.floor(self._max_duration + 0.5))
         lines = [
@@ -175,17 +248,16 @@ class Timeline:
             f"#EXT-X-TARGETDURATION:{target}",
             f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={self.part_target * 3:.3f}",
             f"#EXT-X-PART-INF:PART-TARGET={self.part_target:.3f}",
-            f"#EXT-X-MEDIA-SEQUENCE:{self.segments[0].msn if self.segments else 0}",
+            f"#EXT-X-MEDIA-SEQUENCE:{self.segments[0].msn if self.segments else self.first_msn}",
+            f"#EXT-X-DISCONTINUITY-SEQUENCE:{self._discontinuity_seq}",
         ]
-        if self._discontinuity_seq:
-            lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{self._discontinuity_seq}")
         current_init = None
         with_parts = {s.msn for s in self.segments[-PLAYLIST_PARTS_SEGMENTS:]}
         for segment in self.segments:
             if segment.discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
             if segment.init != current_init:
-                lines.append(f'#EXT-X-MAP:URI="{base}init-{segment.init}.mp4"')
+                lines.append(f'#EXT-X-MAP:URI="{self.init_name(segment.init)}"')
                 current_init = segment.init
             lines.append(
                 "#EXT-X-PROGRAM-DATE-TIME:"
@@ -197,14 +269,13 @@ class Timeline:
                     independent = ",INDEPENDENT=YES" if p.independent else ""
                     lines.append(
                         f"#EXT-X-PART:DURATION={p.duration:.5f},"
-                        f'URI="{base}part-{segment.msn}.{p.index}.m4s"{independent}'
+                        f'URI="{self.part_name(p.number)}"{independent}'
                     )
             if segment.complete:
                 lines.append(f"#EXTINF:{segment.duration:.5f},")
-                lines.append(f"{base}seg-{segment.msn}.m4s")
+                lines.append(self.segment_name(segment.msn))
         if self.ended:
             lines.append("#EXT-X-ENDLIST")
         elif self.segments:
-            msn, part = self.next_position()
-            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{base}part-{msn}.{part}.m4s"')
+            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self.part_name(self.next_part)}"')
         return "\n".join(lines) + "\n"

@@ -1,0 +1,138 @@
+"""Concurrent LL-HLS viewers per server core, measured with a Node load client.
+
+The server runs pinned to one core (``taskset``-style affinity, core 0); the publisher
+(``ffmpeg -re -c copy`` of the shared 720p30 3 Mbit/s source) and the load client
+(``benchmarks/llhls_viewers.js``, plain Node) run on the other core. Each viewer follows the
+stream as hls.js does in low-latency mode: for every part a blocking playlist reload
+(``_HLS_msn``/``_HLS_part``) and the preload-hinted part, both held until the part exists. A
+step passes when p99 of the answer delay (behind the first answer for the same part) is below
+one part duration (0.2 s) with no errors. Each viewer count runs ``--runs`` times: median and
+min-max are reported. Also reported: the server's CPU time per answer, and the viewers one
+core could serve at that cost (each viewer asks for two answers per part) - a figure that
+holds when other processes on a shared machine take the core's time and stretch the delays.
+
+    python -m benchmarks.llhls_viewers --viewers 500,1000,1500 --seconds 15 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from .harness import (
+    cpu_seconds,
+    free_port,
+    pin_to,
+    save,
+    start_node,
+    stop,
+    table,
+    temp_dir,
+    write_config,
+)
+from .live import make_source, publishers, syncstream_keys
+
+CLIENT = Path(__file__).with_name("llhls_viewers.js")
+SERVER_CPU, CLIENT_CPU = {0}, {1}
+PART_MS = 200
+
+
+def run_client(base: str, viewers: int, seconds: float) -> dict[str, Any]:
+    node = shutil.which("node")
+    assert node, "needs node"
+    done = subprocess.run(
+        [node, str(CLIENT), base, str(viewers), str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=pin_to(CLIENT_CPU),
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--viewers", type=lambda s: [int(x) for x in s.split(",")], default=[500, 1000, 1500]
+    )
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    source = make_source()
+    rows: list[list[Any]] = [
+        [
+            *("viewers", "answers/s", "p50 ms", "p99 ms", "max ms", "errors"),
+            *("server CPU %", "µs/answer", "viewers/core (CPU)", "pass"),
+        ]
+    ]
+    results: list[dict[str, Any]] = []
+    with temp_dir() as tmp:
+        rtmp_port = free_port()
+        config = write_config(tmp, f"rtmp: {{enabled: true, host: 127.0.0.1, port: {rtmp_port}}}\n")
+        config.write_text(config.read_text().replace("rtmp: {enabled: false}\n", ""))
+        node = start_node(config, cpus=SERVER_CPU)
+        try:
+            (key,) = asyncio.run(syncstream_keys(node.url, 1))
+            pushers = publishers(source, [f"rtmp://127.0.0.1:{rtmp_port}/live/{key}"])
+            time.sleep(4)
+            for count in args.viewers:
+                runs = []
+                for _ in range(args.runs):
+                    before, start = cpu_seconds(node.proc.pid), time.monotonic()
+                    result = run_client(f"{node.url}/live/bench0/", count, args.seconds)
+                    elapsed = time.monotonic() - start
+                    used = cpu_seconds(node.proc.pid) - before
+                    result["server_cpu_percent"] = used / elapsed * 100
+                    # The cost of one answer, whatever else the machine runs; a viewer asks
+                    # for two answers per part.
+                    result["server_us_per_answer"] = used / max(1, result["answers"]) * 1e6
+                    result["viewers_per_core"] = 1e6 / (
+                        result["server_us_per_answer"] * 2 * 1000 / PART_MS
+                    )
+                    result["answers_per_second"] = result["answers"] / args.seconds
+                    runs.append(result)
+                    print(
+                        f"  {count} viewers: p99 {result['p99_ms']:.1f} ms, errors"
+                        f" {result['errors']}, server CPU {result['server_cpu_percent']:.0f} %",
+                        flush=True,
+                    )
+                results.append({"viewers": count, "runs": runs})
+                p99 = [r["p99_ms"] for r in runs]
+                ok = statistics.median(p99) < PART_MS and not any(r["errors"] for r in runs)
+                rows.append(
+                    [
+                        count,
+                        spread([r["answers_per_second"] for r in runs]),
+                        spread([r["p50_ms"] for r in runs]),
+                        spread(p99),
+                        spread([r["max_ms"] for r in runs]),
+                        sum(r["errors"] for r in runs),
+                        spread([r["server_cpu_percent"] for r in runs]),
+                        spread([r["server_us_per_answer"] for r in runs]),
+                        spread([r["viewers_per_core"] for r in runs]),
+                        "yes" if ok else "no",
+                    ]
+                )
+            for proc in pushers:
+                stop(proc)
+        finally:
+            stop(node.proc)
+    print(table(rows))
+    save("llhls_viewers", {"args": vars(args), "results": results})
+
+
+if __name__ == "__main__":
+    main()
