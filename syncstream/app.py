@@ -28,6 +28,7 @@ from .audit import MIGRATIONS as AUDIT_MIGRATIONS
 from .audit import Audit
 from .auth import MIGRATIONS as AUTH_MIGRATIONS
 from .auth import Auth, register_routes
+from .auth.service import refuse_token_in_url
 from .bus import EventBus, create_bus
 from .config import LoadedConfig, Settings
 from .errors import Problem, from_http_exception
@@ -119,6 +120,7 @@ def make_middleware(
         if request.method == "OPTIONS" and cors:
             return web.Response(status=204, headers=cors)
         try:
+            refuse_token_in_url(request)
             response = await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:

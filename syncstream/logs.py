@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -11,6 +13,30 @@ from aiohttp import web
 from .config import LoggingSettings
 
 REDACTED = "[redacted]"
+# Secrets as they may turn up in any log line, whoever wrote it (aiohttp quotes a whole bad
+# header or request line in its errors): our tokens and stream keys by their prefixes,
+# whatever follows "Bearer", and a token= query value.
+SECRETS = re.compile(
+    r"(?:sst|live)_[A-Za-z0-9_-]{32,}"
+    r"|(?<=[Bb]earer)[\s\x00-\x1f\x7f]*[^\s'\",]+"
+    r"|(?<=token=)[^&\s'\",]+"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret in it masked."""
+    return SECRETS.sub(REDACTED, text)
+
+
+def redact_secrets(
+    logger: Any, method: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """The last step before a line is written, for ours and libraries' alike: no string
+    value (message, exception text, fields) keeps a secret."""
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = redact(value)
+    return event_dict
 
 
 def loggable_path(request: web.Request) -> str:
@@ -36,7 +62,7 @@ def configure_logging(settings: LoggingSettings) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, redact_secrets, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
@@ -45,7 +71,12 @@ def configure_logging(settings: LoggingSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact_secrets,
+                renderer,
+            ],
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )
     )

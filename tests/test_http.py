@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import aiohttp
 from openapi_spec_validator import validate
 
 from .files_support import TUS, form_upload, metadata
-from .support import running
+from .support import Client, running, spawn_node
 
 PROBLEM = "application/problem+json"
 
@@ -237,3 +238,44 @@ async def test_problems_are_logged_with_their_code(tmp_path: Path) -> None:
     assert ("http.problem", "invalid_json") in codes
     assert ("http.problem", "invalid_token") in codes
     assert ("ws.error", "unknown_topic") in codes
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(65536), 30)
+    writer.close()
+    return answer
+
+
+async def test_no_token_reaches_the_written_logs_whoever_logs_it(tmp_path: Path) -> None:
+    """What the node really writes (its stderr, JSON lines): requests aiohttp's own parser
+    refuses quote the bad header or request line in its errors, the token with it."""
+    config = tmp_path / "node.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\nrtmp: {{enabled: false}}\n"
+        "logging: {level: info, access_log: true}\n"
+    )
+    node = spawn_node(config)
+    try:
+        await node.wait_ready()
+        async with aiohttp.ClientSession() as session:
+            token = await Client(node.base, session).register("pete")
+            me = "GET /api/auth/me HTTP/1.1\r\nHost: x\r\nAuthorization: "
+            for request in (
+                f"{me}Bearer\x01{token}\r\n\r\n",
+                f"{me}Bearer {token}\x7f\r\n\r\n",
+                f"GET /ws?token={token}&pad={'a' * 9000} HTTP/1.1\r\nHost: x\r\n\r\n",
+                f"GET /healthz?token={token} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ):
+                await _raw(node.port, request.encode("latin-1"))
+            status, problem, _ = await Client(node.base, session).call(
+                "GET", f"/api/live/streams?token={token}"
+            )
+            assert status == 401 and problem["code"] == "token_in_url", "public routes too"
+    finally:
+        node.stop()
+    _, err = node.proc.communicate()
+    assert "Invalid header value" in err and "Got more than" in err, "aiohttp logged them"
+    assert token not in err and token[4:] not in err

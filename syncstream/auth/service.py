@@ -469,18 +469,8 @@ class Auth:
         return Session(User.from_row(row), row["token_id"])
 
     async def session_from_request(self, request: web.Request) -> Session:
-        """Authenticate ``Authorization: Bearer <token>``, the only way on HTTP routes.
-
-        A ``?token=`` is refused (401 ``token_in_url``) rather than ignored, so a client that
-        puts its token where proxies, browser history and access logs keep it learns at once.
-        """
-        if "token" in request.query:
-            raise Problem(
-                401,
-                "token_in_url",
-                "send the token in 'Authorization: Bearer <token>', not in the URL",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        """Authenticate ``Authorization: Bearer <token>``, the only way on HTTP routes (a
+        token in the URL was refused before any handler ran: :func:`refuse_token_in_url`)."""
         return await self._session(request, request.headers.get("Authorization", ""))
 
     async def session_from_handshake(self, request: web.Request) -> Session:
@@ -584,4 +574,21 @@ class Auth:
     async def list_streams(self, user_id: str) -> list[dict[str, Any]]:
         return await self.store.fetchall(
             "SELECT stream, created_at FROM stream_keys WHERE user_id = ? ORDER BY stream", user_id
+        )
+
+
+URL_TOKEN_PARAMS = ("token", "access_token")
+HANDSHAKE_PATH = "/ws"  # browsers cannot set headers on a WebSocket: ?token= is its way
+
+
+def refuse_token_in_url(request: web.Request) -> None:
+    """Every HTTP request but the WebSocket handshake: a token in the query string is refused
+    (401 ``token_in_url``) rather than ignored, on public routes too, so a client that puts
+    its token where proxies, browser history and access logs keep it learns at once."""
+    if request.path != HANDSHAKE_PATH and any(p in request.query for p in URL_TOKEN_PARAMS):
+        raise Problem(
+            401,
+            "token_in_url",
+            "send the token in 'Authorization: Bearer <token>', not in the URL",
+            headers={"WWW-Authenticate": "Bearer"},
         )
