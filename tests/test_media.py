@@ -72,7 +72,8 @@ async def wait_job(c: Client, token: str, job_id: str, timeout: float = 120) -> 
         assert status == 200, job
         return dict(job) if job["status"] in ("done", "failed", "canceled") else None
 
-    job: dict[str, Any] = await eventually(finished, timeout, f"job {job_id} to finish", 0.1)
+    what = f"job {job_id} to finish"
+    job: dict[str, Any] = await eventually(finished, what, timeout=timeout, every=0.1)
     return job
 
 
