@@ -117,9 +117,15 @@ async def test_the_ply_is_each_players_own_idempotency_key(tmp_path: Path) -> No
         # Bob chooses the same key (and even the same move): not his, so it is stale.
         status, problem = await move(c, bob, gid, "e2e4", ply=0)
         assert status == 409 and problem["code"] == "stale_move"
-        status, problem = await move(c, alice, gid, "d2d4", ply=0)  # another move: stale
-        assert status == 409 and problem["code"] in ("stale_move", "not_your_turn")
+        assert problem["detail"] == "ply 0 was your opponent's move (e2e4)"
+        # Alice's retry with another move: stale (not "not your turn"), and it says why.
+        for text in ("d2d4", "d4"):
+            status, problem = await move(c, alice, gid, text, ply=0)
+            assert status == 409 and problem["code"] == "stale_move", problem
+            assert problem["detail"] == "ply 0 was already played with another move (e2e4)"
         white = await c.ws(alice)
+        reply = await white.request("publish", f"chess:{gid}", {"move": "d2d4", "ply": 0})
+        assert reply["code"] == "stale_move", reply
         reply = await white.request("publish", f"chess:{gid}", {"move": "e2e4", "ply": 0})
         assert reply["data"]["state"]["replayed"] and reply["data"]["state"]["ply"] == 1
         status, state = await move(c, bob, gid, "e7e5", ply=1)
