@@ -123,8 +123,9 @@ def register(root: ScopedApi, service: ChessService) -> None:
                 return OK
 
             root.route("POST", api + GAME + f"/{name}", tags=TAGS, summary=name)(act)
-            if name == "claim-victory":  # berserk calls it with a trailing slash
-                root.route("POST", api + GAME + f"/{name}/", tags=TAGS, summary=name)(act)
+            if name == "claim-victory":  # berserk calls it with a trailing slash: served,
+                # but the document lists the route once, as lichess names it
+                root.route("POST", api + GAME + f"/{name}/", documented=False)(act)
 
         @root.route("POST", api + GAME + "/draw/{accept:yes|no|true|false}", tags=TAGS)
         async def draw(call: Call[None]) -> dict[str, Any]:
