@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,8 @@ async def test_a_game_over_websocket_and_http_with_spectators(tmp_path: Path) ->
         status, pgn, _ = await c.call("GET", f"/api/chess/games/{gid}/pgn", carol)
         assert '[White "alice"]' in pgn and '[Result "1-0"]' in pgn and "[%clk" in pgn
         assert "Qxf7#" in pgn and pgn.rstrip().endswith("1-0")
+        clocks = re.findall(r"\[%clk ([^\]]*)\]", pgn)  # lichess's H:MM:SS, whole seconds
+        assert len(clocks) == 7 and all(re.fullmatch(r"\d+:[0-5]\d:[0-5]\d", k) for k in clocks)
         _, mine, _ = await c.call("GET", "/api/chess/games", alice)
         assert [g["id"] for g in mine["games"]] == [gid]
         await watcher.ws.close()
