@@ -100,8 +100,8 @@ def test_the_readme_example_follows_from_the_readme_steps() -> None:
     assert sorted(shuffled(key(seed, "", 0), 2)) == sorted(unshuffled(2))
 
 
-async def test_a_played_shoe_verifies_by_the_readme_alone(tmp_path: Path) -> None:
-    async with running(tmp_path) as c:
+async def test_a_played_shoe_verifies_by_the_readme_alone(tmp_path: Path, backend: str) -> None:
+    async with running(tmp_path, backend) as c:
         alice, bob = await c.register("alice"), await c.register("bob")
         tokens = {await me(c, alice): alice, await me(c, bob): bob}
         t = await table(c, alice, decks=1, penetration=0.25, insurance=False)
