@@ -17,8 +17,10 @@ routes instead of a bound forgotten on some field.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
@@ -42,6 +44,9 @@ _JSON_TYPES = ("application/json", "application/merge-patch+json")
 # The largest magnitude a number in a request may have: integers beyond it lose precision in
 # JSON clients (RFC 7493) and come near the 64-bit limit of the store's integer columns.
 MAX_NUMBER = 2**53 - 1
+# reStructuredText's inline literal (``x``), which docstrings use and Markdown (the language
+# of OpenAPI's texts) shows raw.
+_RST_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
 
 
 def dumps(value: Any) -> str:
@@ -148,6 +153,26 @@ def _document_bounds(schema: Any) -> None:
             _document_bounds(value)
 
 
+def _markdown(document: Any) -> None:
+    """Rewrite every summary and description in ``document`` from the docstrings'
+    reStructuredText literals (``x``) to Markdown code spans (`x`)."""
+    if isinstance(document, list):
+        for item in document:
+            _markdown(item)
+    elif isinstance(document, dict):
+        for key, value in document.items():
+            if key in ("summary", "description") and isinstance(value, str):
+                document[key] = _RST_LITERAL.sub(r"`\1`", value)
+            else:
+                _markdown(value)
+
+
+def doc_summary(handler: Handler) -> str:
+    """A route's summary: the first paragraph of its handler's docstring on one line (its
+    first line alone would cut a wrapped sentence short)."""
+    return " ".join(inspect.cleandoc(handler.__doc__ or "").split("\n\n")[0].split())
+
+
 def path_parameters(path: str) -> list[tuple[str, str | None]]:
     """(name, regex or None) of each ``{name}`` / ``{name:regex}`` in an aiohttp route path.
 
@@ -244,13 +269,16 @@ class Api:
         response: Any = None,
         status: int = 200,
         tags: tuple[str, ...] = (),
+        documented: bool = True,
     ) -> Callable[[Handler], Handler]:
+        """Register ``handler``; ``documented=False`` serves it but keeps it out of the
+        OpenAPI document (an alias some client needs, beside the documented route)."""
+
         def register(handler: Handler) -> Handler:
-            doc = (handler.__doc__ or "").strip().splitlines()
             spec = RouteSpec(
                 method.upper(),
                 path,
-                summary or (doc[0] if doc else handler.__name__),
+                summary or doc_summary(handler) or handler.__name__,
                 auth,
                 body,
                 query,
@@ -260,7 +288,8 @@ class Api:
             )
             route = self.router.add_route(method.upper(), path, self._wrap(handler, spec))
             spec.canonical = route.resource.canonical if route.resource else path
-            self.specs.append(spec)
+            if documented:
+                self.specs.append(spec)
             return handler
 
         return register
@@ -386,6 +415,8 @@ class Api:
         }
         _document_bounds(paths)
         _document_bounds(schemas)
+        _markdown(paths)
+        _markdown(schemas)
         return {
             "openapi": "3.1.0",
             "info": {"title": title, "version": version},

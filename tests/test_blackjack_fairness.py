@@ -100,8 +100,8 @@ def test_the_readme_example_follows_from_the_readme_steps() -> None:
     assert sorted(shuffled(key(seed, "", 0), 2)) == sorted(unshuffled(2))
 
 
-async def test_a_played_shoe_verifies_by_the_readme_alone(tmp_path: Path) -> None:
-    async with running(tmp_path) as c:
+async def test_a_played_shoe_verifies_by_the_readme_alone(tmp_path: Path, backend: str) -> None:
+    async with running(tmp_path, backend) as c:
         alice, bob = await c.register("alice"), await c.register("bob")
         tokens = {await me(c, alice): alice, await me(c, bob): bob}
         t = await table(c, alice, decks=1, penetration=0.25, insurance=False)
@@ -140,27 +140,41 @@ async def test_a_played_shoe_verifies_by_the_readme_alone(tmp_path: Path) -> Non
             status, state = await post(c, alice, tid, "bet", amount=10, request_id=rid())
             assert status == 200, state
             await play_out(c, tid, tokens)
+
+        # A verifier without an account: anonymous HTTP only. The rounds name their shoe; the
+        # retired shoe's document reveals its seed, client seed and the cards it dealt.
+        _, history, _ = await c.call("GET", f"/api/blackjack/rounds?table_id={tid}&limit=200")
+        rounds = [r for r in reversed(history["rounds"]) if r["shoe_id"] == shoe_id]
+        status, shoe, _ = await c.call("GET", f"/api/blackjack/shoes/{shoe_id}")
+        assert status == 200 and shoe["retired_at"] is not None, shoe
+        seed, client_seed = bytes.fromhex(shoe["seed"]), shoe["client_seed"]
+        assert commitment(seed) == committed == shoe["commitment"]
+        assert client_seed == "3:alice-1"
+        played = [card for r in rounds for card in cards_of(r)]
+        assert len(played) == shoe["dealt"] and len(played) >= 13  # the cut card came out
+        assert dealt(seed, client_seed, 1, shoe["dealt"]) == played, "each card as documented"
+        assert shoe["order"] == shuffled(key(seed, client_seed, 0), 1)
+        for count in (0, 52 * 3 + 7):  # the first shuffle; the shuffles after it too
+            status, check, _ = await c.call(
+                "POST", "/api/blackjack/verify",
+                json={"seed": shoe["seed"], "commitment": committed, "decks": 1,
+                      "client_seed": client_seed, "dealt": count},
+            )  # fmt: skip
+            expected = dealt(seed, client_seed, 1, count) if count else shoe["order"]
+            assert status == 200 and check["order"] == expected
+        # The shoe in use keeps its seed and counts no card before its first settled round.
+        _, now, _ = await c.call("GET", f"/api/blackjack/tables/{tid}")
+        status, current, _ = await c.call("GET", f"/api/blackjack/shoes/{now['shoe']['id']}")
+        assert status == 200 and "seed" not in current and "order" not in current
+        assert current["dealt"] == 0 and current["retired_at"] is None
+        # The players' shoe_retired event says what the document says.
         retired: dict[str, Any] = {}
         while not retired:
             (event,) = await sock.events(1, timeout=30)
             if event["data"]["type"] == "shoe_retired":
                 retired = event["data"]
-        seed, client_seed = bytes.fromhex(retired["seed"]), retired["client_seed"]
-        assert retired["shoe_id"] == shoe_id and commitment(seed) == committed
-        assert client_seed == "3:alice-1"
-        _, history, _ = await c.call("GET", f"/api/blackjack/rounds?table_id={tid}&limit=200")
-        played = [card for r in reversed(history["rounds"]) for card in cards_of(r)]
-        assert len(played) == retired["dealt"] and len(played) >= 13  # the cut card came out
-        assert dealt(seed, client_seed, 1, len(played)) == played, "each card as documented"
-        status, shoe, _ = await c.call("GET", f"/api/blackjack/shoes/{shoe_id}")
-        assert status == 200 and shoe["client_seed"] == client_seed
-        assert shoe["order"] == shuffled(key(seed, client_seed, 0), 1)
-        for count in (0, 52 * 3 + 7):  # the first shuffle; the shuffles after it too
-            status, check, _ = await c.call(
-                "POST", "/api/blackjack/verify",
-                json={"seed": retired["seed"], "commitment": committed, "decks": 1,
-                      "client_seed": client_seed, "dealt": count},
-            )  # fmt: skip
-            expected = dealt(seed, client_seed, 1, count) if count else shoe["order"]
-            assert status == 200 and check["order"] == expected
+        assert retired["shoe_id"] == shoe_id
+        assert {k: retired[k] for k in ("seed", "commitment", "client_seed", "decks", "dealt")} == {
+            k: shoe[k] for k in ("seed", "commitment", "client_seed", "decks", "dealt")
+        }
         await sock.ws.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,8 @@ async def test_a_game_over_websocket_and_http_with_spectators(tmp_path: Path) ->
         status, pgn, _ = await c.call("GET", f"/api/chess/games/{gid}/pgn", carol)
         assert '[White "alice"]' in pgn and '[Result "1-0"]' in pgn and "[%clk" in pgn
         assert "Qxf7#" in pgn and pgn.rstrip().endswith("1-0")
+        clocks = re.findall(r"\[%clk ([^\]]*)\]", pgn)  # lichess's H:MM:SS, whole seconds
+        assert len(clocks) == 7 and all(re.fullmatch(r"\d+:[0-5]\d:[0-5]\d", k) for k in clocks)
         _, mine, _ = await c.call("GET", "/api/chess/games", alice)
         assert [g["id"] for g in mine["games"]] == [gid]
         await watcher.ws.close()
@@ -117,9 +120,15 @@ async def test_the_ply_is_each_players_own_idempotency_key(tmp_path: Path) -> No
         # Bob chooses the same key (and even the same move): not his, so it is stale.
         status, problem = await move(c, bob, gid, "e2e4", ply=0)
         assert status == 409 and problem["code"] == "stale_move"
-        status, problem = await move(c, alice, gid, "d2d4", ply=0)  # another move: stale
-        assert status == 409 and problem["code"] in ("stale_move", "not_your_turn")
+        assert problem["detail"] == "ply 0 was your opponent's move (e2e4)"
+        # Alice's retry with another move: stale (not "not your turn"), and it says why.
+        for text in ("d2d4", "d4"):
+            status, problem = await move(c, alice, gid, text, ply=0)
+            assert status == 409 and problem["code"] == "stale_move", problem
+            assert problem["detail"] == "ply 0 was already played with another move (e2e4)"
         white = await c.ws(alice)
+        reply = await white.request("publish", f"chess:{gid}", {"move": "d2d4", "ply": 0})
+        assert reply["code"] == "stale_move", reply
         reply = await white.request("publish", f"chess:{gid}", {"move": "e2e4", "ply": 0})
         assert reply["data"]["state"]["replayed"] and reply["data"]["state"]["ply"] == 1
         status, state = await move(c, bob, gid, "e7e5", ply=1)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+import io
 import random
 
 import chess
+import chess.pgn
 import pytest
 
 from plugins.chess.clock import Clock
-from plugins.chess.game import Game
+from plugins.chess.game import Game, pgn_clock
 from plugins.chess.position import Position
 from syncstream import Problem
 
@@ -233,3 +235,35 @@ def test_the_claimable_flag_agrees_with_the_claim_after_every_ply(seed: int) -> 
             else:
                 assert may and trial.result == "1/2-1/2"
     assert claimable > 0, "the line had claims to check"
+
+
+@pytest.mark.parametrize(
+    ("ms", "clk"),
+    [
+        (299_995, "0:05:00"),  # 5 ms spent: rounds back up, never "0:04:60.0"
+        (299_499, "0:04:59"),
+        (299_500, "0:05:00"),  # half up, as lichess (Centis.roundSeconds)
+        (59_999, "0:01:00"),
+        (59_499, "0:00:59"),
+        (0, "0:00:00"),
+        (-40, "0:00:00"),  # a flag fallen within the grace
+        (3_600_000, "1:00:00"),
+        (10_799_999, "3:00:00"),
+    ],
+)
+def test_a_pgn_clock_is_whole_seconds_as_lichess_writes_it(ms: int, clk: str) -> None:
+    assert pgn_clock(ms) == clk
+
+
+def test_moves_charged_a_few_milliseconds_export_possible_clocks() -> None:
+    game = Game("g1", {"white": WHITE, "black": BLACK}, {"white": "w", "black": "b"}, False,
+                Clock(300_000, 0, None))  # fmt: skip
+    for ply, (uci, now) in enumerate([("e2e4", 0.0), ("e7e5", 0.0), ("g1f3", 0.005),
+                                      ("b8c6", 0.010)]):  # fmt: skip
+        game.play(WHITE if ply % 2 == 0 else BLACK, uci, ply, 0, now)
+    assert [m.white_ms for m in game.moves][-2:] == [299_995, 299_995]
+    exported = chess.pgn.read_game(io.StringIO(game.pgn()))
+    assert exported is not None
+    nodes = list(exported.mainline())
+    assert [n.comment for n in nodes] == ["[%clk 0:05:00]"] * 4
+    assert [n.clock() for n in nodes] == [300.0] * 4

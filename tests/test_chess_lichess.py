@@ -205,6 +205,22 @@ async def test_challenges_declined_canceled_and_refused(tmp_path: Path) -> None:
         )  # fmt: skip
         assert status == 200 and body["variant"]["key"] == "fromPosition", body
         assert body["initialFen"] == "4k3/8/8/8/8/8/4P3/4K3 w - - 0 1"
+        # The limit alone (berserk sends the increment as null): no increment, as 5+0.
+        only_limit = await asyncio.to_thread(alice.challenges.create, "bob", False, clock_limit=300)
+        assert only_limit["timeControl"] == {"type": "clock", "limit": 300, "increment": 0,
+                                             "show": "5+0"}  # fmt: skip
+        status, body, _ = await c.call(
+            "POST", "/api/challenge/bob", c.tokens["alice"], data={"clock.limit": "600"}
+        )
+        assert status == 200 and body["timeControl"]["increment"] == 0, body
+        status, body, _ = await c.call(
+            "POST", "/api/challenge/bob", c.tokens["alice"], data={"clock.increment": "2"}
+        )
+        assert status == 200 and body["timeControl"]["limit"] == 0, body
+        with pytest.raises(ResponseError) as refused:  # no clock and no days: unlimited
+            await asyncio.to_thread(alice.challenges.create, "bob", False)
+        problem = json.loads(refused.value.response.text)  # type: ignore[attr-defined]
+        assert problem["code"] == "invalid_clock"
 
 
 async def test_the_spectator_stream_is_lichess_shaped_and_anonymous(tmp_path: Path) -> None:

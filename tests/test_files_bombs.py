@@ -14,10 +14,14 @@ from typing import Any
 import av
 from PIL import Image
 
+from plugins.files.config import Config
+
 from .files_support import processed, tus_upload
 from .support import Client, running
 
 SIDE = 14100  # 199 M pixels: under twice Pillow's limit, where Pillow only warns
+HUGE = 15000  # 225 M pixels: over twice the limit, where Pillow errs (naming 2x the limit)
+LIMIT = Config().max_pixels  # the tests run with the default files.max_pixels
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -97,6 +101,9 @@ async def test_bombs_are_refused_from_their_headers_with_a_reason(tmp_path: Path
         "screen.gif": (gif((SIDE, SIDE), [(1, 1)]), "image/gif", "image too large"),
         "frame.gif": (gif((1, 1), [(SIDE, SIDE)]), "image/gif", "image too large"),
         "bomb.mkv": (mkv_claiming(SIDE, SIDE), "video/x-matroska", "video too large"),
+        "huge.png": (png_bomb(HUGE, HUGE), "image/png", "image too large"),
+        "huge.jpg": (jpeg_claiming(HUGE, HUGE), "image/jpeg", "image too large"),
+        "huge-frame.gif": (gif((1, 1), [(HUGE, HUGE)]), "image/gif", "image too large"),
     }
     assert len(bombs["bomb.png"][0]) < 400_000, "a few hundred KB claiming 199 M pixels"
     async with running(tmp_path) as c:
@@ -107,6 +114,8 @@ async def test_bombs_are_refused_from_their_headers_with_a_reason(tmp_path: Path
             assert info["thumbnails"] == "failed", (name, info)
             error = info["meta"]["error"]
             assert error.startswith(reason) and "pixels" in error, (name, error)
+            assert f"over {LIMIT} pixels" in error, (name, error)  # our limit, not Pillow's 2x
+            assert str(2 * LIMIT) not in error and "DOS" not in error, (name, error)
             assert info["meta"]["code"] == "media_too_large", info["meta"]
         await assert_pool_works(c, token)
         # Many frames cost nothing more: only the first is decoded, the rest are counted.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -66,7 +67,33 @@ async def test_health_ready_metrics_openapi(tmp_path: Path, backend: str) -> Non
         users = {p["name"]: p for p in spec["paths"]["/api/users"]["get"]["parameters"]}
         assert users["limit"]["schema"]["maximum"] == 500
         assert users["offset"]["schema"]["maximum"] == 2**53 - 1
+        # Each route once: no trailing-slash alias (served for clients that need one) shows.
+        paths = list(spec["paths"])
+        assert [p for p in paths if p.endswith("/") and p != "/"] == []
+        assert len({p.rstrip("/") for p in paths}) == len(paths)
+        assert "/api/board/game/{game_id}/claim-victory" in paths
+        # Summaries and descriptions are Markdown: no reStructuredText ``literal`` shows raw,
+        # and a summary is its docstring's whole first paragraph, not its first line.
+        texts = list(_texts(spec))
+        assert len(texts) > len(paths) and [t for t in texts if "``" in t] == []
+        assert spec["paths"]["/api/node"]["get"]["summary"] == (
+            "What runs on this node: version, plugins, and the links plugins announce (`{url}`"
+            " stands for the node's address) — what the landing page at `/` shows."
+        )
     assert len(gc.callbacks) == gc_callbacks, "the server's GC callbacks go with it"
+
+
+def _texts(document: object) -> Iterator[str]:
+    """Every summary and description in an OpenAPI document."""
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if key in ("summary", "description") and isinstance(value, str):
+                yield value
+            else:
+                yield from _texts(value)
+    elif isinstance(document, list):
+        for item in document:
+            yield from _texts(item)
 
 
 async def test_unknown_route_and_method(tmp_path: Path) -> None:

@@ -246,10 +246,12 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
 
     @api.route("GET", "/shoes/{shoe_id:[0-9a-f]{32}}", auth=read)
     async def shoe(call: Call[None]) -> dict[str, Any]:
-        """A shoe's commitment; once retired, its seed and card order too."""
+        """A shoe's commitment and the cards its settled rounds dealt (``dealt``); once
+        retired, its seed and card order too (the whole first shuffle, and the shuffles
+        after it up to ``dealt`` if a round outran it)."""
         row = await store.fetchone(
-            "SELECT id, table_id, commitment, seed, client_seed, decks, created_at, retired_at"
-            " FROM blackjack_shoes WHERE id = ?",
+            "SELECT id, table_id, commitment, seed, client_seed, decks, dealt, created_at,"
+            " retired_at FROM blackjack_shoes WHERE id = ?",
             call.param("shoe_id"),
         )
         if row is None:
@@ -257,7 +259,10 @@ def register(api: ScopedApi, service: BlackjackService, audit: Audit) -> None:
         if row["retired_at"] is None:
             row.pop("seed")  # never before the shoe is done
             return row
-        order = verify(row["seed"], row["commitment"], row["decks"], 0, row["client_seed"] or "")
+        count = max(row["dealt"] or 0, 52 * row["decks"])
+        order = verify(
+            row["seed"], row["commitment"], row["decks"], count, row["client_seed"] or ""
+        )
         return {**row, "order": order}
 
     @api.route("POST", "/verify", body=VerifyIn, auth="public")

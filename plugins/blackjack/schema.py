@@ -71,4 +71,7 @@ MIGRATIONS: list[Migration] = [
     """,
     # The players' client seed mixed into the shoe's shuffle (set at its first deal).
     "ALTER TABLE blackjack_shoes ADD COLUMN client_seed TEXT",
+    # Cards the shoe dealt in its settled rounds, revealed with its seed for verifiers
+    # (null: a shoe retired before it was recorded).
+    "ALTER TABLE blackjack_shoes ADD COLUMN dealt BIGINT",
 ]

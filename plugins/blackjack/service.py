@@ -151,8 +151,8 @@ class BlackjackService:
     async def _store_shoe(self, table_id: str, shoe: Shoe) -> str:
         shoe_id = new_id()
         await self.store.execute(
-            "INSERT INTO blackjack_shoes (id, table_id, commitment, seed, decks, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO blackjack_shoes (id, table_id, commitment, seed, decks, dealt,"
+            " created_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
             shoe_id, table_id, shoe.commitment, shoe.seed.hex(), shoe.decks, time.time(),
         )  # fmt: skip
         return shoe_id
@@ -337,7 +337,9 @@ class BlackjackService:
                 table.seats[seat_no].user_id, amount, "return",
                 f"return:{table.round_id}:{seat_no}", table.id, table.round_id,
             )[1]  # fmt: skip
-        await self.store.write_batch(statements + self._round_rows(table, now))
+        dealt = ("UPDATE blackjack_shoes SET dealt = ? WHERE id = ?",
+                 (table.shoe.position, live.shoe_id))  # fmt: skip
+        await self.store.write_batch([*statements, *self._round_rows(table, now), dealt])
         big = self.config.big_win
         for seat in table.seats.values():
             net = sum(h.net or 0 for h in seat.hands) + (seat.insurance_net or 0)

@@ -158,10 +158,10 @@ class Game:
         self._live()
         side = self.player(user_id)
         self.seen[side] = now
+        if ply is not None and ply != len(self.moves):  # before the turn: a retry is stale
+            raise Problem(409, "stale_move", self._stale(side, ply))
         if side != self.turn:
             raise Problem(409, "not_your_turn", "it is not your turn")
-        if ply is not None and ply != len(self.moves):
-            raise Problem(409, "stale_move", f"the game is at ply {len(self.moves)}, not {ply}")
         move = self.parse(text)
         if len(self.moves) >= 2:  # clocks run once both sides have moved (as on lichess)
             try:
@@ -192,6 +192,15 @@ class Game:
             return parse_move(before.board, text).uci() == self.moves[ply].uci
         except Problem:
             return False
+
+    def _stale(self, side: str, ply: int) -> str:
+        """Why a move meant for ``ply`` comes too late or too early."""
+        if not 0 <= ply < len(self.moves):
+            return f"the game is at ply {len(self.moves)}, not {ply}"
+        played = self.moves[ply].uci
+        if self._mover(ply) != side:
+            return f"ply {ply} was your opponent's move ({played})"
+        return f"ply {ply} was already played with another move ({played})"
 
     def _mover(self, ply: int) -> str:
         first = "white" if chess.Board(self.initial_fen).turn == chess.WHITE else "black"
@@ -406,12 +415,14 @@ class Game:
             board.push(move)
             node = node.add_variation(move)
             left = record.white_ms if mover == "white" else record.black_ms
-            node.comment = f"[%clk {_clk(left)}]"
+            node.comment = f"[%clk {pgn_clock(left)}]"
         out = io.StringIO()
         print(game, file=out, end="\n")
         return out.getvalue()
 
 
-def _clk(ms: int) -> str:
-    seconds = max(0, ms) / 1000
-    return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{seconds % 60:04.1f}"
+def pgn_clock(ms: int) -> str:
+    """A ``[%clk]`` value as lichess writes it: whole seconds, rounded to the nearest
+    (half up), as ``H:MM:SS`` -- 299,995 ms is ``0:05:00``, never a 60th second."""
+    seconds = (max(0, ms) + 500) // 1000
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -123,8 +123,9 @@ def register(root: ScopedApi, service: ChessService) -> None:
                 return OK
 
             root.route("POST", api + GAME + f"/{name}", tags=TAGS, summary=name)(act)
-            if name == "claim-victory":  # berserk calls it with a trailing slash
-                root.route("POST", api + GAME + f"/{name}/", tags=TAGS, summary=name)(act)
+            if name == "claim-victory":  # berserk calls it with a trailing slash: served,
+                # but the document lists the route once, as lichess names it
+                root.route("POST", api + GAME + f"/{name}/", documented=False)(act)
 
         @root.route("POST", api + GAME + "/draw/{accept:yes|no|true|false}", tags=TAGS)
         async def draw(call: Call[None]) -> dict[str, Any]:
@@ -170,12 +171,13 @@ def register(root: ScopedApi, service: ChessService) -> None:
 
     @root.route("POST", "/challenge/{username:[A-Za-z0-9_.-]{1,64}}", tags=TAGS)
     async def create(call: Call[None]) -> dict[str, Any]:
-        """Challenge a user: ``rated``, ``clock.limit`` and ``clock.increment`` (seconds) or
-        ``days``, ``color``, ``variant`` (standard or fromPosition), ``fen``."""
+        """Challenge a user: ``rated``, ``clock.limit`` and ``clock.increment`` (seconds;
+        either alone means the other is 0) or ``days``, ``color``, ``variant`` (standard or
+        fromPosition), ``fen``."""
         body: ChallengeForm = parse(ChallengeForm, await form(call.request))
-        if body.days is None and (body.clock_limit is None or body.clock_increment is None):
+        if body.days is None and body.clock_limit is None and body.clock_increment is None:
             raise Problem(
-                422, "invalid_clock", "give clock.limit and clock.increment, or days"
+                422, "invalid_clock", "give clock.limit (and clock.increment), or days"
             )  # unlimited games are not played here
         row = await lobby.challenge(
             call.user, call.param("username"), base_ms=(body.clock_limit or 0) * 1000,

@@ -13,6 +13,7 @@ up to that point.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ import av
 from PIL import Image, ImageOps
 
 MAX_VIDEO_SIDE = 16384
+# The size in Pillow's decompression-bomb message, "Image size (N pixels) exceeds limit of …"
+_BOMB_SIZE = re.compile(r"\((\d+) pixels\)")
 JPEG_QUALITY = 82
 IMAGE_TYPES = frozenset(
     {"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/tiff"}
@@ -57,7 +60,11 @@ def _guarded(path: str, max_pixels: int) -> Iterator[None]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise TooLarge(f"image too large: {_reason(exc, path)}") from None
+        # Pillow's own text names its limit (twice ours when it errs rather than warns):
+        # the reason names ours.
+        found = _BOMB_SIZE.search(str(exc))
+        size = f"{int(found[1])} pixels" if found else "the picture"
+        raise TooLarge(f"image too large: {size} is over {max_pixels} pixels") from None
     except MemoryError:
         raise TooLarge("too large to decode within the worker's memory") from None
 
