@@ -16,7 +16,7 @@ from syncstream.bus import Event, RedisBus
 
 from .faults_scenario import alive, run
 from .redis_server import own_redis
-from .support import running
+from .support import eventually, running
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -194,3 +194,40 @@ async def test_a_long_outage_is_handed_over_in_bounded_batches_in_order(
             assert (await sock.request("unsubscribe", topic))["op"] == "reply"
             await asyncio.sleep(0.05)
         assert [e["data"]["message"]["version"] for e in events] == list(range(1, 11))
+
+
+async def test_absence_is_not_believed_while_presence_is_rebuilt(tmp_path: Path) -> None:
+    """Redis restarted empty: presence is gone until each node writes its own again. A
+    claim of victory over an opponent who never left must not win in that window."""
+    async with (
+        own_redis() as redis,
+        running(
+            tmp_path, "postgres",
+            **{"cluster.redis_url": redis.url, "cluster.prefix": "t",
+               "realtime.presence_ttl_seconds": 6},
+        ) as c,
+    ):  # fmt: skip
+        alice, bob = await c.register("alice"), await c.register("bob")
+        _, challenge, _ = await c.call(
+            "POST", "/api/chess/challenges", alice, json={"username": "bob", "color": "white"}
+        )
+        _, game, _ = await c.call("POST", f"/api/chess/challenges/{challenge['id']}/accept", bob)
+        path = f"/api/chess/games/{game['id']}"
+        assert (await c.call("POST", f"{path}/move/e2e4", alice))[0] == 200
+        sock = await c.ws(bob)  # bob watches his game, and never leaves
+        assert (await sock.request("subscribe", f"chess:{game['id']}"))["op"] == "reply"
+        assert c.server is not None and c.server.core is not None
+        broker = c.server.core.gateway.broker
+        await redis.kill()
+        await redis.start()
+        await eventually(lambda: broker.reconnects > 0, "the node is back on Redis")  # type: ignore[attr-defined]
+        status, problem, resp = await c.call("POST", f"{path}/claim_victory", alice)
+        assert status == 503 and problem["code"] == "presence_recovering", problem
+        assert int(resp.headers["Retry-After"]) >= 1
+
+        async def refused_as_present() -> bool:
+            status, problem, _ = await c.call("POST", f"{path}/claim_victory", alice)
+            assert status in (409, 503), problem
+            return status == 409 and problem["code"] == "opponent_present"
+
+        await eventually(refused_as_present, "bob is seen present again")

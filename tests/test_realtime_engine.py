@@ -342,3 +342,19 @@ async def test_a_frozen_redis_is_noticed_and_its_gap_replayed() -> None:
         finally:
             await listener.stop()
             await publisher.stop()
+
+
+@pytest.mark.redis
+async def test_an_idle_healthy_connection_is_not_taken_for_lost() -> None:
+    """Nothing published for several heartbeats: the PINGs are answered, and an answer is a
+    sign of life (the PONG used to be dropped as a subscribe message, so every idle node
+    'lost' Redis every two heartbeats and reconnected)."""
+    async with own_redis() as server:
+        broker = RedisBroker(server.url, f"t{secrets.token_hex(4)}", "n1", 100, 60, heartbeat=1.0)
+        await broker.start(lambda p: None)
+        try:
+            await broker.subscribe("room:a")
+            await asyncio.sleep(5.5)  # five heartbeats of silence
+            assert broker.losses == 0 and broker.reconnects == 0
+        finally:
+            await broker.stop()

@@ -22,7 +22,7 @@ import structlog
 from syncstream import Problem
 from syncstream.bus import EventBus
 from syncstream.filestore import FileStore
-from syncstream.realtime import Gateway
+from syncstream.realtime import BrokerUnavailable, Gateway
 from syncstream.store import Row
 from syncstream.workers import WorkerPool
 
@@ -256,7 +256,10 @@ class Worker:
         self, job_id: str, progress: Progress, topic: str, data: dict[str, Any]
     ) -> None:
         await self.jobs.progress(job_id, progress.percent, progress.speed, progress.eta)
-        await self.gateway.publish(topic, {"type": "progress", **data}, ephemeral=True)
+        # Progress is ephemeral: while the broker is away, the next report (or the stored
+        # figure) says it again.
+        with contextlib.suppress(BrokerUnavailable):
+            await self.gateway.publish(topic, {"type": "progress", **data}, ephemeral=True)
 
     async def _announce(self, row: Row) -> None:
         """A state change: on the user's realtime topic and the bus (``media.job.<status>``)."""

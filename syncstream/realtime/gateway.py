@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import inspect
 import json
+import math
 import re
 import time
 from collections import deque
@@ -170,6 +171,10 @@ class Gateway:
         self._refresher: asyncio.Task[None] | None = None
         self._unlisten: list[Callable[[], None]] = []
         self._revocations = 0  # revocations applied here: a subscribe's check may be stale
+        # After the broker came back (Redis restarted empty) presence lists only the nodes
+        # that refreshed theirs since: until every node has had a refresh period, absence
+        # means nothing and presence answers 503.
+        self._presence_settles_at = 0.0
         self.register(
             Namespace("user", can_subscribe=lambda u, t: u.is_admin or t == f"user:{u.id}")
         )
@@ -189,7 +194,7 @@ class Gateway:
         # fork check), ~2 % of a chess move when called per frame.
         self._loop = asyncio.get_running_loop()
         await self.broker.start(self._deliver)
-        self.broker.on_reconnect(self._recheck_all)
+        self.broker.on_reconnect(self._broker_back)
         await self.broker.subscribe(NOTICE_TOPIC)
         self._refresher = asyncio.create_task(self._refresh_presence())
         self.auth.role_hooks.append(self._role_changed)
@@ -670,22 +675,33 @@ class Gateway:
         return sorted(users.values(), key=lambda u: str(u["username"]))
 
     async def presence_of(self, topic: str) -> list[dict[str, Any]]:
+        """Who is in ``topic`` — 503 ``presence_recovering`` while it may still be missing
+        sockets of other nodes after the broker came back (callers decide on absence)."""
+        wait = self._presence_settles_at - self._loop.time()
+        if wait > 0:
+            raise Problem(
+                503, "presence_recovering",
+                "presence is being rebuilt after the realtime broker came back; retry shortly",
+                headers={"Retry-After": str(math.ceil(wait))}, retry_after=math.ceil(wait),
+            )  # fmt: skip
         return await self._presence_list(topic)
 
     async def _refresh_presence(self) -> None:
-        interval = self.settings.presence_ttl_seconds / 3
         while True:
-            await asyncio.sleep(interval)
-            for n, conn in enumerate(list(self.connections), 1):
-                if n % PRESENCE_BATCH == 0:  # 2,000 sockets in one go held the loop ~8 ms
-                    await asyncio.sleep(0)
-                for topic in list(conn.topics):
-                    namespace = self.namespaces.get(topic.split(":", 1)[0])
-                    if namespace is not None and namespace.presence:
-                        try:
-                            await self.presence.add(topic, conn.id, self._presence_info(conn))
-                        except Exception:
-                            log.exception("presence.refresh_failed", topic=topic)
+            await asyncio.sleep(self.settings.presence_ttl_seconds / 3)
+            await self._refresh_presence_once()
+
+    async def _refresh_presence_once(self) -> None:
+        for n, conn in enumerate(list(self.connections), 1):
+            if n % PRESENCE_BATCH == 0:  # 2,000 sockets in one go held the loop ~8 ms
+                await asyncio.sleep(0)
+            for topic in list(conn.topics):
+                namespace = self.namespaces.get(topic.split(":", 1)[0])
+                if namespace is not None and namespace.presence:
+                    try:
+                        await self.presence.add(topic, conn.id, self._presence_info(conn))
+                    except Exception:
+                        log.exception("presence.refresh_failed", topic=topic)
 
     # --- bans and revocations -------------------------------------------------------------
 
@@ -729,15 +745,24 @@ class Gateway:
         self._apply(revocation)
         await self.broker.publish(NOTICE_TOPIC, revocation.notice(), ephemeral=True)
 
-    def _recheck_all(self) -> None:
-        """The broker connection is back: revocations other nodes made meanwhile were not
-        heard (they keep no history), so every subscription is checked again."""
+    def _broker_back(self) -> None:
+        """The broker connection is back. Revocations other nodes made meanwhile were not
+        heard (they keep no history): every subscription is checked again. Presence may
+        have been lost with it (Redis restarted empty): this node's is written again now,
+        and presence answers wait a refresh period for the other nodes to do the same."""
         self._apply(Revocation.of("*", "access_changed", None, True, self.node_id))
+        self._presence_settles_at = self._loop.time() + self.settings.presence_ttl_seconds / 3
+        task = self._loop.create_task(self._refresh_presence_once())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _on_notice(self, pub: Publication) -> None:
         """Another node's revocation (this node's own were applied when made)."""
         try:
-            revocation = Revocation.from_notice(jsoncodec.loads(pub.frame).get("data"))
+            frame = jsoncodec.loads(pub.frame)
+            if frame.get("op") == "resync":  # the engine's own after a Redis restart
+                return  # (what revocations were missed, the recheck on reconnect covers)
+            revocation = Revocation.from_notice(frame.get("data"))
         except (ValueError, AttributeError):
             log.warning("realtime.bad_revocation", frame=pub.frame[:200])
             return

@@ -285,7 +285,10 @@ class RedisBroker(Broker):
         assert self._listener is not None
         delay, lost = 0.1, False
         while True:
-            self._pubsub = self._listener.pubsub(ignore_subscribe_messages=True)
+            # Subscribe confirmations and PING answers come through too: every word from
+            # Redis counts as a sign of life (ignoring the PONG made an idle node think its
+            # connection lost every two heartbeats).
+            self._pubsub = self._listener.pubsub(ignore_subscribe_messages=False)
             try:
                 # A placeholder channel keeps the connection in subscribe mode with no topics.
                 await self._pubsub.subscribe(f"{self.prefix}:rt:node:{self.node_id}")
