@@ -254,7 +254,7 @@ async def test_hls_vod_package_is_served(tmp_path: Path) -> None:
 async def test_cancel_kills_ffmpeg_and_stores_nothing(tmp_path: Path) -> None:
     async with running(tmp_path) as c:
         token = await c.register("alice")
-        data = await quick_clip(tmp_path / "in.mp4", "1280x720", timeout=40)
+        data = await quick_clip(tmp_path / "in.mp4", 40, "1280x720")
         file_id = await tus_upload(c, token, data, "long.mp4")
         job = await submit(
             c, token, file_id, operation={"op": "convert", "container": "webm", "speed": "veryslow"}
