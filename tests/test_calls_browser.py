@@ -155,6 +155,14 @@ async def test_direct_calls_placed_cancelled_answered_hung_up_and_placed_again(
             )
         assert await callee.is_hidden("#signin")
         assert "token" not in callee.url and "?" not in callee.url
+        # A token that is no good (expired, revoked) gets the form too, and leaves the URL.
+        stale = await browser.page(c.url("/call#token=not-a-token"), "stale")
+        await stale.wait_for_selector("#signin", state="visible", timeout=30_000)
+        assert "token" not in stale.url and await stale.is_hidden("#lobby")
+        await stale.context.close()
+        me = c.url("/api/auth/me")
+        for seen in (f"stale: 401 {me}", f"stale: {REFUSED % 401} (Unauthorized)"):
+            browser.problems.remove(seen)  # the refusal of the bad token
 
         # alice calls off a call nobody answered yet.
         await dial(caller, "bob")
@@ -233,6 +241,10 @@ async def test_host_controls_and_a_screen_shared_twice_in_a_group_call(tmp_path:
 
         # bob shares his screen, stops, shares again: the others see it come and go, his
         # camera flows on throughout.
+        camera_at = """() => [...document.querySelectorAll('#grid figure')]
+          .find(f => f.querySelector('figcaption').textContent === 'bob · camera')
+          .querySelector('video').currentTime"""
+        started = await alice.evaluate(camera_at)
         for sharing in (True, False, True):
             await bob.click("#screen")
             for page in (alice, carol):
@@ -243,6 +255,10 @@ async def test_host_controls_and_a_screen_shared_twice_in_a_group_call(tmp_path:
                     shown = caption(page, "bob · screen")
                     await eventually(lambda shown=shown: _not(shown), "bob's screen tile gone")
         await plays(alice, TILES, "cameras and the screen again", count=3)
+        await eventually(
+            lambda: _check(alice.evaluate(camera_at), lambda now: now > started + 2),
+            "bob's camera still flowing",
+        )
         for page in pages.values():  # the preview covers no tile, on the phone too
             assert await page.evaluate(COVERED) is False
 

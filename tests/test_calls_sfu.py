@@ -123,9 +123,17 @@ async def test_three_peers_through_the_sfu(tmp_path: Path) -> None:
         await alice.request({"moderate": {"action": "unlock", "media": "audio", "user": "all"}})
         assert (await carol.request({"media": {"audio": True}}))["op"] == "reply"
 
-        # Carol shares her screen: a new track, its own label, to everyone.
+        # Carol shares her screen: a new track, its own label, to everyone — once the host
+        # lifts the lock on her screen it placed before (a feed published under a lock is
+        # held back too).
         offers = alice.offers
+        lock = {"action": "mute", "media": "screen", "user": carol.user_id, "lock": True}
+        assert (await alice.request({"moderate": lock}))["op"] == "reply"
         await carol.publish({"screen": ColourTrack("yellow", (640, 360))})
+        await eventually(lambda: alice.feed_of("carol", "screen"), "carol's screen offered")
+        await stops(alice, "carol", "screen")
+        await alice.request({"moderate": {**lock, "action": "unlock"}})
+        assert (await carol.request({"media": {"screen": True}}))["op"] == "reply"
         frames = await alice.frames_of("carol", "screen")
         assert colour_of(frames[-1]) == "yellow" and frames[-1].width == 640
         assert alice.offers > offers
