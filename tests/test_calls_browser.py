@@ -3,8 +3,9 @@ Debian's Chromium, one browser, a context per person). A group call through the 
 each participant joins after the others already publish; one where the host's controls
 (record, mute all with a lock, remove) and a screen share stopped and shared again are
 clicked, one page on a phone's viewport; and 1:1 calls placed (by a user who signs in on the
-page), cancelled, answered, muted and hung up by clicking the page's own buttons, the same
-two pages calling again. No page logs an error (a 4xx/5xx for any request included)."""
+page), cancelled, declined, answered, muted, hung up and removed by clicking the page's own
+buttons, the same two pages calling again and again. No page logs an error (a 4xx/5xx for
+any request included)."""
 
 from __future__ import annotations
 
@@ -172,8 +173,14 @@ async def test_direct_calls_placed_cancelled_answered_hung_up_and_placed_again(
         await callee.wait_for_selector("#incoming li", state="detached", timeout=30_000)
         assert (await call_state(c, alice))["end_reason"] == "cancelled"
         await eventually(lambda: in_lobby(caller), "alice back in the lobby")
+        # bob declines the next one.
+        await dial(caller, "bob")
+        await callee.click("#incoming li .decline")
+        await eventually(lambda: _text(caller, "state", "call declined"), "alice hears no")
+        await eventually(lambda: in_lobby(caller), "alice back in the lobby")
 
-        # alice calls again, bob answers; then bob calls alice from the same pages.
+        # alice calls again, bob answers, bob hangs up; then bob calls alice from the same
+        # pages, and as the host removes her.
         for dialer, answerer, name in ((caller, callee, "bob"), (callee, caller, "alice")):
             await dial(dialer, name)
             await answerer.wait_for_selector("#incoming li .accept", timeout=30_000)
@@ -193,11 +200,16 @@ async def test_direct_calls_placed_cancelled_answered_hung_up_and_placed_again(
                 return who["media"]["audio"] is False
 
             await eventually(muted, "the server hears the caller is muted")
-            await answerer.click("#hangup")
+            assert await answerer.locator("#people .remove").count() == 0  # the host's only
+            if dialer is caller:
+                await answerer.click("#hangup")
+            else:
+                await dialer.click("#people .remove")
             for page in (dialer, answerer):
                 await eventually(lambda page=page: in_lobby(page), "both pages back in the lobby")
             assert (await call_state(c, alice))["status"] == "ended"
-            assert await answerer.inner_text("#state") == "you left the call"
+            left = "you left the call" if dialer is caller else "the host removed you from the call"
+            assert await answerer.inner_text("#state") == left
             assert await dialer.inner_text("#state") == "call ended"
         assert browser.problems == []
 
