@@ -500,7 +500,7 @@
   };
   $("mute").onclick = () => toggle("audio", $("mute"), "Mute", "Unmute");
   $("camera").onclick = () => toggle("video", $("camera"), "Camera off", "Camera on");
-  $("screen").onclick = () => queue(() => call && shareScreen()).catch((err) => show(`screen: ${err.message}`));
+  $("screen").onclick = () => queue(() => call && shareScreen());
   const moderate = (action) => send("publish", call.topic, { moderate: { action, media: "audio", user: "all", lock: true } });
   $("muteall").onclick = () => moderate("mute");
   $("unlock").onclick = () => moderate("unlock");
