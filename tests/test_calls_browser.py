@@ -1,8 +1,11 @@
 """Calls as people make them: Chromium pages on ``/call`` with fake cameras (Playwright driving
 Debian's Chromium, one browser, a context per person). A group call through the SFU where
-each participant joins after the others already publish, and a 1:1 call placed, answered,
-muted and hung up by clicking the page's own buttons. No page logs an error (a 404 for any
-resource included)."""
+each participant joins after the others already publish; one where the host's controls
+(record, mute all with a lock, remove) and a screen share stopped and shared again are
+clicked, one page on a phone's viewport; and 1:1 calls placed (by a user who signs in on the
+page), cancelled, declined, answered, muted, hung up and removed by clicking the page's own
+buttons, the same two pages calling again and again. No page logs an error (a 4xx/5xx for
+any request included)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any
 import pytest
 
 from .browser import CHROMIUM
-from .support import Client, eventually, running
+from .support import PASSWORD, Client, eventually, running
 
 playwright = pytest.importorskip("playwright.async_api")
 pytestmark = [
@@ -27,11 +30,13 @@ FLAGS = [
     "--use-fake-device-for-media-stream=fps=10",  # light enough for four pages on 2 cores
     "--disable-features=WebRtcHideLocalIpsWithMdns",  # host candidates the peers can reach
     "--autoplay-policy=no-user-gesture-required",
+    "--auto-select-desktop-capture-source=Entire screen",  # screen sharing without a picker
 ]
 # Camera tiles of a group call: [caption, videoWidth, currentTime] of each visible tile.
-TILES = """() => [...document.querySelectorAll('#grid figure')].filter(f => !f.hidden)
+TILES = """() => [...document.querySelectorAll('#grid figure:not(#self)')].filter(f => !f.hidden)
   .map(f => [f.querySelector('figcaption').textContent,
              f.querySelector('video').videoWidth, f.querySelector('video').currentTime])"""
+REFUSED = "Failed to load resource: the server responded with a status of %d"
 REMOTE = "() => [document.getElementById('remote').videoWidth, document.getElementById('remote').currentTime]"  # noqa: E501
 
 
@@ -42,8 +47,8 @@ class Browser:
         self.browser = browser
         self.problems: list[str] = []
 
-    async def page(self, url: str, who: str) -> Any:
-        context = await self.browser.new_context(viewport={"width": 900, "height": 700})
+    async def page(self, url: str, who: str, width: int = 900, height: int = 700) -> Any:
+        context = await self.browser.new_context(viewport={"width": width, "height": height})
         page = await context.new_page()
         page.on("pageerror", lambda exc: self.problems.append(f"{who}: script error {exc}"))
         page.on(
@@ -111,50 +116,235 @@ async def call_state(c: Client, token: str) -> dict[str, Any]:
     return dict(history["calls"][0])
 
 
-async def test_a_direct_call_placed_answered_muted_and_hung_up_by_clicking(
+async def in_lobby(page: Any) -> bool:
+    """Back in the lobby with nothing of a call left: stage, controls and tiles gone, no
+    camera on, the fragment without ``call=``."""
+    return bool(
+        await page.evaluate(
+            """() => !document.getElementById('lobby').hidden
+              && document.getElementById('stage').hidden
+              && document.getElementById('controls').hidden
+              && document.querySelectorAll('#grid figure').length === 0
+              && document.getElementById('local').srcObject === null
+              && !location.hash.includes('call=')"""
+        )
+    )
+
+
+async def dial(page: Any, who: str) -> None:
+    await page.fill("#callee", who)
+    await page.click("#dial button[type=submit]")
+
+
+async def test_direct_calls_placed_cancelled_answered_hung_up_and_placed_again(
     tmp_path: Path,
 ) -> None:
     async with running(tmp_path) as c, chromium() as browser:
-        alice, bob = await c.register("alice"), await c.register("bob")
+        alice = await c.register("alice")
+        await c.register("bob")
         caller = await browser.page(c.url(f"/call#token={alice}"), "alice")
-        callee = await browser.page(c.url(f"/call#token={bob}"), "bob")
+        # bob has no token: he signs in on the page (the token stays out of the URL).
+        callee = await browser.page(c.url("/call"), "bob")
+        await callee.wait_for_selector("#signin", state="visible", timeout=30_000)
+        await callee.fill("#username", "bob")
+        await callee.fill("#password", PASSWORD)
+        await callee.click("#signin button[type=submit]")
         for page, name in ((caller, "alice"), (callee, "bob")):
             await eventually(
                 lambda page=page, name=name: _text(page, "state", f"signed in as {name}"),
                 f"{name}'s lobby",
             )
-        await caller.fill("#callee", "bob")
-        await caller.click("#dial button[type=submit]")
+        assert await callee.is_hidden("#signin")
+        assert "token" not in callee.url and "?" not in callee.url
+        # A token that is no good (expired, revoked) gets the form too, and leaves the URL.
+        stale = await browser.page(c.url("/call#token=not-a-token"), "stale")
+        await stale.wait_for_selector("#signin", state="visible", timeout=30_000)
+        assert "token" not in stale.url and await stale.is_hidden("#lobby")
+        await stale.context.close()
+        me = c.url("/api/auth/me")
+        for seen in (f"stale: 401 {me}", f"stale: {REFUSED % 401} (Unauthorized)"):
+            browser.problems.remove(seen)  # the refusal of the bad token
+
+        # alice calls off a call nobody answered yet.
+        await dial(caller, "bob")
         await callee.wait_for_selector("#incoming li .accept", timeout=30_000)
-        assert "alice is calling" in await callee.inner_text("#incoming li")
-        await callee.click("#incoming li .accept")
-        await plays(caller, REMOTE, "bob's camera at alice's")
-        await plays(callee, REMOTE, "alice's camera at bob's")
-        call = await call_state(c, alice)
-        assert call["status"] == "active"
+        await caller.click("#hangup")
+        await eventually(lambda: _text(caller, "state", "call cancelled"), "alice cancelled")
+        await callee.wait_for_selector("#incoming li", state="detached", timeout=30_000)
+        assert (await call_state(c, alice))["end_reason"] == "cancelled"
+        await eventually(lambda: in_lobby(caller), "alice back in the lobby")
+        # bob declines the next one.
+        await dial(caller, "bob")
+        await callee.click("#incoming li .decline")
+        await eventually(lambda: _text(caller, "state", "call declined"), "alice hears no")
+        await eventually(lambda: in_lobby(caller), "alice back in the lobby")
 
-        await caller.click("#mute")  # a real click: nothing covers the footer
-        assert await caller.inner_text("#mute") == "Unmute"
+        # alice calls again, bob answers, bob hangs up; then bob calls alice from the same
+        # pages, and as the host removes her.
+        for dialer, answerer, name in ((caller, callee, "bob"), (callee, caller, "alice")):
+            await dial(dialer, name)
+            await answerer.wait_for_selector("#incoming li .accept", timeout=30_000)
+            await answerer.click("#incoming li .accept")
+            await plays(dialer, REMOTE, f"{name}'s camera at the caller's")
+            await plays(answerer, REMOTE, f"the caller's camera at {name}'s")
+            call = await call_state(c, alice)
+            assert call["status"] == "active"
+            assert f"call={call['id']}" in dialer.url
 
-        async def alice_muted() -> bool:
-            _, view, _ = await c.call("GET", f"/api/calls/{call['id']}", bob)
-            me = next(p for p in view["participants"] if p["username"] == "alice")
-            return me["media"]["audio"] is False
+            await dialer.click("#mute")  # a real click: nothing covers the footer
+            assert await dialer.inner_text("#mute") == "Unmute"
 
-        await eventually(alice_muted, "the server hears alice is muted")
-        await callee.click("#hangup")
-        for page in (caller, callee):
-            await eventually(
-                lambda page=page: _startswith(page, "state", ("ended", "you left")),
-                "the call ends on both pages",
-            )
-        assert (await call_state(c, alice))["status"] == "ended"
+            async def muted(call: dict[str, Any] = call, name: str = name) -> bool:
+                _, view, _ = await c.call("GET", f"/api/calls/{call['id']}", alice)
+                who = next(p for p in view["participants"] if p["username"] != name)
+                return who["media"]["audio"] is False
+
+            await eventually(muted, "the server hears the caller is muted")
+            assert await answerer.locator("#people .remove").count() == 0  # the host's only
+            if dialer is caller:
+                await answerer.click("#hangup")
+            else:
+                await dialer.click("#people .remove")
+            for page in (dialer, answerer):
+                await eventually(lambda page=page: in_lobby(page), "both pages back in the lobby")
+            assert (await call_state(c, alice))["status"] == "ended"
+            left = "you left the call" if dialer is caller else "the host removed you from the call"
+            assert await answerer.inner_text("#state") == left
+            assert await dialer.inner_text("#state") == "call ended"
         assert browser.problems == []
+
+
+# Whether the local preview or any tile covers another (none may).
+COVERED = """() => {
+  const local = document.getElementById('local').getBoundingClientRect();
+  if (local.width === 0) return 'no preview';
+  const rects = [local, ...[...document.querySelectorAll('#grid figure:not(#self)')]
+    .filter(f => !f.hidden).map(f => f.getBoundingClientRect())];
+  return rects.some((a, i) => rects.slice(i + 1).some(b => a.left < b.right && b.left < a.right
+                                                      && a.top < b.bottom && b.top < a.bottom));
+}"""
+
+
+def caption(page: Any, wanted: str) -> Any:
+    async def shown() -> bool:
+        return any(c == wanted for c, *_ in await page.evaluate(TILES))
+
+    return shown
+
+
+async def test_host_controls_and_a_screen_shared_twice_in_a_group_call(tmp_path: Path) -> None:
+    names = ["alice", "bob", "carol"]
+    async with running(tmp_path) as c, chromium() as browser:
+        tokens = dict(zip(names, [await c.register(name) for name in names], strict=True))
+        ids = {n: (await c.call("GET", "/api/auth/me", t))[1]["id"] for n, t in tokens.items()}
+        body = {"usernames": names[1:], "kind": "group"}
+        _, call, _ = await c.call("POST", "/api/calls", tokens["alice"], json=body)
+        pages = {}
+        for name in names:
+            if name != "alice":
+                await c.call("POST", f"/api/calls/{call['id']}/accept", tokens[name])
+            size = (390, 844) if name == "carol" else (900, 700)  # carol is on a phone
+            url = c.url(f"/call#token={tokens[name]}&call={call['id']}")
+            pages[name] = await browser.page(url, name, *size)
+        alice, bob, carol = pages.values()
+        for page in pages.values():
+            await plays(page, TILES, "both other cameras", count=2)
+        assert await bob.locator("#grid .remove:visible").count() == 0  # the host's only
+
+        # bob shares his screen, stops, shares again: the others see it come and go, his
+        # camera flows on throughout.
+        camera_at = """() => [...document.querySelectorAll('#grid figure')]
+          .find(f => f.querySelector('figcaption').textContent === 'bob · camera')
+          .querySelector('video').currentTime"""
+        started = await alice.evaluate(camera_at)
+        for sharing in (True, False, True):
+            await bob.click("#screen")
+            for page in (alice, carol):
+                if sharing:
+                    await eventually(caption(page, "bob · screen"), "bob's screen tile")
+                    await plays(page, TILES, "two cameras and a screen", count=3)
+                else:
+                    shown = caption(page, "bob · screen")
+                    await eventually(lambda shown=shown: _not(shown), "bob's screen tile gone")
+        await plays(alice, TILES, "cameras and the screen again", count=3)
+        await eventually(
+            lambda: _check(alice.evaluate(camera_at), lambda now: now > started + 2),
+            "bob's camera still flowing",
+        )
+        for page in pages.values():  # the preview covers no tile, on the phone too
+            assert await page.evaluate(COVERED) is False
+
+        # Record: the button is disabled while its request runs; everyone sees it recording.
+        assert await alice.evaluate(
+            "() => { const b = document.getElementById('record'); b.click(); return b.disabled; }"
+        )
+        for page in pages.values():
+            await page.wait_for_selector("#recording", state="visible", timeout=30_000)
+        await eventually(lambda: _text(alice, "record", "Stop recording"), "a Stop button")
+        assert await alice.is_enabled("#record")
+        # A request that meets a changed call shows why it was refused.
+        held: list[Any] = []
+        await alice.route("**/recording", lambda route: held.append(route))
+        await alice.click("#record")
+        await eventually(lambda: held != [], "the page asks to stop recording")
+        status, _, _ = await c.call("DELETE", f"/api/calls/{call['id']}/recording", tokens["alice"])
+        assert status == 200
+        await held[0].continue_()
+        await eventually(lambda: _text(alice, "state", "record: the call is not being recorded"),
+                         "the refusal shown")  # fmt: skip
+        await alice.unroute("**/recording")
+        assert await alice.is_hidden("#recording") and await alice.is_enabled("#record")
+        recording = c.url(f"/api/calls/{call['id']}/recording")
+        for seen in (f"alice: 409 {recording}", f"alice: {REFUSED % 409} (Conflict)"):
+            browser.problems.remove(seen)  # the refusal we caused, and Chromium's log of it
+
+        # Mute all is locked: carol cannot unmute herself until the host unlocks.
+        await alice.click("#muteall")
+        await eventually(lambda: carol.is_disabled("#mute"), "carol's mute button locked")
+        assert await carol.inner_text("#mute") == "Muted by the host"
+        assert await carol.inner_text("#state") == "muted by the host"
+        await carol.click("#mute", force=True)
+        await carol.click("#camera")  # after the mute click on the same socket: a marker
+
+        async def carol_media() -> dict[str, Any]:
+            _, view, _ = await c.call("GET", f"/api/calls/{call['id']}", tokens["carol"])
+            return dict(next(p for p in view["participants"] if p["username"] == "carol"))
+
+        await eventually(
+            lambda: _check(carol_media(), lambda me: me["media"]["video"] is False),
+            "carol's camera off",
+        )
+        me = await carol_media()
+        assert me["media"]["audio"] is False and me["locked"] == ["audio"]
+        await alice.click("#unlock")
+        await eventually(lambda: carol.is_enabled("#mute"), "carol's mute button unlocked")
+        assert await carol.inner_text("#mute") == "Unmute"
+        assert await alice.is_hidden("#unlock")
+
+        # The host removes carol from her camera tile.
+        tile = f"#grid figure[data-user='{ids['carol']}'][data-label='camera'] .remove"
+        await alice.click(tile)
+        await eventually(lambda: in_lobby(carol), "carol back in the lobby")
+        assert "removed" in await carol.inner_text("#state")
+        for page in (alice, bob):
+            await eventually(
+                lambda page=page: _check(
+                    page.evaluate(TILES), lambda rows: not any("carol" in r[0] for r in rows)
+                ),
+                "carol's tiles gone",
+            )
+        await bob.click("#hangup")  # a real click: no tile covers the footer
+        await eventually(lambda: in_lobby(bob), "bob back in the lobby")
+        assert browser.problems == []
+
+
+async def _check(value: Any, test: Any) -> bool:
+    return bool(test(await value))
+
+
+async def _not(shown: Any) -> bool:
+    return not await shown()
 
 
 async def _text(page: Any, element: str, wanted: str) -> bool:
     return bool(await page.inner_text(f"#{element}") == wanted)
-
-
-async def _startswith(page: Any, element: str, prefixes: tuple[str, ...]) -> bool:
-    return (await page.inner_text(f"#{element}")).startswith(prefixes)

@@ -123,9 +123,17 @@ async def test_three_peers_through_the_sfu(tmp_path: Path) -> None:
         await alice.request({"moderate": {"action": "unlock", "media": "audio", "user": "all"}})
         assert (await carol.request({"media": {"audio": True}}))["op"] == "reply"
 
-        # Carol shares her screen: a new track, its own label, to everyone.
+        # Carol shares her screen: a new track, its own label, to everyone — once the host
+        # lifts the lock on her screen it placed before (a feed published under a lock is
+        # held back too).
         offers = alice.offers
+        lock = {"action": "mute", "media": "screen", "user": carol.user_id, "lock": True}
+        assert (await alice.request({"moderate": lock}))["op"] == "reply"
         await carol.publish({"screen": ColourTrack("yellow", (640, 360))})
+        await eventually(lambda: alice.feed_of("carol", "screen"), "carol's screen offered")
+        await stops(alice, "carol", "screen")
+        await alice.request({"moderate": {**lock, "action": "unlock"}})
+        assert (await carol.request({"media": {"screen": True}}))["op"] == "reply"
         frames = await alice.frames_of("carol", "screen")
         assert colour_of(frames[-1]) == "yellow" and frames[-1].width == 640
         assert alice.offers > offers
@@ -335,7 +343,8 @@ async def test_chromium_joins_an_sfu_call_from_the_call_page(tmp_path: Path) -> 
             caption, playing = "", 0.0
             for _ in range(150):  # and the page plays alice's camera in a labelled tile
                 caption, playing = await page.evaluate(
-                    "[...document.querySelectorAll('#grid figure')].filter(f => !f.hidden)"
+                    "[...document.querySelectorAll('#grid figure:not(#self)')]"
+                    ".filter(f => !f.hidden)"
                     ".map(f => [f.querySelector('figcaption').textContent,"
                     " f.querySelector('video').currentTime])[0] || ['', 0]"
                 )
@@ -347,12 +356,12 @@ async def test_chromium_joins_an_sfu_call_from_the_call_page(tmp_path: Path) -> 
                 {"moderate": {"action": "mute", "media": "audio", "user": "all", "lock": True}}
             )
             label = ""
-            for _ in range(50):  # the page follows the host's mute
+            for _ in range(50):  # the page follows the host's locked mute
                 label = await page.evaluate("document.getElementById('mute').textContent")
-                if label == "Unmute":
+                if label == "Muted by the host":
                     break
                 await asyncio.sleep(0.1)
-            assert label == "Unmute"
+            assert label == "Muted by the host"
             await page.evaluate("document.getElementById('hangup').click()")
             state = await alice.event("call.state")
             while state["call"]["status"] != "ended":

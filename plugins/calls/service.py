@@ -267,6 +267,7 @@ class CallService:
                 raise Problem(409, "not_routed_via_sfu", "a peer-to-peer call: signal the peer")
             signal = self._checked(data.get("signal"), SFU_SIGNALS)
             await self.rooms.room(call).signal(user.id, user.username, signal)
+            self._hold_locked(call, call.participants[user.id])
             return {"delivered": True}
         signal = self._checked(data.get("signal"), SIGNALS)
         if call.route == "sfu":
@@ -280,6 +281,13 @@ class CallService:
             {"type": "call.signal", "call_id": call.id, "from": user.id, "signal": signal},
         )
         return {"delivered": True}
+
+    def _hold_locked(self, call: Call, participant: Participant) -> None:
+        """What the host locked stays held back on feeds published since (a client that
+        ignores the lock and shares anew is not forwarded either)."""
+        if participant.locked and call.id in self.rooms.rooms:
+            locked = {media: False for media in participant.locked}
+            self.rooms.rooms[call.id].set_media(participant.user_id, locked)
 
     def _enforce(self, call: Call, participant: Participant) -> None:
         """The SFU forwards only what a participant has switched on (and the host allows)."""

@@ -83,6 +83,9 @@ class Member:
         self.publisher: RTCPeerConnection | None = None
         self.subscriber: RTCPeerConnection | None = None
         self.feeds: dict[str, Feed] = {}  # by mid on the publish connection
+        # Feeds whose section went inactive (a screen share stopped), by mid: the section
+        # may send again (shared anew) on the same receiver, whose tap they keep.
+        self.dormant: dict[str, Feed] = {}
         self.outlets: list[Outlet] = []
         self.publishing = asyncio.Lock()
         self.offering = False  # a subscribe offer awaits its answer
@@ -199,7 +202,12 @@ class Room:
             pc.remove_listener("track", on_track)
             removed = [s.mid for s in sections if not s.sending and s.mid in member.feeds]
             for mid in removed:
-                self._drop(member.feeds.pop(mid))
+                feed = member.feeds.pop(mid)
+                self._drop(feed)
+                member.dormant[mid] = feed
+            for section in sections:
+                if section.sending and section.mid in member.dormant:
+                    added.append(_revived(member.dormant.pop(section.mid), labels))
             for feed in added:
                 member.feeds[feed.mid] = feed
                 if self.recorder is not None:
@@ -340,3 +348,16 @@ class Room:
                 self._drop(feed)
             with contextlib.suppress(Exception):
                 await member.close()
+
+
+def _revived(feed: Feed, labels: dict[str, str]) -> Feed:
+    """A feed whose section sends again: a new feed (a new id, so viewers see a new track)
+    on the same receiver, its tap now handing frames to the new one."""
+    fresh = Feed(feed.owner, feed.username, feed.kind, labels.get(feed.mid) or feed.label,
+                 feed.mid, feed.receiver)  # fmt: skip
+    fresh.tap = feed.tap
+    if fresh.tap is not None:
+        fresh.tap.on_frame = fresh.forward
+        if fresh.tap.on_audio_level is not None:
+            fresh.tap.on_audio_level = fresh.heard
+    return fresh

@@ -50,8 +50,10 @@ def is_keyframe(codec: str, data: bytes) -> bool:
 class FrameTap:
     """Stands in for an ``RTCRtpReceiver``'s decoder queue: frames become packets."""
 
-    def __init__(self, on_frame: OnFrame) -> None:
+    def __init__(self, on_frame: OnFrame, on_audio_level: Callable[[int], None] | None) -> None:
+        # Both may be re-pointed: a feed that comes back on the same receiver takes them over.
         self.on_frame = on_frame
+        self.on_audio_level = on_audio_level
         self.frames = 0
         self.bytes = 0
         self._ended = threading.Event()
@@ -83,14 +85,14 @@ def tap_receiver(
     """Take ``receiver``'s encoded frames (before its decoder thread starts, i.e. in the
     peer connection's ``track`` event); optionally its audio levels (0 loudest … 127
     silent, -dBov) and a cap on the REMB bitrate it asks of the sender."""
-    tap = FrameTap(on_frame)
+    tap = FrameTap(on_frame, on_audio_level)
     receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
     if on_audio_level is not None:
         handle_rtp = receiver._handle_rtp_packet
 
         async def level_then_handle(packet: RtpPacket, arrival_time_ms: int) -> None:
-            if packet.extensions.audio_level is not None:
-                on_audio_level(packet.extensions.audio_level[1])
+            if packet.extensions.audio_level is not None and tap.on_audio_level is not None:
+                tap.on_audio_level(packet.extensions.audio_level[1])
             await handle_rtp(packet, arrival_time_ms)
 
         receiver._handle_rtp_packet = level_then_handle  # type: ignore[method-assign]
