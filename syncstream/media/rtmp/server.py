@@ -47,6 +47,7 @@ from .chunks import (
 )
 
 log = structlog.get_logger(__name__)
+assert (AUDIO, VIDEO) == (TAG_AUDIO, TAG_VIDEO)  # messages go on as FLV tags of the same type
 
 OUT_CHUNK_SIZE = 4096
 WINDOW = 5_000_000
@@ -123,10 +124,9 @@ class Connection:
         """Act on one message; what it returns must be awaited before the next message
         (only ``publish`` returns something: the key check and the webhook)."""
         kind = message.type_id
-        if kind in (AUDIO, VIDEO):
+        if kind in (AUDIO, VIDEO):  # the hot path: FLV tag types equal these ids
             if self.session is not None and message.payload:
-                tag = TAG_AUDIO if kind == AUDIO else TAG_VIDEO
-                self._media(tag, message.timestamp, message.payload)
+                self._media(kind, message.timestamp, message.payload)
         elif kind == AGGREGATE:
             self._aggregate(message)
         elif kind in (COMMAND_AMF0, COMMAND_AMF3):
@@ -297,11 +297,18 @@ class RtmpProtocol(asyncio.Protocol):
                 if not data:
                     return
             messages = self.parser.feed(data)
-            self.conn.received(self.parser.bytes_read)
+            conn = self.conn
+            conn.received(self.parser.bytes_read)
             if self._backlog is not None:
                 self._backlog.extend(messages)
-            else:
-                self._handle(deque(messages))
+                return
+            for index, message in enumerate(messages):
+                if conn.closing:
+                    return
+                waiter = conn.handle(message)
+                if waiter is not None:
+                    self._pause(waiter, deque(messages[index + 1 :]))
+                    return
         except Exception as exc:
             self._fail(exc)
 
@@ -320,15 +327,19 @@ class RtmpProtocol(asyncio.Protocol):
         self.conn.start_watchdog()
         return buf[1 + 2 * HANDSHAKE_SIZE :]
 
+    def _pause(self, waiter: Awaitable[None], backlog: deque[Message]) -> None:
+        """A message must be awaited: stop reading, keep what was read, resume when done."""
+        self._backlog = backlog
+        self.transport.pause_reading()
+        self._task = asyncio.ensure_future(self._wait(waiter))
+
     def _handle(self, messages: deque[Message]) -> None:
-        """Hand on messages until one must be awaited; then pause reading until it is done."""
+        """Hand on the messages kept while reading was paused, pausing again if need be."""
         conn = self.conn
         while messages and not conn.closing:
             waiter = conn.handle(messages.popleft())
             if waiter is not None:
-                self._backlog = messages
-                self.transport.pause_reading()
-                self._task = asyncio.ensure_future(self._wait(waiter))
+                self._pause(waiter, messages)
                 return
 
     async def _wait(self, waiter: Awaitable[None]) -> None:
