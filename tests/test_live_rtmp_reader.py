@@ -167,7 +167,8 @@ async def test_messages_behind_a_pending_publish_keep_their_order(
         await asyncio.sleep(0.3)
         release.set()
         streams = live.core.media.live.streams  # type: ignore[union-attr]
+        await wait_for(lambda: "quinn" in streams, "the checked publish went through")
         await wait_for(
-            lambda: "quinn" not in streams or streams["quinn"].state == "ended",
+            lambda: streams["quinn"].state == "ended",
             "the session of the vanished publisher ended",
         )
