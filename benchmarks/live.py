@@ -191,7 +191,9 @@ async def syncstream_keys(url: str, count: int) -> list[str]:
     return keys
 
 
-def run_syncstream(source: Path, streams: int, seconds: float, rtmp: str = "") -> dict[str, Any]:
+def run_syncstream(
+    source: Path, streams: int, seconds: float, rtmp: str = "", thumbnails: float = 5.0
+) -> dict[str, Any]:
     """``rtmp``: more keys of the rtmp section, e.g. ``fast_reader: false``."""
     with temp_dir() as tmp:
         rtmp_port = free_port()
@@ -199,7 +201,7 @@ def run_syncstream(source: Path, streams: int, seconds: float, rtmp: str = "") -
         config = write_config(
             tmp,
             f"rtmp: {{enabled: true, host: 127.0.0.1, port: {rtmp_port}{more}}}\n"
-            "live: {thumbnail_seconds: 5}\n",
+            f"live: {{thumbnail_seconds: {thumbnails}}}\n",
         )
         config.write_text(config.read_text().replace("rtmp: {enabled: false}\n", ""))
         node = start_node(config)
@@ -283,6 +285,9 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=IDLE_SECONDS, help="idle CPU window, s")
     parser.add_argument("--no-nms", action="store_true", help="skip Node-Media-Server")
     parser.add_argument(
+        "--thumbnails", type=float, default=5.0, help="SyncStream's live.thumbnail_seconds (0: off)"
+    )
+    parser.add_argument(
         "--rtmp", default="", help="more rtmp settings for SyncStream, e.g. 'fast_reader: false'"
     )
     args = parser.parse_args()
@@ -310,7 +315,7 @@ def main() -> None:
         ratios: list[float] = []
         marginal: list[float] = []
         for run in range(1, args.runs + 1):
-            ours = run_syncstream(source, streams, args.seconds, args.rtmp)
+            ours = run_syncstream(source, streams, args.seconds, args.rtmp, args.thumbnails)
             peer = run_nginx(source, streams, args.seconds)
             nms = None if args.no_nms else run_nms(source, streams, args.seconds)
             measured = [("syncstream", ours), ("nginx-rtmp", peer)]
