@@ -157,8 +157,11 @@ def cpu_percent(pid: int, seconds: float) -> float:
     return (cpu_seconds(pid) - before) / (time.monotonic() - start) * 100
 
 
-def measure(pid: int, source: Path, urls: list[str], seconds: float) -> dict[str, Any]:
-    idle = cpu_percent(pid, IDLE_SECONDS) if IDLE_SECONDS else 0.0
+def measure(
+    pid: int, source: Path, urls: list[str], seconds: float, idle_seconds: float = 5.0
+) -> dict[str, Any]:
+    """CPU while idle (``idle_seconds``, 0: skipped), then with a publisher per URL."""
+    idle = cpu_percent(pid, idle_seconds) if idle_seconds else 0.0
     procs = publishers(source, urls)
     try:
         time.sleep(4)  # warm-up: connections, probing, first segments
@@ -192,7 +195,12 @@ async def syncstream_keys(url: str, count: int) -> list[str]:
 
 
 def run_syncstream(
-    source: Path, streams: int, seconds: float, rtmp: str = "", thumbnails: float = 5.0
+    source: Path,
+    streams: int,
+    seconds: float,
+    rtmp: str = "",
+    thumbnails: float = 5.0,
+    idle_seconds: float = 5.0,
 ) -> dict[str, Any]:
     """``rtmp``: more keys of the rtmp section, e.g. ``fast_reader: false``."""
     with temp_dir() as tmp:
@@ -208,12 +216,14 @@ def run_syncstream(
         try:
             keys = asyncio.run(syncstream_keys(node.url, streams))
             urls = [f"rtmp://127.0.0.1:{rtmp_port}/live/{key}" for key in keys]
-            return measure(node.proc.pid, source, urls, seconds)
+            return measure(node.proc.pid, source, urls, seconds, idle_seconds)
         finally:
             stop(node.proc)
 
 
-def run_nginx(source: Path, streams: int, seconds: float) -> dict[str, Any]:
+def run_nginx(
+    source: Path, streams: int, seconds: float, idle_seconds: float = 5.0
+) -> dict[str, Any]:
     with temp_dir() as tmp:
         port = free_port()
         (tmp / "hls").mkdir()
@@ -223,12 +233,14 @@ def run_nginx(source: Path, streams: int, seconds: float) -> dict[str, Any]:
         try:
             wait_port(port, proc)
             urls = [f"rtmp://127.0.0.1:{port}/live/stream{i}" for i in range(streams)]
-            return measure(proc.pid, source, urls, seconds)
+            return measure(proc.pid, source, urls, seconds, idle_seconds)
         finally:
             stop(proc)
 
 
-def run_nms(source: Path, streams: int, seconds: float) -> dict[str, Any] | None:
+def run_nms(
+    source: Path, streams: int, seconds: float, idle_seconds: float = 5.0
+) -> dict[str, Any] | None:
     """Node-Media-Server 4 (RTMP + HTTP-FLV; it writes no HLS), if npm could install it."""
     app = NMS / "node_modules" / "node-media-server" / "bin" / "app.js"
     if not app.exists():
@@ -261,12 +273,9 @@ def run_nms(source: Path, streams: int, seconds: float) -> dict[str, Any] | None
         try:
             wait_port(port, proc)
             urls = [f"rtmp://127.0.0.1:{port}/live/stream{i}" for i in range(streams)]
-            return measure(proc.pid, source, urls, seconds)
+            return measure(proc.pid, source, urls, seconds, idle_seconds)
         finally:
             stop(proc)
-
-
-IDLE_SECONDS = 5.0
 
 
 def spread(values: list[float]) -> str:
@@ -275,14 +284,13 @@ def spread(values: list[float]) -> str:
 
 
 def main() -> None:
-    global IDLE_SECONDS
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--streams", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=1, help="turns per server (medians, min-max)")
-    parser.add_argument("--idle", type=float, default=IDLE_SECONDS, help="idle CPU window, s")
+    parser.add_argument("--idle", type=float, default=5.0, help="idle CPU window, s")
     parser.add_argument("--no-nms", action="store_true", help="skip Node-Media-Server")
     parser.add_argument(
         "--thumbnails", type=float, default=5.0, help="SyncStream's live.thumbnail_seconds (0: off)"
@@ -291,7 +299,6 @@ def main() -> None:
         "--rtmp", default="", help="more rtmp settings for SyncStream, e.g. 'fast_reader: false'"
     )
     args = parser.parse_args()
-    IDLE_SECONDS = args.idle
     for tool in ("ffmpeg", "nginx"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is needed (apt-get install ffmpeg nginx libnginx-mod-rtmp)")
@@ -315,9 +322,11 @@ def main() -> None:
         ratios: list[float] = []
         marginal: list[float] = []
         for run in range(1, args.runs + 1):
-            ours = run_syncstream(source, streams, args.seconds, args.rtmp, args.thumbnails)
-            peer = run_nginx(source, streams, args.seconds)
-            nms = None if args.no_nms else run_nms(source, streams, args.seconds)
+            ours = run_syncstream(
+                source, streams, args.seconds, args.rtmp, args.thumbnails, args.idle
+            )
+            peer = run_nginx(source, streams, args.seconds, args.idle)
+            nms = None if args.no_nms else run_nms(source, streams, args.seconds, args.idle)
             measured = [("syncstream", ours), ("nginx-rtmp", peer)]
             if nms is not None:
                 measured.append(("node-media-server", nms))
