@@ -6,7 +6,15 @@ same for both and nothing is re-encoded on either side. Both servers write HLS (
 ``hls on``, 2 s fragments; SyncStream: LL-HLS with 0.2 s parts). Reported: server CPU % of
 one core per stream, RSS, and the ratio SyncStream / nginx-rtmp.
 
+Each server's idle CPU is measured first (``--idle`` s, before any publisher connects), so the
+marginal cost of a stream — (CPU with N streams - idle CPU) / N — is reported beside the raw
+figure: SyncStream has periodic work of its own (metrics sampling, GC policy, job polling)
+that is no part of ingesting. With ``--runs N`` the servers take turns N times (ours, nginx,
+ours, ...) so both see the same load from the rest of the machine; medians and min-max follow.
+
     python -m benchmarks.live --streams 1,4 --seconds 20
+    python -m benchmarks.live --streams 6 --seconds 15 --runs 3 --no-nms
+    python -m benchmarks.live --streams 6 --runs 3 --no-nms --rtmp 'fast_reader: false'
 
 Needs ffmpeg, and nginx with the RTMP module (Debian: nginx libnginx-mod-rtmp).
 """
@@ -16,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -142,15 +151,29 @@ def publishers(source: Path, urls: list[str]) -> list[subprocess.Popen[bytes]]:
     ]
 
 
-def measure(pid: int, source: Path, urls: list[str], seconds: float) -> dict[str, Any]:
+def cpu_percent(pid: int, seconds: float) -> float:
+    before, start = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - start) * 100
+
+
+def measure(
+    pid: int, source: Path, urls: list[str], seconds: float, idle_seconds: float = 5.0
+) -> dict[str, Any]:
+    """CPU while idle (``idle_seconds``, 0: skipped), then with a publisher per URL."""
+    idle = cpu_percent(pid, idle_seconds) if idle_seconds else 0.0
     procs = publishers(source, urls)
     try:
         time.sleep(4)  # warm-up: connections, probing, first segments
-        before, start = cpu_seconds(pid), time.monotonic()
-        time.sleep(seconds)
-        used, wall = cpu_seconds(pid) - before, time.monotonic() - start
+        busy = cpu_percent(pid, seconds)
         alive = sum(p.poll() is None for p in procs)
-        return {"cpu_percent": used / wall * 100, "rss_mb": rss_mb(pid), "publishers_alive": alive}
+        return {
+            "cpu_percent": busy,
+            "idle_cpu_percent": idle,
+            "marginal_per_stream": (busy - idle) / len(urls),
+            "rss_mb": rss_mb(pid),
+            "publishers_alive": alive,
+        }
     finally:
         for proc in procs:
             stop(proc)
@@ -171,25 +194,36 @@ async def syncstream_keys(url: str, count: int) -> list[str]:
     return keys
 
 
-def run_syncstream(source: Path, streams: int, seconds: float) -> dict[str, Any]:
+def run_syncstream(
+    source: Path,
+    streams: int,
+    seconds: float,
+    rtmp: str = "",
+    thumbnails: float = 5.0,
+    idle_seconds: float = 5.0,
+) -> dict[str, Any]:
+    """``rtmp``: more keys of the rtmp section, e.g. ``fast_reader: false``."""
     with temp_dir() as tmp:
         rtmp_port = free_port()
+        more = f", {rtmp}" if rtmp else ""
         config = write_config(
             tmp,
-            f"rtmp: {{enabled: true, host: 127.0.0.1, port: {rtmp_port}}}\n"
-            "live: {thumbnail_seconds: 5}\n",
+            f"rtmp: {{enabled: true, host: 127.0.0.1, port: {rtmp_port}{more}}}\n"
+            f"live: {{thumbnail_seconds: {thumbnails}}}\n",
         )
         config.write_text(config.read_text().replace("rtmp: {enabled: false}\n", ""))
         node = start_node(config)
         try:
             keys = asyncio.run(syncstream_keys(node.url, streams))
             urls = [f"rtmp://127.0.0.1:{rtmp_port}/live/{key}" for key in keys]
-            return measure(node.proc.pid, source, urls, seconds)
+            return measure(node.proc.pid, source, urls, seconds, idle_seconds)
         finally:
             stop(node.proc)
 
 
-def run_nginx(source: Path, streams: int, seconds: float) -> dict[str, Any]:
+def run_nginx(
+    source: Path, streams: int, seconds: float, idle_seconds: float = 5.0
+) -> dict[str, Any]:
     with temp_dir() as tmp:
         port = free_port()
         (tmp / "hls").mkdir()
@@ -199,12 +233,14 @@ def run_nginx(source: Path, streams: int, seconds: float) -> dict[str, Any]:
         try:
             wait_port(port, proc)
             urls = [f"rtmp://127.0.0.1:{port}/live/stream{i}" for i in range(streams)]
-            return measure(proc.pid, source, urls, seconds)
+            return measure(proc.pid, source, urls, seconds, idle_seconds)
         finally:
             stop(proc)
 
 
-def run_nms(source: Path, streams: int, seconds: float) -> dict[str, Any] | None:
+def run_nms(
+    source: Path, streams: int, seconds: float, idle_seconds: float = 5.0
+) -> dict[str, Any] | None:
     """Node-Media-Server 4 (RTMP + HTTP-FLV; it writes no HLS), if npm could install it."""
     app = NMS / "node_modules" / "node-media-server" / "bin" / "app.js"
     if not app.exists():
@@ -237,9 +273,14 @@ def run_nms(source: Path, streams: int, seconds: float) -> dict[str, Any] | None
         try:
             wait_port(port, proc)
             urls = [f"rtmp://127.0.0.1:{port}/live/stream{i}" for i in range(streams)]
-            return measure(proc.pid, source, urls, seconds)
+            return measure(proc.pid, source, urls, seconds, idle_seconds)
         finally:
             stop(proc)
+
+
+def spread(values: list[float]) -> str:
+    """median (min-max)"""
+    return f"{statistics.median(values):.3g} ({min(values):.3g}-{max(values):.3g})"
 
 
 def main() -> None:
@@ -248,43 +289,77 @@ def main() -> None:
     )
     parser.add_argument("--streams", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--runs", type=int, default=1, help="turns per server (medians, min-max)")
+    parser.add_argument("--idle", type=float, default=5.0, help="idle CPU window, s")
+    parser.add_argument("--no-nms", action="store_true", help="skip Node-Media-Server")
+    parser.add_argument(
+        "--thumbnails", type=float, default=5.0, help="SyncStream's live.thumbnail_seconds (0: off)"
+    )
+    parser.add_argument(
+        "--rtmp", default="", help="more rtmp settings for SyncStream, e.g. 'fast_reader: false'"
+    )
     args = parser.parse_args()
     for tool in ("ffmpeg", "nginx"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is needed (apt-get install ffmpeg nginx libnginx-mod-rtmp)")
     source = make_source()
     rows: list[list[Any]] = [
-        ["server", "streams", "CPU % (1 core)", "CPU %/stream", "RSS MB", "alive"]
+        [
+            "server",
+            "streams",
+            "run",
+            "CPU % (1 core)",
+            "CPU %/stream",
+            "idle CPU %",
+            "marginal %/stream",
+            "RSS MB",
+            "alive",
+        ]
     ]
     results = []
+    summary = [["streams", "ratio (CPU/stream)", "ratio (marginal/stream)"]]
     for streams in args.streams:
-        ours = run_syncstream(source, streams, args.seconds)
-        peer = run_nginx(source, streams, args.seconds)
-        nms = run_nms(source, streams, args.seconds)
-        measured = [("syncstream", ours), ("nginx-rtmp", peer)]
-        if nms is not None:
-            measured.append(("node-media-server", nms))
-        for name, r in measured:
-            rows.append(
-                [
-                    name,
-                    streams,
-                    r["cpu_percent"],
-                    r["cpu_percent"] / streams,
-                    r["rss_mb"],
-                    r["publishers_alive"],
-                ]
+        ratios: list[float] = []
+        marginal: list[float] = []
+        for run in range(1, args.runs + 1):
+            ours = run_syncstream(
+                source, streams, args.seconds, args.rtmp, args.thumbnails, args.idle
             )
-            results.append({"server": name, "streams": streams, **r})
-        ratio = ours["cpu_percent"] / max(peer["cpu_percent"], 1e-9)
-        print(f"{streams} stream(s): CPU syncstream/nginx-rtmp = {ratio:.2f}", flush=True)
-        if nms is not None:
-            ratio = ours["cpu_percent"] / max(nms["cpu_percent"], 1e-9)
+            peer = run_nginx(source, streams, args.seconds, args.idle)
+            nms = None if args.no_nms else run_nms(source, streams, args.seconds, args.idle)
+            measured = [("syncstream", ours), ("nginx-rtmp", peer)]
+            if nms is not None:
+                measured.append(("node-media-server", nms))
+            for name, r in measured:
+                rows.append(
+                    [
+                        name,
+                        streams,
+                        run,
+                        r["cpu_percent"],
+                        r["cpu_percent"] / streams,
+                        r["idle_cpu_percent"],
+                        r["marginal_per_stream"],
+                        r["rss_mb"],
+                        r["publishers_alive"],
+                    ]
+                )
+                results.append({"server": name, "streams": streams, "run": run, **r})
+            ratios.append(ours["cpu_percent"] / max(peer["cpu_percent"], 1e-9))
+            marginal.append(ours["marginal_per_stream"] / max(peer["marginal_per_stream"], 1e-9))
             print(
-                f"{streams} stream(s): CPU syncstream/node-media-server = {ratio:.2f}", flush=True
+                f"{streams} stream(s), run {run}: CPU syncstream/nginx-rtmp = {ratios[-1]:.2f}"
+                f" (marginal per stream {marginal[-1]:.2f})",
+                flush=True,
             )
+            if nms is not None:
+                ratio = ours["cpu_percent"] / max(nms["cpu_percent"], 1e-9)
+                print(f"{streams} stream(s): CPU syncstream/node-media-server = {ratio:.2f}")
+        summary.append([streams, spread(ratios), spread(marginal)])
     print()
     print(table(rows))
+    print()
+    print(table(summary))
     save("live", {"args": vars(args), "results": results})
 
 

@@ -44,6 +44,9 @@ class RtmpSettings(Section):
     enabled: bool = True
     host: str = "0.0.0.0"
     port: int = Field(1935, ge=0, le=65535)
+    fast_reader: bool = Field(
+        True, description="Parse each read in the protocol callback; false: asyncio streams"
+    )
 
 
 class Rendition(Section):

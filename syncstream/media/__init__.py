@@ -47,7 +47,8 @@ class Media:
         self.live = LiveService(settings.live, auth, bus, audit, store, settings.data_dir)
         self.rtmp: RtmpServer | None = None
         if settings.rtmp.enabled:
-            self.rtmp = RtmpServer(self.live, settings.rtmp.host, settings.rtmp.port)
+            rtmp = settings.rtmp
+            self.rtmp = RtmpServer(self.live, rtmp.host, rtmp.port, rtmp.fast_reader)
         # live:<stream> carries the stream's stats every live.stats_seconds (ephemeral).
         gateway.register(Namespace("live", can_publish=lambda user, topic: False))
         self._stats: asyncio.Task[None] | None = None

@@ -1,9 +1,9 @@
-"""RTMP handshake and chunk stream (de)multiplexing over asyncio streams.
+"""RTMP handshake and chunk stream (de)multiplexing.
 
 pyrtmp's own chunk reader parses bit by bit with bitstring and drops the timestamp delta of
 type-3 chunks that start a new message (FFmpeg sends those for constant-size audio frames), so
-the chunk layer is ours: ``readexactly`` on whole headers, absolute timestamps kept per chunk
-stream (RTMP spec §5.3.1).
+the chunk layer is ours: a parser without I/O (:class:`ChunkParser`) that takes each socket
+read whole, absolute timestamps kept per chunk stream (RTMP spec §5.3.1).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import os
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
 
 HANDSHAKE_SIZE = 1536
 READ_SIZE = 65536
 MESSAGE_HEADER = (11, 7, 3, 0)  # bytes of the message header by chunk format
 MAX_MESSAGE = 16 << 20  # no audio/video/command message is anywhere near this
+_U32BE, _U32LE = struct.Struct(">I"), struct.Struct("<I")
 
 # Message type ids
 SET_CHUNK_SIZE, ABORT, ACK, USER_CONTROL, WINDOW_ACK_SIZE, SET_PEER_BANDWIDTH = 1, 2, 3, 4, 5, 6
@@ -49,69 +49,65 @@ class _ChunkStream:
     partial: bytearray | None = None
 
 
-async def server_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """C0+C1 -> S0+S1+S2 -> C2 (the simple handshake, accepted by OBS and FFmpeg)."""
-    c0c1 = await reader.readexactly(1 + HANDSHAKE_SIZE)
+def handshake_reply(c0c1: bytes) -> bytes:
+    """S0+S1+S2 for the client's C0+C1 (the simple handshake, accepted by OBS and FFmpeg)."""
     if c0c1[0] != 3:
         raise ProtocolError(f"unsupported RTMP version {c0c1[0]}")
-    s1 = bytes(8) + os.urandom(HANDSHAKE_SIZE - 8)
-    writer.write(b"\x03" + s1 + c0c1[1:])
+    return b"\x03" + bytes(8) + os.urandom(HANDSHAKE_SIZE - 8) + c0c1[1:]
+
+
+async def server_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """C0+C1 -> S0+S1+S2 -> C2."""
+    writer.write(handshake_reply(await reader.readexactly(1 + HANDSHAKE_SIZE)))
     await writer.drain()
     await reader.readexactly(HANDSHAKE_SIZE)
 
 
-class ChunkReader:
-    """Reassembles messages from the interleaved chunks of one connection.
+class ChunkParser:
+    """Reassembles messages from the interleaved chunks of one connection (no I/O).
 
-    Reads the socket in large blocks and parses every complete chunk in the buffer
-    synchronously, so a message costs no awaits of its own.
+    ``feed`` takes whatever one socket read returned and parses every complete chunk in it at
+    once, so a read costs one call however many chunks it holds. Bytes are parsed where they
+    lie: only an incomplete tail is kept (copied) until the next read completes it.
     """
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self.reader = reader
+    def __init__(self) -> None:
         self.chunk_size = 128
         self.bytes_read = 0
         self._streams: dict[int, _ChunkStream] = {}
-        self._buffer = bytearray()
-        self._pos = 0
-        self._ready: deque[Message] = deque()
+        self._tail = b""
 
-    async def read_message(self) -> Message:
-        """The next complete message (raises IncompleteReadError at end of stream)."""
-        while not self._ready:
-            data = await self.reader.read(READ_SIZE)
-            if not data:
-                raise asyncio.IncompleteReadError(b"", None)
-            self.bytes_read += len(data)
-            if self._pos:
-                del self._buffer[: self._pos]
-                self._pos = 0
-            self._buffer += data
-            while (message := self._parse_chunk()) is not False:
-                if message is not None:
-                    self._ready.append(message)
-        return self._ready.popleft()
+    def feed(self, data: bytes) -> list[Message]:
+        """The messages completed by ``data`` (a :class:`ProtocolError` for broken input)."""
+        self.bytes_read += len(data)
+        buf = self._tail + data if self._tail else data
+        messages: list[Message] = []
+        pos, end = 0, len(buf)
+        while pos < end:
+            done = self._chunk(buf, pos, end, messages)
+            if done < 0:
+                break
+            pos = done
+        self._tail = buf[pos:] if pos < end else b""
+        return messages
 
-    def _parse_chunk(self) -> Message | Literal[False] | None:
-        """Consume one chunk if the buffer holds all of it: a message, None (more chunks
-        to come), or False (wait for more bytes)."""
-        buf, pos, end = self._buffer, self._pos, len(self._buffer)
-        if pos >= end:
-            return False
+    def _chunk(self, buf: bytes, pos: int, end: int, messages: list[Message]) -> int:
+        """Consume the chunk at ``pos`` if ``buf`` holds all of it: its end, or -1 (wait for
+        more bytes). A message it completes is appended to ``messages``."""
         first = buf[pos]
         fmt, csid = first >> 6, first & 0x3F
         pos += 1
         if csid == 0:
             if pos + 1 > end:
-                return False
+                return -1
             csid, pos = 64 + buf[pos], pos + 1
         elif csid == 1:
             if pos + 2 > end:
-                return False
+                return -1
             csid, pos = 64 + buf[pos] + 256 * buf[pos + 1], pos + 2
         header = MESSAGE_HEADER[fmt]
         if pos + header > end:
-            return False
+            return -1
         cs = self._streams.get(csid)
         if cs is None and fmt != 0:
             raise ProtocolError(f"chunk stream {csid} starts without a full header")
@@ -124,17 +120,17 @@ class ChunkReader:
         partial = cs.partial if cs is not None and fmt != 0 else None
         take = min(self.chunk_size, length - (len(partial) if partial is not None else 0))
         if body + take > end:
-            return False
+            return -1
         # The whole chunk is buffered: apply it.
         if cs is None:
             cs = self._streams[csid] = _ChunkStream()
         if extended:
-            raw = struct.unpack_from(">I", buf, pos + header)[0]
+            raw = _U32BE.unpack_from(buf, pos + header)[0]
         new_message = fmt == 0 or cs.partial is None
         if fmt == 0:
             cs.timestamp, cs.delta = raw, 0
             cs.length, cs.type_id = length, buf[pos + 6]
-            cs.stream_id = struct.unpack_from("<I", buf, pos + 7)[0]
+            cs.stream_id = _U32LE.unpack_from(buf, pos + 7)[0]
         elif fmt == 1:
             cs.length, cs.type_id = length, buf[pos + 6]
             cs.delta = raw
@@ -145,31 +141,63 @@ class ChunkReader:
         elif new_message:
             cs.timestamp += cs.delta
         cs.extended = extended
+        stop = body + take
         if new_message:
+            if take == length:  # the usual case: a message in one chunk, one copy
+                cs.partial = None
+                self._complete(cs, buf[body:stop], messages)
+                return stop
             cs.partial = bytearray()
         assert cs.partial is not None
-        cs.partial += buf[body : body + take]
-        self._pos = body + take
-        if len(cs.partial) < cs.length:
-            return None
-        payload, cs.partial = bytes(cs.partial), None
-        return self._control(Message(cs.type_id, cs.stream_id, cs.timestamp & 0xFFFFFFFF, payload))
+        cs.partial += buf[body:stop]
+        if len(cs.partial) >= cs.length:
+            payload, cs.partial = bytes(cs.partial), None
+            self._complete(cs, payload, messages)
+        return stop
 
-    def _control(self, message: Message) -> Message:
+    def _complete(self, cs: _ChunkStream, payload: bytes, messages: list[Message]) -> None:
+        message = Message(cs.type_id, cs.stream_id, cs.timestamp & 0xFFFFFFFF, payload)
+        if message.type_id in (SET_CHUNK_SIZE, ABORT):
+            self._control(message)
+        messages.append(message)
+
+    def _control(self, message: Message) -> None:
         """Apply the chunk-layer control messages as they pass."""
         payload = message.payload
         if message.type_id == SET_CHUNK_SIZE:
             if len(payload) < 4:
                 raise ProtocolError("short SetChunkSize")
-            size = struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
+            size = _U32BE.unpack_from(payload)[0] & 0x7FFFFFFF
             if not 1 <= size <= MAX_MESSAGE:
                 raise ProtocolError(f"invalid chunk size {size}")
             self.chunk_size = size
         elif message.type_id == ABORT and len(payload) >= 4:
-            aborted = self._streams.get(struct.unpack(">I", payload[:4])[0])
+            aborted = self._streams.get(_U32BE.unpack_from(payload)[0])
             if aborted is not None:
                 aborted.partial = None
-        return message
+
+
+class ChunkReader:
+    """:class:`ChunkParser` over an ``asyncio.StreamReader`` (the ``rtmp.fast_reader: false``
+    path): one ``read`` per await, messages handed out one at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+        self.parser = ChunkParser()
+        self._ready: deque[Message] = deque()
+
+    @property
+    def bytes_read(self) -> int:
+        return self.parser.bytes_read
+
+    async def read_message(self) -> Message:
+        """The next complete message (raises IncompleteReadError at end of stream)."""
+        while not self._ready:
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                raise asyncio.IncompleteReadError(b"", None)
+            self._ready.extend(self.parser.feed(data))
+        return self._ready.popleft()
 
 
 def encode_message(
