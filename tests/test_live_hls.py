@@ -173,6 +173,7 @@ async def test_restart_gives_new_names_and_sigterm_ends_the_playlist(tmp_path: P
     )
     sessions: list[set[str]] = []
     sequences: list[int] = []
+    discontinuities: list[int] = []
     async with aiohttp.ClientSession() as http:
         for round_ in range(2):
             node = spawn_node(config)
@@ -199,6 +200,9 @@ async def test_restart_gives_new_names_and_sigterm_ends_the_playlist(tmp_path: P
                     await asyncio.sleep(0.1)
                 assert text.count("#EXTINF") >= 2, text
                 sequences.append(int(re.search(r"MEDIA-SEQUENCE:(\d+)", text).group(1)))  # type: ignore[union-attr]
+                discontinuities.append(
+                    int(re.search(r"DISCONTINUITY-SEQUENCE:(\d+)", text).group(1))  # type: ignore[union-attr]
+                )
                 # A viewer waits for a segment two ahead; the node is told to stop meanwhile.
                 last = sequences[-1] + text.count("#EXTINF") - 1
                 blocked = asyncio.ensure_future(
@@ -225,6 +229,8 @@ async def test_restart_gives_new_names_and_sigterm_ends_the_playlist(tmp_path: P
     assert any(n.startswith("part-") for n in first) and any(n.startswith("seg-") for n in first)
     assert not first & second, "a media URL was reused across sessions"
     assert sequences[1] > sequences[0], "the media sequence never goes back"
+    # The second session is a discontinuity to a player that saw the first.
+    assert discontinuities[1] > discontinuities[0]
 
 
 PLAYER_PAGE = """<!doctype html>
