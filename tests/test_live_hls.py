@@ -353,5 +353,6 @@ async def test_publish_sessions_leave_nothing_behind(tmp_path: Path) -> None:
             alive = [r() for r in refs if r() is not None]
             assert not alive, f"session {cycle}: {[type(o).__name__ for o in alive]} still alive"
             sizes.append(rss_mb())
-        # The first sessions warm caches up (codecs, thread arenas); after that, flat.
-        assert sizes[-1] - sizes[1] < 4 * 2.0, sizes
+        # The first session warms caches up (codecs, thread arenas); after that, flat within
+        # the 10 MB (the cycles are short; the refcount checks above are the sharp ones).
+        assert max(sizes[1:]) - sizes[1] < 10.0, sizes
