@@ -26,14 +26,21 @@ let errors = 0;
 let parts = 0;
 const statuses = {}; // status -> count of answers that were not 200 (0: connection error)
 
-function get(agent, path) {
+// A part's bytes are counted, not kept: the client must stay cheaper than the server.
+function get(agent, path, keep = true) {
   return new Promise((resolve) => {
     const req = http.get(
       { host: url.hostname, port: url.port, path: url.pathname.replace(/\/$/, "") + "/" + path, agent },
       (res) => {
         const chunks = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));
+        let size = 0;
+        res.on("data", (c) => {
+          size += c.length;
+          if (keep) chunks.push(c);
+        });
+        res.on("end", () =>
+          resolve({ status: res.statusCode, size, body: keep ? Buffer.concat(chunks) : null }),
+        );
         res.on("error", () => resolve({ status: 0, body: Buffer.alloc(0) }));
       },
     );
@@ -82,7 +89,7 @@ async function viewer(until) {
         if (r.status === 200) record(`p:${msn}.${part}`);
         return r;
       }),
-      get(agent, hint[1]).then((r) => {
+      get(agent, hint[1], false).then((r) => {
         if (r.status === 200) record(`m:${hint[1]}`);
         return r;
       }),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,6 +48,7 @@ PART_MS = 200
 def run_client(base: str, viewers: int, seconds: float) -> dict[str, Any]:
     node = shutil.which("node")
     assert node, "needs node"
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     done = subprocess.run(
         [node, str(CLIENT), base, str(viewers), str(seconds)],
         capture_output=True,
@@ -54,7 +56,11 @@ def run_client(base: str, viewers: int, seconds: float) -> dict[str, Any]:
         check=True,
         preexec_fn=pin_to(CLIENT_CPU),
     )
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    result["client_cpu_percent"] = used / (time.monotonic() - start) * 100
+    return result
 
 
 def spread(values: list[float]) -> str:
@@ -106,7 +112,8 @@ def main() -> None:
                     runs.append(result)
                     print(
                         f"  {count} viewers: p99 {result['p99_ms']:.1f} ms, errors"
-                        f" {result['errors']}, server CPU {result['server_cpu_percent']:.0f} %",
+                        f" {result['errors']}, server CPU {result['server_cpu_percent']:.0f} %,"
+                        f" client CPU {result['client_cpu_percent']:.0f} %",
                         flush=True,
                     )
                 results.append({"viewers": count, "runs": runs})

@@ -411,7 +411,12 @@ class Server:
             app, access_log=None, shutdown_timeout=self.settings.server.shutdown_timeout
         )
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.settings.server.host, self.settings.server.port)
+        # A deep accept queue: an audience joining at once (a thousand LL-HLS viewers open two
+        # connections each within a second) overflowed aiohttp's default of 128, and every
+        # dropped SYN cost its viewer a 1-3 s retransmit. The kernel caps it at somaxconn.
+        site = web.TCPSite(
+            self.runner, self.settings.server.host, self.settings.server.port, backlog=4096
+        )
         await site.start()
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []

@@ -173,6 +173,7 @@ async def test_restart_gives_new_names_and_sigterm_ends_the_playlist(tmp_path: P
     )
     sessions: list[set[str]] = []
     sequences: list[int] = []
+    discontinuities: list[int] = []
     async with aiohttp.ClientSession() as http:
         for round_ in range(2):
             node = spawn_node(config)
@@ -199,6 +200,9 @@ async def test_restart_gives_new_names_and_sigterm_ends_the_playlist(tmp_path: P
                     await asyncio.sleep(0.1)
                 assert text.count("#EXTINF") >= 2, text
                 sequences.append(int(re.search(r"MEDIA-SEQUENCE:(\d+)", text).group(1)))  # type: ignore[union-attr]
+                discontinuities.append(
+                    int(re.search(r"DISCONTINUITY-SEQUENCE:(\d+)", text).group(1))  # type: ignore[union-attr]
+                )
                 # A viewer waits for a segment two ahead; the node is told to stop meanwhile.
                 last = sequences[-1] + text.count("#EXTINF") - 1
                 blocked = asyncio.ensure_future(
@@ -225,6 +229,8 @@ async def test_restart_gives_new_names_and_sigterm_ends_the_playlist(tmp_path: P
     assert any(n.startswith("part-") for n in first) and any(n.startswith("seg-") for n in first)
     assert not first & second, "a media URL was reused across sessions"
     assert sequences[1] > sequences[0], "the media sequence never goes back"
+    # The second session is a discontinuity to a player that saw the first.
+    assert discontinuities[1] > discontinuities[0]
 
 
 PLAYER_PAGE = """<!doctype html>
@@ -343,9 +349,13 @@ async def test_publish_sessions_leave_nothing_behind(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.05)
             assert "cycles" not in service.streams
-            await asyncio.sleep(0.2)  # the session's last tasks finish
+            for _ in range(40):  # the session's last tasks finish (a loaded machine: slowly)
+                if all(r() is None for r in refs):
+                    break
+                await asyncio.sleep(0.05)
             alive = [r() for r in refs if r() is not None]
             assert not alive, f"session {cycle}: {[type(o).__name__ for o in alive]} still alive"
             sizes.append(rss_mb())
-        # The first sessions warm caches up (codecs, thread arenas); after that, flat.
-        assert sizes[-1] - sizes[1] < 4 * 2.0, sizes
+        # The first session warms caches up (codecs, thread arenas); after that, flat within
+        # the issue's 10 MB (the cycles are short; the refcount checks above are the sharp ones).
+        assert max(sizes[1:]) - sizes[1] < 10.0, sizes

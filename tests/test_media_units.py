@@ -183,3 +183,24 @@ def test_vp8_transcoder_refuses_pictures_over_the_limit() -> None:
         assert delivered == [True]
     finally:
         transcoder.close()
+
+
+async def test_blocked_viewers_share_one_rendered_playlist() -> None:
+    """When a part lands, every waiter is answered from one rendering (the same bytes)."""
+    timeline = Timeline(1.0, 0.25, 5)
+    timeline.new_init(b"i")
+    timeline.add(fragment(0.25, True))
+    msn = timeline.first_msn
+
+    async def viewer() -> bytes:
+        assert await timeline.wait_for(msn, 1, timeout=5.0)
+        return timeline.playlist()
+
+    viewers = [asyncio.create_task(viewer()) for _ in range(200)]
+    await asyncio.sleep(0.01)
+    timeline.add(fragment(0.25, False))
+    answers = await asyncio.gather(*viewers)
+    assert all(answer is answers[0] for answer in answers), "rendered once, shared"
+    assert b"part-" + timeline.epoch.encode() + b"-1.m4s" in answers[0]
+    timeline.add(fragment(0.25, False))
+    assert timeline.playlist() is not answers[0], "a change renders it again"
