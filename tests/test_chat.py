@@ -17,6 +17,7 @@ from .support import (
     NodeProcess,
     Socket,
     cluster_yaml,
+    eventually,
     pg_schema,
     running,
     spawn_node,
@@ -108,8 +109,9 @@ async def test_group_messages_over_http_and_websocket(tmp_path: Path) -> None:
         assert [m["seq"] for m in thread["messages"]] == [1, 2], "the message and its reply"
         status, _, _ = await c.call("GET", f"/api/chat/rooms/{rid}/messages", carol)
         assert status == 404, "invite-only rooms are invisible to others"
-        await asyncio.sleep(0.05)
-        assert {"chat.message", "chat.mention"} <= {e.type for e in bus}
+        await eventually(
+            lambda: {"chat.message", "chat.mention"} <= {e.type for e in bus}, "the bus events"
+        )
         await ws.ws.close()
         await snoop.ws.close()
 

@@ -23,7 +23,7 @@ from syncstream.media.rtmp import amf
 from syncstream.media.rtmp.chunks import COMMAND_AMF0, VIDEO, encode_message
 
 from .browser import CHROMIUM, chromium_page
-from .support import Client, running
+from .support import Client, eventually, running
 
 pytestmark = [
     pytest.mark.slow,
@@ -180,7 +180,9 @@ async def test_publish_then_read_hls_back(live: Live) -> None:
         picture = next(image.decode(video=0))
         assert (picture.width, picture.height) == (320, 240)
     assert (await ffmpeg.wait()) == 0
-    await asyncio.sleep(0.5)
+    streams = live.core.media.live.streams  # type: ignore[union-attr]
+    # The publisher's end closes the last segment.
+    await eventually(lambda: streams["alice"].state != "live", "the publisher's end is seen")
     text = await live.playlist("alice")
     (init_uri,) = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', text)
     init = await live.fetch("alice", init_uri)
@@ -353,8 +355,8 @@ async def test_garbage_truncation_and_vanishing_publishers(live: Live) -> None:
     writer.write(command("createStream", 2, None))
     writer.write(command("publish", 3, None, key, "live", stream_id=1))
     await writer.drain()
-    await asyncio.sleep(0.5)
-    assert live.core.media.live.streams["eve"].state == "live"  # type: ignore[union-attr]
+    streams = live.core.media.live.streams  # type: ignore[union-attr]
+    await eventually(lambda: "eve" in streams and streams["eve"].state == "live", "eve is live")
     video = encode_message(4, VIDEO, 1, b"\x17\x00" + bytes(5000), 128)
     writer.write(video[:700])  # then gone mid-message
     await writer.drain()
@@ -373,8 +375,9 @@ async def test_garbage_truncation_and_vanishing_publishers(live: Live) -> None:
         "stream.ended",
     ]
     # Nothing leaked, and the daemon still serves a real publisher.
-    await asyncio.sleep(0.2)
-    assert threading.active_count() <= threads_before + 1
+    await eventually(
+        lambda: threading.active_count() <= threads_before + 1, "the stream's threads end"
+    )
     _, key2 = await live.account("fred")
     ffmpeg = await live.push(key2, 3)
     await live.wait_live("fred")
@@ -476,10 +479,13 @@ async def test_watch_page_plays_in_chromium(live: Live) -> None:
                     break
                 await asyncio.sleep(0.1)
             first = times[-1]
-            await asyncio.sleep(1.5)
-            later = await page.evaluate("document.getElementById('video').currentTime")
             assert first and first > 3, f"playback never started: {times[-5:]}"
-            assert later > first + 0.5, "currentTime advances: the stream plays"
+
+            async def advances() -> bool:
+                now = await page.evaluate("document.getElementById('video').currentTime")
+                return bool(now > first + 0.5)
+
+            await eventually(advances, "currentTime advances: the stream plays")
             state = await page.evaluate("document.getElementById('state').textContent")
             assert state == "live"
             # The WebRTC button switches the same page to WHEP.
