@@ -424,10 +424,10 @@ async def test_the_call_page_says_its_user_was_removed(tmp_path: Path) -> None:
             removal = {"moderate": {"action": "remove", "user": bob_me["id"]}}
             assert (await host.request("publish", topic, removal))["op"] == "reply"
             for _ in range(200):
-                if await page.evaluate(shown) == "out of the call (removed)":
+                if await page.evaluate(shown) == "the host removed you from the call":
                     break
                 await asyncio.sleep(0.1)
-            assert await page.evaluate(shown) == "out of the call (removed)"
+            assert await page.evaluate(shown) == "the host removed you from the call"
         await host.ws.close()
 
 
