@@ -1,0 +1,105 @@
+"""Live streaming as real players found it: how a stream ends, when its segments began."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .test_live import Live, live_server
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("ffmpeg") is None, reason="needs ffmpeg (apt-get install ffmpeg)"
+    ),
+]
+
+GRACE = 30.0  # long enough that an end inside it cannot be the grace period running out
+
+
+def obs_like(live: Live, key: str, seconds: float) -> list[str]:
+    """An ffmpeg publisher configured like OBS: x264 with B-frames, 48 kHz AAC."""
+    return [
+        "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=sample_rate=48000",
+        "-t",
+        str(seconds),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-bf",
+        "2",
+        "-g",
+        "30",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-ar",
+        "48000",
+        "-f",
+        "flv",
+        live.url(key),
+    ]
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("fast_reader", [True, False])
+async def test_a_clean_unpublish_ends_the_stream_at_once(tmp_path: Path, fast_reader: bool) -> None:
+    overrides = {"live.grace_seconds": GRACE, "rtmp.fast_reader": fast_reader}
+    async with live_server(tmp_path, **overrides) as live:
+        _, key = await live.account("stopper")
+        ffmpeg = await asyncio.create_subprocess_exec(*obs_like(live, key, 3))
+        await live.wait_live("stopper")
+        assert await ffmpeg.wait() == 0  # the end of its input: FCUnpublish + deleteStream
+        streams = live.core.media.live.streams  # type: ignore[union-attr]
+        await until(lambda: streams["stopper"].state == "ended", GRACE - 10, "still not ended")
+        assert "#EXT-X-ENDLIST" in await live.playlist("stopper")
+        _, listed, _ = await live.c.call("GET", "/api/live/streams")
+        assert "stopper" not in [s["name"] for s in listed["streams"]]
+        kinds = [e.type for e in live.events if e.data.get("stream") == "stopper"]
+        assert kinds == ["stream.started", "stream.ended"]
+        ended = next(e for e in live.events if e.type == "stream.ended")
+        assert ended.data["reason"] == "unpublished"
+
+
+@pytest.mark.parametrize("fast_reader", [True, False])
+async def test_a_killed_publisher_still_gets_the_grace_period(
+    tmp_path: Path, fast_reader: bool
+) -> None:
+    overrides = {"live.grace_seconds": GRACE, "rtmp.fast_reader": fast_reader}
+    async with live_server(tmp_path, **overrides) as live:
+        _, key = await live.account("crasher")
+        ffmpeg = await asyncio.create_subprocess_exec(*obs_like(live, key, 30))
+        await live.wait_live("crasher")
+        ffmpeg.send_signal(signal.SIGKILL)  # no unpublish: the connection just goes
+        await ffmpeg.wait()
+        streams = live.core.media.live.streams  # type: ignore[union-attr]
+        await until(lambda: streams["crasher"].state != "live", 15, "the drop went unnoticed")
+        assert streams["crasher"].state == "reconnecting"
+        _, info, _ = await live.c.call("GET", "/api/live/streams/crasher")
+        assert info["state"] == "reconnecting"
+        assert "#EXT-X-ENDLIST" not in await live.playlist("crasher")
