@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import signal
+import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,10 @@ GRACE = 30.0  # long enough that an end inside it cannot be the grace period run
 
 def obs_like(live: Live, key: str, seconds: float) -> list[str]:
     """An ffmpeg publisher configured like OBS: x264 with B-frames, 48 kHz AAC."""
+    return obs_like_url(live.url(key), seconds)
+
+
+def obs_like_url(url: str, seconds: float) -> list[str]:
     return [
         "ffmpeg",
         "-nostdin",
@@ -56,7 +63,7 @@ def obs_like(live: Live, key: str, seconds: float) -> list[str]:
         "48000",
         "-f",
         "flv",
-        live.url(key),
+        url,
     ]
 
 
@@ -103,3 +110,38 @@ async def test_a_killed_publisher_still_gets_the_grace_period(
         _, info, _ = await live.c.call("GET", "/api/live/streams/crasher")
         assert info["state"] == "reconnecting"
         assert "#EXT-X-ENDLIST" not in await live.playlist("crasher")
+
+
+PDT = re.compile(r"#EXT-X-PROGRAM-DATE-TIME:(\S+)")
+
+
+async def test_program_date_time_is_when_the_first_frame_arrived(tmp_path: Path) -> None:
+    """A client blocked on the first part of each new segment receives it one part after the
+    segment's EXT-X-PROGRAM-DATE-TIME (the part had to be filled first), never before."""
+    overrides = {"live.segment_seconds": 1.0, "live.part_seconds": 0.2}
+    async with live_server(tmp_path, **overrides) as live:
+        _, key = await live.account("clock")
+        ffmpeg = await asyncio.create_subprocess_exec(*obs_like(live, key, 30))
+        try:
+            text = await live.wait_live("clock")
+            msn = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1))  # type: ignore[union-attr]
+            msn += text.count("#EXTINF:") + 1  # the segment after the one being filled
+            leads: list[tuple[float, float]] = []
+            for _ in range(5):
+                text = await live.playlist("clock", f"?_HLS_msn={msn}&_HLS_part=0")
+                arrived = time.time()  # the client has the segment's first part now
+                start = text.count("#EXTINF:")
+                first = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1))  # type: ignore[union-attr]
+                segment = text.split("#EXT-X-PROGRAM-DATE-TIME:")[msn - first + 1]
+                assert start == msn - first, "the part waited for belongs to the open segment"
+                pdt = datetime.fromisoformat(segment.split("\n", 1)[0]).timestamp()
+                part = float(re.search(r"#EXT-X-PART:DURATION=([\d.]+)", segment).group(1))  # type: ignore[union-attr]
+                leads.append((arrived - pdt, part))
+                msn += 1
+            # The first frame arrived before its part was served...
+            assert all(lead >= 0 for lead, _ in leads), leads
+            # ...about one part earlier, not ~0 s.
+            assert min(lead - 0.5 * part for lead, part in leads) > 0, leads
+        finally:
+            ffmpeg.kill()
+            await ffmpeg.wait()
