@@ -11,8 +11,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from .support import Client, free_port, spawn_node
 from .test_live import Live, live_server
 
 pytestmark = [
@@ -145,3 +147,62 @@ async def test_program_date_time_is_when_the_first_frame_arrived(tmp_path: Path)
         finally:
             ffmpeg.kill()
             await ffmpeg.wait()
+
+
+async def test_a_recording_ended_by_sigterm_keeps_its_file(tmp_path: Path) -> None:
+    """SIGTERM while recording: the recording is finalised, adopted by the files plugin and
+    linked to its file before the node exits, with no task failing on the way out."""
+    rtmp_port = free_port()
+    config = tmp_path / "node.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        "server: {host: 127.0.0.1}\n"
+        f"rtmp: {{enabled: true, host: 127.0.0.1, port: {rtmp_port}}}\n"
+        "logging: {level: info, access_log: false}\n"
+    )
+    async with aiohttp.ClientSession() as http:
+        node = spawn_node(config)
+        publisher: asyncio.subprocess.Process | None = None
+        try:
+            await node.wait_ready()
+            client = Client(node.base, http)
+            token = await client.register("taper")
+            _, body, _ = await client.call("POST", "/api/auth/stream-key", token, json={})
+            status, _, _ = await client.call(
+                "PUT", "/api/live/settings/taper", token, json={"record": True}
+            )
+            assert status == 200
+            url = f"rtmp://127.0.0.1:{rtmp_port}/live/{body['key']}"
+            publisher = await asyncio.create_subprocess_exec(
+                *obs_like_url(url, 60), stderr=asyncio.subprocess.DEVNULL
+            )
+            text = ""
+            for _ in range(300):
+                status, text, _ = await client.call("GET", "/live/taper/index.m3u8")
+                if status == 200 and text.count("#EXTINF") >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert text.count("#EXTINF") >= 2, text
+            node.proc.send_signal(signal.SIGTERM)  # while live and recording
+            _, stderr = await asyncio.to_thread(node.proc.communicate, timeout=60)
+            assert node.proc.returncode == 0, stderr
+        finally:
+            node.stop()
+            if publisher is not None and publisher.returncode is None:
+                publisher.kill()
+                await publisher.wait()
+        assert "recording.saved" in stderr and "files.recording_adopted" in stderr, stderr
+        assert "Task exception was never retrieved" not in stderr, stderr
+        assert "cannot schedule new futures" not in stderr, stderr
+        node = spawn_node(config)
+        try:
+            await node.wait_ready()
+            client = Client(node.base, http)
+            token = await client.login("taper")
+            _, listing, _ = await client.call("GET", "/api/live/recordings", token)
+            (recording,) = listing["recordings"]
+            assert recording["file_id"], recording
+            status, info, _ = await client.call("GET", f"/api/files/{recording['file_id']}", token)
+            assert status == 200 and info["mime"] == "video/mp4", info
+        finally:
+            node.stop()
