@@ -197,7 +197,8 @@ async def test_publish_then_read_hls_back(live: Live) -> None:
     assert found["video"] == ("h264", 320, 240)
     assert found["audio"] == ("aac", 48000)
     assert 170 <= found["frames"] <= 182  # 6 s at 30 fps, nothing re-encoded or lost
-    assert [e.type for e in live.events][:2] == ["stream.started", "stream.interrupted"]
+    # ffmpeg unpublished at the end of its input: the stream ended, no grace period.
+    assert [e.type for e in live.events][:2] == ["stream.started", "stream.ended"]
 
 
 def parse_playlist(text: str) -> dict[str, Any]:
@@ -386,9 +387,10 @@ async def test_garbage_truncation_and_vanishing_publishers(live: Live) -> None:
 
 async def test_reconnect_within_grace_continues_the_playlist(live: Live) -> None:
     _, key = await live.account("gina")
-    first = await live.push(key, 3)
+    first = await live.push(key, 30)
     await live.wait_live("gina")
-    assert await first.wait() == 0
+    first.kill()  # dropped without unpublishing: the stream waits for a reconnect
+    await first.wait()
     before = parse_playlist(await live.playlist("gina"))
     second = await live.push(key, 4)
     for _ in range(100):

@@ -75,6 +75,7 @@ class Processor:
         self._pool = WorkerPool(config.workers, config.worker_memory_mb << 20)
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(config.workers)
+        self._closed = False
         scratch.mkdir(parents=True, exist_ok=True)
 
     def thumbnail_size(self, wanted: int) -> int:
@@ -82,8 +83,9 @@ class Processor:
         return next((s for s in self.sizes if s >= wanted), self.sizes[-1])
 
     def submit(self, node: Row) -> None:
-        """Process a file in the background."""
-        if not needs_processing(node["mime"]):
+        """Process a file in the background. Once closed (shutdown: a live recording may be
+        adopted meanwhile) the file stays ``pending`` and :meth:`resume` takes it next start."""
+        if self._closed or not needs_processing(node["mime"]):
             return
         task = asyncio.create_task(self._process(node))
         self._tasks.add(task)
@@ -152,6 +154,7 @@ class Processor:
             await self.blobs.delete(thumbnail_key(file_id, size))
 
     async def close(self) -> None:
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -52,10 +52,11 @@ class Media:
         # live:<stream> carries the stream's stats every live.stats_seconds (ephemeral).
         gateway.register(Namespace("live", can_publish=lambda user, topic: False))
         self._stats: asyncio.Task[None] | None = None
-        self._unlisteners = [
-            bus.listen("file.adopted", lambda e: note_adopted(store, e.data)),
-            bus.listen("user.banned", self._on_banned),
-        ]
+        # Not undone in stop(): a recording finished at shutdown is adopted while the node
+        # closes, and its link must still be written; the bus waits for its listeners before
+        # the store closes.
+        bus.listen("file.adopted", lambda e: note_adopted(store, e.data))
+        self._unlisteners = [bus.listen("user.banned", self._on_banned)]
 
     def register_routes(self, app: web.Application, api: Api) -> None:
         register_live_routes(app, api, self.live)

@@ -1,8 +1,10 @@
 """Live streams: who may publish, the life of a stream, and what viewers can see of it.
 
 A stream is named by its stream key (see ``Auth.rotate_stream_key``). It goes ``live`` on
-publish; when the publisher drops it waits ``grace_seconds`` in ``reconnecting`` (viewers keep
-their playlist; a reconnect continues it after an EXT-X-DISCONTINUITY), then ``ended``.
+publish; when the publisher's connection drops it waits ``grace_seconds`` in ``reconnecting``
+(viewers keep their playlist; a reconnect continues it after an EXT-X-DISCONTINUITY), then
+``ended``. A publisher that unpublishes on purpose (OBS "Stop Streaming", ffmpeg at the end of
+its input) ends the stream at once.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class PublishSession:
     ingest: Ingest = field(init=False)
     readers: list[Reader] = field(default_factory=list)
     finished: bool = False
+    unpublished: bool = False  # the publisher said it stopped (not a dropped connection)
     recording: Recording | None = None
 
     def write(self, tag_type: int, timestamp: int, payload: bytes) -> None:
@@ -65,10 +68,12 @@ class PublishSession:
         self.stream.bytes_in += len(payload)
         self.ingest.write(tag_type, timestamp, payload)
 
-    def finish(self) -> None:
-        """The publisher is gone (or was cut off): flush its media and tell the service."""
+    def finish(self, unpublished: bool = False) -> None:
+        """The publisher is gone (or was cut off): flush its media and tell the service.
+        ``unpublished``: it stopped on purpose, so the stream ends without a grace period."""
         if not self.finished:
             self.finished = True
+            self.unpublished = unpublished
             self.ingest.finish()
             self.readers = []  # the readers' callbacks refer back to this session
             self.on_finished(self)
@@ -341,13 +346,17 @@ class LiveService:
         return IngestCallbacks(on_tracks, on_init, on_fragment)
 
     async def unpublished(self, session: PublishSession, error: str | None = None) -> None:
-        """The publisher's media ended: wait for a reconnect, then end the stream."""
+        """The publisher's media ended: end the stream if it unpublished on purpose, else wait
+        for a reconnect, then end it."""
         stream = session.stream
         if session.recording is not None:
             self._spawn(session.recording.finish(self.store, self.bus))
         if stream.session is not session:
             return  # taken over: the stream lives on
         stream.session = None
+        if session.unpublished:
+            await self._end(stream, "unpublished")
+            return
         stream.state = "reconnecting"
         log.info("live.publisher_gone", stream=stream.name, error=error)
         await self.bus.fire("stream.interrupted", {"stream": stream.name, "error": error})

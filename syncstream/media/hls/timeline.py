@@ -54,7 +54,7 @@ class Segment:
     msn: int
     init: int  # which init section (EXT-X-MAP) the segment needs
     discontinuity: bool
-    started_at: float  # wall clock, for EXT-X-PROGRAM-DATE-TIME
+    started_at: float  # wall clock of its first frame at ingest: EXT-X-PROGRAM-DATE-TIME
     parts: list[Part] = field(default_factory=list)
     complete: bool = False
     _data: bytes | None = None
@@ -131,7 +131,9 @@ class Timeline:
                 msn=current.msn + 1 if current else self.first_msn,
                 init=self._init_seq,
                 discontinuity=self._pending_discontinuity,
-                started_at=time.time(),
+                # A part is complete once the frame after it has arrived, one part's media
+                # duration after its own first frame: that is when the segment began.
+                started_at=time.time() - fragment.duration,
             )
             self._pending_discontinuity = False
             self.segments.append(current)

@@ -173,7 +173,7 @@ class Connection:
             key = values[3] if len(values) > 3 and isinstance(values[3], str) else ""
             return self._publish(key)
         elif name in ("FCUnpublish", "deleteStream", "closeStream"):
-            self.end_session()
+            self.end_session(unpublished=True)  # a deliberate stop: no reconnect to wait for
         elif name == "play":
             self._status(
                 "error",
@@ -226,9 +226,11 @@ class Connection:
         self._send(CSID_CONTROL, USER_CONTROL, struct.pack(">HI", 0, STREAM_ID))  # StreamBegin
         self._status("status", "NetStream.Publish.Start", f"{self.session.stream.name} is now live")
 
-    def end_session(self) -> None:
+    def end_session(self, unpublished: bool = False) -> None:
+        """The session is over: ``unpublished`` if the publisher said so, else the connection
+        went (the stream then waits ``grace_seconds`` for a reconnect)."""
         if self.session is not None:
-            self.session.finish()
+            self.session.finish(unpublished)
             self.session = None
 
 
