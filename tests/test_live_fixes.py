@@ -7,15 +7,15 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from .support import Client, free_port, spawn_node
-from .test_live import Live, live_server
+from .support import Client, eventually, free_port, spawn_node
+from .test_live import live_server
+from .test_live_hls import obs_args
 
 pytestmark = [
     pytest.mark.slow,
@@ -27,65 +27,18 @@ pytestmark = [
 GRACE = 30.0  # long enough that an end inside it cannot be the grace period running out
 
 
-def obs_like(live: Live, key: str, seconds: float) -> list[str]:
-    """An ffmpeg publisher configured like OBS: x264 with B-frames, 48 kHz AAC."""
-    return obs_like_url(live.url(key), seconds)
-
-
-def obs_like_url(url: str, seconds: float) -> list[str]:
-    return [
-        "ffmpeg",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=30",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=sample_rate=48000",
-        "-t",
-        str(seconds),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-bf",
-        "2",
-        "-g",
-        "30",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-ar",
-        "48000",
-        "-f",
-        "flv",
-        url,
-    ]
-
-
-async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, what
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.parametrize("fast_reader", [True, False])
 async def test_a_clean_unpublish_ends_the_stream_at_once(tmp_path: Path, fast_reader: bool) -> None:
     overrides = {"live.grace_seconds": GRACE, "rtmp.fast_reader": fast_reader}
     async with live_server(tmp_path, **overrides) as live:
         _, key = await live.account("stopper")
-        ffmpeg = await asyncio.create_subprocess_exec(*obs_like(live, key, 3))
+        ffmpeg = await asyncio.create_subprocess_exec(*obs_args(live.url(key), 3, size="320x240"))
         await live.wait_live("stopper")
         assert await ffmpeg.wait() == 0  # the end of its input: FCUnpublish + deleteStream
         streams = live.core.media.live.streams  # type: ignore[union-attr]
-        await until(lambda: streams["stopper"].state == "ended", GRACE - 10, "still not ended")
+        await eventually(
+            lambda: streams["stopper"].state == "ended", "still not ended", timeout=GRACE - 10
+        )
         assert "#EXT-X-ENDLIST" in await live.playlist("stopper")
         _, listed, _ = await live.c.call("GET", "/api/live/streams")
         assert "stopper" not in [s["name"] for s in listed["streams"]]
@@ -102,12 +55,14 @@ async def test_a_killed_publisher_still_gets_the_grace_period(
     overrides = {"live.grace_seconds": GRACE, "rtmp.fast_reader": fast_reader}
     async with live_server(tmp_path, **overrides) as live:
         _, key = await live.account("crasher")
-        ffmpeg = await asyncio.create_subprocess_exec(*obs_like(live, key, 30))
+        ffmpeg = await asyncio.create_subprocess_exec(*obs_args(live.url(key), 30, size="320x240"))
         await live.wait_live("crasher")
         ffmpeg.send_signal(signal.SIGKILL)  # no unpublish: the connection just goes
         await ffmpeg.wait()
         streams = live.core.media.live.streams  # type: ignore[union-attr]
-        await until(lambda: streams["crasher"].state != "live", 15, "the drop went unnoticed")
+        await eventually(
+            lambda: streams["crasher"].state != "live", "the drop went unnoticed", timeout=15
+        )
         assert streams["crasher"].state == "reconnecting"
         _, info, _ = await live.c.call("GET", "/api/live/streams/crasher")
         assert info["state"] == "reconnecting"
@@ -123,7 +78,7 @@ async def test_program_date_time_is_when_the_first_frame_arrived(tmp_path: Path)
     overrides = {"live.segment_seconds": 1.0, "live.part_seconds": 0.2}
     async with live_server(tmp_path, **overrides) as live:
         _, key = await live.account("clock")
-        ffmpeg = await asyncio.create_subprocess_exec(*obs_like(live, key, 30))
+        ffmpeg = await asyncio.create_subprocess_exec(*obs_args(live.url(key), 30, size="320x240"))
         try:
             text = await live.wait_live("clock")
             msn = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1))  # type: ignore[union-attr]
@@ -174,7 +129,7 @@ async def test_a_recording_ended_by_sigterm_keeps_its_file(tmp_path: Path) -> No
             assert status == 200
             url = f"rtmp://127.0.0.1:{rtmp_port}/live/{body['key']}"
             publisher = await asyncio.create_subprocess_exec(
-                *obs_like_url(url, 60), stderr=asyncio.subprocess.DEVNULL
+                *obs_args(url, 60, size="320x240"), stderr=asyncio.subprocess.DEVNULL
             )
             text = ""
             for _ in range(300):
