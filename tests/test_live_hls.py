@@ -272,6 +272,8 @@ async def test_hls_js_can_force_every_rung_of_the_ladder(tmp_path: Path) -> None
         port = runner.addresses[0][1]
         try:
             await live.wait_live("rungs")
+            _, info, _ = await live.c.call("GET", "/api/live/streams/rungs")
+            assert info["master"] == "/live/rungs/master.m3u8", "players find the renditions"
             text = ""
             for _ in range(300):
                 status, text, _ = await live.c.call("GET", "/live/rungs/master.m3u8")

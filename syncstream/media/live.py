@@ -145,6 +145,8 @@ class LiveStream:
             "audio": audio.public() if audio else None,
             "bitrate_kbps": round(self.bitrate_kbps, 1),
             "hls": f"/live/{self.name}/index.m3u8",
+            # With the bitrate ladder: the source and its renditions (normal-latency HLS).
+            "master": f"/live/{self.name}/master.m3u8" if self.ladder else None,
             "thumbnail": f"/live/{self.name}/thumbnail.jpg" if self.thumbnail else None,
             "dropped_packets": dict(self.dropped),
             "viewers": self.viewers(),

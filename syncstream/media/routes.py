@@ -149,7 +149,12 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
     async def master(request: web.Request) -> web.Response:
         stream = _stream(service, request.match_info["name"])
         if stream.ladder is None:
-            raise Problem(404, "no_ladder", "this server has no bitrate ladder (live.ladder)")
+            raise Problem(
+                404, "no_ladder",
+                "the bitrate ladder is off for this stream (PUT /api/live/settings/<stream>)"
+                if service.settings.ladder
+                else "this server has no bitrate ladder (live.ladder)",
+            )  # fmt: skip
         inits = stream.timeline.inits
         source = read_media_info(inits[max(inits)]) if inits else None
         text = stream.ladder.master_playlist(int(stream.sample_bitrate() * 1000), source)
