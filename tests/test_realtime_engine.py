@@ -8,6 +8,8 @@ import json
 import secrets
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -226,67 +228,77 @@ async def _publish_until(
     return made
 
 
+@asynccontextmanager
+async def listener_and_publisher(
+    url: str, history: int, **listener_options: Any
+) -> AsyncIterator[tuple[RedisBroker, RedisBroker, list[Publication]]]:
+    """Two nodes on one Redis: one listens (what it delivers lands in the list), one publishes."""
+    prefix = f"t{secrets.token_hex(4)}"
+    listener = RedisBroker(url, prefix, "n1", history, 60, **listener_options)
+    publisher = RedisBroker(url, prefix, "n2", history, 60)
+    got: list[Publication] = []
+    await listener.start(got.append)
+    await publisher.start(lambda p: None)
+    try:
+        yield listener, publisher, got
+    finally:
+        await listener.stop()
+        await publisher.stop()
+
+
 @pytest.mark.redis
 async def test_a_lost_subscription_connection_replays_what_it_missed() -> None:
     """The subscriber's connection is cut while another node publishes: once back, it
     delivers every publication of the gap from the history, in order, exactly once."""
-    async with own_redis() as server:
-        prefix = f"t{secrets.token_hex(4)}"
-        listener = RedisBroker(server.url, prefix, "n1", 1000, 60)
-        publisher = RedisBroker(server.url, prefix, "n2", 1000, 60)
-        got: list[Publication] = []
-        await listener.start(got.append)
-        await publisher.start(lambda p: None)
-        try:
-            await listener.subscribe("room:a")
-            before = [await publisher.publish("room:a", "before")]
-            await settle(got, 1)
-            admin = Redis.from_url(server.url)
-            await admin.client_kill_filter(_type="pubsub")
-            await admin.aclose()
-            made = before + await _publish_until(
-                publisher, "room:a", lambda: listener.reconnects > 0
-            )
-            made.append(await publisher.publish("room:a", "after"))
-            await settle(got, len(made))
-            await asyncio.sleep(0.05)  # nothing more (no duplicates) comes
-            assert [p.seq for p in got] == [p.seq for p in made]
-            assert [p.frame for p in got] == [p.frame for p in made]
-        finally:
-            await listener.stop()
-            await publisher.stop()
+    async with (
+        own_redis() as server,
+        listener_and_publisher(server.url, 1000) as (
+            listener,
+            publisher,
+            got,
+        ),
+    ):
+        await listener.subscribe("room:a")
+        before = [await publisher.publish("room:a", "before")]
+        await settle(got, 1)
+        admin = Redis.from_url(server.url)
+        await admin.client_kill_filter(_type="pubsub")
+        await admin.aclose()
+        made = before + await _publish_until(publisher, "room:a", lambda: listener.reconnects > 0)
+        made.append(await publisher.publish("room:a", "after"))
+        await settle(got, len(made))
+        await asyncio.sleep(0.05)  # nothing more (no duplicates) comes
+        assert [p.seq for p in got] == [p.seq for p in made]
+        assert [p.frame for p in got] == [p.frame for p in made]
 
 
 @pytest.mark.redis
 async def test_a_redis_restart_tells_subscribers_to_resync() -> None:
     """Redis restarts empty: what was published around the restart is gone from the history,
     so the node tells the topic's subscribers to resync (a new epoch), then goes on live."""
-    async with own_redis() as server:
-        prefix = f"t{secrets.token_hex(4)}"
-        listener = RedisBroker(server.url, prefix, "n1", 100, 60)
-        publisher = RedisBroker(server.url, prefix, "n2", 100, 60)
-        got: list[Publication] = []
-        await listener.start(got.append)
-        await publisher.start(lambda p: None)
-        try:
-            await listener.subscribe("room:a")
-            old = await publisher.publish("room:a", "old")
-            await settle(got, 1)
-            await server.restart()
-            lost = await _publish_until(publisher, "room:a", lambda: listener.reconnects > 0)
-            assert lost[0].epoch != old.epoch and lost[0].seq == 1
-            await settle(got, 2)
-            assert json.loads(got[1].frame) == {
-                "op": "resync",
-                "topic": "room:a",
-                "data": {"seq": len(lost), "epoch": lost[0].epoch, "recovered": False},
-            }
-            live = await publisher.publish("room:a", "live")
-            await settle(got, 3)
-            assert [p.frame for p in got] == [old.frame, got[1].frame, live.frame]
-        finally:
-            await listener.stop()
-            await publisher.stop()
+    async with (
+        own_redis() as server,
+        listener_and_publisher(server.url, 100) as (
+            listener,
+            publisher,
+            got,
+        ),
+    ):
+        await listener.subscribe("room:a")
+        old = await publisher.publish("room:a", "old")
+        await settle(got, 1)
+        await server.restart()
+        lost = await _publish_until(publisher, "room:a", lambda: listener.reconnects > 0)
+        assert lost[0].epoch != old.epoch and lost[0].seq == 1
+        await settle(got, 2)
+        assert json.loads(got[1].frame) == {
+            "op": "resync",
+            "topic": "room:a",
+            "data": {"seq": len(lost), "epoch": lost[0].epoch, "recovered": False},
+        }
+        live = await publisher.publish("room:a", "live")
+        await settle(got, 3)
+        assert [p.frame for p in got] == [old.frame, got[1].frame, live.frame]
 
 
 @pytest.mark.redis
@@ -316,13 +328,11 @@ async def test_a_frozen_redis_is_noticed_and_its_gap_replayed() -> None:
     notices, and once Redis answers again the node resubscribes and replays the gap."""
     async with own_redis() as server:
         assert server.proc is not None
-        prefix = f"t{secrets.token_hex(4)}"
-        listener = RedisBroker(server.url, prefix, "n1", 100, 60, heartbeat=0.3)
-        publisher = RedisBroker(server.url, prefix, "n2", 100, 60)
-        got: list[Publication] = []
-        await listener.start(got.append)
-        await publisher.start(lambda p: None)
-        try:
+        async with listener_and_publisher(server.url, 100, heartbeat=0.3) as (
+            listener,
+            publisher,
+            got,
+        ):
             await listener.subscribe("room:a")
             made = [await publisher.publish("room:a", "before")]
             await settle(got, 1)
@@ -339,9 +349,6 @@ async def test_a_frozen_redis_is_noticed_and_its_gap_replayed() -> None:
             made.append(await publisher.publish("room:a", "after"))
             await settle(got, len(made))
             assert [p.frame for p in got] == [p.frame for p in made]
-        finally:
-            await listener.stop()
-            await publisher.stop()
 
 
 @pytest.mark.redis
