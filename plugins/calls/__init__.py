@@ -56,7 +56,7 @@ async def setup(ctx: PluginContext) -> None:
 
     ctx.listen("user.banned", on_banned)
     register_page(ctx.app.router)
-    ctx.announce("Call page", "{url}/call#token=<token>")
+    ctx.announce("Call page", "{url}/call  (sign in there: call someone, answer calls)")
     ctx.on_cleanup(service.close)
 
 
