@@ -147,10 +147,6 @@ async def whep_viewer(base: str, seconds: float) -> list[int]:
 async def browser_player(url: str, seconds: float, webrtc: bool = False) -> dict[str, float]:
     """One join of a browser player: its p50 latency and presented frame rate."""
     async with chromium_page(url) as page:
-        for _ in range(100):
-            if await page.evaluate("document.readyState === 'complete'"):
-                break
-            await asyncio.sleep(0.1)
         await install_frame_clock(page, BITS, BLOCK)
         await wait_frames(page)
         if webrtc:

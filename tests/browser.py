@@ -131,6 +131,12 @@ FRAME_CLOCK_JS = """
 
 
 async def install_frame_clock(page: Page, bits: int, block: int) -> None:
+    """Once the page has loaded (its <video> exists), read the clock off each frame it
+    presents (see FRAME_CLOCK_JS)."""
+    for _ in range(100):
+        if await page.evaluate("document.readyState === 'complete'"):
+            break
+        await asyncio.sleep(0.1)
     assert await page.evaluate(FRAME_CLOCK_JS % {"bits": bits, "block": block})
 
 

@@ -74,10 +74,6 @@ async def test_watch_page_presents_every_frame_over_hls_and_webrtc(
 
 
 async def wait_frames_after_load(page: Any) -> None:
-    for _ in range(100):
-        if await page.evaluate("document.readyState === 'complete'"):
-            break
-        await asyncio.sleep(0.1)
     await install_frame_clock(page, BITS, BLOCK)
     await wait_frames(page)
 
