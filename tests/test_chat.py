@@ -424,3 +424,18 @@ async def test_many_senders_reach_every_listener_in_version_order(
         for sock in listeners:
             got = [e["data"]["message"]["version"] for e in await sock.events(total, timeout=30)]
             assert got == list(range(1, total + 1))
+
+
+async def test_a_malformed_idempotency_key_header_is_refused(tmp_path: Path) -> None:
+    """The header goes through the core's one check (bounded, a safe alphabet), as it does
+    for media jobs and uploads."""
+    async with running(tmp_path) as c:
+        ann = await c.register("ann")
+        status, room, _ = await c.call("POST", "/api/chat/rooms", ann, json={"name": "r"})
+        assert status == 201
+        for key in ("x" * 65, "no spaces", "ünïcode"):
+            status, problem, _ = await c.call(
+                "POST", f"/api/chat/rooms/{room['id']}/messages", ann,
+                json={"text": "hi"}, headers={"Idempotency-Key": key},
+            )  # fmt: skip
+            assert status == 422 and problem["code"] == "invalid_idempotency_key", (key, problem)

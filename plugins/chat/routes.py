@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syncstream import Call, Problem, User
 from syncstream.api import ScopedApi, json_response
+from syncstream.idempotency import idempotency_key
 
 from .messages import message_public
 from .rooms import room_public
@@ -257,7 +258,7 @@ def register(api: ScopedApi, chat: ChatService) -> None:
     async def send(call: Call[MessageIn]) -> Any:
         """Send a message. A retry with the same ``client_key`` (or ``Idempotency-Key``
         header) returns the stored message with 200 instead of sending it twice."""
-        key = call.body.client_key or call.request.headers.get("Idempotency-Key")
+        key = call.body.client_key or idempotency_key(call.request.headers)
         row, created = await chat.send(
             call.user, call.param("room_id"), call.body.text, client_key=key,
             reply_to=call.body.reply_to, attachments=call.body.attachments,
