@@ -16,6 +16,7 @@ import pytest
 
 from syncstream.bus import Event
 
+from .conftest import S3Server
 from .files_support import download, tus_upload
 from .support import (
     Client,
@@ -524,7 +525,7 @@ async def test_kill_9_takes_the_nodes_children_and_a_restart_retries_cleanly(
 @pytest.mark.postgres
 @pytest.mark.redis
 async def test_cluster_nodes_share_the_queue_through_s3_storage(
-    tmp_path: Path, s3_server: str
+    tmp_path: Path, s3_server: S3Server
 ) -> None:
     """Two nodes with their own disks, sharing PostgreSQL, Redis and an S3 bucket: jobs
     queued on one node run on both, inputs and outputs travel through the bucket."""
@@ -534,8 +535,8 @@ async def test_cluster_nodes_share_the_queue_through_s3_storage(
             cluster_yaml(
                 schema,
                 "plugins:\n"
-                f"  files: {{storage: s3, s3: {{endpoint: '{s3_server}', bucket: files,"
-                " access_key: k, secret_key: s}}\n"
+                f"  files: {{storage: s3, s3: {{endpoint: '{s3_server.endpoint}', bucket: files,"
+                f" access_key: {s3_server.access_key}, secret_key: {s3_server.secret_key}}}}}\n"
                 "  media: {concurrency: 1, per_user_running: 4}\n",
             )
         )

@@ -22,6 +22,9 @@ class S3Config(BaseModel):
     region: str = "us-east-1"
     access_key: str = Field(min_length=1)
     secret_key: str = Field(min_length=1)
+    session_token: str | None = Field(
+        None, description="For temporary credentials (STS): sent as x-amz-security-token"
+    )
     prefix: str = Field(
         "", pattern=r"^[A-Za-z0-9/_.-]*$", description="Key prefix inside the bucket"
     )
@@ -29,6 +32,9 @@ class S3Config(BaseModel):
         True, description="endpoint/bucket/key (MinIO); false: bucket.endpoint"
     )
     part_bytes: int = Field(64 * MiB, ge=5 * MiB, le=5 * GiB, description="Multipart part size")
+    retries: int = Field(
+        4, ge=0, le=10, description="Retries of a request that failed on the way (5xx, network)"
+    )
 
 
 class Config(BaseModel):

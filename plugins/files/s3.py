@@ -1,11 +1,14 @@
 """An S3-compatible blob store (AWS S3, MinIO, Ceph RGW, Garage ...) for several nodes.
 
 Requests are signed with AWS Signature Version 4 (``UNSIGNED-PAYLOAD`` bodies, so a large
-file streams from disk without being hashed twice). Files up to ``part_bytes`` go up in one
-PUT, larger ones as a multipart upload; downloads stream ranged GETs. Uploads are still
-assembled on the receiving node's disk and pushed to S3 once complete, so a tus upload's
-requests must reach the node that holds it (route by the upload id, or share the uploads
-directory between nodes).
+file streams from disk without being hashed twice), with a session token for temporary
+credentials. Files up to ``part_bytes`` go up in one PUT, larger ones as a multipart upload;
+downloads stream ranged GETs. A request that fails on the way (connection error, 500, 502,
+503 SlowDown, 504) is signed and sent again after a jittered exponential backoff, up to
+``retries`` more times: every request here is idempotent, and a body is made anew per
+attempt. Uploads are still assembled on the receiving node's disk and pushed to S3 once
+complete, so a tus upload's requests must reach the node that holds it (route by the upload
+id, or share the uploads directory between nodes).
 """
 
 from __future__ import annotations
@@ -14,21 +17,28 @@ import asyncio
 import hashlib
 import hmac
 import os
+import random
 import re
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
+from yarl import URL
 
 from .config import S3Config
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
 READ_BLOCK = 1 << 20
+# S3's answers that say "try again": internal error, bad gateway, SlowDown, gateway timeout.
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 5.0
 
 
 class S3Error(Exception):
@@ -49,19 +59,30 @@ def sign(
     region: str,
     now: datetime,
     payload_hash: str = UNSIGNED,
+    session_token: str | None = None,
 ) -> dict[str, str]:
-    """The headers of a request signed with AWS SigV4 for service ``s3``."""
+    """The headers of a request signed with AWS SigV4 for service ``s3``.
+
+    ``url`` is the URL as it goes on the wire (already percent-encoded): its path and query are
+    decoded once and encoded canonically, so an encoded value (an upload id with ``+/=``, a
+    key with a space) is signed as S3 decodes it, not encoded twice.
+    """
     parts = urlsplit(url)
     stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
     signed = {k.lower(): v.strip() for k, v in headers.items()}
     signed |= {"host": parts.netloc, "x-amz-date": stamp, "x-amz-content-sha256": payload_hash}
+    if session_token:
+        signed["x-amz-security-token"] = session_token
     names = sorted(signed)
-    pairs = sorted(pair.partition("=")[::2] for pair in parts.query.split("&") if pair)
-    query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in pairs)
+    pairs = sorted(
+        (_canonical(unquote(k)), _canonical(unquote(v)))
+        for k, v in (pair.partition("=")[::2] for pair in parts.query.split("&") if pair)
+    )
+    query = "&".join(f"{k}={v}" for k, v in pairs)
     canonical = "\n".join(
         [
             method,
-            quote(parts.path or "/", safe="/-_.~"),
+            quote(unquote(parts.path) or "/", safe="/-_.~"),
             query,
             "".join(f"{k}:{signed[k]}\n" for k in names),
             ";".join(names),
@@ -82,6 +103,21 @@ def sign(
         f"SignedHeaders={';'.join(names)}, Signature={signature}"
     )
     return out
+
+
+def _canonical(text: str) -> str:
+    """SigV4's URI encoding of one query name or value: everything but ``A-Za-z0-9-_.~``."""
+    return quote(text, safe="-_.~")
+
+
+def _backoff(attempt: int) -> float:
+    """Full-jitter exponential backoff before retry ``attempt`` (1, 2, ...)."""
+    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+
+
+# A request body: bytes, or a function making a fresh one for each attempt (a file stream
+# cannot be sent twice).
+Body = bytes | Callable[[], Any] | None
 
 
 class S3BlobStore:
@@ -110,29 +146,55 @@ class S3BlobStore:
         url: str,
         *,
         headers: dict[str, str] | None = None,
-        data: Any = None,
+        body: Body = None,
         ok: tuple[int, ...] = (200,),
     ) -> aiohttp.ClientResponse:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
             )
+        attempt = 0
+        while True:
+            try:
+                resp = await self._attempt(self._session, method, url, headers or {}, body)
+            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                if attempt >= self.config.retries:
+                    raise S3Error(f"S3 {method} {urlsplit(url).path}: {exc!r}") from exc
+            else:
+                if resp.status in ok:
+                    return resp
+                text = await resp.text()
+                resp.release()
+                if resp.status not in RETRY_STATUSES or attempt >= self.config.retries:
+                    code = re.search(r"<Code>([^<]+)</Code>", text)
+                    raise S3Error(
+                        f"S3 {method} {urlsplit(url).path}: {resp.status} {code and code[1]}"
+                    )
+            attempt += 1
+            await asyncio.sleep(_backoff(attempt))
+
+    async def _attempt(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: Body,
+    ) -> aiohttp.ClientResponse:
+        """One signed try (signed anew: the date is part of the signature)."""
         signed = sign(
             method,
             url,
-            headers or {},
+            headers,
             access_key=self.config.access_key,
             secret_key=self.config.secret_key,
+            session_token=self.config.session_token,
             region=self.config.region,
             now=datetime.now(UTC),
         )
-        resp = await self._session.request(method, url, headers=signed, data=data)
-        if resp.status not in ok:
-            body = await resp.text()
-            resp.release()
-            code = re.search(r"<Code>([^<]+)</Code>", body)
-            raise S3Error(f"S3 {method} {urlsplit(url).path}: {resp.status} {code and code[1]}")
-        return resp
+        data = body() if callable(body) else body
+        # encoded=True: the URL goes out exactly as it was signed.
+        return await session.request(method, URL(url, encoded=True), headers=signed, data=data)
 
     async def check(self) -> None:
         """Fail early (at start-up) if the bucket cannot be reached with these credentials."""
@@ -152,10 +214,12 @@ class S3BlobStore:
         await asyncio.to_thread(source.unlink)
 
     async def _put_whole(self, key: str, source: Path, size: int) -> None:
-        with open(source, "rb") as fh:  # noqa: ASYNC230 - aiohttp reads it on a thread
-            resp = await self._request(
-                "PUT", self._url(key), headers={"content-length": str(size)}, data=fh
-            )
+        resp = await self._request(
+            "PUT",
+            self._url(key),
+            headers={"content-length": str(size)},
+            body=partial(_file_slice, source, 0, size),
+        )
         resp.release()
 
     async def _put_parts(self, key: str, source: Path, size: int) -> None:
@@ -169,13 +233,12 @@ class S3BlobStore:
             part = self.config.part_bytes
             for number, offset in enumerate(range(0, size, part), start=1):
                 length = min(part, size - offset)
-                body = _file_slice(source, offset, length)
                 query = f"partNumber={number}&uploadId={quote(uid, safe='')}"
                 resp = await self._request(
                     "PUT",
                     self._url(key, query),
                     headers={"content-length": str(length)},
-                    data=body,
+                    body=partial(_file_slice, source, offset, length),
                 )
                 etags.append(resp.headers["ETag"])
                 resp.release()
@@ -186,7 +249,7 @@ class S3BlobStore:
             resp = await self._request(
                 "POST",
                 self._url(key, f"uploadId={quote(uid, safe='')}"),
-                data=f"<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>".encode(),
+                body=f"<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>".encode(),
             )
             text = await resp.text()
             if "<Error>" in text:  # S3 may report a failed completion with a 200
