@@ -34,7 +34,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from plugins.calls.sfu.tap import is_keyframe, tap_receiver
+from syncstream.runtime.aiortc_tap import is_keyframe, tap_receiver
 
 from .harness import (
     CpuWindow,

@@ -33,13 +33,14 @@ from .bus import EventBus, create_bus
 from .config import LoadedConfig, Settings
 from .errors import Problem, from_http_exception
 from .frontdoor import register_front_door
-from .gcpolicy import GcPolicy
 from .logs import loggable_path
 from .media import Media
 from .metrics import Metrics
 from .oversight import Oversight
 from .plugins import EnabledPlugin, PluginContext, discover, resolve, start_plugin
 from .realtime import Gateway, create_engine
+from .runtime.gc_policy import GcPolicy
+from .runtime.seams import SEAMS
 from .services import ServiceRegistry
 from .store import Store, open_store
 
@@ -199,6 +200,8 @@ def _register_core_routes(core: Core, app: web.Application) -> None:
 
     async def metrics_handler(request: web.Request) -> web.Response:
         core.metrics.take_lag_max()
+        for seam in SEAMS.all():
+            core.metrics.runtime_seams.labels(seam.name).set(seam.active)
         body = generate_latest(core.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -272,6 +275,7 @@ async def open_services(
         sqlite_path=settings.data_dir / "syncstream.db",
         schema=settings.store.schema_name,
         pool_size=settings.store.pool_size,
+        sqlite_inline_writes=settings.runtime.sqlite_inline_writes,
     )
     try:
         await store.migrate("core.audit", AUDIT_MIGRATIONS)
@@ -308,7 +312,10 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
             settings.realtime.history_ttl_seconds,
             settings.realtime.presence_ttl_seconds,
         )
-        gateway = Gateway(settings.realtime, broker, presence, auth, bus, metrics, node_id)
+        gateway = Gateway(
+            settings.realtime, broker, presence, auth, bus, metrics, node_id,
+            ws_text_tap=settings.runtime.ws_text_tap,
+        )  # fmt: skip
         app = web.Application(
             middlewares=[make_middleware(settings, metrics)],
             client_max_size=settings.server.max_body_bytes,
@@ -403,7 +410,12 @@ class Server:
         self.core: Core | None = None
         self.runner: web.AppRunner | None = None
         self.port = 0
-        self.gc_policy = GcPolicy(self.settings.server.gc_sweep_seconds)
+        runtime = self.settings.runtime
+        self.gc_policy = (
+            GcPolicy(runtime.gc_sweep_seconds)
+            if SEAMS.record("gc_policy", runtime.gc_policy)
+            else None
+        )
 
     async def start(self) -> None:
         app, self.core = await build(self.loaded)
@@ -421,7 +433,8 @@ class Server:
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.server.port
-        self.gc_policy.start()  # start-up's objects out of the collector's way, and more
+        if self.gc_policy is not None:
+            self.gc_policy.start()  # start-up's objects out of the collector's way, and more
         if self.banner_stream is not None:
             print(self.banner(), file=self.banner_stream, flush=True)
 
@@ -469,7 +482,8 @@ class Server:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-        await self.gc_policy.stop()
+        if self.gc_policy is not None:
+            await self.gc_policy.stop()
 
     async def run_until_signal(self) -> None:
         """Serve until SIGINT/SIGTERM, then shut down gracefully."""

@@ -35,9 +35,6 @@ class ServerSettings(Section):
     max_body_bytes: int = Field(1 << 20, gt=0, description="Largest JSON request body")
     shutdown_timeout: float = Field(10.0, ge=0)
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
-    gc_sweep_seconds: float = Field(
-        900.0, gt=0, description="How often objects frozen after full collections are swept"
-    )
 
 
 class RtmpSettings(Section):
@@ -119,6 +116,22 @@ class RealtimeSettings(Section):
     max_subscriptions: int = Field(200, ge=1)
 
 
+class RuntimeSettings(Section):
+    """Switches for the performance seams (``syncstream/runtime/``): each may be turned off,
+    and each falls back to the plain way by itself when its library changed."""
+
+    gc_policy: bool = Field(True, description="Freeze long-lived objects; young GCs on a timer")
+    gc_sweep_seconds: float = Field(
+        900.0, gt=0, description="How often objects frozen after full collections are swept"
+    )
+    ws_text_tap: bool = Field(
+        True, description="Hand WebSocket text frames to the gateway inside aiohttp's reader"
+    )
+    sqlite_inline_writes: bool = Field(
+        True, description="Commit small SQLite write batches on the event loop's thread"
+    )
+
+
 class LoggingSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -141,6 +154,7 @@ class Settings(Section):
     cluster: ClusterSettings = ClusterSettings()
     auth: AuthSettings = AuthSettings()
     realtime: RealtimeSettings = RealtimeSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
     plugin_paths: list[Path] = Field(default_factory=list)

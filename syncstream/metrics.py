@@ -60,6 +60,12 @@ class Metrics:
             ["type"],
             registry=r,
         )
+        self.runtime_seams = Gauge(
+            "syncstream_runtime_seam_active",
+            "Performance seams (syncstream/runtime/): 1 in use, 0 off or fallen back",
+            ["seam"],
+            registry=r,
+        )
         self.loop_lag = Gauge(
             "syncstream_event_loop_lag_seconds", "Latest event-loop lag sample", registry=r
         )

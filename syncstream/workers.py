@@ -21,6 +21,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from .children import die_with_parent
+from .runtime import process_pool
+from .runtime.seams import SEAMS
 
 T = TypeVar("T")
 NICENESS = 10  # below the daemon: its event loop gets the CPU first
@@ -74,9 +76,12 @@ class WorkerPool:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        processes = list((getattr(pool, "_processes", None) or {}).values())
+        if not SEAMS.record("process_pool_kill", True, process_pool.problem()):
+            pool.shutdown(wait=False, cancel_futures=True)  # its workers finish their calls
+            return
+        workers = process_pool.processes(pool)
         pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
+        for process in workers:
             process.kill()
 
     async def close(self) -> None:

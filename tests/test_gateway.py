@@ -313,7 +313,7 @@ async def test_frames_sent_together_are_served_in_order_by_a_read_made_once(
     tmp_path: Path,
 ) -> None:
     """Text frames reach the gateway as they are parsed; the socket's one pending read (for
-    control frames) is not made again for every message (see realtime/socket.py)."""
+    control frames) is not made again for every message (see runtime/ws_text_tap.py)."""
     async with running(tmp_path) as c:
         admin = await c.ws(await c.admin())
         viewer = await c.ws(await c.register("uma"))

@@ -15,13 +15,16 @@ from syncstream.store import sqlite as sqlite_store
 from syncstream.store.sqlite import SqliteStore
 
 
-@pytest.fixture
-async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SqliteStore]:
+@pytest.fixture(params=[True, False], ids=["inline-writes", "aiosqlite-api"])
+async def store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> AsyncIterator[SqliteStore]:
+    """The store with the inline-commit seam (``runtime.sqlite_inline_writes``) and without."""
     # Checkpoints this often leave a few hundred commits between two WAL restarts at most,
     # however the test's writes and the checkpointer's turns happen to interleave.
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY", 0.01)
     monkeypatch.setattr(sqlite_store, "UNLOCKED_WAL_FRAMES", 200)  # as if 16 MB were 800 KB
-    store = await SqliteStore.open(tmp_path / "db.sqlite")
+    store = await SqliteStore.open(tmp_path / "db.sqlite", inline_writes=request.param)
     await store.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, blob TEXT NOT NULL)")
     yield store
     await store.close()

@@ -18,6 +18,8 @@ from syncstream import Namespace, Plugin, PluginContext, User
 from syncstream.bus import Event
 from syncstream.filestore import FileStore
 from syncstream.realtime import Published
+from syncstream.runtime.aiortc_tap import problem as sfu_problem
+from syncstream.runtime.seams import SEAMS
 
 from .config import Config
 from .page import register_page
@@ -48,6 +50,7 @@ async def setup(ctx: PluginContext) -> None:
         )
     )
     register(ctx.api, service)
+    SEAMS.record("aiortc_frame_tap", True, sfu_problem())  # a warning when the SFU cannot run
     ctx.oversight.add_figures("calls", service.figures)
     ctx.oversight.add_user_facts("calls", service.user_facts)
 

@@ -35,6 +35,7 @@ from syncstream.filestore import FileStore
 from syncstream.ids import new_id
 from syncstream.realtime import Gateway
 from syncstream.realtime.absence import Absence
+from syncstream.runtime.aiortc_tap import problem as sfu_problem
 from syncstream.store import Store
 
 from .call import Call, Participant
@@ -106,6 +107,8 @@ class CallService:
             route = "sfu" if kind == "group" or record else "p2p"
         elif record and route == "p2p":
             raise Problem(422, "record_needs_sfu", "a recorded call goes through the server")
+        if route == "sfu" and (reason := sfu_problem()) is not None:
+            raise Problem(503, "sfu_unavailable", f"calls through the server are off: {reason}")
         if self.in_call(user.id) is not None:
             raise Problem(409, "already_in_call", "hang up your current call first")
         names = list(dict.fromkeys(usernames))

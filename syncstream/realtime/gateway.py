@@ -43,9 +43,9 @@ from ..errors import Problem
 from ..ids import new_id
 from ..metrics import Metrics
 from ..ratelimit import TokenBucket
+from ..runtime.ws_text_tap import gateway_socket
 from .engine import Broker, BrokerUnavailable, PresenceManager, Publication
 from .revocation import NOTICE_TOPIC, Revocation
-from .socket import GatewaySocket
 from .wire import (
     CLOSE_FORBIDDEN,
     CLOSE_GOING_AWAY,
@@ -154,8 +154,11 @@ class Gateway:
         bus: EventBus,
         metrics: Metrics,
         node_id: str,
+        *,
+        ws_text_tap: bool = True,
     ) -> None:
         self.settings = settings
+        self.ws_text_tap = ws_text_tap  # the runtime seam for reading text frames
         self.broker = broker
         self.presence = presence
         self.auth = auth
@@ -313,8 +316,9 @@ class Gateway:
             transport,
             TokenBucket(self.settings.rate_per_second, self.settings.rate_burst),
         )
-        conn.ws = ws = GatewaySocket(
+        conn.ws = ws = gateway_socket(
             lambda text: self._received(conn, text),
+            self.ws_text_tap,
             heartbeat=self.settings.heartbeat_seconds,
             max_msg_size=self.settings.max_message_bytes,
             compress=False,
@@ -338,8 +342,10 @@ class Gateway:
             conn.ready = True
             if conn.inbox:  # frames that came with the handshake
                 self._start_serving(conn)
-            async for msg in ws:  # control frames only: text goes to _received
-                if msg.type == WSMsgType.BINARY:
+            async for msg in ws:  # with the tap, control frames only: text goes to _received
+                if msg.type == WSMsgType.TEXT:
+                    self._received(conn, msg.data)
+                elif msg.type == WSMsgType.BINARY:
                     self._error(conn, None, "invalid_frame", "send JSON text frames")
                 elif msg.type == WSMsgType.ERROR:
                     break

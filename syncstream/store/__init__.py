@@ -11,11 +11,16 @@ from .sqlite import SqliteStore
 
 
 async def open_store(
-    url: str, *, sqlite_path: Path, schema: str = "", pool_size: int = 10
+    url: str,
+    *,
+    sqlite_path: Path,
+    schema: str = "",
+    pool_size: int = 10,
+    sqlite_inline_writes: bool = True,
 ) -> Store:
     """Empty ``url``: SQLite at ``sqlite_path``; ``postgresql://...``: PostgreSQL."""
     if not url:
-        return await SqliteStore.open(sqlite_path)
+        return await SqliteStore.open(sqlite_path, inline_writes=sqlite_inline_writes)
     if url.startswith(("postgresql://", "postgres://")):
         return await PostgresStore.open(url, schema, pool_size)
     raise StoreError(f"unsupported store url {url.split('://')[0]!r}: use postgresql:// or empty")

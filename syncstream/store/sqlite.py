@@ -1,9 +1,8 @@
 """SQLite backend (aiosqlite): one connection in WAL mode, serialised by an asyncio lock.
 
 Statements run on aiosqlite's thread, except :meth:`SqliteStore.write_batch`: a small batch
-commits right on the event loop, because a WAL commit without fsync (``synchronous=NORMAL``)
-costs ~0.1 ms, less than the hand-off to a thread and back under load. No commit pays for
-a checkpoint: the connection's auto-checkpoint is off and :class:`_Checkpointer` copies the
+commits right on the event loop (the seam :mod:`syncstream.runtime.sqlite_inline`). No commit
+pays for a checkpoint: the connection's auto-checkpoint is off and :class:`_Checkpointer` copies the
 WAL back into the database every second, mostly from a thread of its own.
 """
 
@@ -22,6 +21,8 @@ from typing import Any
 import aiosqlite
 import structlog
 
+from ..runtime import sqlite_inline
+from ..runtime.seams import SEAMS
 from .base import Dialect, Migration, Queries, Row
 from .errors import translated
 from .migrations import migrate
@@ -175,14 +176,16 @@ class SqliteStore:
 
     dialect: Dialect = "sqlite"
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: Path, *, inline_writes: bool) -> None:
         self._conn = conn
+        self._inline = SEAMS.record("sqlite_inline_writes", inline_writes, sqlite_inline.problem())
         self._lock = asyncio.Lock()
         self._statements = _Statements(conn)
         self._checkpointer = _Checkpointer(path, conn, self._lock)
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteStore:
+    async def open(cls, path: Path, *, inline_writes: bool = True) -> SqliteStore:
+        """The store in ``path``; ``inline_writes``: the seam for :meth:`write_batch`."""
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
         conn.row_factory = _dict_row  # type: ignore[assignment]
@@ -194,7 +197,7 @@ class SqliteStore:
             "PRAGMA wal_autocheckpoint=0",
         ):
             await conn.execute(pragma)
-        return cls(conn, path)
+        return cls(conn, path, inline_writes=inline_writes)
 
     async def execute(self, sql: str, *args: Any) -> int:
         async with self._lock:
@@ -232,9 +235,9 @@ class SqliteStore:
         """BEGIN IMMEDIATE, every statement, COMMIT — on the event loop's thread, unless
         another process holds the write lock: then on aiosqlite's thread, which may wait."""
         async with self._lock:
-            # aiosqlite has no public accessor for its sqlite3 connection, nor a public
-            # "run this on your thread"; _conn and _execute are what its own methods use.
-            conn: sqlite3.Connection = self._conn._conn
+            if not self._inline:
+                return await self._batch_through_aiosqlite(statements)
+            conn = sqlite_inline.sqlite_connection(self._conn)
             with _translated_errors():
                 conn.execute("PRAGMA busy_timeout=0")
                 try:
@@ -244,8 +247,22 @@ class SqliteStore:
                         raise
                 finally:
                     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                counts: list[int] = await self._conn._execute(_run_batch, conn, statements)  # type: ignore[no-untyped-call]
-                return counts
+                return await sqlite_inline.on_connection_thread(
+                    self._conn, _run_batch, conn, statements
+                )
+
+    async def _batch_through_aiosqlite(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[int]:
+        """The same transaction through aiosqlite's public API (a thread hop a statement)."""
+        await self._statements.execute("BEGIN IMMEDIATE")
+        try:
+            counts = [await self._statements.execute(sql, *args) for sql, args in statements]
+        except BaseException:
+            await self._statements.execute("ROLLBACK")
+            raise
+        await self._statements.execute("COMMIT")
+        return counts
 
     async def migrate(self, owner: str, migrations: Sequence[Migration]) -> list[int]:
         return await migrate(self, owner, migrations)

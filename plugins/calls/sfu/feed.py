@@ -12,8 +12,7 @@ from aiortc import RTCRtpReceiver
 
 from syncstream.ids import new_id
 from syncstream.media.webrtc.packet_track import Packet, PacketTrack
-
-from .tap import FrameTap, ask_keyframe
+from syncstream.runtime.aiortc_tap import FrameTap, ask_keyframe
 
 KEYFRAME_INTERVAL = 0.3  # s between two keyframe requests to one publisher
 LOUDNESS_DECAY = 0.7  # smoothing of audio levels (per packet)

@@ -28,10 +28,10 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 from syncstream import Problem
+from syncstream.runtime.aiortc_tap import on_keyframe_request, tap_receiver
 
 from .feed import Feed, ForwardTrack, Output
 from .sdp import SdpError, forwardable_offer, with_video_cap
-from .tap import on_keyframe_request, tap_receiver
 
 log = structlog.get_logger(__name__)
 Notify = Callable[[str, dict[str, Any]], Awaitable[None]]

@@ -8,7 +8,7 @@ import sys
 import time
 import weakref
 
-from syncstream.gcpolicy import MIDDLE_EVERY, GcPolicy
+from syncstream.runtime.gc_policy import MIDDLE_EVERY, GcPolicy
 
 
 class Node:

@@ -1,10 +1,12 @@
-"""Where the SFU plugs into aiortc: encoded frames are taken from a receiver before decoding,
-keyframe requests are taken from a sender, and the bitrate a publisher is told to use is
-capped.
+"""Where a forwarding SFU plugs into aiortc: encoded frames are taken from a receiver before
+decoding, keyframe requests are taken from a sender, and the bitrate a publisher is told to
+use is capped.
 
-aiortc has no public hook for any of these (aiortc 1.16; see ../shared/NOTES-media.md), so
-each is done on one receiver's or sender's own instance, never on the classes: the same
-process may hold ordinary peer connections that decode. The seams used:
+aiortc has no public hook for any of these (aiortc 1.16), so each is done on one receiver's
+or sender's own instance, never on the classes: the same process may hold ordinary peer
+connections that decode. There is no public fallback: on an aiortc where these changed,
+:func:`problem` says what, and forwarding is refused with that reason (a call through the
+server answers 503 ``sfu_unavailable``; peer-to-peer calls are unaffected). The seams used:
 
 - ``RTCRtpReceiver`` puts each complete frame from its jitter buffer on its decoder queue;
   a :class:`FrameTap` stands in for that queue before the decoder thread starts, turns the
@@ -35,8 +37,28 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from .versions import outside
+
+CHECKED = ((1, 16), (1, 17))  # the aiortc releases this was written and tested against
 Packet = Any  # av.Packet
 OnFrame = Callable[[Packet, bool], None]
+
+
+def problem() -> str | None:
+    """Why frames cannot be tapped with the installed aiortc (None: they can)."""
+    if reason := outside("aiortc", *CHECKED):
+        return reason
+    if "_RTCRtpReceiver__decoder_queue" not in RTCRtpReceiver.__init__.__code__.co_names:
+        return "RTCRtpReceiver no longer has a decoder queue"
+    for owner, name in (
+        (RTCRtpReceiver, "_handle_rtp_packet"),
+        (RTCRtpReceiver, "_send_rtcp"),
+        (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpSender, "_handle_rtcp_packet"),
+    ):
+        if not callable(getattr(owner, name, None)):
+            return f"{owner.__name__}.{name} is gone"
+    return None
 
 
 def is_keyframe(codec: str, data: bytes) -> bool:
