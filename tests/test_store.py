@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from syncstream.store import IntegrityError, Queries, Store, StoreError, open_store
+from syncstream.store import (
+    GroupCommit,
+    IntegrityError,
+    Queries,
+    Store,
+    StoreError,
+    WriteInterrupted,
+    open_store,
+)
 from syncstream.store.sql import numbered_placeholders, split_statements
 
 from .support import database
@@ -208,3 +217,62 @@ async def test_concurrent_migrations_apply_each_version_once(store_factory: Stor
 async def test_unknown_store_url(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="unsupported store url 'mysql'"):
         await open_store("mysql://x", sqlite_path=tmp_path / "x.db")
+
+
+async def test_group_commit_shares_transactions_and_acknowledges_after_commit(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes made together share commits; each returns once its rows are committed."""
+    batches: list[int] = []
+    write_batch = store.write_batch
+
+    async def counted(statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        batches.append(len(statements))
+        return await write_batch(statements)
+
+    monkeypatch.setattr(store, "write_batch", counted)
+    commits = GroupCommit(store)
+
+    async def one(n: int) -> None:
+        await commits.write([("INSERT INTO items (id, n) VALUES (?, ?)", (f"g{n}", n))])
+        row = await store.fetchone("SELECT n FROM items WHERE id = ?", f"g{n}")
+        assert row is not None and row["n"] == n  # committed before write() returned
+
+    await asyncio.gather(*(one(n) for n in range(200)))
+    assert sum(batches) == 200
+    assert len(batches) < 200 / 4, batches  # shared: a few commits, not one per write
+    assert await store.fetchval("SELECT count(*) FROM items") == 200
+
+
+async def test_group_commit_fails_every_write_of_a_failing_batch(store: Store) -> None:
+    commits = GroupCommit(store)
+    await commits.write([("INSERT INTO items (id, n) VALUES ('dup', 1)", ())])
+    results = await asyncio.gather(
+        commits.write([("INSERT INTO items (id, n) VALUES ('fine', 2)", ())]),
+        commits.write([("INSERT INTO items (id, n) VALUES ('dup', 3)", ())]),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, IntegrityError) for r in results), results
+    assert await store.fetchval("SELECT count(*) FROM items") == 1  # nothing half-written
+    await commits.write([("INSERT INTO items (id, n) VALUES ('after', 4)", ())])  # goes on
+
+
+async def test_group_commit_survives_a_cancelled_writer(store: Store) -> None:
+    """The caller whose task commits is cancelled: the writes queued behind its batch are
+    still committed by a task of their own, and its batch's callers learn the outcome."""
+    commits = GroupCommit(store)
+    first = asyncio.create_task(commits.write([("INSERT INTO items (id, n) VALUES ('a', 1)", ())]))
+    others = [
+        asyncio.create_task(
+            commits.write([("INSERT INTO items (id, n) VALUES (?, ?)", (f"b{n}", n))])
+        )
+        for n in range(5)
+    ]
+    await asyncio.sleep(0)
+    first.cancel()
+    outcomes = await asyncio.gather(*others, return_exceptions=True)
+    assert all(o is None or isinstance(o, WriteInterrupted) for o in outcomes), outcomes
+    await commits.write(lambda: [("INSERT INTO items (id, n) VALUES ('c', 9)", ())])
+    ids = {r["id"] for r in await store.fetchall("SELECT id FROM items")}
+    assert "c" in ids
+    assert {f"b{n}" for n, o in enumerate(outcomes) if o is None} <= ids

@@ -28,7 +28,7 @@ from syncstream.auth import Auth
 from syncstream.bus import EventBus
 from syncstream.ids import new_id
 from syncstream.realtime import Gateway
-from syncstream.store import Row, Store
+from syncstream.store import GroupCommit, Row, Store, WriteInterrupted
 
 from .clock import Clock
 from .game import Game, Move, Replayed
@@ -56,22 +56,12 @@ KEEPALIVE_SECONDS = 6.0  # an empty line on an idle NDJSON stream (lichess sends
 
 @dataclass
 class _Write:
-    """One game's pending save: its row, its new moves, and who waits for the commit."""
+    """One game's pending save: its row and its new moves."""
 
     game_id: str
     row: dict[str, Any]
     moves: list[tuple[int, Move]]
     truncate_at: int | None
-    done: asyncio.Future[None]
-
-
-def _settle(batch: list[_Write], failure: BaseException | None) -> None:
-    for write in batch:
-        if not write.done.done():
-            if failure is None:
-                write.done.set_result(None)
-            else:
-                write.done.set_exception(failure)
 
 
 class Remote(Exception):
@@ -99,9 +89,7 @@ class ChessService:
         self._unlisten: list[Any] = []
         self.games: dict[str, Game] = {}
         self._stored: dict[str, dict[str, Any]] = {}  # held games' rows as last written
-        self._batch: list[_Write] = []
-        self._writing = False
-        self._writer: asyncio.Task[None] | None = None
+        self._commits = GroupCommit(store)
         self.locks: dict[str, asyncio.Lock] = {}
         self._flag_at: dict[str, float] = {}  # held games whose clock runs -> when it falls
         self.streams: dict[str, set[asyncio.Queue[tuple[str, dict[str, Any]]]]] = {}
@@ -314,52 +302,19 @@ class ChessService:
 
     async def _save(self, game: Game, plies_before: int) -> None:
         """Store the game as it is now (its row and its move list) and return once committed.
-
-        Saves share transactions (group commit): the save that finds no writer running
-        yields once, so the moves read in the same turn of the event loop join it, then
-        writes them all; saves made while a transaction runs share the next one. Each is
-        acknowledged only after its commit. Under load the batches grow by themselves and
-        a burst of moves costs one commit instead of one each."""
+        Saves share transactions (group commit): a burst of moves costs one commit. The
+        statements are made when the batch is formed: they hold only what changed since the
+        game's previous write (if a commit fails, _change drops the game, to be reloaded)."""
         write = _Write(
             game.id,
             self._row(game),
             [(ply, game.moves[ply]) for ply in range(plies_before, len(game.moves))],
             len(game.moves) if len(game.moves) < plies_before else None,
-            self._loop.create_future(),
         )
-        self._batch.append(write)
-        if not self._writing:
-            self._writing = True
-            try:
-                await asyncio.sleep(0)
-            except asyncio.CancelledError:  # the others' saves are still to be written
-                self._writer = asyncio.create_task(self._write_batches())
-                raise
-            await self._write_batches()
-        await write.done
-
-    async def _write_batches(self) -> None:
-        """Commit queued saves, a batch per transaction, until none is left."""
-        self._writing = True
         try:
-            while self._batch:
-                batch, self._batch = self._batch, []
-                # (this marks the rows as written; if the commit fails, _change drops each
-                # game of the batch, to be reloaded from the store)
-                statements = [st for write in batch for st in self._statements(write)]
-                try:
-                    await self.store.write_batch(statements)
-                except Exception as exc:
-                    _settle(batch, exc)
-                except BaseException:  # the writing save was cancelled: the others were not
-                    _settle(batch, Problem(503, "write_interrupted", "retry: the game reloads"))
-                    raise
-                else:
-                    _settle(batch, None)
-        finally:
-            self._writing = bool(self._batch)
-            if self._batch:  # saves queued behind a cancelled writer: write them on
-                self._writer = asyncio.create_task(self._write_batches())
+            await self._commits.write(lambda: self._statements(write))
+        except WriteInterrupted:
+            raise Problem(503, "write_interrupted", "retry: the game reloads") from None
 
     def _statements(self, write: _Write) -> list[tuple[str, tuple[Any, ...]]]:
         out: list[tuple[str, tuple[Any, ...]]] = []

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .base import Dialect, Migration, Queries, Row, Store
 from .errors import IntegrityError, StoreError
+from .group_commit import GroupCommit, WriteInterrupted
 from .postgres import PostgresStore
 from .sqlite import SqliteStore
 
@@ -28,6 +29,7 @@ async def open_store(
 
 __all__ = [
     "Dialect",
+    "GroupCommit",
     "IntegrityError",
     "Migration",
     "PostgresStore",
@@ -36,5 +38,6 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "WriteInterrupted",
     "open_store",
 ]
