@@ -12,12 +12,10 @@ arrive there.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from syncstream import Namespace, Plugin, PluginContext, User
-from syncstream.bus import Event
-from syncstream.filestore import FileStore
-from syncstream.realtime import Published
+from syncstream.sdk import Event, FileStore, Namespace, Plugin, PluginContext, Published, User
 
 from .config import Config
 from .page import register_page
@@ -49,6 +47,7 @@ async def setup(ctx: PluginContext) -> None:
     )
     register(ctx.api, service)
     ctx.oversight.add_figures("calls", service.figures)
+    ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
     ctx.oversight.add_user_facts("calls", service.user_facts)
 
     async def on_banned(event: Event) -> None:
@@ -60,11 +59,4 @@ async def setup(ctx: PluginContext) -> None:
     ctx.on_cleanup(service.close)
 
 
-plugin = Plugin(
-    name="calls",
-    version="0.2.0",
-    description="Calls: ringing, WebRTC signaling, an SFU for group calls, recording, TURN",
-    setup=setup,
-    config=Config,
-    migrations=MIGRATIONS,
-)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)

@@ -27,15 +27,18 @@ from typing import Any, Literal
 
 import structlog
 
-from syncstream import Problem, User
-from syncstream.audit import Audit
-from syncstream.auth import Auth
-from syncstream.bus import EventBus
-from syncstream.filestore import FileStore
-from syncstream.ids import new_id
-from syncstream.realtime import Gateway
-from syncstream.realtime.absence import Absence
-from syncstream.store import Store
+from syncstream.sdk import (
+    Absence,
+    Audit,
+    Auth,
+    EventBus,
+    FileStore,
+    Gateway,
+    Problem,
+    Store,
+    User,
+    new_id,
+)
 
 from .call import Call, Participant
 from .config import Config

@@ -14,8 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call, Namespace, Plugin, PluginContext, Problem
-from syncstream.ids import new_id
+from syncstream.sdk import Call, Namespace, Plugin, PluginContext, Problem, new_id
 
 
 class Config(BaseModel):
@@ -91,12 +90,4 @@ async def setup(ctx: PluginContext) -> None:
         return {"entries": rows, "next": rows[-1]["id"] if len(rows) == q.limit else None}
 
 
-plugin = Plugin(
-    name="guestbook",
-    version="1.0.0",
-    description="Example plugin: a live guestbook",
-    setup=setup,
-    config=Config,
-    migrations=MIGRATIONS,
-    enabled_by_default=False,
-)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)

@@ -10,8 +10,7 @@ from typing import Any, Protocol
 
 from aiortc import RTCRtpReceiver
 
-from syncstream.ids import new_id
-from syncstream.media.webrtc.packet_track import Packet, PacketTrack
+from syncstream.sdk import Packet, PacketTrack, new_id
 
 from .tap import FrameTap, ask_keyframe
 

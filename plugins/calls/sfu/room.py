@@ -27,7 +27,7 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
-from syncstream import Problem
+from syncstream.sdk import Problem
 
 from .feed import Feed, ForwardTrack, Output
 from .sdp import SdpError, forwardable_offer, with_video_cap
