@@ -113,8 +113,11 @@ async def test_failed_plugins_are_reported_and_the_rest_serve(tmp_path: Path) ->
         root,
         "faulty",
         "from pathlib import Path\n"
-        "from syncstream.sdk import Plugin\n"
+        "from syncstream.sdk import Namespace, Plugin\n"
         "async def setup(ctx):\n"
+        "    ctx.gateway.register(Namespace('faulty'))\n"
+        "    async def figures(): return {}\n"
+        "    ctx.oversight.add_figures('faulty', figures)\n"
         "    @ctx.api.route('GET', '/ping', auth='public')\n"
         "    async def ping(call): return {'pong': True}\n"
         "    async def undo(): Path(" + repr(str(marker)) + ").write_text('undone')\n"
@@ -131,6 +134,9 @@ async def test_failed_plugins_are_reported_and_the_rest_serve(tmp_path: Path) ->
             tmp_path, plugin_paths=[str(root)], **{"plugins.sleepy.setup_timeout": 0.5}
         ) as c:
             assert marker.read_text() == "undone"  # the half-set-up plugin's cleanups ran
+            core = c.server.core  # type: ignore[union-attr]
+            assert core is not None and "faulty" not in core.gateway.namespaces
+            assert "faulty" not in core.oversight.sources() and "files" in core.oversight.sources()
             status, body, _ = await c.call("GET", "/readyz")
             assert status == 200 and body["status"] == "ready"
             assert body["plugins"]["failed"] == {
