@@ -21,7 +21,6 @@ from typing import Any, TextIO
 
 import structlog
 from aiohttp import web
-from aiohttp.web_urldispatcher import AbstractResource
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import __version__
@@ -84,7 +83,7 @@ def _route_name(request: web.Request) -> str:
 
 
 def make_middleware(
-    settings: Settings, metrics: Metrics, cors_policy: Cors, unavailable: set[AbstractResource]
+    settings: Settings, metrics: Metrics, cors_policy: Cors, unavailable: set[web.AbstractResource]
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Problem-JSON errors, CORS, request metrics and the access log, in one pass; the
     routes of plugins whose setup failed (``unavailable``) answer 503."""
@@ -309,11 +308,11 @@ def _plugin_context(core: Core, app: web.Application, ready: Ready) -> PluginCon
 
 
 async def _start_plugins(
-    core: Core, app: web.Application, plan: Plan, unavailable: set[AbstractResource]
+    core: Core, app: web.Application, plugins: Plan, unavailable: set[web.AbstractResource]
 ) -> None:
     """Set each plugin up in dependency order. A failed one is reported and its routes made
     unavailable; the rest start, unless the failed one is required (then start-up stops)."""
-    for ready in plan.ready:
+    for ready in plugins.ready:
         ctx = _plugin_context(core, app, ready)
         before = set(app.router.resources())
         core.contexts.append(ctx)
@@ -322,7 +321,7 @@ async def _start_plugins(
             core.cors.add(ctx.cors_allowed, ctx.cors_exposed)
             continue
         unavailable.update(r for r in app.router.resources() if r not in before)
-        if error := plan.required_failure():
+        if error := plugins.required_failure():
             raise error
 
 
@@ -348,7 +347,7 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
         )
         gateway = Gateway(settings.realtime, broker, presence, auth, bus, metrics, node_id)
         cors = Cors(settings.server.cors_origins)
-        unavailable: set[AbstractResource] = set()
+        unavailable: set[web.AbstractResource] = set()
         app = web.Application(
             middlewares=[make_middleware(settings, metrics, cors, unavailable)],
             client_max_size=settings.server.max_body_bytes,

@@ -1,10 +1,13 @@
 """Guestbook: the example plugin. Small on purpose; it shows every part of the contract.
 
+- a manifest (``manifest.json``: name, version, off unless enabled), read before this import,
+- imports from ``syncstream.sdk`` only,
 - a config model (``plugins.guestbook.max_length``),
 - a migration it owns (table ``guestbook_entries``),
 - routes under ``/api/guestbook``,
 - a bus event (``guestbook.signed``) that other plugins or nodes can listen to,
-- a realtime namespace (``guestbook:<book>``) with presence, where entries appear live.
+- a realtime namespace (``guestbook:<book>``) with presence, where entries appear live,
+- a line in the startup banner and on the landing page.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ MIGRATIONS = [
 async def setup(ctx: PluginContext) -> None:
     config: Config = ctx.config
     ctx.gateway.register(Namespace("guestbook", presence=True))
+    ctx.announce("Guestbook", "{url}/api/guestbook/entries")
 
     @ctx.api.route("POST", "/entries", body=EntryIn, status=201)
     async def sign(call: Call[EntryIn]) -> dict[str, Any]:
