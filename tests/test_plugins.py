@@ -60,6 +60,7 @@ def test_dependencies_set_the_order_and_a_failure_takes_its_dependents(tmp_path:
     make_plugin(root, "beta")
     make_plugin(root, "gamma", dependencies=["zeta"])  # not installed
     make_plugin(root, "delta", dependencies=["gamma"])
+    make_plugin(root, "epsilon", dependencies=["guestbook"])  # off by default
     make_plugin(root, "loop1", dependencies=["loop2"])
     make_plugin(root, "loop2", dependencies=["loop1"])
     result = plan(loaded_with(tmp_path, f"plugin_paths: [{root}]"))
@@ -69,8 +70,9 @@ def test_dependencies_set_the_order_and_a_failure_takes_its_dependents(tmp_path:
     assert report["gamma"].state == "failed"
     assert report["gamma"].reason == "it depends on plugin 'zeta', which is not installed"
     assert report["delta"].reason == "it depends on plugin 'gamma', which failed"
+    assert report["epsilon"].reason == "it depends on plugin 'guestbook', which is not enabled"
     assert "dependency cycle" in report["loop1"].reason + report["loop2"].reason
-    assert {"gamma", "delta", "loop1", "loop2"}.isdisjoint(order)
+    assert {"gamma", "delta", "epsilon", "loop1", "loop2"}.isdisjoint(order)
 
 
 def test_bad_manifests_and_broken_imports_fail_by_name_and_the_rest_load(tmp_path: Path) -> None:

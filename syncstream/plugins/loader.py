@@ -91,6 +91,14 @@ def _by_name(all_found: list[Found], report: PluginReport) -> dict[str, Found]:
     return found
 
 
+def _absent(report: PluginReport, name: str) -> str:
+    """Why a dependency is not among the enabled plugins."""
+    status = report.get(name)
+    if status is None:
+        return "is not installed"
+    return "failed" if status.state == "failed" else "is not enabled"
+
+
 def _dependency_order(enabled: dict[str, Manifest], report: PluginReport) -> list[str]:
     """Names in an order where every plugin comes after its dependencies; a plugin whose
     dependency is not enabled, or that sits on a cycle, fails (and so do its dependents)."""
@@ -108,8 +116,7 @@ def _dependency_order(enabled: dict[str, Manifest], report: PluginReport) -> lis
         state[name] = "visiting"
         for dep in enabled[name].dependencies:
             if dep not in enabled:
-                missing = "not enabled" if report.get(dep) else "not installed"
-                reason = f"it depends on plugin {dep!r}, which is {missing}"
+                reason = f"it depends on plugin {dep!r}, which {_absent(report, dep)}"
             elif not visit(dep, (*chain, name)):
                 reason = f"it depends on plugin {dep!r}, which failed"
             else:
