@@ -103,6 +103,10 @@ def test_config_errors_are_the_plugins_failure_and_unknown_sections_the_operator
     assert ":4: plugins.guestbook.max_length:" in reason
     with pytest.raises(ConfigError, match="no such plugin"):
         plan(loaded_with(tmp_path, "plugins: {nosuch: {}}"))
+    with pytest.raises(ConfigError, match=r"plugins\.guestbook\.required: must be true or false"):
+        plan(loaded_with(tmp_path, "plugins: {guestbook: {required: maybe}}"))
+    required = plan(loaded_with(tmp_path, "plugins: {guestbook: {enabled: true, required: true}}"))
+    assert required.report.get("guestbook").required  # type: ignore[union-attr]
 
 
 HANGS = "import asyncio; await asyncio.Event().wait()"

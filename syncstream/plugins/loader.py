@@ -51,8 +51,14 @@ def _is_enabled(manifest: Manifest, section: dict[str, Any]) -> bool:
     return bool(section.get("enabled", manifest.enabled_by_default))
 
 
-def _unknown_sections(found: dict[str, Found], loaded: LoadedConfig) -> list[ConfigIssue]:
-    """Sections naming no plugin are the operator's typo: refused like any unknown key."""
+# Keys of every plugin's section that the loader reads (the rest is the plugin's config).
+SWITCHES = ("enabled", "required")
+LOADER_KEYS = (*SWITCHES, "setup_timeout")
+
+
+def _section_issues(found: dict[str, Found], loaded: LoadedConfig) -> list[ConfigIssue]:
+    """Sections naming no plugin are the operator's typo, refused like any unknown key; so are
+    switches that are not true or false."""
     issues = []
     for name, section in loaded.settings.plugins.items():
         where = f"plugins.{name}"
@@ -60,15 +66,11 @@ def _unknown_sections(found: dict[str, Found], loaded: LoadedConfig) -> list[Con
             known = ", ".join(sorted(found)) or "none"
             message = f"no such plugin (known: {known})"
             issues.append(ConfigIssue(loaded.source, where, message, loaded.lines.get(where)))
-        elif not isinstance((section or {}).get("enabled", True), bool):
-            issues.append(
-                ConfigIssue(
-                    loaded.source,
-                    f"{where}.enabled",
-                    "must be true or false",
-                    loaded.lines.get(f"{where}.enabled"),
-                )
-            )
+            continue
+        for key in SWITCHES:
+            if not isinstance((section or {}).get(key, False), bool):
+                path, line = f"{where}.{key}", loaded.lines.get(f"{where}.{key}")
+                issues.append(ConfigIssue(loaded.source, path, "must be true or false", line))
     return issues
 
 
@@ -87,7 +89,6 @@ def _by_name(all_found: list[Found], report: PluginReport) -> dict[str, Found]:
             report.fail(item.name, "read its manifest", item.problem)
             continue
         status.version, status.description = manifest.version, manifest.description
-        status.required = manifest.required
     return found
 
 
@@ -158,20 +159,24 @@ def plan(
         lines = loaded.lines.get("plugin_paths")
         raise ConfigError([ConfigIssue(loaded.source, "plugin_paths", str(exc), lines)]) from None
     found = _by_name(all_found, result.report)
-    issues = _unknown_sections(found, loaded)
+    issues = _section_issues(found, loaded)
     if issues:
         raise ConfigError(issues)
     enabled: dict[str, Manifest] = {}
     for name, item in found.items():
         status = result.report.get(name)
-        if item.manifest is None or status is None or status.state == "failed":
+        assert status is not None
+        section = loaded.settings.plugins.get(name) or {}
+        status.required = section.get("required", False) or bool(
+            item.manifest and item.manifest.required
+        )
+        if item.manifest is None or status.state == "failed":
             continue
-        if _is_enabled(item.manifest, loaded.settings.plugins.get(name) or {}):
+        if _is_enabled(item.manifest, section):
             enabled[name] = item.manifest
         else:
             status.state = "disabled"
-            section = loaded.settings.plugins.get(name) or {}
-            if check_disabled and set(section) - {"enabled", "setup_timeout"}:
+            if check_disabled and set(section) - set(LOADER_KEYS):
                 _load(item, item.manifest, loaded, result.report)
     for name in _dependency_order(enabled, result.report):
         if ready := _load(found[name], enabled[name], loaded, result.report):
@@ -194,7 +199,8 @@ def _load(
         report.fail(name, "import", f"{type(exc).__name__}: {exc}")
         return None
     section = dict(loaded.settings.plugins.get(name) or {})
-    section.pop("enabled", None)
+    for key in SWITCHES:
+        section.pop(key, None)
     timeout = section.pop("setup_timeout", loaded.settings.plugin_setup_timeout)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         where = f"plugins.{name}.setup_timeout"
