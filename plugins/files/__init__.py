@@ -27,7 +27,7 @@ def own_uploads(user: User, topic: str) -> bool:
 
 
 async def open_blob_store(config: Config, ctx: PluginContext) -> BlobStore:
-    """The configured store; an unreachable S3 bucket stops start-up with the reason."""
+    """The configured store; an unreachable S3 bucket fails this plugin with the reason."""
     if config.storage == "local" or config.s3 is None:
         return LocalBlobStore(ctx.data_dir / "blobs")
     store = S3BlobStore(config.s3, ctx.data_dir / "scratch")
