@@ -47,8 +47,8 @@ async def setup(ctx: PluginContext) -> None:
     )
     register(ctx.api, service)
     ctx.oversight.add_figures("calls", service.figures)
-    ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
     ctx.oversight.add_user_facts("calls", service.user_facts)
+    ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
 
     async def on_banned(event: Event) -> None:
         await service.hang_up_user(str(event.data.get("user_id")))

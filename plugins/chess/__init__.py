@@ -66,8 +66,8 @@ async def setup(ctx: PluginContext) -> None:
     if config.lichess_api:  # lichess clients need lichess's paths, outside /api/chess
         lichess_routes.register(ScopedApi(ctx.api.api, "/api"), service)
     ctx.oversight.add_figures("chess", service.figures)
-    ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
     ctx.oversight.add_user_facts("chess", service.user_facts)
+    ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
     await service.start()
     ctx.on_cleanup(service.close)
 

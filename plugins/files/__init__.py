@@ -64,8 +64,8 @@ async def setup(ctx: PluginContext) -> None:
     ctx.allow_cors_headers(allow=(*REQUEST_HEADERS, "Link-Password"), expose=RESPONSE_HEADERS)
     ctx.announce("Files", "{url}/api/files  (tus uploads: {url}/api/files/tus)")
     ctx.oversight.add_user_facts("files", service.user_facts)
-    ctx.oversight.add_figures("files", service.figures)
     ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
+    ctx.oversight.add_figures("files", service.figures)
 
     async def on_recorded(event: Event) -> None:
         if event.origin == ctx.bus.node_id:  # the recording is on this node's disk

@@ -69,8 +69,8 @@ async def setup(ctx: PluginContext) -> None:
         return {"jobs": {k: int(v) for k, v in (await jobs.counts(user_id)).items()}}
 
     ctx.oversight.add_figures("jobs", figures)
-    ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
     ctx.oversight.add_user_facts("jobs", facts)
+    ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
 
     def on_remote(event: Event) -> None:
         if event.origin == ctx.bus.node_id:
