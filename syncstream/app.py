@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,13 +32,14 @@ from .auth import Auth, register_routes
 from .auth.service import refuse_token_in_url
 from .bus import EventBus, create_bus
 from .config import LoadedConfig, Settings
+from .cors import Cors
 from .errors import Problem, from_http_exception
 from .frontdoor import register_front_door
 from .logs import loggable_path
 from .media import Media
 from .metrics import Metrics
 from .oversight import Oversight
-from .plugins import EnabledPlugin, PluginContext, discover, resolve, start_plugin
+from .plugins import Plan, PluginContext, PluginReport, Ready, plan, set_up
 from .realtime import Gateway, create_engine
 from .runtime.gc_policy import GcPolicy
 from .runtime.seams import SEAMS
@@ -65,7 +67,8 @@ class Core:
     auth: Auth
     gateway: Gateway
     api: Api
-    plugins: list[EnabledPlugin] = field(default_factory=list)
+    cors: Cors
+    plugins: PluginReport = field(default_factory=PluginReport)
     contexts: list[PluginContext] = field(default_factory=list)
     announcements: list[tuple[str, str]] = field(default_factory=list)
     services: ServiceRegistry = field(default_factory=ServiceRegistry)
@@ -80,36 +83,11 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-ALLOWED_HEADERS = (
-    "Authorization, Content-Type, If-Range, Range, Idempotency-Key, Tus-Resumable,"
-    " Upload-Length, Upload-Defer-Length, Upload-Offset, Upload-Metadata, Upload-Checksum,"
-    " Link-Password"
-)
-EXPOSED_HEADERS = (
-    "Location, ETag, Content-Range, Content-Disposition, Retry-After, Tus-Resumable, Tus-Version,"
-    " Tus-Max-Size, Tus-Extension, Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires"
-)
-
-
-def _cors_headers(settings: Settings, request: web.Request) -> dict[str, str]:
-    origin = request.headers.get("Origin")
-    allowed = settings.server.cors_origins
-    if not origin or not ("*" in allowed or origin in allowed):
-        return {}
-    return {
-        "Access-Control-Allow-Origin": "*" if "*" in allowed else origin,
-        "Access-Control-Allow-Headers": ALLOWED_HEADERS,
-        "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
-        "Access-Control-Expose-Headers": EXPOSED_HEADERS,
-        "Access-Control-Max-Age": "600",
-        "Vary": "Origin",
-    }
-
-
 def make_middleware(
-    settings: Settings, metrics: Metrics
+    settings: Settings, metrics: Metrics, cors_policy: Cors, unavailable: set[web.AbstractResource]
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Problem-JSON errors, CORS, request metrics and the access log, in one pass."""
+    """Problem-JSON errors, CORS, request metrics and the access log, in one pass; the
+    routes of plugins whose setup failed (``unavailable``) answer 503."""
     access_log = settings.logging.access_log
 
     @web.middleware
@@ -117,11 +95,13 @@ def make_middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         start = time.perf_counter()
-        cors = _cors_headers(settings, request)
+        cors = cors_policy.headers(request)
         if request.method == "OPTIONS" and cors:
             return web.Response(status=204, headers=cors)
         try:
             refuse_token_in_url(request)
+            if unavailable and request.match_info.route.resource in unavailable:
+                raise Problem(503, "plugin_unavailable", "the plugin serving this path failed")
             response = await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:
@@ -189,14 +169,22 @@ def _register_core_routes(core: Core, app: web.Application) -> None:
 
     @api.route("GET", "/readyz", auth="public", tags=("system",))
     async def readyz(call: Call[None]) -> dict[str, Any]:
-        """Readiness: the store answers and the node is not draining."""
+        """Readiness: the store answers and the node is not draining. A node serves without
+        its failed optional plugins (a failed required one stops start-up), so it is ready
+        then too, and says which failed at which stage (the reasons are in the log, in
+        ``syncstream plugins`` and on the dashboard)."""
         if core.draining:
             raise Problem(503, "draining", "the node is shutting down")
         try:
             await asyncio.wait_for(core.store.fetchval("SELECT 1"), 2.0)
         except Exception as exc:
             raise Problem(503, "store_unavailable", f"the store does not answer: {exc}") from None
-        return {"status": "ready", "node": core.node_id}
+        failed = {s.name: s.stage for s in core.plugins if s.state == "failed"}
+        return {
+            "status": "ready",
+            "node": core.node_id,
+            "plugins": {"running": core.plugins.named("running"), "failed": failed},
+        }
 
     async def metrics_handler(request: web.Request) -> web.Response:
         core.metrics.take_lag_max()
@@ -220,7 +208,7 @@ def _register_core_routes(core: Core, app: web.Application) -> None:
         return {
             "version": __version__,
             "node": core.node_id,
-            "plugins": [p.plugin.name for p in core.plugins],
+            "plugins": core.plugins.named("running"),
             "links": [{"label": label, "value": value} for label, value in core.announcements],
         }
 
@@ -265,6 +253,12 @@ class Services:
         await self.store.close()
 
 
+async def _stop_plugins(core: Core) -> None:
+    """Plugins stop in reverse order of their setup, each one's cleanups latest first."""
+    for ctx in reversed(core.contexts):
+        await ctx.run_cleanups()
+
+
 async def open_services(
     settings: Settings, node_id: str, metrics: Metrics | None = None
 ) -> Services:
@@ -294,10 +288,53 @@ async def open_services(
     return Services(store, bus, audit, Auth(store, bus, audit, settings.auth))
 
 
+def _plugin_context(core: Core, app: web.Application, ready: Ready) -> PluginContext:
+    settings, name = core.settings, ready.name
+    data_dir = settings.data_dir / "plugins" / name
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return PluginContext(
+        name=name,
+        config=ready.config,
+        settings=settings,
+        bus=core.bus,
+        store=core.store,
+        auth=core.auth,
+        audit=core.audit,
+        api=ScopedApi(core.api, f"/api/{name}"),
+        gateway=core.gateway,
+        app=app,
+        data_dir=data_dir,
+        metrics=core.metrics.registry,
+        services=core.services,
+        oversight=core.oversight,
+        plugins=core.plugins,
+    )
+
+
+async def _start_plugins(
+    core: Core, app: web.Application, plugins: Plan, unavailable: set[web.AbstractResource]
+) -> None:
+    """Set each plugin up in dependency order. A failed one is reported and its routes made
+    unavailable; the rest start, unless the failed one is required (then start-up stops)."""
+    for ready in plugins.ready:
+        ctx = _plugin_context(core, app, ready)
+        before = set(app.router.resources())
+        core.contexts.append(ctx)
+        if await set_up(ready, ctx, core.plugins):
+            core.announcements += ctx.announcements
+            core.cors.add(ctx.cors_allowed, ctx.cors_exposed)
+            continue
+        unavailable.update(r for r in app.router.resources() if r not in before)
+        if error := plugins.required_failure():
+            raise error
+
+
 async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
     """Open the store and bus, start plugins and return the ready aiohttp application."""
     settings = loaded.settings
-    enabled = resolve(discover(settings.plugin_paths), loaded)
+    plugins = plan(loaded)
+    if error := plugins.required_failure():
+        raise error
     node_id = settings.cluster.node_id or make_node_id()
     metrics = Metrics()
     services = await open_services(settings, node_id, metrics)
@@ -316,12 +353,15 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
             settings.realtime, broker, presence, auth, bus, metrics, node_id,
             ws_text_tap=settings.runtime.ws_text_tap,
         )  # fmt: skip
+        cors = Cors(settings.server.cors_origins)
+        unavailable: set[web.AbstractResource] = set()
         app = web.Application(
-            middlewares=[make_middleware(settings, metrics)],
+            middlewares=[make_middleware(settings, metrics, cors, unavailable)],
             client_max_size=settings.server.max_body_bytes,
         )
         api = Api(app.router, auth.user_from_request)
-        core = Core(settings, node_id, metrics, store, bus, audit, auth, gateway, api, enabled)
+        core = Core(settings, node_id, metrics, store, bus, audit, auth, gateway, api, cors,
+                    plugins.report)  # fmt: skip
         app[CORE_KEY] = core
         _register_core_routes(core, app)
         await gateway.start()
@@ -337,30 +377,8 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
             core.announcements.append(
                 ("RTMP ingest", f"rtmp://{host}:{media.rtmp.port}/{settings.live.app}/<stream key>")
             )
-        for item in enabled:
-            name = item.plugin.name
-            data_dir = settings.data_dir / "plugins" / name
-            data_dir.mkdir(parents=True, exist_ok=True)
-            ctx = PluginContext(
-                name=name,
-                config=item.config,
-                settings=settings,
-                bus=bus,
-                store=store,
-                auth=auth,
-                audit=audit,
-                api=ScopedApi(api, f"/api/{name}"),
-                gateway=gateway,
-                app=app,
-                data_dir=data_dir,
-                metrics=metrics.registry,
-                services=core.services,
-                oversight=core.oversight,
-                announcements=core.announcements,
-            )
-            core.contexts.append(ctx)
-            cleanups.append(ctx.run_cleanups)
-            await start_plugin(item, ctx)
+        cleanups.append(partial(_stop_plugins, core))
+        await _start_plugins(core, app, plugins, unavailable)
     except BaseException:
         for cleanup in reversed(cleanups):
             try:
@@ -451,7 +469,8 @@ class Server:
             s.store.url.split("@")[-1] if s.store.url else f"SQLite {s.data_dir / 'syncstream.db'}"
         )
         bus = f"Redis {s.cluster.redis_url.split('@')[-1]}" if s.clustered else "in-process"
-        plugins = ", ".join(p.plugin.name for p in core.plugins) or "none"
+        plugins = ", ".join(core.plugins.named("running")) or "none"
+        failed = ", ".join(f"{s.name} ({s.stage})" for s in core.plugins if s.state == "failed")
         ws_url = "ws" + self.url[4:] + "/ws"
         lines = [
             f"SyncStream {__version__} — node {core.node_id}",
@@ -470,8 +489,8 @@ class Server:
             f"  Bus           {bus}",
             f"  Plugins       {plugins}",
         ]
-        if not any(label == "Dashboard" for label, _ in core.announcements):
-            lines.insert(4, "  Dashboard     (admin plugin not enabled)")
+        if failed:
+            lines.append(f"  Failed        {failed}  (see `syncstream plugins`, the log)")
         if not any(label == "RTMP ingest" for label, _ in core.announcements):
             lines.insert(4, "  RTMP ingest   (off: rtmp.enabled is false)")
         return "\n".join(lines)

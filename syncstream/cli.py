@@ -13,7 +13,7 @@ from typing import Any
 from . import __version__
 from .config import ConfigError, LoadedConfig, load_config
 from .errors import Problem
-from .plugins import PluginError, discover, is_enabled, resolve
+from .plugins import PluginError, PluginReport, PluginStatus, plan
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -43,24 +43,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     loaded = load_config(args.file or args.config)
-    enabled = resolve(discover(loaded.settings.plugin_paths), loaded)
-    names = ", ".join(p.plugin.name for p in enabled) or "none"
+    report = plan(loaded, check_disabled=True, report=PluginReport(log_failures=False)).report
+    failed = [s for s in report if s.state == "failed"]
+    for status in failed:
+        print(f"syncstream: {_failure(status)}", file=sys.stderr)
+    if failed:
+        return EXIT_CONFIG
+    names = ", ".join(report.named("loaded")) or "none"
     print(f"{loaded.source}: OK (plugins enabled: {names})")
     return 0
 
 
+def _failure(status: PluginStatus) -> str:
+    required = " (required: the node does not start)" if status.required else ""
+    return f"{PluginError(status.name, status.stage, status.reason)}{required}"
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
+    """What the node would run with this config: manifests read, the enabled plugins imported
+    and configured (not set up: failures of a setup show on the node's dashboard and log)."""
     loaded = _load(args)
-    found = discover(loaded.settings.plugin_paths)
+    report = plan(loaded, check_disabled=True, report=PluginReport(log_failures=False)).report
     rows = [("NAME", "VERSION", "STATE", "SOURCE", "DESCRIPTION")]
-    for name in sorted(found):
-        item = found[name]
-        section = loaded.settings.plugins.get(name) or {}
-        state = "enabled" if is_enabled(item.plugin, section) else "disabled"
-        rows.append((name, item.plugin.version, state, item.source, item.plugin.description))
+    for s in report:
+        state = "enabled" if s.state == "loaded" else s.state
+        rows.append((s.name, s.version or "?", state + (" (required)" if s.required else ""),
+                     s.source, s.description))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+    for status in report:
+        if status.state == "failed":
+            print(f"\n{status.name}: failed to {status.stage}: {status.reason}")
     return 0
 
 

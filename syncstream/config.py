@@ -158,6 +158,7 @@ class Settings(Section):
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
     plugin_paths: list[Path] = Field(default_factory=list)
+    plugin_setup_timeout: float = Field(60.0, gt=0)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @property

@@ -2,7 +2,8 @@
 
 Media jobs read their inputs and store their outputs through it, chat checks attachments with
 it, the live core's recordings become files through it (on the ``stream.recorded`` event).
-Look it up with ``ctx.services.get(FileStore)`` in a plugin that ``requires=("files",)``.
+Look it up with ``ctx.services.get(FileStore)`` in a plugin whose manifest lists the
+provider in ``dependencies``.
 """
 
 from __future__ import annotations

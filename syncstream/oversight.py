@@ -31,6 +31,15 @@ class Oversight:
         """``figures()``: this node's numbers, shown as ``<name>.<key>``."""
         self._figures[name] = figures
 
+    def sources(self) -> set[str]:
+        return set(self._facts) | set(self._figures)
+
+    def withdraw(self, names: set[str]) -> None:
+        """Forget these sources (what a plugin whose setup failed had added)."""
+        for name in names:
+            self._facts.pop(name, None)
+            self._figures.pop(name, None)
+
     async def user_facts(self, user_id: str) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for name, facts in self._facts.items():

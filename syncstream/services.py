@@ -1,8 +1,9 @@
 """Services plugins offer each other without importing each other.
 
 A plugin provides an implementation of an interface defined in the core (such as
-:class:`syncstream.filestore.FileStore`); another plugin that ``requires`` it looks it up
-by that interface. Lookups of something no enabled plugin provides fail with a clear message.
+:class:`syncstream.filestore.FileStore`); another plugin that depends on it (``dependencies``
+in its manifest) looks it up by that interface. A plugin whose setup fails has what it
+provided withdrawn. Lookups of something no enabled plugin provides fail with a clear message.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ class ServiceRegistry:
             other = self._by_interface[interface][0]
             raise ValueError(f"{interface.__name__} is already provided by plugin {other!r}")
         self._by_interface[interface] = (provider, implementation)
+
+    def withdraw(self, provider: str) -> None:
+        """Forget what ``provider`` offered (its setup failed)."""
+        self._by_interface = {k: v for k, v in self._by_interface.items() if v[0] != provider}
 
     def get(self, interface: type[T]) -> T:
         try:

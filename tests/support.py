@@ -202,6 +202,16 @@ class Socket:
         raise AssertionError("the server did not close the socket")
 
 
+def write_plugin(root: Path, name: str, code: str, **manifest: Any) -> Path:
+    """A plugin package ``root/name``: a manifest (name, version "1" unless given, any other
+    field) and ``code`` as its ``__init__``."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"name": name, "version": "1", **manifest}))
+    (folder / "__init__.py").write_text(code)
+    return folder
+
+
 @asynccontextmanager
 async def running(
     tmp_path: Path, backend: str = "sqlite", **overrides: Any

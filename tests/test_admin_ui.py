@@ -76,6 +76,13 @@ async def test_an_admin_bans_a_user_and_sees_a_stream_start(tmp_path: Path) -> N
             _, state, _ = await c.call("GET", f"/api/chess/games/{game['id']}", root)
             assert state["status"] == "ended" and state["termination"] == "ended_by_admin"
 
+            # The plugins page lists every plugin's state; the tiles of the plugins' own
+            # dashboard scripts are on the overview.
+            await page.click("a[data-view=plugins]")
+            row = page.locator("tr[data-plugin=chess]")
+            await row.wait_for()
+            assert "running" in await row.inner_text()
+
             # Back on the overview, a stream starts: a notification pops up, the bell counts.
             await page.click("a[data-view=overview]")
             publisher = await live.push(key, 30)
@@ -84,6 +91,8 @@ async def test_an_admin_bans_a_user_and_sees_a_stream_start(tmp_path: Path) -> N
             assert int(await page.inner_text("#unread")) >= 1
             tile = page.locator(".tile", has_text="Live streams").locator(".value")
             await until(lambda: tile.inner_text(), "1")
+            for label in ("Chess games", "Blackjack tables", "Calls", "Jobs queued", "Storage"):
+                assert await page.locator(".tile", has_text=label).count() == 1, label
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             shot = ARTIFACTS / "admin-dashboard.png"
             await page.screenshot(path=str(shot), full_page=True)

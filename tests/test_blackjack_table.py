@@ -12,7 +12,7 @@ import pytest
 from plugins.blackjack.rules import Rules
 from plugins.blackjack.shoe import Shoe
 from plugins.blackjack.table import ACTIONS, STEPS, Table
-from syncstream import Problem
+from syncstream.sdk import Problem
 
 PLAYERS = [(f"u{n}", f"player{n}") for n in range(7)]
 

@@ -11,7 +11,7 @@ import pytest
 
 from plugins.blackjack.schema import MIGRATIONS
 from plugins.blackjack.wallet import Wallets, movement
-from syncstream import Problem
+from syncstream.sdk import Problem
 from syncstream.store import IntegrityError, Store, open_store
 
 from .support import database

@@ -13,7 +13,7 @@ import pytest
 from plugins.chess.clock import Clock
 from plugins.chess.game import Game, pgn_clock
 from plugins.chess.position import Position
-from syncstream import Problem
+from syncstream.sdk import Problem
 
 WHITE, BLACK = "u-white", "u-black"
 

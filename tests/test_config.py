@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from syncstream.config import ConfigError, Settings, load_config
-from syncstream.plugins import discover, resolve
+from syncstream.plugins import plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +52,7 @@ def test_documented_default_file_matches_the_defaults() -> None:
 @pytest.mark.parametrize("name", ["single-node.yaml", "cluster.yaml"])
 def test_example_configs_are_valid(name: str) -> None:
     loaded = load_config(ROOT / "config" / name, environ={})
-    resolve(discover(loaded.settings.plugin_paths), loaded)
+    assert not [s.name for s in plan(loaded, check_disabled=True).report if s.state == "failed"]
 
 
 def test_unknown_key_is_refused_with_file_line_and_path(tmp_path: Path) -> None:
@@ -137,11 +137,15 @@ def test_plugin_sections_are_validated_by_the_plugin(tmp_path: Path) -> None:
     )
     loaded = load_config(path, environ={})
     with pytest.raises(ConfigError) as err:
-        resolve(discover(), loaded)
-    by_path = {i.path: i for i in err.value.issues}
-    assert by_path["plugins.guestbook.max_length"].line == 4
-    assert by_path["plugins.guestbook.colour"].message == "unknown key"
-    assert "no such plugin" in by_path["plugins.nosuch"].message
+        plan(loaded)  # a section of no plugin is the operator's typo: the config is refused
+    assert [(i.path, "no such plugin" in i.message) for i in err.value.issues] == [
+        ("plugins.nosuch", True)
+    ]
+    path.write_text(path.read_text().replace("  nosuch: {}\n", ""))
+    guestbook = plan(load_config(path, environ={})).report.get("guestbook")
+    assert guestbook is not None and guestbook.state == "failed"  # the plugin's own failure
+    assert f"{path}:4: plugins.guestbook.max_length:" in guestbook.reason
+    assert f"{path}:5: plugins.guestbook.colour: unknown key" in guestbook.reason
 
 
 def test_public_url_is_derived() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from yarl import URL
 
 from plugins.files.config import S3Config
 from plugins.files.s3 import UNSIGNED, S3BlobStore, S3Error, sign
+from syncstream.plugins import PluginError
 
 from .conftest import S3Server
 from .files_support import download, processed, tus_upload
@@ -279,7 +281,9 @@ async def test_files_on_s3_upload_download_thumbnail_purge(
         assert not await object_exists(s3_server, f"node-a/t128x{pic_id}")
 
 
-async def test_an_unreachable_bucket_stops_start_up_with_the_reason(tmp_path: Path) -> None:
+async def test_an_unreachable_bucket_fails_the_plugin_with_the_reason(tmp_path: Path) -> None:
+    """The files plugin fails (and the media plugin, which depends on it); the node serves the
+    rest, unless the operator marked the plugin required: then start-up stops."""
     settings = {
         "plugins.files.storage": "s3",
         "plugins.files.s3": {
@@ -289,6 +293,13 @@ async def test_an_unreachable_bucket_stops_start_up_with_the_reason(tmp_path: Pa
             "secret_key": "s",
         },
     }
-    with pytest.raises(Exception, match=r"S3 bucket 'files' at http://127\.0\.0\.1"):
-        async with running(tmp_path, **settings):
+    async with running(tmp_path, **settings) as c:
+        status, body, _ = await c.call("GET", "/readyz")
+        assert status == 200
+        assert body["plugins"]["failed"] == {"files": "set up", "media": "resolve its dependencies"}
+        files = c.server.core.plugins.get("files")  # type: ignore[union-attr]
+        assert files is not None
+        assert re.search(r"S3 bucket 'files' at http://127\.0\.0\.1", files.reason)
+    with pytest.raises(PluginError, match=r"plugin 'files' failed to set up: .*S3 bucket 'files'"):
+        async with running(tmp_path, **settings, **{"plugins.files.required": True}):
             pass

@@ -7,7 +7,7 @@ import pytest
 from plugins.files.download import content_disposition, may_inline, parse_ranges
 from plugins.files.names import clean_name, name_key, numbered
 from plugins.files.sniff import sniff
-from syncstream import Problem
+from syncstream.sdk import Problem
 
 
 @pytest.mark.parametrize(

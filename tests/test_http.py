@@ -11,7 +11,7 @@ import aiohttp
 from openapi_spec_validator import validate
 
 from .files_support import TUS, form_upload, metadata
-from .support import Client, running, spawn_node
+from .support import Client, running, spawn_node, write_plugin
 
 PROBLEM = "application/problem+json"
 
@@ -193,14 +193,15 @@ async def test_oversized_body_is_413(tmp_path: Path) -> None:
 
 async def test_unexpected_errors_are_500_problems_without_traceback(tmp_path: Path) -> None:
     plugins = tmp_path / "extra"
-    (plugins / "boom").mkdir(parents=True)
-    (plugins / "boom" / "__init__.py").write_text(
-        "from syncstream import Plugin\n"
+    write_plugin(
+        plugins,
+        "boom",
+        "from syncstream.sdk import Plugin\n"
         "async def setup(ctx):\n"
         "    @ctx.api.route('GET', '', auth='public')\n"
         "    async def boom(call):\n"
         "        raise RuntimeError('secret internals')\n"
-        "plugin = Plugin(name='boom', version='0', setup=setup)\n"
+        "plugin = Plugin(setup=setup)\n",
     )
     async with running(tmp_path, plugin_paths=[str(plugins)]) as c:
         status, body, resp = await c.call("GET", "/api/boom")
@@ -213,15 +214,16 @@ async def test_a_constraint_hit_by_a_concurrent_change_is_409(tmp_path: Path) ->
     """A handler that meets a constraint it did not expect (a parent deleted meanwhile) gives
     the caller a 409 to retry, not a 500."""
     plugins = tmp_path / "extra"
-    (plugins / "racy").mkdir(parents=True)
-    (plugins / "racy" / "__init__.py").write_text(
-        "from syncstream import Plugin\n"
+    write_plugin(
+        plugins,
+        "racy",
+        "from syncstream.sdk import Plugin\n"
         "async def setup(ctx):\n"
         "    @ctx.api.route('POST', '', auth='public')\n"
         "    async def racy(call):\n"
         "        await ctx.store.execute('CREATE TABLE IF NOT EXISTS racy (id TEXT PRIMARY KEY)')\n"
         "        await ctx.store.execute('INSERT INTO racy (id) VALUES (?)', 'one')\n"
-        "plugin = Plugin(name='racy', version='0', setup=setup)\n"
+        "plugin = Plugin(setup=setup)\n",
     )
     async with running(tmp_path, plugin_paths=[str(plugins)]) as c:
         status, _, _ = await c.call("POST", "/api/racy")
@@ -242,6 +244,9 @@ async def test_cors_preflight_and_headers(tmp_path: Path) -> None:
         assert status == 204
         assert resp.headers["Access-Control-Allow-Origin"] == "https://app.example"
         assert "Authorization" in resp.headers["Access-Control-Allow-Headers"]
+        # The files plugin contributed its tus headers; the core lists none of its own.
+        assert "Upload-Offset" in resp.headers["Access-Control-Allow-Headers"]
+        assert "Tus-Version" in resp.headers["Access-Control-Expose-Headers"]
         status, _, resp = await c.call("GET", "/healthz", headers=origin)
         assert resp.headers["Access-Control-Allow-Origin"] == "https://app.example"
         status, _, resp = await c.call(

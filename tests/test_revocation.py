@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from syncstream import Namespace, User
 from syncstream.realtime.revocation import NOTICE_TOPIC, Revocation
+from syncstream.sdk import Namespace, User
 
 from .browser import CHROMIUM, chromium_page
 from .redis_server import own_redis

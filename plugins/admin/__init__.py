@@ -12,13 +12,13 @@ Realtime (admins only): ``admin:stats`` (each node's figures), ``admin:notificat
 
 from __future__ import annotations
 
-from syncstream import Namespace, Plugin, PluginContext
-from syncstream.bus import Event
+from syncstream.sdk import Event, Namespace, Plugin, PluginContext
 
 from .activity import register_activity
 from .alerts import Notifier
 from .analytics import Sample, Sampler
 from .config import Config
+from .extensions import register_extensions
 from .page import register_page
 from .routes import register_dashboard
 from .schema import MIGRATIONS
@@ -57,6 +57,7 @@ async def setup(ctx: PluginContext) -> None:
     register_activity(ctx.api, ctx.auth, ctx.audit)
     register_dashboard(ctx.api, ctx.store, notifier, latest)
     register_page(ctx.app.router)
+    register_extensions(ctx.api, ctx.app.router, ctx.plugins)
     ctx.listen("admin.sample", on_sample)
     ctx.listen("audit.**", on_audit)
     sampler = Sampler(ctx.bus.node_id, ctx.metrics, ctx.oversight, ctx.settings.data_dir,
@@ -67,11 +68,4 @@ async def setup(ctx: PluginContext) -> None:
     ctx.announce("Dashboard", "{url}/admin  (admins sign in there)")
 
 
-plugin = Plugin(
-    name="admin",
-    version="0.1.0",
-    description="Admin dashboard: users, live analytics, activity log, alerts and webhooks",
-    setup=setup,
-    config=Config,
-    migrations=MIGRATIONS,
-)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)

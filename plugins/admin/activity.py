@@ -12,11 +12,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from syncstream import Call, Problem
-from syncstream.api import ScopedApi
-from syncstream.audit import Audit
-from syncstream.auth import Auth
-from syncstream.times import iso, unix
+from syncstream.sdk import Audit, Auth, Call, Problem, ScopedApi, iso, unix
 
 EXPORT_MAX = 100_000
 EXPORT_PAGE = 1000

@@ -14,10 +14,7 @@ import time
 from collections import deque
 from typing import Any
 
-from syncstream.bus import Event, EventBus
-from syncstream.ids import new_id
-from syncstream.realtime import Gateway
-from syncstream.store import Store
+from syncstream.sdk import Event, EventBus, Gateway, Store, new_id
 
 from .config import Alerts
 from .webhooks import Webhooks

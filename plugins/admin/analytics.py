@@ -24,8 +24,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from syncstream.oversight import Oversight
-from syncstream.store import Store
+from syncstream.sdk import Oversight, Store
 
 log = structlog.get_logger(__name__)
 MINUTE, QUARTER = 60, 900

@@ -7,9 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call
-from syncstream.api import ScopedApi
-from syncstream.store import Store
+from syncstream.sdk import Call, ScopedApi, Store
 
 from .alerts import Notifier
 from .analytics import MINUTE, QUARTER, Sample, history

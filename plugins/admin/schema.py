@@ -3,7 +3,7 @@ history (one row per node a minute for a day, one per 15 minutes for a week)."""
 
 from __future__ import annotations
 
-from syncstream.store import Migration
+from syncstream.sdk import Migration
 
 MIGRATIONS: list[Migration] = [
     """

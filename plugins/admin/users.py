@@ -11,12 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call
-from syncstream.api import ScopedApi
-from syncstream.audit import Audit
-from syncstream.auth import Auth
-from syncstream.oversight import Oversight
-from syncstream.times import iso, iso_or_none
+from syncstream.sdk import Audit, Auth, Call, Oversight, ScopedApi, iso, iso_or_none
 
 from .activity import named
 

@@ -12,10 +12,10 @@ seed that proves the shoe's order). Seated players may also publish their steps 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
-from syncstream import Namespace, Plugin, PluginContext, Problem, User
-from syncstream.realtime import Published
+from syncstream.sdk import Namespace, Plugin, PluginContext, Problem, Published, User
 
 from .config import Config
 from .routes import register
@@ -68,16 +68,10 @@ async def setup(ctx: PluginContext) -> None:
     register(ctx.api, service, ctx.audit)
     ctx.oversight.add_figures("blackjack", service.figures)
     ctx.oversight.add_user_facts("blackjack", service.user_facts)
+    ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
     ctx.announce("Blackjack", "{url}/api/blackjack/tables  (verify shoes: /api/blackjack/verify)")
     await service.start()
     ctx.on_cleanup(service.close)
 
 
-plugin = Plugin(
-    name="blackjack",
-    version="1.0.0",
-    description="Multiplayer blackjack: casino rules, a provably fair shoe, a chip ledger",
-    setup=setup,
-    config=Config,
-    migrations=MIGRATIONS,
-)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)

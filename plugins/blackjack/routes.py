@@ -8,9 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call, Problem
-from syncstream.api import AuthLevel, ScopedApi
-from syncstream.audit import Audit
+from syncstream.sdk import Audit, AuthLevel, Call, Problem, ScopedApi
 
 from .config import RulesIn
 from .rules import Rules

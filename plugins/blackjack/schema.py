@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syncstream.store import Migration
+from syncstream.sdk import Migration
 
 MIGRATIONS: list[Migration] = [
     """

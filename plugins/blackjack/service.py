@@ -21,13 +21,7 @@ from typing import Any
 
 import structlog
 
-from syncstream import Problem, User
-from syncstream.auth import Auth
-from syncstream.bus import EventBus
-from syncstream.ids import new_id
-from syncstream.realtime import Gateway
-from syncstream.realtime.absence import Absence
-from syncstream.store import Store
+from syncstream.sdk import Absence, Auth, EventBus, Gateway, Problem, Store, User, new_id
 
 from .cards import is_blackjack
 from .config import Config

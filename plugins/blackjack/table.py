@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from syncstream import Problem
+from syncstream.sdk import Problem
 
 from .cards import is_blackjack, is_pair, value
 from .rules import Rules, dealer_play, settle, settle_insurance

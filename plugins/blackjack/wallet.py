@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from syncstream import Problem
-from syncstream.ids import new_id
-from syncstream.store import IntegrityError, Queries, Store
+from syncstream.sdk import IntegrityError, Problem, Queries, Store, new_id
 
 WELCOME = "welcome"
 Statement = tuple[str, tuple[Any, ...]]

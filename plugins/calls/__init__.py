@@ -12,14 +12,20 @@ arrive there.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from syncstream import Namespace, Plugin, PluginContext, User
-from syncstream.bus import Event
-from syncstream.filestore import FileStore
-from syncstream.realtime import Published
-from syncstream.runtime.aiortc_tap import problem as sfu_problem
-from syncstream.runtime.seams import SEAMS
+from syncstream.sdk import (
+    SEAMS,
+    Event,
+    FileStore,
+    Namespace,
+    Plugin,
+    PluginContext,
+    Published,
+    User,
+    sfu_problem,
+)
 
 from .config import Config
 from .page import register_page
@@ -53,6 +59,7 @@ async def setup(ctx: PluginContext) -> None:
     SEAMS.record("aiortc_frame_tap", True, sfu_problem())  # a warning when the SFU cannot run
     ctx.oversight.add_figures("calls", service.figures)
     ctx.oversight.add_user_facts("calls", service.user_facts)
+    ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
 
     async def on_banned(event: Event) -> None:
         await service.hang_up_user(str(event.data.get("user_id")))
@@ -63,11 +70,4 @@ async def setup(ctx: PluginContext) -> None:
     ctx.on_cleanup(service.close)
 
 
-plugin = Plugin(
-    name="calls",
-    version="0.2.0",
-    description="Calls: ringing, WebRTC signaling, an SFU for group calls, recording, TURN",
-    setup=setup,
-    config=Config,
-    migrations=MIGRATIONS,
-)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from syncstream import Problem
+from syncstream.sdk import Problem
 
 State = Literal["ringing", "joined", "declined", "missed", "busy", "left", "removed"]
 

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call as ApiCall
-from syncstream.api import ScopedApi
+from syncstream.sdk import Call as ApiCall
+from syncstream.sdk import ScopedApi
 
 from .ice import ice_servers
 from .service import CallService

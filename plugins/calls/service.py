@@ -27,16 +27,19 @@ from typing import Any, Literal
 
 import structlog
 
-from syncstream import Problem, User
-from syncstream.audit import Audit
-from syncstream.auth import Auth
-from syncstream.bus import EventBus
-from syncstream.filestore import FileStore
-from syncstream.ids import new_id
-from syncstream.realtime import Gateway
-from syncstream.realtime.absence import Absence
-from syncstream.runtime.aiortc_tap import problem as sfu_problem
-from syncstream.store import Store
+from syncstream.sdk import (
+    Absence,
+    Audit,
+    Auth,
+    EventBus,
+    FileStore,
+    Gateway,
+    Problem,
+    Store,
+    User,
+    new_id,
+    sfu_problem,
+)
 
 from .call import Call, Participant
 from .config import Config

@@ -9,10 +9,10 @@ Realtime: subscribe to ``chat:<room id>`` for messages (and publish ``{"text", "
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
-from syncstream import Namespace, Plugin, PluginContext, Problem, User
-from syncstream.realtime import Published
+from syncstream.sdk import Namespace, Plugin, PluginContext, Problem, Published, User
 
 from .config import Config
 from .messages import message_public
@@ -97,14 +97,8 @@ async def setup(ctx: PluginContext) -> None:
         )
     )
     register(ctx.api, chat)
+    ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
     ctx.background(chat.outbox.run())  # hands over what a broker outage left waiting
 
 
-plugin = Plugin(
-    name="chat",
-    version="1.0.0",
-    description="Direct and group chats, stream chat rooms, history, sync, typing, moderation",
-    setup=setup,
-    config=Config,
-    migrations=MIGRATIONS,
-)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)

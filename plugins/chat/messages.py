@@ -13,10 +13,7 @@ import re
 import time
 from typing import Any
 
-from syncstream import Problem, User
-from syncstream.ids import new_id
-from syncstream.store import Queries, Row, Store
-from syncstream.times import iso, iso_or_none
+from syncstream.sdk import Problem, Queries, Row, Store, User, iso, iso_or_none, new_id
 
 from .outbox import Outbox
 

@@ -23,8 +23,7 @@ from typing import Any
 
 import structlog
 
-from syncstream.realtime import BrokerUnavailable, Gateway
-from syncstream.store import Queries, Store
+from syncstream.sdk import BrokerUnavailable, Gateway, Queries, Store
 
 log = structlog.get_logger(__name__)
 

@@ -11,11 +11,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from syncstream import Problem, User
-from syncstream.auth import Auth
-from syncstream.ids import new_id
-from syncstream.store import IntegrityError, Queries, Row, Store
-from syncstream.times import iso, iso_or_none
+from syncstream.sdk import (
+    Auth,
+    IntegrityError,
+    Problem,
+    Queries,
+    Row,
+    Store,
+    User,
+    iso,
+    iso_or_none,
+    new_id,
+)
 
 Role = Literal["owner", "moderator", "member"]
 RANK = {"member": 1, "moderator": 2, "owner": 3}

@@ -7,9 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call, Problem, User
-from syncstream.api import ScopedApi, json_response
-from syncstream.idempotency import idempotency_key
+from syncstream.sdk import Call, Problem, ScopedApi, User, idempotency_key, json_response
 
 from .messages import message_public
 from .rooms import room_public

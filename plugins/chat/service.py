@@ -13,16 +13,22 @@ import re
 import time
 from typing import Any
 
-from syncstream import Problem, User
-from syncstream.audit import Audit
-from syncstream.auth import Auth
-from syncstream.bus import EventBus
-from syncstream.filestore import FileStore
-from syncstream.ratelimit import KeyedLimiter
-from syncstream.realtime import Gateway
-from syncstream.services import ServiceRegistry
-from syncstream.store import IntegrityError, Row, Store
-from syncstream.times import iso, iso_or_none
+from syncstream.sdk import (
+    Audit,
+    Auth,
+    EventBus,
+    FileStore,
+    Gateway,
+    IntegrityError,
+    KeyedLimiter,
+    Problem,
+    Row,
+    ServiceRegistry,
+    Store,
+    User,
+    iso,
+    iso_or_none,
+)
 
 from .config import Config
 from .messages import Messages, message_public

@@ -9,11 +9,10 @@ clocks, sequence number); players publish ``{"move": "e2e4", "ply": n, "lag_ms":
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from syncstream import Namespace, Plugin, PluginContext, Problem, User
-from syncstream.api import ScopedApi
-from syncstream.realtime import Published
+from syncstream.sdk import Namespace, Plugin, PluginContext, Problem, Published, ScopedApi, User
 
 from . import lichess_routes
 from .config import Config
@@ -68,6 +67,7 @@ async def setup(ctx: PluginContext) -> None:
         lichess_routes.register(ScopedApi(ctx.api.api, "/api"), service)
     ctx.oversight.add_figures("chess", service.figures)
     ctx.oversight.add_user_facts("chess", service.user_facts)
+    ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
     await service.start()
     ctx.on_cleanup(service.close)
 
@@ -77,11 +77,4 @@ async def setup(ctx: PluginContext) -> None:
     ctx.app.on_shutdown.append(end_streams)  # before the server waits for open responses
 
 
-plugin = Plugin(
-    name="chess",
-    version="1.0.0",
-    description="Real-time chess: challenges, full rules, clocks, spectators, PGN, NDJSON stream",
-    setup=setup,
-    config=Config,
-    migrations=MIGRATIONS,
-)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)

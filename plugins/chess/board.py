@@ -15,9 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from syncstream import User
-from syncstream.api import dumps
-from syncstream.ids import new_id
+from syncstream.sdk import User, dumps, new_id
 
 from . import lichess
 from .game import CLAIM_AFTER_SECONDS

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import chess
 import chess.pgn
 
-from syncstream import Problem
+from syncstream.sdk import Problem
 
 from .clock import Clock, TimeUp
 from .position import Position

@@ -18,8 +18,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from syncstream import Call, Problem
-from syncstream.api import ScopedApi, read_json, validation_problem
+from syncstream.sdk import Call, Problem, ScopedApi, read_json, validation_problem
 
 from . import board, lichess
 from .lobby import Lobby

@@ -13,7 +13,7 @@ from typing import Any
 
 import chess
 
-from syncstream import Problem, User
+from syncstream.sdk import Problem, User
 
 from .service import ChessService
 

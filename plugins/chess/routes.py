@@ -10,9 +10,7 @@ import chess
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call, Problem
-from syncstream.api import AuthLevel, ScopedApi
-from syncstream.audit import Audit
+from syncstream.sdk import Audit, AuthLevel, Call, Problem, ScopedApi
 
 from . import board
 from .glicko2 import PROVISIONAL_RD

@@ -3,7 +3,7 @@ Glicko-2 ratings."""
 
 from __future__ import annotations
 
-from syncstream.store import Migration
+from syncstream.sdk import Migration
 
 MIGRATIONS: list[Migration] = [
     """

@@ -23,12 +23,18 @@ from typing import Any
 import chess
 import structlog
 
-from syncstream import Problem, User
-from syncstream.auth import Auth
-from syncstream.bus import EventBus
-from syncstream.ids import new_id
-from syncstream.realtime import Gateway
-from syncstream.store import GroupCommit, Row, Store, WriteInterrupted
+from syncstream.sdk import (
+    Auth,
+    EventBus,
+    Gateway,
+    GroupCommit,
+    Problem,
+    Row,
+    Store,
+    User,
+    WriteInterrupted,
+    new_id,
+)
 
 from .clock import Clock
 from .game import Game, Move, Replayed

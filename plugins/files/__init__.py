@@ -7,10 +7,9 @@ their broadcaster in ``Recordings/``.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from syncstream import Namespace, Plugin, PluginContext, User
-from syncstream.bus import Event
-from syncstream.filestore import FileStore
+from syncstream.sdk import Event, FileStore, Namespace, Plugin, PluginContext, User
 
 from .config import Config
 from .routes import register
@@ -18,7 +17,7 @@ from .s3 import S3BlobStore, S3Error
 from .schema import MIGRATIONS
 from .service import FilesService
 from .storage import BlobStore, LocalBlobStore, UploadArea
-from .tus import Tus
+from .tus import REQUEST_HEADERS, RESPONSE_HEADERS, Tus
 
 SWEEP_SECONDS = 60.0
 
@@ -28,7 +27,7 @@ def own_uploads(user: User, topic: str) -> bool:
 
 
 async def open_blob_store(config: Config, ctx: PluginContext) -> BlobStore:
-    """The configured store; an unreachable S3 bucket stops start-up with the reason."""
+    """The configured store; an unreachable S3 bucket fails this plugin with the reason."""
     if config.storage == "local" or config.s3 is None:
         return LocalBlobStore(ctx.data_dir / "blobs")
     store = S3BlobStore(config.s3, ctx.data_dir / "scratch")
@@ -62,8 +61,10 @@ async def setup(ctx: PluginContext) -> None:
         ctx.app.router
     )
     register(ctx.api, service, ctx.settings.server.public_url.rstrip("/"))
+    ctx.allow_cors_headers(allow=(*REQUEST_HEADERS, "Link-Password"), expose=RESPONSE_HEADERS)
     ctx.announce("Files", "{url}/api/files  (tus uploads: {url}/api/files/tus)")
     ctx.oversight.add_user_facts("files", service.user_facts)
+    ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
     ctx.oversight.add_figures("files", service.figures)
 
     async def on_recorded(event: Event) -> None:
@@ -86,11 +87,4 @@ async def setup(ctx: PluginContext) -> None:
     ctx.background(sweep())
 
 
-plugin = Plugin(
-    name="files",
-    version="1.0.0",
-    description="Resumable uploads, ranged downloads, folders, sharing, search, thumbnails",
-    setup=setup,
-    config=Config,
-    migrations=MIGRATIONS,
-)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from syncstream import Problem, User
-from syncstream.store import Row, Store
+from syncstream.sdk import Problem, Row, Store, User
 
 from .tree import CHAIN, Tree
 

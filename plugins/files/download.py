@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from syncstream import Problem, parse_natural
+from syncstream.sdk import Problem, parse_natural
 
 from .storage import BlobStore
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from syncstream import Problem, User
-from syncstream.store import Row
+from syncstream.sdk import Problem, Row, User
 
 from .download import Served
 from .service import FilesService

@@ -7,9 +7,13 @@ from typing import Any
 
 from aiohttp import BodyPartReader
 
-from syncstream import Call, Problem, idempotency
-from syncstream.idempotency import idempotency_key
-from syncstream.store import Row
+from syncstream.sdk import (
+    Call,
+    Problem,
+    Row,
+    idempotency_in_use,
+    idempotency_key,
+)
 
 from .service import FilesService
 from .tree import public
@@ -70,7 +74,7 @@ async def _replay(call: Call[None], service: FilesService, key: str) -> dict[str
     uploads: list[Row] = []
     while upload := await service.uploads.by_key(call.user.id, _part_key(key, len(uploads))):
         if upload["file_id"] is None:
-            raise idempotency.in_use()
+            raise idempotency_in_use()
         uploads.append(upload)
     if not uploads:
         return None

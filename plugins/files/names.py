@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from syncstream import Problem
+from syncstream.sdk import Problem
 
 MAX_NAME_BYTES = 255
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")

@@ -19,8 +19,7 @@ from typing import Any
 
 import structlog
 
-from syncstream.store import Row, Store
-from syncstream.workers import WorkerPool
+from syncstream.sdk import Row, Store, WorkerPool
 
 from . import media_worker
 from .config import Config

@@ -10,10 +10,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call, Problem
-from syncstream.api import ScopedApi
-from syncstream.store import Row
-from syncstream.times import iso
+from syncstream.sdk import Call, Problem, Row, ScopedApi, iso
 
 from .download import send
 from .endpoints import ID, ContentQuery, owned_node, served

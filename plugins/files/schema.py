@@ -9,7 +9,7 @@ took them, so a folder and its contents come back together. Name search uses SQL
 
 from __future__ import annotations
 
-from syncstream.store import Migration, Queries
+from syncstream.sdk import Migration, Queries
 
 TABLES = """
 CREATE TABLE files_nodes (

@@ -17,9 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Problem, User
-from syncstream.store import Dialect, Row, Store
-from syncstream.times import unix
+from syncstream.sdk import Dialect, Problem, Row, Store, User, unix
 
 from .tree import COLUMNS
 

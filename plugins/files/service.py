@@ -16,12 +16,7 @@ from typing import Any
 
 import structlog
 
-from syncstream import Problem, User
-from syncstream.audit import Audit
-from syncstream.auth import Auth
-from syncstream.bus import EventBus
-from syncstream.realtime import Gateway
-from syncstream.store import Row, Store
+from syncstream.sdk import Audit, Auth, EventBus, Gateway, Problem, Row, Store, User
 
 from .access import Access
 from .config import Config
@@ -255,8 +250,7 @@ class FilesService:
             log.warning("files.recording_not_adopted", path=str(source), reason=problem.detail)
             return
         await self.bus.fire(
-            "file.adopted",
-            {"source": "stream.recorded", "recording_id": record["id"], "file": info},
+            "stream.recording.adopted", {"recording_id": record["id"], "file_id": info["id"]}
         )
         log.info("files.recording_adopted", stream=record["stream"], file_id=info["id"])
 

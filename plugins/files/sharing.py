@@ -9,11 +9,16 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call, Problem
-from syncstream.api import ScopedApi
-from syncstream.auth.passwords import hash_password, verify_password
-from syncstream.store import Row
-from syncstream.times import iso, iso_or_none
+from syncstream.sdk import (
+    Call,
+    Problem,
+    Row,
+    ScopedApi,
+    hash_password,
+    iso,
+    iso_or_none,
+    verify_password,
+)
 
 from .download import send
 from .endpoints import ID, ContentQuery, owned_node, served

@@ -13,10 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from syncstream import Problem
-from syncstream.ids import new_id
-from syncstream.store import IntegrityError, Row, Store
-from syncstream.times import iso, iso_or_none
+from syncstream.sdk import IntegrityError, Problem, Row, Store, iso, iso_or_none, new_id
 
 from .names import clean_name, name_key, numbered
 

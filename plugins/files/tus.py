@@ -16,9 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from syncstream import Problem, User, parse_natural
-from syncstream.idempotency import idempotency_key, reused
-from syncstream.store import Row
+from syncstream.sdk import Problem, Row, User, idempotency_key, parse_natural
+from syncstream.sdk import idempotency_reused as reused
 
 from .access import Access
 from .config import Config
@@ -29,6 +28,15 @@ EXTENSIONS = "creation,creation-with-upload,creation-defer-length,termination,ch
 OFFSET_TYPE = "application/offset+octet-stream"
 BASE = "/api/files/tus"
 MAX_METADATA = 4096
+# What browsers of other origins may send and read (the core's CORS lists these for us).
+REQUEST_HEADERS = (
+    "Tus-Resumable", "Upload-Length", "Upload-Defer-Length", "Upload-Offset", "Upload-Metadata",
+    "Upload-Checksum",
+)  # fmt: skip
+RESPONSE_HEADERS = (
+    "Tus-Resumable", "Tus-Version", "Tus-Max-Size", "Tus-Extension", "Upload-Offset",
+    "Upload-Length", "Upload-Metadata", "Upload-Expires",
+)  # fmt: skip
 
 Authenticate = Callable[[web.Request], Awaitable[User]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -21,9 +21,14 @@ from typing import Any
 
 import structlog
 
-from syncstream import Problem, idempotency
-from syncstream.ids import new_id
-from syncstream.store import IntegrityError, Row, Store
+from syncstream.sdk import (
+    IntegrityError,
+    Problem,
+    Row,
+    Store,
+    idempotency_in_use,
+    new_id,
+)
 
 from .config import Config
 from .names import clean_name
@@ -133,7 +138,7 @@ class Uploads:
             )
         except IntegrityError:  # the same key, sent at the same time
             await self.area.delete(row["id"])
-            raise idempotency.in_use() from None
+            raise idempotency_in_use() from None
         return row
 
     async def by_key(self, user_id: str, key: str) -> Row | None:

@@ -1,10 +1,13 @@
 """Guestbook: the example plugin. Small on purpose; it shows every part of the contract.
 
+- a manifest (``manifest.json``: name, version, off unless enabled), read before this import,
+- imports from ``syncstream.sdk`` only,
 - a config model (``plugins.guestbook.max_length``),
 - a migration it owns (table ``guestbook_entries``),
 - routes under ``/api/guestbook``,
 - a bus event (``guestbook.signed``) that other plugins or nodes can listen to,
-- a realtime namespace (``guestbook:<book>``) with presence, where entries appear live.
+- a realtime namespace (``guestbook:<book>``) with presence, where entries appear live,
+- a line in the startup banner and on the landing page.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call, Namespace, Plugin, PluginContext, Problem
-from syncstream.ids import new_id
+from syncstream.sdk import Call, Namespace, Plugin, PluginContext, Problem, new_id
 
 
 class Config(BaseModel):
@@ -53,6 +55,7 @@ MIGRATIONS = [
 async def setup(ctx: PluginContext) -> None:
     config: Config = ctx.config
     ctx.gateway.register(Namespace("guestbook", presence=True))
+    ctx.announce("Guestbook", "{url}/api/guestbook/entries")
 
     @ctx.api.route("POST", "/entries", body=EntryIn, status=201)
     async def sign(call: Call[EntryIn]) -> dict[str, Any]:
@@ -91,12 +94,4 @@ async def setup(ctx: PluginContext) -> None:
         return {"entries": rows, "next": rows[-1]["id"] if len(rows) == q.limit else None}
 
 
-plugin = Plugin(
-    name="guestbook",
-    version="1.0.0",
-    description="Example plugin: a live guestbook",
-    setup=setup,
-    config=Config,
-    migrations=MIGRATIONS,
-    enabled_by_default=False,
-)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)

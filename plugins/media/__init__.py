@@ -6,11 +6,10 @@ queue with progress, cancel and retry that any node of a cluster can work on.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from syncstream import Namespace, Plugin, PluginContext, User
-from syncstream.bus import Event
-from syncstream.filestore import FileStore
+from syncstream.sdk import Event, FileStore, Namespace, Plugin, PluginContext, User
 
 from .config import Config
 from .encoders import detect
@@ -71,6 +70,7 @@ async def setup(ctx: PluginContext) -> None:
 
     ctx.oversight.add_figures("jobs", figures)
     ctx.oversight.add_user_facts("jobs", facts)
+    ctx.add_dashboard(Path(__file__).parent / "dashboard.js")
 
     def on_remote(event: Event) -> None:
         if event.origin == ctx.bus.node_id:
@@ -86,12 +86,4 @@ async def setup(ctx: PluginContext) -> None:
     ctx.announce("Media jobs", f"{encoders.family} video encoding, {config.concurrency} at once")
 
 
-plugin = Plugin(
-    name="media",
-    version="1.0.0",
-    description="FFmpeg jobs on files: convert, extract audio, HLS VOD, trim, snapshots, probe",
-    setup=setup,
-    config=Config,
-    migrations=MIGRATIONS,
-    requires=("files",),
-)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from syncstream.children import bound
+from syncstream.sdk import bound
 
 log = structlog.get_logger(__name__)
 

@@ -18,8 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from syncstream import Problem
-from syncstream.store import Row
+from syncstream.sdk import Problem, Row
 
 from .commands import Context, Plan
 from .operations import Hls, Rung

@@ -11,10 +11,16 @@ import json
 import time
 from typing import Any
 
-from syncstream import Problem, idempotency
-from syncstream.ids import new_id
-from syncstream.store import IntegrityError, Row, Store
-from syncstream.times import iso, iso_or_none
+from syncstream.sdk import (
+    IntegrityError,
+    Problem,
+    Row,
+    Store,
+    idempotency_reused,
+    iso,
+    iso_or_none,
+    new_id,
+)
 
 MIGRATIONS = [
     """
@@ -147,7 +153,7 @@ class Jobs:
     def _replayed(row: Row, input_id: str, params: dict[str, Any], priority: int) -> Row:
         same = (row["input_id"], json.loads(row["params"]), row["priority"])
         if same != (input_id, params, priority):
-            raise idempotency.reused()
+            raise idempotency_reused()
         return row
 
     async def counts(self, user_id: str | None = None) -> dict[str, float]:

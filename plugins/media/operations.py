@@ -7,8 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from syncstream import Problem
-from syncstream.api import validation_problem
+from syncstream.sdk import Problem, validation_problem
 
 Container = Literal["mp4", "mov", "mkv", "webm", "avi", "mp3", "m4a", "opus", "ogg", "flac", "wav"]
 VideoCodec = Literal["h264", "hevc", "vp9", "av1", "copy", "none"]

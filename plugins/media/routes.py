@@ -6,10 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream import Call, Problem, idempotency
-from syncstream.api import ScopedApi
-from syncstream.bus import EventBus
-from syncstream.filestore import FileStore
+from syncstream.sdk import (
+    Call,
+    EventBus,
+    FileStore,
+    Problem,
+    ScopedApi,
+    idempotency_key,
+)
 
 from .config import Config
 from .encoders import Encoders
@@ -51,7 +55,7 @@ def register(
         """Queue a job on a file you may read; its outputs become files you own. With an
         ``Idempotency-Key`` (yours alone), sending the same request again returns the job the
         first one queued."""
-        key = idempotency.idempotency_key(call.request.headers)
+        key = idempotency_key(call.request.headers)
         op = resolve(call.body.operation, call.body.preset, config.presets)
         source = await files.readable(call.user.id, call.body.file_id)
         if source["size"] > config.max_input_bytes:

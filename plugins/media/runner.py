@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syncstream.children import bound
+from syncstream.sdk import bound
 
 from .commands import Plan
 

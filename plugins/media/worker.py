@@ -19,12 +19,7 @@ from typing import Any
 
 import structlog
 
-from syncstream import Problem
-from syncstream.bus import EventBus
-from syncstream.filestore import FileStore
-from syncstream.realtime import BrokerUnavailable, Gateway
-from syncstream.store import Row
-from syncstream.workers import WorkerPool
+from syncstream.sdk import BrokerUnavailable, EventBus, FileStore, Gateway, Problem, Row, WorkerPool
 
 from . import probe as probing
 from .commands import CommandError, Context, plan

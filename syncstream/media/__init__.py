@@ -55,7 +55,7 @@ class Media:
         # Not undone in stop(): a recording finished at shutdown is adopted while the node
         # closes, and its link must still be written; the bus waits for its listeners before
         # the store closes.
-        bus.listen("file.adopted", lambda e: note_adopted(store, e.data))
+        bus.listen("stream.recording.adopted", lambda e: note_adopted(store, e.data))
         self._unlisteners = [bus.listen("user.banned", self._on_banned)]
 
     def register_routes(self, app: web.Application, api: Api) -> None:

@@ -5,8 +5,9 @@ so recording costs one file append per part, on a writer thread. When the sessio
 ``ffmpeg -c copy`` (a subprocess: never the event loop) rewrites it as an MP4 with the index
 at the front (``+faststart``, starts playing before it is fully downloaded) or as MPEG-TS.
 The finished file is registered in ``live_recordings`` and announced on the bus as
-``stream.recorded``; the files plugin (when enabled) adopts it as a file of the broadcaster
-and answers ``file.adopted``, and the recording row then names that file.
+``stream.recorded``. A plugin that keeps the file elsewhere (as a file of the broadcaster,
+say) answers ``stream.recording.adopted`` ``{recording_id, file_id}``, and the recording row
+then names that file.
 """
 
 from __future__ import annotations
@@ -54,13 +55,10 @@ MIGRATIONS = [
 
 
 async def note_adopted(store: Store, data: dict[str, Any]) -> None:
-    """The files plugin took a recording: remember which file it became (``file.adopted``)."""
-    if data.get("source") == "stream.recorded":
-        await store.execute(
-            "UPDATE live_recordings SET file_id = ? WHERE id = ?",
-            data["file"]["id"],
-            data["recording_id"],
-        )
+    """A plugin took a recording: remember which file it became."""
+    await store.execute(
+        "UPDATE live_recordings SET file_id = ? WHERE id = ?", data["file_id"], data["recording_id"]
+    )
 
 
 class FragmentWriter:

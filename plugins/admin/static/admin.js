@@ -1,8 +1,10 @@
 // The SyncStream admin dashboard: one page, no build step. It signs in with a bearer token
 // kept in this tab's session storage (no cookies: nothing another site can ride on), talks
-// to /api/admin (and the plugins' own admin routes) and follows admin:stats,
-// admin:notifications and admin:activity over /ws. Every value from the server is put in
-// the page as text, never as markup.
+// to /api/admin and follows admin:stats, admin:notifications and admin:activity over /ws.
+// Other plugins add their tiles, user actions, content sections and activity filters with
+// scripts of their own (listed by /api/admin/plugins) that call SyncStreamAdmin.extend: this
+// page names no other plugin. Every value from the server is put in the page as text, never
+// as markup.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -90,6 +92,7 @@ async function start() {
   $("login").hidden = true;
   $("app").hidden = false;
   $("me").textContent = state.me.username;
+  await loadExtensions();
   connect();
   await refreshUnread();
   route();
@@ -159,15 +162,41 @@ function columns(rows, keys) {
   return [rows.map((r) => r.time), ...keys.map((k) => rows.map((r) => (r[k] === undefined ? null : r[k])))];
 }
 
-// -- views ---------------------------------------------------------------------------------
+// -- what plugins add -----------------------------------------------------------------------
+// A plugin's dashboard script calls SyncStreamAdmin.extend({...}) with any of:
+//   tiles: [[label, () => value, () => note?]]            on the overview (see sum / most)
+//   userActions: ({ user, facts, act, load }) => ({ actions: [buttons], ends: [buttons] })
+//   sections: [{ title, head: [column titles], wide, fill: async (tbody, { endButton, none }) }]
+//   activity: ["prefix."]                                  suggestions in the activity filter
+const extensions = { tiles: [], userActions: [], sections: [], activity: [] };
 const sum = (key) => [...state.nodes.values()].reduce((total, s) => total + (s[key] || 0), 0);
-const TILES = [
+const most = (key) => Math.max(0, ...[...state.nodes.values()].map((s) => s[key] || 0));
+window.SyncStreamAdmin = {
+  el, api, ask, toast, guarded, fmt, bytes, when, sum, most,
+  extend({ tiles = [], userActions, sections = [], activity = [] }) {
+    extensions.tiles.push(...tiles);
+    if (userActions) extensions.userActions.push(userActions);
+    extensions.sections.push(...sections);
+    extensions.activity.push(...activity);
+  },
+};
+async function loadExtensions() {
+  const listing = await guarded(() => api("/api/admin/plugins"));
+  state.plugins = listing ? listing.plugins : [];
+  await Promise.all(state.plugins.filter((p) => p.script).map((p) => new Promise((resolve) => {
+    const script = el("script", { src: p.script });
+    script.async = false; // run in the listed order, so tiles come in the same order each time
+    script.addEventListener("load", resolve);
+    script.addEventListener("error", () => { toast(`The ${p.name} plugin's dashboard script did not load`, "critical"); resolve(); });
+    document.body.append(script);
+  })));
+}
+
+// -- views ---------------------------------------------------------------------------------
+const TILES = () => [
   ["Live streams", () => fmt(sum("live.streams"))], ["Viewers", () => fmt(sum("live.viewers"))],
   ["Ingest", () => fmt(sum("live.ingest_kbps") / 1000, 1), () => "Mbit/s"], ["WebSockets", () => fmt(sum("ws_connections"))],
-  ["Messages / s", () => fmt(sum("messages_out_per_s"))], ["Chess games", () => fmt(sum("chess.games_active"))],
-  ["Blackjack tables", () => fmt(sum("blackjack.tables"))], ["Calls", () => fmt(sum("calls.active"))],
-  ["Jobs queued", () => fmt(sum("jobs.queued")), () => `${fmt(sum("jobs.running"))} running`],
-  ["Storage", () => bytes(Math.max(0, ...[...state.nodes.values()].map((s) => s["files.bytes"] || 0)))],
+  ["Messages / s", () => fmt(sum("messages_out_per_s"))], ...extensions.tiles,
   ["Errors / s", () => fmt(sum("errors_per_s"), 2)], ["Nodes", () => fmt(state.nodes.size)],
 ];
 
@@ -181,7 +210,7 @@ function overview() {
   rangeSelect.value = "24h";
   let live = null; let load = null;
   function paint() {
-    tiles.replaceChildren(...TILES.map(([label, value, note]) => el("div", { class: "tile" }, el("div", { class: "label" }, label),
+    tiles.replaceChildren(...TILES().map(([label, value, note]) => el("div", { class: "tile" }, el("div", { class: "label" }, label),
       el("div", { class: "value" }, value()), note ? el("div", { class: "note" }, note()) : null)));
     nodes.replaceChildren(...[...state.nodes.values()].map((s) => el("tr", {},
       el("td", {}, s.node), el("td", {}, `${fmt(s.cpu_percent, 1)} %`), el("td", {}, `${fmt(s.memory_mb)} MB`),
@@ -306,22 +335,12 @@ function userView(userId) {
       act("Rotate stream key", async () => {
         const result = await guarded(() => api(`/api/admin/users/${user.id}/stream-key`, { method: "POST", body: {} }));
         if (result) await ask(`New key for stream ${result.stream}`, [el("p", {}, "The old key no longer publishes."), el("code", { class: "secret" }, result.key)], "Close");
-      }),
-      act("Adjust chips", async () => {
-        const amount = el("input", { type: "number", step: "1", required: true, "aria-label": "chips" });
-        const reason = el("input", { maxlength: "200", required: true, "aria-label": "reason" });
-        if (!(await ask(`Adjust ${user.username}'s chips`, [el("label", {}, "Chips (negative to take)", amount), el("label", {}, "Reason", reason)], "Adjust"))) return;
-        const result = await guarded(() => api(`/api/blackjack/wallets/${user.id}/adjust`, { method: "POST",
-          body: { amount: Number(amount.value), reason: reason.value, request_id: crypto.randomUUID() } }));
-        if (result) toast(`Balance now ${fmt(result.balance)} chips`);
-        load();
       }));
     const ends = [];
-    for (const gameId of data.facts.chess?.playing_now || []) {
-      ends.push(act(`End chess game ${gameId.slice(0, 8)}…`, async () => { await guarded(() => api(`/api/chess/games/${gameId}/stop`, { method: "POST" }), "Game ended"); load(); }, true));
-    }
-    if (data.facts.calls?.in_call) {
-      ends.push(act("End their call", async () => { await guarded(() => api(`/api/calls/${data.facts.calls.in_call}/end`, { method: "POST" }), "Call ended"); load(); }, true));
+    for (const contribute of extensions.userActions) {
+      const added = contribute({ user, facts: data.facts, act, load });
+      actions.append(...(added.actions || []));
+      ends.push(...(added.ends || []));
     }
     for (const stream of data.facts.live?.live_now || []) {
       ends.push(act(`End stream ${stream}`, async () => { await guarded(() => api(`/api/live/streams/${encodeURIComponent(stream)}`, { method: "DELETE" }), "Stream ended"); load(); }, true));
@@ -393,7 +412,7 @@ function activity() {
   }
   more.addEventListener("click", () => load(true));
   const apply = el("button", { type: "button", class: "primary", onclick: () => load() }, "Apply");
-  const datalist = el("datalist", { id: "actions" }, ["auth.", "auth.login_failed", "user.", "stream.", "file.", "chat.", "call.", "chess.", "blackjack.", "admin."].map((a) => el("option", { value: a })));
+  const datalist = el("datalist", { id: "actions" }, ["auth.", "auth.login_failed", "user.", "stream.", ...extensions.activity, "admin."].map((a) => el("option", { value: a })));
   return {
     title: "Activity",
     nodes: [el("section", { class: "card" },
@@ -417,29 +436,16 @@ function videoCell(video) {
 
 function content() {
   const streams = el("tbody");
-  const links = el("tbody");
-  const games = el("tbody");
-  const calls = el("tbody");
   const endButton = (label, what, path) => el("button", { type: "button", class: "danger", onclick: async () => {
     if (!(await ask(`${label}?`, `${what} ends for everyone at once.`, label, true))) return;
     await guarded(() => api(path, { method: "POST" }), `${what} ended`);
     load();
   } }, label);
-  const none = (text) => [el("tr", {}, el("td", { colspan: 6, class: "muted" }, text))];
+  const none = (text, colspan = 6) => [el("tr", {}, el("td", { colspan, class: "muted" }, text))];
+  const sections = extensions.sections.map((section) => ({ ...section, body: el("tbody") }));
+  const card = (section) => el(section.wide ? "section" : "div", { class: "card" }, el("h2", {}, section.title), el("table", {},
+    el("thead", {}, el("tr", {}, section.head.map((h) => el("th", {}, h)))), section.body));
   async function load() {
-    const playing = await guarded(() => api("/api/chess/games/live"));
-    if (playing) {
-      games.replaceChildren(...(playing.games.length ? playing.games.map((g) => el("tr", { "data-game": g.id },
-        el("td", {}, `${g.white} – ${g.black}`), el("td", {}, g.rated ? "rated" : "casual"), el("td", {}, when(g.created_at)),
-        el("td", {}, endButton("End game", "The game", `/api/chess/games/${g.id}/stop`)))) : none("No games in progress.")));
-    }
-    const talking = await guarded(() => api("/api/calls/live"));
-    if (talking) {
-      calls.replaceChildren(...(talking.calls.length ? talking.calls.map((c) => el("tr", { "data-call": c.id },
-        el("td", {}, c.participants.filter((p) => p.state === "joined").map((p) => p.username).join(", ") || "–"),
-        el("td", {}, `${c.kind}, ${c.route}`), el("td", {}, c.recording ? el("span", { class: "tag critical" }, "recording") : ""),
-        el("td", {}, when(c.created_at)), el("td", {}, endButton("End call", "The call", `/api/calls/${c.id}/end`)))) : none("No calls on this node.")));
-    }
     const live = await guarded(() => api("/api/live/streams"));
     if (live) {
       streams.replaceChildren(...(live.streams.length ? live.streams.map((s) => el("tr", { "data-stream": s.name },
@@ -449,33 +455,37 @@ function content() {
           if (!(await ask(`End ${s.name}?`, "The broadcaster is disconnected.", "End stream", true))) return;
           await guarded(() => api(`/api/live/streams/${encodeURIComponent(s.name)}`, { method: "DELETE" }), `${s.name} ended`);
           load();
-        } }, "End")))) : [el("tr", {}, el("td", { colspan: 7, class: "muted" }, "Nobody is live."))]));
+        } }, "End")))) : none("Nobody is live.", 7)));
     }
-    const shared = await guarded(() => api("/api/files/links"));
-    if (shared) {
-      links.replaceChildren(...(shared.links.length ? shared.links.map((l) => el("tr", {},
-        el("td", {}, l.name), el("td", {}, l.owner), el("td", {}, when(l.created_at)), el("td", {}, l.expires_at ? when(l.expires_at) : "never"),
-        el("td", {}, fmt(l.downloads)), el("td", {}, el("div", { class: "actions" },
-          el("button", { type: "button", onclick: async () => { await guarded(() => api(`/api/files/links/${l.token}`, { method: "DELETE" }), "Link revoked"); load(); } }, "Revoke"),
-          el("button", { type: "button", class: "danger", onclick: async () => {
-            if (!(await ask(`Delete ${l.name} for good?`, `It belongs to ${l.owner}; this cannot be undone.`, "Delete", true))) return;
-            await guarded(() => api(`/api/files/${l.node_id}?permanent=true`, { method: "DELETE" }), `${l.name} deleted`);
-            load();
-          } }, "Delete file"))))) : [el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No public links."))]));
-    }
+    await Promise.all(sections.map((section) => section.fill(section.body, { endButton, none, load })));
   }
+  const narrow = sections.filter((section) => !section.wide);
   return {
     title: "Content",
     nodes: [
       el("section", { class: "card" }, el("h2", {}, "Live streams"), el("table", {},
         el("thead", {}, el("tr", {}, ["Stream", "Owner", "Video", "Bitrate", "Viewers", "Uptime", ""].map((h) => el("th", {}, h)))), streams)),
-      el("section", { class: "card" }, el("h2", {}, "Public links"), el("table", {},
-        el("thead", {}, el("tr", {}, ["Item", "Owner", "Created", "Expires", "Downloads", ""].map((h) => el("th", {}, h)))), links)),
-      el("section", { class: "grid2" },
-        el("div", { class: "card" }, el("h2", {}, "Chess games"), el("table", {},
-          el("thead", {}, el("tr", {}, ["Players", "Kind", "Started", ""].map((h) => el("th", {}, h)))), games)),
-        el("div", { class: "card" }, el("h2", {}, "Calls"), el("table", {},
-          el("thead", {}, el("tr", {}, ["In the call", "Kind", "", "Started", ""].map((h) => el("th", {}, h)))), calls)))],
+      ...sections.filter((section) => section.wide).map(card),
+      narrow.length ? el("section", { class: "grid2" }, narrow.map(card)) : null].filter(Boolean),
+    mounted: load,
+  };
+}
+
+// Every plugin's state: a failed one says at which stage and why (the rest of the node runs).
+function plugins() {
+  const body = el("tbody");
+  async function load() {
+    const listing = await guarded(() => api("/api/admin/plugins"));
+    if (!listing) return;
+    body.replaceChildren(...listing.plugins.map((p) => el("tr", { "data-plugin": p.name },
+      el("td", {}, el("strong", {}, p.name)), el("td", {}, p.version),
+      el("td", {}, el("span", { class: `tag ${p.state === "failed" ? "critical" : p.state}` }, p.state), p.required ? " required" : ""),
+      el("td", { class: "details" }, p.state === "failed" ? `failed to ${p.stage}: ${p.reason}` : p.description))));
+  }
+  return {
+    title: "Plugins",
+    nodes: [el("section", { class: "card" }, el("table", { id: "plugins-table" },
+      el("thead", {}, el("tr", {}, ["Plugin", "Version", "State", ""].map((h) => el("th", {}, h)))), body))],
     mounted: load,
   };
 }
@@ -499,7 +509,7 @@ function notifications() {
 function route() {
   if (!state.token || $("app").hidden) return;
   const [, name = "overview", arg] = location.hash.replace(/^#/, "").split("/");
-  const views = { overview, users, activity, content, notifications };
+  const views = { overview, users, activity, content, plugins, notifications };
   const view = name === "users" && arg ? userView(arg) : (views[name] || overview)();
   state.charts.forEach((c) => c.destroy());
   state.charts = [];

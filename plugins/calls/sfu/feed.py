@@ -10,9 +10,7 @@ from typing import Any, Protocol
 
 from aiortc import RTCRtpReceiver
 
-from syncstream.ids import new_id
-from syncstream.media.webrtc.packet_track import Packet, PacketTrack
-from syncstream.runtime.aiortc_tap import FrameTap, ask_keyframe
+from syncstream.sdk import FrameTap, Packet, PacketTrack, ask_keyframe, new_id
 
 KEYFRAME_INTERVAL = 0.3  # s between two keyframe requests to one publisher
 LOUDNESS_DECAY = 0.7  # smoothing of audio levels (per packet)

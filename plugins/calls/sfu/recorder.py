@@ -15,10 +15,7 @@ from typing import Any
 import av
 import structlog
 
-from syncstream.children import bound
-from syncstream.ids import new_id
-from syncstream.media.readers import PacketCopy, QueuedReader
-from syncstream.media.webrtc.packet_track import Packet
+from syncstream.sdk import Packet, PacketCopy, QueuedReader, bound, new_id
 
 from .feed import Feed
 

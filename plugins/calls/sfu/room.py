@@ -27,8 +27,7 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
-from syncstream import Problem
-from syncstream.runtime.aiortc_tap import on_keyframe_request, tap_receiver
+from syncstream.sdk import Problem, on_keyframe_request, tap_receiver
 
 from .feed import Feed, ForwardTrack, Output
 from .sdp import SdpError, forwardable_offer, with_video_cap

@@ -11,10 +11,7 @@ from typing import Any
 import structlog
 from aiortc import RTCIceServer
 
-from syncstream import Problem
-from syncstream.bus import EventBus
-from syncstream.filestore import FileStore
-from syncstream.realtime import Gateway
+from syncstream.sdk import EventBus, FileStore, Gateway, Problem
 
 from ..call import Call
 from ..config import Config
