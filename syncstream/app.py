@@ -240,8 +240,9 @@ def _public_host(settings: Settings) -> str:
 
 
 @dataclass
-class Services:
-    """The store, bus, audit log and auth service: what the CLI needs without the HTTP app."""
+class Foundation:
+    """What every part of a node stands on — store, bus, audit log, auth — and all the CLI needs
+    without the HTTP app (plugins offer each other services through the ServiceRegistry)."""
 
     store: Store
     bus: EventBus
@@ -259,9 +260,9 @@ async def _stop_plugins(core: Core) -> None:
         await ctx.run_cleanups()
 
 
-async def open_services(
+async def open_foundation(
     settings: Settings, node_id: str, metrics: Metrics | None = None
-) -> Services:
+) -> Foundation:
     """Open the store (running core migrations) and start the bus."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await open_store(
@@ -285,7 +286,7 @@ async def open_services(
         await store.close()
         raise
     audit = Audit(store, bus)
-    return Services(store, bus, audit, Auth(store, bus, audit, settings.auth))
+    return Foundation(store, bus, audit, Auth(store, bus, audit, settings.auth))
 
 
 def _plugin_context(core: Core, app: web.Application, ready: Ready) -> PluginContext:
@@ -337,9 +338,9 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
         raise error
     node_id = settings.cluster.node_id or make_node_id()
     metrics = Metrics()
-    services = await open_services(settings, node_id, metrics)
-    store, bus, audit, auth = services.store, services.bus, services.audit, services.auth
-    cleanups: list[Callable[[], Awaitable[None]]] = [services.close]
+    foundation = await open_foundation(settings, node_id, metrics)
+    store, bus, audit, auth = foundation.store, foundation.bus, foundation.audit, foundation.auth
+    cleanups: list[Callable[[], Awaitable[None]]] = [foundation.close]
     try:
         broker, presence = create_engine(
             settings.cluster.redis_url,

@@ -91,27 +91,27 @@ def _read_password(args: argparse.Namespace) -> tuple[str, bool]:
 
 
 async def _user_create(loaded: LoadedConfig, name: str, password: str, admin: bool) -> str:
-    from .app import make_node_id, open_services
+    from .app import make_node_id, open_foundation
 
-    services = await open_services(loaded.settings, make_node_id())
+    foundation = await open_foundation(loaded.settings, make_node_id())
     try:
-        user = await services.auth.create_user(name, password, "admin" if admin else "user")
+        user = await foundation.auth.create_user(name, password, "admin" if admin else "user")
         return user.id
     finally:
-        await services.close()
+        await foundation.close()
 
 
 async def _user_password(loaded: LoadedConfig, name: str, password: str) -> None:
-    from .app import make_node_id, open_services
+    from .app import make_node_id, open_foundation
 
-    services = await open_services(loaded.settings, make_node_id())
+    foundation = await open_foundation(loaded.settings, make_node_id())
     try:
-        user = await services.auth.find_user(name)
+        user = await foundation.auth.find_user(name)
         if user is None:
             raise Problem(404, "user_not_found", f"no user named {name!r}")
-        await services.auth.reset_password(user.id, password, via="cli")
+        await foundation.auth.reset_password(user.id, password, via="cli")
     finally:
-        await services.close()
+        await foundation.close()
 
 
 def cmd_user(args: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ class Participant:
 
 
 @dataclass
-class Call:
+class PhoneCall:
     id: str
     kind: Literal["direct", "group"]
     host_id: str

@@ -41,7 +41,7 @@ from syncstream.sdk import (
     sfu_problem,
 )
 
-from .call import Call, Participant
+from .call import Participant, PhoneCall
 from .config import Config
 from .ice import ice_servers
 from .sfu.rooms import Rooms
@@ -64,7 +64,7 @@ class CallService:
         self.store, self.auth, self.audit, self.bus, self.gateway = store, auth, audit, bus, gateway
         self.config = config
         self.rooms = Rooms(gateway, bus, config, files, scratch)
-        self.calls: dict[str, Call] = {}
+        self.calls: dict[str, PhoneCall] = {}
         self.ring_timers: dict[str, asyncio.Task[None]] = {}
         self.absence = Absence(gateway, config.leave_after_seconds)
         self._sweeper = asyncio.get_running_loop().create_task(
@@ -93,7 +93,7 @@ class CallService:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def in_call(self, user_id: str) -> Call | None:
+    def in_call(self, user_id: str) -> PhoneCall | None:
         """The call a user is talking in now, if any (they are busy)."""
         return next(
             (c for c in self.calls.values() if c.status != "ended" and user_id in c.joined()),
@@ -134,7 +134,7 @@ class CallService:
             participants[target.id] = Participant(
                 target.id, target.username, "busy" if busy else "ringing"
             )
-        call = Call(new_id(), kind, user.id, participants, created_at=now, route=route)
+        call = PhoneCall(new_id(), kind, user.id, participants, created_at=now, route=route)
         await self.store.execute(
             "INSERT INTO calls (id, kind, host_id, status, created_at, route)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -161,7 +161,7 @@ class CallService:
         await self._changed(call)
         return {**call.view(), "ice_servers": ice_servers(self.config, user.id)}
 
-    async def _ring_out(self, call: Call) -> None:
+    async def _ring_out(self, call: PhoneCall) -> None:
         await asyncio.sleep(self.config.ring_seconds)
         missed = call.ring_out(time.time())
         for user_id in missed:
@@ -174,7 +174,7 @@ class CallService:
         participant = None if call is None else call.participants.get(user.id)
         return participant is not None and participant.state in ("ringing", "joined")
 
-    def call_of(self, user: User, call_id: str) -> Call:
+    def call_of(self, user: User, call_id: str) -> PhoneCall:
         call = self.calls.get(call_id)
         if call is None:
             raise Problem(404, "call_not_found", "no such call (or it has ended)")
@@ -206,13 +206,13 @@ class CallService:
             view["ice_servers"] = ice_servers(self.config, user.id)
         return view
 
-    async def _leave(self, call: Call, user_id: str, now: float) -> None:
+    async def _leave(self, call: PhoneCall, user_id: str, now: float) -> None:
         """Hang up: out of the call, and out of its SFU room (connections closed)."""
         call.leave(user_id, now)
         await self.rooms.leave(call.id, user_id)
         await self.gateway.revoke(user_id, f"call:{call.id}", "left")
 
-    async def _changed(self, call: Call) -> None:
+    async def _changed(self, call: PhoneCall) -> None:
         """Store the call, tell every participant, and forget it once it has ended."""
         async with self.store.transaction() as tx:
             await tx.execute(
@@ -288,19 +288,19 @@ class CallService:
         )
         return {"delivered": True}
 
-    def _hold_locked(self, call: Call, participant: Participant) -> None:
+    def _hold_locked(self, call: PhoneCall, participant: Participant) -> None:
         """What the host locked stays held back on feeds published since (a client that
         ignores the lock and shares anew is not forwarded either)."""
         if participant.locked and call.id in self.rooms.rooms:
             locked = {media: False for media in participant.locked}
             self.rooms.rooms[call.id].set_media(participant.user_id, locked)
 
-    def _enforce(self, call: Call, participant: Participant) -> None:
+    def _enforce(self, call: PhoneCall, participant: Participant) -> None:
         """The SFU forwards only what a participant has switched on (and the host allows)."""
         if call.route == "sfu" and call.id in self.rooms.rooms:
             self.rooms.rooms[call.id].set_media(participant.user_id, participant.media)
 
-    async def _moderate(self, call: Call, user: User, order: Any) -> dict[str, Any]:
+    async def _moderate(self, call: PhoneCall, user: User, order: Any) -> dict[str, Any]:
         """The host mutes a participant's (or everyone's) audio, video or screen — with
         ``lock`` they cannot unmute it themselves — or unlocks it again."""
         if user.id != call.host_id:
@@ -343,7 +343,7 @@ class CallService:
         await self._changed(call)
         return {"moderated": [p.user_id for p in targets]}
 
-    async def _remove(self, call: Call, host: User, user_id: Any) -> dict[str, Any]:
+    async def _remove(self, call: PhoneCall, host: User, user_id: Any) -> dict[str, Any]:
         """The host takes a participant out of the call for good: out of its SFU room and
         off ``call:<id>`` on every node before anyone hears of it."""
         if not isinstance(user_id, str) or user_id == host.id:
@@ -494,7 +494,7 @@ def _checked_tracks(tracks: Any) -> dict[str, str]:
     return dict(tracks)
 
 
-def _duration(call: Call) -> float | None:
+def _duration(call: PhoneCall) -> float | None:
     if call.answered_at is None or call.ended_at is None:
         return None
     return round(call.ended_at - call.answered_at, 3)

@@ -13,7 +13,7 @@ from aiortc import RTCIceServer
 
 from syncstream.sdk import EventBus, FileStore, Gateway, Problem
 
-from ..call import Call
+from ..call import PhoneCall
 from ..config import Config
 from .recorder import CallRecording
 from .room import Room
@@ -41,7 +41,7 @@ class Rooms:
         ]
         self._watcher = asyncio.get_running_loop().create_task(self._watch_speakers())
 
-    def room(self, call: Call) -> Room:
+    def room(self, call: PhoneCall) -> Room:
         if call.id not in self.rooms:
 
             async def notify(user_id: str, signal: dict[str, Any]) -> None:
@@ -58,7 +58,7 @@ class Rooms:
         if room is not None:
             await room.leave(user_id)
 
-    async def end(self, call: Call) -> None:
+    async def end(self, call: PhoneCall) -> None:
         """The call ended: stop its recording (the file goes to the host) and its room."""
         if call.id in self.recordings:
             await self.stop_recording(call)
@@ -68,7 +68,7 @@ class Rooms:
         if room is not None:
             await room.close()
 
-    async def close(self, calls: Mapping[str, Call]) -> None:
+    async def close(self, calls: Mapping[str, PhoneCall]) -> None:
         """Shutting down: recordings are finished and stored (or kept on disk), rooms close."""
         self._watcher.cancel()
         for call_id in list(self.recordings):
@@ -81,7 +81,7 @@ class Rooms:
 
     # -- recording --------------------------------------------------------------------------
 
-    async def start_recording(self, call: Call, by: str) -> dict[str, Any]:
+    async def start_recording(self, call: PhoneCall, by: str) -> dict[str, Any]:
         if self.files() is None:
             raise Problem(409, "recording_unavailable", "recording needs the files plugin")
         if call.id in self.recordings:
@@ -93,7 +93,7 @@ class Rooms:
         await self.bus.fire("call.recording", {"call_id": call.id, "by": by, "state": "started"})
         return recording.view()
 
-    async def stop_recording(self, call: Call) -> dict[str, Any]:
+    async def stop_recording(self, call: PhoneCall) -> dict[str, Any]:
         """Stop, join the tracks and store the file (the host's, in Recordings/Calls)."""
         recording = self.recordings.pop(call.id, None)
         if recording is None:
@@ -109,7 +109,7 @@ class Rooms:
             stamp = time.strftime("%Y-%m-%d %H.%M", time.gmtime(recording.started_at))
             try:
                 stored = await files.add(
-                    owner_id=call.host_id, source=path, name=f"Call {stamp}.webm",
+                    owner_id=call.host_id, source=path, name=f"PhoneCall {stamp}.webm",
                     folder="Recordings/Calls", created_by=recording.by,
                 )  # fmt: skip
             except Exception as exc:  # over quota, say, or the file store already closed
@@ -128,7 +128,7 @@ class Rooms:
         await self._announce(call, notice)
         return notice
 
-    async def _announce(self, call: Call, recording: dict[str, Any]) -> None:
+    async def _announce(self, call: PhoneCall, recording: dict[str, Any]) -> None:
         await self.gateway.publish(
             f"call:{call.id}", {"type": "call.recording", "call_id": call.id, **recording}
         )
