@@ -78,6 +78,9 @@ class LiveSettings(Section):
     )
     record_format: Literal["mp4", "ts"] = "mp4"
     viewer_timeout_seconds: float = Field(10.0, gt=0, description="An HLS viewer counts this long")
+    muxer: Literal["native", "pyav"] = Field(
+        "native", description="fMP4 writer of the HLS parts: our own, or PyAV's mp4 muxer"
+    )
 
 
 class StoreSettings(Section):

@@ -266,7 +266,9 @@ class LiveService:
         session = PublishSession(stream, peer, kick, lambda s: self._spawn(self.unpublished(s)))
         loop = asyncio.get_running_loop()
         readers = self._readers(loop, session, ladder=options.ladder)
-        session.ingest = Ingest(self._callbacks(session), self.settings.part_seconds, readers)
+        session.ingest = Ingest(
+            self._callbacks(session), self.settings.part_seconds, readers, self.settings.muxer
+        )
         stream.session = session
         if options.record:
             session.recording = Recording(self.recordings_dir, name, user.id, options.format)
