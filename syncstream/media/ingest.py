@@ -9,7 +9,7 @@ demuxer once to describe the tracks (dimensions, channels; PyAV's muxer takes it
 it too).
 
 Muxing runs inline on the event loop (a few µs per access unit, less than handing it to a
-thread would cost); anything slower (thumbnails, future outputs) is a :class:`QueuedReader`.
+thread would cost); anything slower (a transcoder, say) is a :class:`QueuedReader`.
 """
 
 from __future__ import annotations
