@@ -15,6 +15,7 @@ ours, ...) so both see the same load from the rest of the machine; medians and m
     python -m benchmarks.live --streams 1,4 --seconds 20
     python -m benchmarks.live --streams 6 --seconds 15 --runs 3 --no-nms
     python -m benchmarks.live --streams 6 --runs 3 --no-nms --rtmp 'fast_reader: false'
+    python -m benchmarks.live --streams 6 --runs 3 --no-nms --live "muxer: pyav"
 
 Needs ffmpeg, and nginx with the RTMP module (Debian: nginx libnginx-mod-rtmp).
 """
@@ -201,15 +202,17 @@ def run_syncstream(
     rtmp: str = "",
     thumbnails: float = 5.0,
     idle_seconds: float = 5.0,
+    live: str = "",
 ) -> dict[str, Any]:
-    """``rtmp``: more keys of the rtmp section, e.g. ``fast_reader: false``."""
+    """``rtmp``/``live``: more keys of those sections, e.g. ``fast_reader: false``,
+    ``muxer: pyav``."""
     with temp_dir() as tmp:
         rtmp_port = free_port()
         more = f", {rtmp}" if rtmp else ""
         config = write_config(
             tmp,
             f"rtmp: {{enabled: true, host: 127.0.0.1, port: {rtmp_port}{more}}}\n"
-            f"live: {{thumbnail_seconds: {thumbnails}}}\n",
+            f"live: {{thumbnail_seconds: {thumbnails}{', ' + live if live else ''}}}\n",
         )
         config.write_text(config.read_text().replace("rtmp: {enabled: false}\n", ""))
         node = start_node(config)
@@ -298,6 +301,9 @@ def main() -> None:
     parser.add_argument(
         "--rtmp", default="", help="more rtmp settings for SyncStream, e.g. 'fast_reader: false'"
     )
+    parser.add_argument(
+        "--live", default="", help="more live settings for SyncStream, e.g. 'muxer: pyav'"
+    )
     args = parser.parse_args()
     for tool in ("ffmpeg", "nginx"):
         if shutil.which(tool) is None:
@@ -323,7 +329,7 @@ def main() -> None:
         marginal: list[float] = []
         for run in range(1, args.runs + 1):
             ours = run_syncstream(
-                source, streams, args.seconds, args.rtmp, args.thumbnails, args.idle
+                source, streams, args.seconds, args.rtmp, args.thumbnails, args.idle, args.live
             )
             peer = run_nginx(source, streams, args.seconds, args.idle)
             nms = None if args.no_nms else run_nms(source, streams, args.seconds, args.idle)

@@ -66,7 +66,7 @@ class LiveSettings(Section):
     on_publish_url: str = Field("", description="Webhook asked before a publish (non-2xx refuses)")
     on_unpublish_url: str = Field("", description="Webhook told when a stream ends")
     webhook_timeout_seconds: float = Field(3.0, gt=0)
-    thumbnail_seconds: float = Field(5.0, ge=0, description="Snapshot interval; 0 turns them off")
+    thumbnail_seconds: float = Field(5.0, ge=0, description="Snapshots at most this often; 0: none")
     thumbnail_width: int = Field(480, ge=16, le=3840)
     stats_seconds: float = Field(2.0, gt=0, description="Stats on the live:<stream> topic")
     record: bool = Field(False, description="Record streams unless a stream's own setting says")
@@ -75,6 +75,9 @@ class LiveSettings(Section):
     )
     record_format: Literal["mp4", "ts"] = "mp4"
     viewer_timeout_seconds: float = Field(10.0, gt=0, description="An HLS viewer counts this long")
+    muxer: Literal["native", "pyav"] = Field(
+        "native", description="fMP4 writer of the HLS parts: our own, or PyAV's mp4 muxer"
+    )
 
 
 class StoreSettings(Section):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
 import signal
 import weakref
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +156,68 @@ async def test_48khz_audio_keeps_its_sample_rate(live: Live) -> None:
     finally:
         ffmpeg.kill()
         await ffmpeg.wait()
+
+
+async def ffprobe_frames(path: Path) -> dict[str, list[float]]:
+    """The presentation times (s) of every frame ffprobe decodes, per stream kind, sorted."""
+    proc = await asyncio.create_subprocess_exec(
+        "ffprobe", "-v", "error", "-show_entries", "frame=media_type,pts_time", "-of", "json",
+        str(path), stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    times: dict[str, list[float]] = {}
+    for frame in json.loads(out)["frames"]:
+        times.setdefault(frame["media_type"], []).append(float(frame["pts_time"]))
+    return {kind: sorted(values) for kind, values in times.items()}
+
+
+@pytest.mark.parametrize("muxer", ["native", "pyav"])
+async def test_ll_hls_output_decodes_frame_exact(tmp_path: Path, muxer: str) -> None:
+    """8 s of an OBS-like publisher, read back from the ended playlist with ffprobe: every video
+    frame (240) at 1/30 s steps, AAC frames without gaps, and EXTINF / part durations that add
+    up to the media."""
+    settings = {"live.muxer": muxer, "live.grace_seconds": 1.0}
+    async with live_server(tmp_path, **settings) as live:
+        _, key = await live.account("exact")
+        ffmpeg = await obs_push(live, key, 8)
+        assert await ffmpeg.wait() == 0
+        text = ""
+        for _ in range(100):
+            text = await live.playlist("exact")
+            if text.endswith("#EXT-X-ENDLIST\n"):
+                break
+            await asyncio.sleep(0.1)
+        assert text.endswith("#EXT-X-ENDLIST\n"), text
+        (init,) = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', text)
+        media = await live.fetch("exact", init)
+        lines = text.splitlines()
+        extinfs = [float(line[8:].rstrip(",")) for line in lines if line.startswith("#EXTINF:")]
+        for name in [line for line in lines if line.startswith("seg-")]:
+            media += await live.fetch("exact", name)
+        # The parts listed for a segment add up to its EXTINF.
+        parts: list[float] = []
+        for line in lines:
+            if line.startswith("#EXT-X-PART:"):
+                parts.append(float(re.search(r"DURATION=([\d.]+)", line).group(1)))  # type: ignore[union-attr]
+            elif line.startswith("#EXTINF:"):
+                if parts:
+                    assert abs(sum(parts) - float(line[8:].rstrip(","))) < 0.001
+                    assert max(parts) <= 0.21, parts
+                parts = []
+    path = tmp_path / "stream.mp4"
+    path.write_bytes(media)
+    frames = await ffprobe_frames(path)
+    video, audio = frames["video"], frames["audio"]
+    assert len(video) == 240
+    steps = [b - a for a, b in pairwise(video)]
+    assert all(abs(step - 1 / 30) < 0.0015 for step in steps), steps
+    assert abs(sum(extinfs) - 8.0) < 0.05, extinfs
+    assert 8.0 * 48000 / 1024 - 2 <= len(audio) <= 8.0 * 48000 / 1024 + 3
+    gaps = [b - a for a, b in pairwise(audio)]
+    if muxer == "pyav":
+        gaps = gaps[1:]  # FFmpeg's muxer moves the first audio frame to 0, ahead of the rest
+    assert all(abs(gap - 1024 / 48000) < 0.0015 for gap in gaps), gaps
 
 
 MEDIA_URI = re.compile(r"((?:part|seg|init)-[0-9a-z]+-\d+\.(?:m4s|mp4))")

@@ -16,7 +16,7 @@ from syncstream.media.hls.timeline import Timeline
 from syncstream.media.readers import PacketCopy, QueuedReader
 from syncstream.media.rtmp import amf
 from syncstream.media.rtmp.chunks import ChunkReader, encode_message
-from syncstream.media.thumbnails import keyframe_to_jpeg
+from syncstream.media.thumbnails import Snapshots, keyframe_to_jpeg
 from syncstream.media.webrtc.transcode import Vp8Transcoder
 
 
@@ -204,3 +204,24 @@ async def test_blocked_viewers_share_one_rendered_playlist() -> None:
     assert b"part-" + timeline.epoch.encode() + b"-1.m4s" in answers[0]
     timeline.add(fragment(0.25, False))
     assert timeline.playlist() is not answers[0], "a change renders it again"
+
+
+async def test_live_snapshots_decode_on_demand_at_most_once_per_interval() -> None:
+    """The pipeline hands keyframes over without work; a request decodes the newest one, and
+    requests within ``every`` seconds (concurrent ones too) share that JPEG."""
+    snapshots = Snapshots(every=3600, width=160)
+    assert not snapshots.available and await snapshots.jpeg() is None
+    assert snapshots.accepts("video", True) and not snapshots.accepts("video", False)
+    assert not snapshots.accepts("audio", True)
+    first = _h264_keyframe(320, 240)
+    snapshots.offer(first)
+    assert snapshots.available
+    jpegs = await asyncio.gather(*(snapshots.jpeg() for _ in range(3)))
+    assert jpegs[0] is not None and jpegs[0][:2] == b"\xff\xd8"
+    assert jpegs[1] is jpegs[0] and jpegs[2] is jpegs[0], "one decode for all"
+    snapshots.offer(_h264_keyframe(640, 360))  # another picture size: another JPEG
+    assert await snapshots.jpeg() is jpegs[0], "still fresh: the newer keyframe waits"
+    snapshots.every = 0
+    newer = await snapshots.jpeg()
+    assert newer is not None and newer != jpegs[0]
+    assert newer[:2] == b"\xff\xd8"

@@ -1,13 +1,15 @@
 """The packet pipeline of one publish session: FLV audio/video tags in, fMP4 fragments out.
 
 Nothing is decoded or re-encoded. FLV carries H.264 in the same length-prefixed (AVCC) form
-as MP4 and AAC as raw frames, so each tag becomes one ``av.Packet`` as it arrives and PyAV's
-mp4 muxer writes the fragments (the LL-HLS parts). Only the codec configuration needs FFmpeg's
-help: when the sequence headers arrive, a few tags are run through PyAV's FLV demuxer once to
-obtain stream templates (extradata, dimensions, sample rate) for the muxer.
+as MP4 and AAC as raw frames, so each tag becomes one access unit as it arrives and a muxer
+writes the fragments (the LL-HLS parts): our own fMP4 writer (:mod:`.fragmenter`, ``live.muxer:
+native``) or PyAV's mp4 muxer (:mod:`.pyav_muxer`, ``pyav``). Only the codec configuration
+needs FFmpeg's help: when the sequence headers arrive, a few tags are run through PyAV's FLV
+demuxer once to describe the tracks (dimensions, channels; PyAV's muxer takes its streams from
+it too).
 
-Muxing one packet costs ~15 µs, less than handing it to a thread would, so it runs inline on
-the event loop; anything slower (thumbnails, future outputs) is a :class:`QueuedReader`.
+Muxing runs inline on the event loop (a few µs per access unit, less than handing it to a
+thread would cost); anything slower (a transcoder, say) is a :class:`QueuedReader`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import av
 import structlog
 
-from .fmp4 import FRAGMENTED_MP4_OPTIONS, Fragment, FragmentSink
-from .mp4 import Track
+from .fmp4 import Fragment
+from .fragmenter import AccessUnit, Fragmenter
+from .mp4write import AudioParams, VideoParams
+from .pyav_muxer import PyavMuxer
 from .readers import PacketCopy, Reader
 from .rtmp.aac import AudioConfig, AudioConfigError, parse_audio_config
 
@@ -75,13 +79,15 @@ def _ignore(_: Any) -> None:
 DETACHED = IngestCallbacks(_ignore, _ignore, _ignore)  # what a finished ingest calls
 
 
-@dataclass
-class _Frame:
-    kind: str
-    dts: int
-    pts: int
-    keyframe: bool
-    data: bytes
+MuxerName = Literal["native", "pyav"]
+
+
+class Muxer(Protocol):
+    """Writes a session's access units as fMP4 (init section, then fragments)."""
+
+    def write(self, unit: AccessUnit) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -91,16 +97,15 @@ class Ingest:
     callbacks: IngestCallbacks
     part_seconds: float
     readers: list[Reader] = field(default_factory=list)
+    muxer: MuxerName = "native"
     avc_config: bytes | None = None
     aac_config: bytes | None = None
     audio: AudioConfig | None = None  # what ``aac_config`` says
     dropped: int = 0
     bframes: bool = False  # a video tag had a composition offset (pts != dts): B-frames
     _tracks: list[TrackInfo] = field(default_factory=list)
-    _waiting: list[_Frame] = field(default_factory=list)
-    _output: Any = None
-    _sink: FragmentSink | None = None
-    _streams: dict[str, Any] = field(default_factory=dict)
+    _waiting: list[AccessUnit] = field(default_factory=list)
+    _muxer: Muxer | None = None
     _last_dts: dict[str, int] = field(default_factory=dict)
 
     def write(self, tag_type: int, timestamp: int, payload: bytes) -> None:
@@ -125,7 +130,7 @@ class Ingest:
                     if track.kind == "video":
                         track.bframes = True
             keyframe = payload[0] >> 4 == 1
-            self._frame(_Frame("video", timestamp, timestamp + cts, keyframe, payload[5:]))
+            self._frame(AccessUnit("video", timestamp, timestamp + cts, keyframe, payload[5:]))
 
     def _audio(self, timestamp: int, payload: bytes) -> None:
         sound = payload[0] >> 4
@@ -138,7 +143,7 @@ class Ingest:
                 raise MediaError(f"unusable AAC configuration: {exc}") from exc
             self._configure(aac=payload[2:])
         else:
-            self._frame(_Frame("audio", timestamp, timestamp, True, payload[2:]))
+            self._frame(AccessUnit("audio", timestamp, timestamp, True, payload[2:]))
 
     def _configure(self, avc: bytes | None = None, aac: bytes | None = None) -> None:
         changed = (avc is not None and avc != self.avc_config) or (
@@ -148,17 +153,17 @@ class Ingest:
             self.bframes = False  # a new encoder configuration: look again
         self.avc_config = avc if avc is not None else self.avc_config
         self.aac_config = aac if aac is not None else self.aac_config
-        if changed and self._output is not None:
+        if changed and self._muxer is not None:
             self.close()  # a new configuration starts a new init section (a discontinuity)
 
-    def _frame(self, frame: _Frame) -> None:
-        if self._output is None:
+    def _frame(self, frame: AccessUnit) -> None:
+        if self._muxer is None:
             if not self._ready(frame):
                 return
             self._start(frame)
         self._mux(frame)
 
-    def _ready(self, frame: _Frame) -> bool:
+    def _ready(self, frame: AccessUnit) -> bool:
         """Whether the muxer can start: configurations known and a keyframe to start on."""
         self._waiting.append(frame)
         if self.avc_config is None:
@@ -172,47 +177,44 @@ class Ingest:
             return False
         return self.aac_config is not None or frame.dts - first_key.dts >= AUDIO_WAIT_MS
 
-    def _start(self, trigger: _Frame) -> None:
+    def _start(self, trigger: AccessUnit) -> None:
         waiting, self._waiting = self._waiting, []
         waiting.remove(trigger)
         templates = open_templates(self.avc_config, self.aac_config, [*waiting, trigger])
-        sink = self._sink = FragmentSink(self._on_init, self.callbacks.on_fragment)
-        options = {**FRAGMENTED_MP4_OPTIONS, "frag_duration": str(int(self.part_seconds * 1e6))}
-        self._output = av.open(sink, mode="w", format="mp4", options=options)
-        self._streams = {
-            s.type: self._output.add_stream_from_template(s)
-            for s in templates.streams
-            if s.type in ("video", "audio")
-        }
-        self._tracks = [
-            describe(s, self.bframes) for s in templates.streams if s.type in self._streams
-        ]
-        audio = self._streams.get("audio")
-        if audio is not None and self.audio is not None:
-            # FFmpeg's FLV demuxer takes the rate from the tag flags (always 44.1 kHz for AAC)
-            # until it has decoded audio; the AudioSpecificConfig is the truth. The mp4 muxer
-            # uses this rate as the audio track's timescale.
-            audio.codec_context.sample_rate = self.audio.sample_rate
-            if self.audio.layout is not None:
-                audio.codec_context.layout = self.audio.layout
-            for track in self._tracks:
-                if track.kind == "audio":
-                    track.sample_rate = self.audio.sample_rate
-                    track.channels = self.audio.channels or track.channels
+        streams = [s for s in templates.streams if s.type in ("video", "audio")]
+        self._tracks = [describe(s, self.bframes) for s in streams]
+        for track in self._tracks:
+            if track.kind == "audio" and self.audio is not None:
+                # FFmpeg's FLV demuxer takes the rate from the tag flags (always 44.1 kHz for
+                # AAC) until it has decoded audio; the AudioSpecificConfig is the truth.
+                track.sample_rate = self.audio.sample_rate
+                track.channels = self.audio.channels or track.channels
         self.callbacks.on_tracks(self._tracks)
+        on_init, on_fragment = self.callbacks.on_init, self.callbacks.on_fragment
+        if self.muxer == "pyav":
+            self._muxer = PyavMuxer(templates, self.audio, self.part_seconds, on_init, on_fragment)
+        else:
+            video, audio = self._params()
+            self._muxer = Fragmenter(video, audio, self.part_seconds, on_init, on_fragment)
         templates.close()
         self._last_dts = {}
         start = next((i for i, f in enumerate(waiting) if f.kind == "video" and f.keyframe), 0)
         for frame in waiting[start:]:
             self._mux(frame)
 
-    def _on_init(self, data: bytes, tracks: dict[int, Track]) -> None:
-        self.callbacks.on_init(data)
+    def _params(self) -> tuple[VideoParams | None, AudioParams | None]:
+        """The tracks' codec parameters for our own fMP4 writer (track ids in track order)."""
+        video = audio = None
+        for track_id, track in enumerate(self._tracks, 1):
+            if track.kind == "video" and self.avc_config is not None:
+                video = VideoParams(track_id, self.avc_config, track.width or 0, track.height or 0)
+            elif track.kind == "audio" and self.aac_config is not None and track.sample_rate:
+                audio = AudioParams(
+                    track_id, self.aac_config, track.sample_rate, track.channels or 2
+                )
+        return video, audio
 
-    def _mux(self, frame: _Frame) -> None:
-        stream = self._streams.get(frame.kind)
-        if stream is None:
-            return
+    def _mux(self, frame: AccessUnit) -> None:
         if frame.dts <= self._last_dts.get(frame.kind, -1):
             self.dropped += 1  # DTS must grow; a publisher's glitch costs one frame
             return
@@ -232,24 +234,13 @@ class Ingest:
                         frame.keyframe,
                     )
                 )
-        packet = av.Packet(frame.data)
-        packet.dts, packet.pts, packet.time_base = frame.dts, max(frame.pts, frame.dts), MS
-        packet.is_keyframe = frame.keyframe
-        packet.stream = stream
-        self._output.mux(packet)
+        self._muxer.write(frame)  # type: ignore[union-attr]  # set by _start
 
     def close(self) -> None:
         """Flush the last fragment; a later keyframe starts a new muxer (and init section)."""
-        output, self._output = self._output, None
-        if output is not None:
-            try:
-                output.close()
-            except (av.FFmpegError, ValueError) as exc:
-                log.warning("ingest.close_failed", error=str(exc))
-        if self._sink is not None:
-            self._sink.release()
-            self._sink = None
-        self._streams = {}
+        muxer, self._muxer = self._muxer, None
+        if muxer is not None:
+            muxer.close()
 
     def finish(self) -> None:
         """The publisher is gone: flush, stop the readers, and let go of the callbacks.
@@ -265,7 +256,7 @@ class Ingest:
         self._waiting = []
 
 
-def open_templates(avc: bytes | None, aac: bytes | None, frames: list[_Frame]) -> Any:
+def open_templates(avc: bytes | None, aac: bytes | None, frames: list[AccessUnit]) -> Any:
     """Run the configuration (and the first frames) through PyAV's FLV demuxer once."""
     tags = [FLV_HEADER]
     if avc is not None:

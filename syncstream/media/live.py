@@ -30,7 +30,7 @@ from .ingest import Ingest, IngestCallbacks, TrackInfo
 from .ladder import Ladder
 from .readers import Reader
 from .recording import Format, Recording
-from .thumbnails import ThumbnailReader
+from .thumbnails import Snapshots
 from .webrtc.relay import WebRtcRelay
 
 log = structlog.get_logger(__name__)
@@ -92,8 +92,7 @@ class LiveStream:
     _rate_sample: tuple[float, int] = (0.0, 0)
     bitrate_kbps: float = 0.0
     grace: asyncio.TimerHandle | None = None
-    thumbnail: bytes | None = None
-    thumbnail_at: float = 0.0
+    snapshots: Snapshots | None = None
     dropped: dict[str, int] = field(default_factory=dict)
     relay: WebRtcRelay | None = None
     ladder: Ladder | None = None
@@ -147,7 +146,11 @@ class LiveStream:
             "hls": f"/live/{self.name}/index.m3u8",
             # With the bitrate ladder: the source and its renditions (normal-latency HLS).
             "master": f"/live/{self.name}/master.m3u8" if self.ladder else None,
-            "thumbnail": f"/live/{self.name}/thumbnail.jpg" if self.thumbnail else None,
+            "thumbnail": (
+                f"/live/{self.name}/thumbnail.jpg"
+                if self.snapshots and self.snapshots.available
+                else None
+            ),
             "dropped_packets": dict(self.dropped),
             "viewers": self.viewers(),
         }
@@ -264,9 +267,10 @@ class LiveService:
         stream.state = "live"
         options = await self.stream_options(name)
         session = PublishSession(stream, peer, kick, lambda s: self._spawn(self.unpublished(s)))
-        loop = asyncio.get_running_loop()
-        readers = self._readers(loop, session, ladder=options.ladder)
-        session.ingest = Ingest(self._callbacks(session), self.settings.part_seconds, readers)
+        readers = self._readers(session, ladder=options.ladder)
+        session.ingest = Ingest(
+            self._callbacks(session), self.settings.part_seconds, readers, self.settings.muxer
+        )
         stream.session = session
         if options.record:
             session.recording = Recording(self.recordings_dir, name, user.id, options.format)
@@ -276,28 +280,16 @@ class LiveService:
         log.info(event.replace("stream.", "live."), stream=name, user=user.username, peer=peer)
         return session
 
-    def _readers(
-        self, loop: asyncio.AbstractEventLoop, session: PublishSession, ladder: bool
-    ) -> list[Reader]:
-        """The secondary outputs of a publish session (each on its own bounded queue)."""
+    def _readers(self, session: PublishSession, ladder: bool) -> list[Reader]:
+        """The secondary outputs of a publish session."""
         stream = session.stream
         readers: list[Reader] = []
         if self.settings.thumbnail_seconds > 0:
-
-            def set_thumbnail(jpeg: bytes) -> None:
-                if stream.session is session:
-                    stream.thumbnail, stream.thumbnail_at = jpeg, time.time()
-
-            def from_thread(jpeg: bytes) -> None:
-                loop.call_soon_threadsafe(set_thumbnail, jpeg)
-
-            readers.append(
-                ThumbnailReader(
-                    self.settings.thumbnail_seconds,
-                    self.settings.thumbnail_width,
-                    from_thread,
+            if stream.snapshots is None:
+                stream.snapshots = Snapshots(
+                    self.settings.thumbnail_seconds, self.settings.thumbnail_width
                 )
-            )
+            readers.append(stream.snapshots)
         if stream.relay is not None:
             readers.append(stream.relay)
         stream.ladder = None

@@ -1,10 +1,10 @@
 """Secondary outputs of a live stream: each reads packets through its own bounded queue.
 
-The HLS muxer runs inline on the ingest thread (it is the primary output and costs ~1 ms per
-second of media). Every other output is a :class:`QueuedReader` with its own thread, so a slow
-one never stalls ingest or the others: when its queue is full, non-key packets are dropped and
-a keyframe replaces the whole backlog (the reader resumes at a decodable point). Drops are
-counted per reader.
+The HLS muxer runs inline on the ingest thread (it is the primary output), as do readers that
+only keep a reference (the thumbnail's newest keyframe). Any output that does real work is a
+:class:`QueuedReader` with its own thread, so a slow one never stalls ingest or the others:
+when its queue is full, non-key packets are dropped and a keyframe replaces the whole backlog
+(the reader resumes at a decodable point). Drops are counted per reader.
 """
 
 from __future__ import annotations

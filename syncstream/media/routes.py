@@ -122,11 +122,12 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
                 )
             return _media(segment.data(), 60)
         if file == "thumbnail.jpg":
-            if stream.thumbnail is None:
+            jpeg = await stream.snapshots.jpeg() if stream.snapshots is not None else None
+            if jpeg is None:
                 raise Problem(404, "thumbnail_pending", "no snapshot yet; retry in a few seconds")
             max_age = max(1, int(service.settings.thumbnail_seconds))
             return web.Response(
-                body=stream.thumbnail,
+                body=jpeg,
                 content_type="image/jpeg",
                 headers={
                     "Cache-Control": f"public, max-age={max_age}",

@@ -1,15 +1,24 @@
-"""Live snapshots: decode one keyframe every N seconds and encode it as a JPEG."""
+"""Live snapshots: the stream's latest keyframe, decoded to a JPEG when someone asks for it.
+
+Decoding a 720p keyframe costs ~5 ms of CPU; doing it every few seconds for every stream, watched
+or not, was a sizeable share of what an ingested stream cost. The pipeline only hands over each
+keyframe (a reference, no work); a request decodes the newest one on a worker thread, at most
+once per ``every`` seconds per stream, and the JPEG is shared until then.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
 import av
+import structlog
 
-from .readers import PacketCopy, QueuedReader
+from .readers import PacketCopy
+
+log = structlog.get_logger(__name__)
 
 # The largest live picture the server decodes (DCI 8K), for thumbnails and the VP8 transcoder:
 # the decoder refuses larger ones before allocating them, so a publisher cannot make the
@@ -41,23 +50,42 @@ def keyframe_to_jpeg(packet: PacketCopy, width: int, max_pixels: int = MAX_PIXEL
     return b"".join(bytes(p) for p in encoder.encode(scaled))
 
 
-class ThumbnailReader(QueuedReader):
-    """Keeps a fresh JPEG of the stream; only keyframes are queued, and only one at a time."""
+class Snapshots:
+    """A stream's snapshot: an inline reader of the pipeline that keeps the newest keyframe."""
 
     name = "thumbnails"
-    wants = ("video",)
-    keyframes_only = True
+    dropped = 0
 
-    def __init__(self, every: float, width: int, publish: Callable[[bytes], None]) -> None:
+    def __init__(self, every: float, width: int) -> None:
         self.every = every
         self.width = width
-        self.publish = publish
-        self._last = 0.0
-        super().__init__(maxsize=1)
+        self._keyframe: PacketCopy | None = None
+        self._jpeg: bytes | None = None
+        self._made_at = 0.0
+        self._lock = asyncio.Lock()
+
+    @property
+    def available(self) -> bool:
+        return self._jpeg is not None or self._keyframe is not None
 
     def accepts(self, kind: str, keyframe: bool) -> bool:
-        return super().accepts(kind, keyframe) and time.monotonic() - self._last >= self.every
+        return keyframe and kind == "video"
 
-    def handle(self, packet: PacketCopy) -> None:
-        self._last = time.monotonic()
-        self.publish(keyframe_to_jpeg(packet, self.width))
+    def offer(self, packet: PacketCopy) -> None:
+        self._keyframe = packet
+
+    def close(self) -> None:
+        return None  # the last picture stays until the stream is gone
+
+    async def jpeg(self) -> bytes | None:
+        """The snapshot, made from the newest keyframe if the last one is ``every`` s old."""
+        async with self._lock:  # concurrent requests share one decode
+            stale = self._jpeg is None or time.monotonic() - self._made_at >= self.every
+            if stale and self._keyframe is not None:
+                packet, self._keyframe = self._keyframe, None
+                try:
+                    self._jpeg = await asyncio.to_thread(keyframe_to_jpeg, packet, self.width)
+                    self._made_at = time.monotonic()
+                except (av.FFmpegError, ValueError) as exc:
+                    log.warning("thumbnail.failed", error=f"{type(exc).__name__}: {exc}")
+            return self._jpeg
