@@ -36,6 +36,7 @@ from .frontdoor import register_front_door
 from .gcpolicy import GcPolicy
 from .logs import loggable_path
 from .media import Media
+from .media.hls.fastpath import LiveFastPath
 from .metrics import Metrics
 from .oversight import Oversight
 from .plugins import EnabledPlugin, PluginContext, discover, resolve, start_plugin
@@ -90,8 +91,7 @@ EXPOSED_HEADERS = (
 )
 
 
-def _cors_headers(settings: Settings, request: web.Request) -> dict[str, str]:
-    origin = request.headers.get("Origin")
+def _cors_headers(settings: Settings, origin: str | None) -> dict[str, str]:
     allowed = settings.server.cors_origins
     if not origin or not ("*" in allowed or origin in allowed):
         return {}
@@ -116,7 +116,7 @@ def make_middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         start = time.perf_counter()
-        cors = _cors_headers(settings, request)
+        cors = _cors_headers(settings, request.headers.get("Origin"))
         if request.method == "OPTIONS" and cors:
             return web.Response(status=204, headers=cors)
         try:
@@ -402,6 +402,8 @@ class Server:
         self.banner_stream = banner
         self.core: Core | None = None
         self.runner: web.AppRunner | None = None
+        self.listener: asyncio.Server | None = None
+        self.fast_path: LiveFastPath | None = None
         self.port = 0
         self.gc_policy = GcPolicy(self.settings.server.gc_sweep_seconds)
 
@@ -411,16 +413,28 @@ class Server:
             app, access_log=None, shutdown_timeout=self.settings.server.shutdown_timeout
         )
         await self.runner.setup()
+        # The listening socket is ours rather than a TCPSite's, so that its protocol can be
+        # the live fast path, which hands every other request to aiohttp's own protocol.
+        server = self.runner.server
+        assert server is not None
+        protocols: Callable[[], asyncio.Protocol] = server
+        if self.settings.live.hls_fast_path and self.core.media is not None:
+            self.fast_path = LiveFastPath(
+                self.core.media.live,
+                server,
+                lambda origin: _cors_headers(self.settings, origin),
+                self.core.metrics,
+                self.settings.logging.access_log,
+            )
+            self.fast_path.start()
+            protocols = self.fast_path
         # A deep accept queue: an audience joining at once (a thousand LL-HLS viewers open two
         # connections each within a second) overflowed aiohttp's default of 128, and every
         # dropped SYN cost its viewer a 1-3 s retransmit. The kernel caps it at somaxconn.
-        site = web.TCPSite(
-            self.runner, self.settings.server.host, self.settings.server.port, backlog=4096
+        self.listener = await asyncio.get_running_loop().create_server(
+            protocols, self.settings.server.host, self.settings.server.port, backlog=4096
         )
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.settings.server.port
+        self.port = self.listener.sockets[0].getsockname()[1]
         self.gc_policy.start()  # start-up's objects out of the collector's way, and more
         if self.banner_stream is not None:
             print(self.banner(), file=self.banner_stream, flush=True)
@@ -466,9 +480,17 @@ class Server:
     async def stop(self) -> None:
         if self.core is not None:
             self.core.draining = True
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        if self.fast_path is not None:
+            self.fast_path.pre_shutdown()
         if self.runner is not None:
-            await self.runner.cleanup()
+            await self.runner.cleanup()  # ends the live streams: blocked viewers are answered
             self.runner = None
+        if self.fast_path is not None:
+            self.fast_path.close()
+            self.fast_path = None
         await self.gc_policy.stop()
 
     async def run_until_signal(self) -> None:

@@ -78,6 +78,9 @@ class LiveSettings(Section):
     )
     record_format: Literal["mp4", "ts"] = "mp4"
     viewer_timeout_seconds: float = Field(10.0, gt=0, description="An HLS viewer counts this long")
+    hls_fast_path: bool = Field(
+        True, description="Answer live HLS GETs in the node's own protocol; false: all in aiohttp"
+    )
 
 
 class StoreSettings(Section):
