@@ -29,6 +29,7 @@ import re
 import time
 from collections.abc import Callable
 from email.utils import formatdate
+from typing import cast
 
 import structlog
 
@@ -349,8 +350,7 @@ class LiveConnection(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if isinstance(peer, tuple) else ""
         self.path.connections.add(self)
