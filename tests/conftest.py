@@ -12,21 +12,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-import uvloop
 
 from plugins.files.s3 import sign
 
 from .support import free_port
-
-
-def pytest_asyncio_loop_factories(
-    config: pytest.Config, item: pytest.Item
-) -> dict[str, Any] | None:
-    """Tests marked ``both_loops`` run on asyncio's loop and on uvloop's (their transports
-    differ: uvloop's are not subclasses of asyncio's); the others on the default loop."""
-    if item.get_closest_marker("both_loops") is None:
-        return None
-    return {"asyncio": asyncio.SelectorEventLoop, "uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

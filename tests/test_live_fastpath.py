@@ -17,13 +17,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
+import uvloop
 
 from .support import eventually
 from .test_live import Live, live
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.both_loops,
     pytest.mark.skipif(
         shutil.which("ffmpeg") is None, reason="needs ffmpeg (apt-get install ffmpeg)"
     ),
@@ -41,6 +41,15 @@ COMPARED = (
     "access-control-allow-methods",
     "access-control-expose-headers",
 )
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Both loops: uvloop's transports (what ``syncstream serve`` runs) are not asyncio's.
+    (pytest-asyncio's replacement, the loop-factory hook, would apply to every test.)"""
+    if request.param == "uvloop":
+        return uvloop.EventLoopPolicy()
+    return asyncio.DefaultEventLoopPolicy()
 
 
 @dataclass
