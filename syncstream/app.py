@@ -198,7 +198,7 @@ def _register_core_routes(core: Core, app: web.Application) -> None:
         return {"status": "ready", "node": core.node_id}
 
     async def metrics_handler(request: web.Request) -> web.Response:
-        core.metrics.take_lag_max()
+        core.metrics.before_scrape()
         body = generate_latest(core.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
