@@ -1,5 +1,6 @@
 // LL-HLS load client: N viewers following one live stream the way hls.js does in low-latency
-// mode. Plain Node (http module, no npm packages), so the client is not what saturates.
+// mode. Plain Node (raw sockets, a minimal HTTP/1.1 client, no npm packages), so the client
+// is not what saturates.
 //
 // Each viewer has two keep-alive connections (a browser keeps up to six per host). For every
 // part it sends, at once, the blocking playlist reload for the part after the last one listed
@@ -12,13 +13,15 @@
 //   node benchmarks/llhls_viewers.js BASE_URL VIEWERS SECONDS
 //   -> one JSON line: viewers, answers, errors, p50_ms, p99_ms, max_ms, parts_per_viewer
 "use strict";
-const http = require("http");
+const net = require("net");
 
 const [base, viewersArg, secondsArg] = process.argv.slice(2);
 const viewers = Number(viewersArg);
 const seconds = Number(secondsArg);
 const url = new URL(base);
+const prefix = url.pathname.replace(/\/$/, "") + "/";
 const HINT = /#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"/;
+const LENGTH = /\r\ncontent-length: *(\d+)/i;
 
 const firsts = new Map(); // key -> first completion (ms)
 const completions = []; // [key, ms]
@@ -26,26 +29,79 @@ let errors = 0;
 let parts = 0;
 const statuses = {}; // status -> count of answers that were not 200 (0: connection error)
 
-// A part's bytes are counted, not kept: the client must stay cheaper than the server.
-function get(agent, path, keep = true) {
-  return new Promise((resolve) => {
-    const req = http.get(
-      { host: url.hostname, port: url.port, path: url.pathname.replace(/\/$/, "") + "/" + path, agent },
-      (res) => {
-        const chunks = [];
-        let size = 0;
-        res.on("data", (c) => {
-          size += c.length;
-          if (keep) chunks.push(c);
-        });
-        res.on("end", () =>
-          resolve({ status: res.statusCode, size, body: keep ? Buffer.concat(chunks) : null }),
-        );
-        res.on("error", () => resolve({ status: 0, body: Buffer.alloc(0) }));
-      },
-    );
-    req.on("error", () => resolve({ status: 0, body: Buffer.alloc(0) }));
-  });
+// One keep-alive HTTP/1.1 connection with one request in flight at a time, on a raw socket:
+// Node's http module cost the client more CPU per answer than the server spent on it. A part's
+// bytes are counted, not kept: the client must stay cheaper than the server.
+class Connection {
+  constructor() {
+    this.socket = net.connect(Number(url.port), url.hostname);
+    this.socket.setNoDelay(true);
+    this.pending = null; // {resolve, keep}
+    this.head = null; // bytes of a response head not yet complete
+    this.status = 0;
+    this.left = -1; // body bytes still to come (-1: reading the head)
+    this.size = 0;
+    this.chunks = [];
+    this.socket.on("data", (data) => this.received(data));
+    this.socket.on("error", () => this.fail());
+    this.socket.on("close", () => this.fail());
+  }
+
+  get(path, keep) {
+    return new Promise((resolve) => {
+      if (this.socket.destroyed) {
+        resolve({ status: 0, size: 0, body: Buffer.alloc(0) });
+        return;
+      }
+      this.pending = { resolve, keep };
+      this.socket.write(`GET ${prefix}${path} HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`);
+    });
+  }
+
+  received(data) {
+    while (data.length) {
+      if (this.left < 0) {
+        const head = this.head ? Buffer.concat([this.head, data]) : data;
+        const end = head.indexOf("\r\n\r\n");
+        if (end < 0) {
+          this.head = head;
+          return;
+        }
+        const text = head.toString("latin1", 0, end);
+        this.status = Number(text.slice(9, 12));
+        const length = LENGTH.exec(text);
+        this.left = length ? Number(length[1]) : 0;
+        this.size = 0;
+        this.chunks = [];
+        this.head = null;
+        data = head.subarray(end + 4);
+      }
+      const take = Math.min(this.left, data.length);
+      if (take && this.pending && this.pending.keep) this.chunks.push(data.subarray(0, take));
+      this.size += take;
+      this.left -= take;
+      data = data.subarray(take);
+      if (this.left === 0) {
+        this.left = -1;
+        const pending = this.pending;
+        this.pending = null;
+        if (pending) {
+          const body = pending.keep ? Buffer.concat(this.chunks) : null;
+          pending.resolve({ status: this.status, size: this.size, body });
+        }
+      }
+    }
+  }
+
+  fail() {
+    const pending = this.pending;
+    this.pending = null;
+    if (pending) pending.resolve({ status: 0, size: 0, body: Buffer.alloc(0) });
+  }
+
+  close() {
+    this.socket.destroy();
+  }
 }
 
 function record(key) {
@@ -72,8 +128,9 @@ function nextPosition(text) {
 }
 
 async function viewer(until) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
-  let res = await get(agent, "index.m3u8");
+  const playlists = new Connection();
+  const media = new Connection();
+  let res = await playlists.get("index.m3u8", true);
   if (res.status !== 200) {
     errors += 1;
     statuses[res.status] = (statuses[res.status] || 0) + 1;
@@ -84,19 +141,19 @@ async function viewer(until) {
     const hint = HINT.exec(text);
     if (!hint) break;
     const [msn, part] = nextPosition(text);
-    const [playlist, media] = await Promise.all([
-      get(agent, `index.m3u8?_HLS_msn=${msn}&_HLS_part=${part}`).then((r) => {
+    const [playlist, hinted] = await Promise.all([
+      playlists.get(`index.m3u8?_HLS_msn=${msn}&_HLS_part=${part}`, true).then((r) => {
         if (r.status === 200) record(`p:${msn}.${part}`);
         return r;
       }),
-      get(agent, hint[1], false).then((r) => {
+      media.get(hint[1], false).then((r) => {
         if (r.status === 200) record(`m:${hint[1]}`);
         return r;
       }),
     ]);
-    if (playlist.status !== 200 || media.status !== 200) {
+    if (playlist.status !== 200 || hinted.status !== 200) {
       errors += 1;
-      for (const r of [playlist, media]) {
+      for (const r of [playlist, hinted]) {
         if (r.status !== 200) statuses[r.status] = (statuses[r.status] || 0) + 1;
       }
       if (playlist.status !== 200) break;
@@ -105,7 +162,8 @@ async function viewer(until) {
     }
     text = playlist.body.toString();
   }
-  agent.destroy();
+  playlists.close();
+  media.close();
 }
 
 async function main() {

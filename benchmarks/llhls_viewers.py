@@ -12,6 +12,10 @@ core could serve at that cost (each viewer asks for two answers per part) - a fi
 holds when other processes on a shared machine take the core's time and stretch the delays.
 
     python -m benchmarks.llhls_viewers --viewers 500,1000,1500 --seconds 15 --runs 3
+
+``--fast-path on,off`` runs one node per setting of ``live.hls_fast_path`` (each with its own
+publisher; the idle one stays on the server core) and alternates between them run by run, so
+both meet the same load on a shared machine.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .harness import (
+    Node,
     cpu_seconds,
     free_port,
     pin_to,
@@ -63,8 +69,26 @@ def run_client(base: str, viewers: int, seconds: float) -> dict[str, Any]:
     return result
 
 
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+def spread(values: list[float], number: str = "{:.0f}") -> str:
+    median, low, high = (
+        number.format(v) for v in (statistics.median(values), min(values), max(values))
+    )
+    return f"{median} ({low}-{high})"
+
+
+def measure(url: str, count: int, seconds: float, pid: int) -> dict[str, Any]:
+    before, start = cpu_seconds(pid), time.monotonic()
+    result = run_client(url, count, seconds)
+    elapsed = time.monotonic() - start
+    used = cpu_seconds(pid) - before
+    result["server_cpu_percent"] = used / elapsed * 100
+    # The cost of one answer, whatever else the machine runs; a viewer asks for two answers
+    # per part.
+    result["server_us_per_answer"] = used / max(1, result["answers"]) * 1e6
+    result["viewers_per_core"] = 1e6 / (result["server_us_per_answer"] * 2 * 1000 / PART_MS)
+    result["answers_per_second"] = result["answers"] / seconds
+    result["load"] = os.getloadavg()[0]
+    return result
 
 
 def main() -> None:
@@ -76,67 +100,83 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--fast-path",
+        type=lambda s: s.split(","),
+        default=["on"],
+        help="live.hls_fast_path settings to compare, e.g. on,off (one node each, alternating)",
+    )
     args = parser.parse_args()
     source = make_source()
     rows: list[list[Any]] = [
         [
-            *("viewers", "answers/s", "p50 ms", "p99 ms", "max ms", "errors"),
-            *("server CPU %", "µs/answer", "viewers/core (CPU)", "pass"),
+            *("viewers", "fast path", "answers/s", "p50 ms", "p99 ms", "max ms", "errors"),
+            *("server CPU %", "client CPU %", "µs/answer", "viewers/core (CPU)", "load", "pass"),
         ]
     ]
     results: list[dict[str, Any]] = []
     with temp_dir() as tmp:
-        rtmp_port = free_port()
-        config = write_config(tmp, f"rtmp: {{enabled: true, host: 127.0.0.1, port: {rtmp_port}}}\n")
-        config.write_text(config.read_text().replace("rtmp: {enabled: false}\n", ""))
-        node = start_node(config, cpus=SERVER_CPU)
+        nodes: dict[str, Node] = {}
+        pushers: list[subprocess.Popen[bytes]] = []
         try:
-            (key,) = asyncio.run(syncstream_keys(node.url, 1))
-            pushers = publishers(source, [f"rtmp://127.0.0.1:{rtmp_port}/live/{key}"])
+            for setting in args.fast_path:
+                rtmp_port = free_port()
+                directory = Path(tmp) / setting
+                directory.mkdir()
+                config = write_config(
+                    directory, f"rtmp: {{enabled: true, host: 127.0.0.1, port: {rtmp_port}}}\n"
+                )
+                config.write_text(config.read_text().replace("rtmp: {enabled: false}\n", ""))
+                env = {"SYNCSTREAM_LIVE__HLS_FAST_PATH": "true" if setting == "on" else "false"}
+                nodes[setting] = node = start_node(config, env=env, cpus=SERVER_CPU)
+                (key,) = asyncio.run(syncstream_keys(node.url, 1))
+                pushers += publishers(source, [f"rtmp://127.0.0.1:{rtmp_port}/live/{key}"])
             time.sleep(4)
             for count in args.viewers:
-                runs = []
+                runs: dict[str, list[dict[str, Any]]] = {setting: [] for setting in nodes}
                 for _ in range(args.runs):
-                    before, start = cpu_seconds(node.proc.pid), time.monotonic()
-                    result = run_client(f"{node.url}/live/bench0/", count, args.seconds)
-                    elapsed = time.monotonic() - start
-                    used = cpu_seconds(node.proc.pid) - before
-                    result["server_cpu_percent"] = used / elapsed * 100
-                    # The cost of one answer, whatever else the machine runs; a viewer asks
-                    # for two answers per part.
-                    result["server_us_per_answer"] = used / max(1, result["answers"]) * 1e6
-                    result["viewers_per_core"] = 1e6 / (
-                        result["server_us_per_answer"] * 2 * 1000 / PART_MS
+                    for setting, node in nodes.items():
+                        url = f"{node.url}/live/bench0/"
+                        result = measure(url, count, args.seconds, node.proc.pid)
+                        runs[setting].append(result)
+                        print(
+                            f"  {count} viewers, fast path {setting}: p99"
+                            f" {result['p99_ms']:.1f} ms, errors {result['errors']}, server CPU"
+                            f" {result['server_cpu_percent']:.0f} %, client CPU"
+                            f" {result['client_cpu_percent']:.0f} %, load {result['load']:.1f}",
+                            flush=True,
+                        )
+                for setting, done in runs.items():
+                    results.append({"viewers": count, "fast_path": setting, "runs": done})
+                    p99 = [r["p99_ms"] for r in done]
+                    ok = statistics.median(p99) < PART_MS and not any(r["errors"] for r in done)
+                    rows.append(
+                        [
+                            count,
+                            setting,
+                            *(
+                                spread([r[key] for r in done])
+                                for key in ("answers_per_second", "p50_ms", "p99_ms", "max_ms")
+                            ),
+                            sum(r["errors"] for r in done),
+                            *(
+                                spread([r[key] for r in done])
+                                for key in (
+                                    "server_cpu_percent",
+                                    "client_cpu_percent",
+                                    "server_us_per_answer",
+                                    "viewers_per_core",
+                                )
+                            ),
+                            spread([r["load"] for r in done], "{:.1f}"),
+                            "yes" if ok else "no",
+                        ]
                     )
-                    result["answers_per_second"] = result["answers"] / args.seconds
-                    runs.append(result)
-                    print(
-                        f"  {count} viewers: p99 {result['p99_ms']:.1f} ms, errors"
-                        f" {result['errors']}, server CPU {result['server_cpu_percent']:.0f} %,"
-                        f" client CPU {result['client_cpu_percent']:.0f} %",
-                        flush=True,
-                    )
-                results.append({"viewers": count, "runs": runs})
-                p99 = [r["p99_ms"] for r in runs]
-                ok = statistics.median(p99) < PART_MS and not any(r["errors"] for r in runs)
-                rows.append(
-                    [
-                        count,
-                        spread([r["answers_per_second"] for r in runs]),
-                        spread([r["p50_ms"] for r in runs]),
-                        spread(p99),
-                        spread([r["max_ms"] for r in runs]),
-                        sum(r["errors"] for r in runs),
-                        spread([r["server_cpu_percent"] for r in runs]),
-                        spread([r["server_us_per_answer"] for r in runs]),
-                        spread([r["viewers_per_core"] for r in runs]),
-                        "yes" if ok else "no",
-                    ]
-                )
+        finally:
             for proc in pushers:
                 stop(proc)
-        finally:
-            stop(node.proc)
+            for node in nodes.values():
+                stop(node.proc)
     print(table(rows))
     save("llhls_viewers", {"args": vars(args), "results": results})
 

@@ -37,6 +37,7 @@ from .errors import Problem, from_http_exception
 from .frontdoor import register_front_door
 from .logs import loggable_path
 from .media import Media
+from .media.hls.fastpath import LiveFastPath
 from .metrics import Metrics
 from .oversight import Oversight
 from .plugins import Plan, PluginContext, PluginReport, Ready, plan, set_up
@@ -187,7 +188,7 @@ def _register_core_routes(core: Core, app: web.Application) -> None:
         }
 
     async def metrics_handler(request: web.Request) -> web.Response:
-        core.metrics.take_lag_max()
+        core.metrics.before_scrape()
         for seam in SEAMS.all():
             core.metrics.runtime_seams.labels(seam.name).set(seam.active)
         body = generate_latest(core.metrics.registry)
@@ -428,6 +429,8 @@ class Server:
         self.banner_stream = banner
         self.core: Core | None = None
         self.runner: web.AppRunner | None = None
+        self.listener: asyncio.Server | None = None
+        self.fast_path: LiveFastPath | None = None
         self.port = 0
         runtime = self.settings.runtime
         self.gc_policy = (
@@ -442,16 +445,28 @@ class Server:
             app, access_log=None, shutdown_timeout=self.settings.server.shutdown_timeout
         )
         await self.runner.setup()
+        # The listening socket is ours rather than a TCPSite's, so that its protocol can be
+        # the live fast path, which hands every other request to aiohttp's own protocol.
+        server = self.runner.server
+        assert server is not None
+        protocols: Callable[[], asyncio.Protocol] = server
+        if self.settings.live.hls_fast_path and self.core.media is not None:
+            self.fast_path = LiveFastPath(
+                self.core.media.live,
+                server,
+                self.core.cors.for_origin,
+                self.core.metrics,
+                self.settings.logging.access_log,
+            )
+            self.fast_path.start()
+            protocols = self.fast_path
         # A deep accept queue: an audience joining at once (a thousand LL-HLS viewers open two
         # connections each within a second) overflowed aiohttp's default of 128, and every
         # dropped SYN cost its viewer a 1-3 s retransmit. The kernel caps it at somaxconn.
-        site = web.TCPSite(
-            self.runner, self.settings.server.host, self.settings.server.port, backlog=4096
+        self.listener = await asyncio.get_running_loop().create_server(
+            protocols, self.settings.server.host, self.settings.server.port, backlog=4096
         )
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.settings.server.port
+        self.port = self.listener.sockets[0].getsockname()[1]
         if self.gc_policy is not None:
             self.gc_policy.start()  # start-up's objects out of the collector's way, and more
         if self.banner_stream is not None:
@@ -499,9 +514,17 @@ class Server:
     async def stop(self) -> None:
         if self.core is not None:
             self.core.draining = True
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        if self.fast_path is not None:
+            self.fast_path.pre_shutdown()
         if self.runner is not None:
-            await self.runner.cleanup()
+            await self.runner.cleanup()  # ends the live streams: blocked viewers are answered
             self.runner = None
+        if self.fast_path is not None:
+            self.fast_path.close()
+            self.fast_path = None
         if self.gc_policy is not None:
             await self.gc_policy.stop()
 

@@ -78,6 +78,9 @@ class LiveSettings(Section):
     muxer: Literal["native", "pyav"] = Field(
         "native", description="fMP4 writer of the HLS parts: our own, or PyAV's mp4 muxer"
     )
+    hls_fast_path: bool = Field(
+        True, description="Answer live HLS GETs in the node's own protocol; false: all in aiohttp"
+    )
 
 
 class StoreSettings(Section):

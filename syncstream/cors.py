@@ -30,7 +30,11 @@ class Cors:
 
     def headers(self, request: web.Request) -> dict[str, str]:
         """The CORS response headers for ``request``; none for a foreign origin."""
-        origin = request.headers.get("Origin")
+        return self.for_origin(request.headers.get("Origin"))
+
+    def for_origin(self, origin: str | None) -> dict[str, str]:
+        """The CORS response headers for a request from ``origin`` (the live fast path has
+        no aiohttp request)."""
         if not origin or not ("*" in self.origins or origin in self.origins):
             return {}
         allowed, exposed = self._joined

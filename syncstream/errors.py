@@ -53,11 +53,14 @@ class Problem(Exception):
             **self.extra,
         }
 
+    def text(self) -> str:
+        return json.dumps(self.body(), separators=(",", ":"), default=str)
+
     def response(self) -> web.Response:
         return web.Response(
             status=self.status,
             reason=self.title,
-            text=json.dumps(self.body(), separators=(",", ":"), default=str),
+            text=self.text(),
             content_type=PROBLEM_CONTENT_TYPE,
             headers=self.headers,
         )

@@ -83,6 +83,7 @@ class Metrics:
         )
         self._lag_max = 0.0
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._uncounted: dict[tuple[str, str, int], int] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count and time one HTTP request (labelled children are looked up once, then cached)."""
@@ -96,6 +97,19 @@ class Metrics:
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def count_request(self, method: str, route: str, status: int) -> None:
+        """Count one HTTP request, untimed, for hot paths (the live fast path answers thousands
+        a second): a dict increment now, added to the Prometheus counter at the next scrape."""
+        key = (method, route, status)
+        self._uncounted[key] = self._uncounted.get(key, 0) + 1
+
+    def before_scrape(self) -> None:
+        """Bring what is aggregated up to date: counted requests, the loop lag's maximum."""
+        uncounted, self._uncounted = self._uncounted, {}
+        for (method, route, status), count in uncounted.items():
+            self.http_requests.labels(method, route, str(status)).inc(count)
+        self.take_lag_max()
 
     def count_bus_event(self, event_type: str) -> None:
         self.bus_events.labels(event_type).inc()

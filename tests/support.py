@@ -78,6 +78,9 @@ def base_overrides(data_dir: Path) -> dict[str, Any]:
         "logging.level": "warning",
         "logging.access_log": False,
         "plugins.guestbook.enabled": True,
+        # SYNCSTREAM_LIVE__HLS_FAST_PATH=false runs the in-process servers without the fast
+        # path too (spawned nodes read the variable themselves).
+        "live.hls_fast_path": os.environ.get("SYNCSTREAM_LIVE__HLS_FAST_PATH", "true") != "false",
     }
 
 

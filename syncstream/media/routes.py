@@ -55,37 +55,62 @@ def _int_param(request: web.Request, name: str) -> int | None:
     return value
 
 
+def media_headers(max_age: int) -> dict[str, str]:
+    return {
+        "Content-Type": MEDIA_TYPE,
+        "Cache-Control": f"public, max-age={max_age}",
+        "Access-Control-Allow-Origin": "*",
+    }
+
+
+# What the HTTP routes and the fast path (hls/fastpath.py) both decide, in one place.
+PART_MAX_AGE, SEGMENT_MAX_AGE, INIT_MAX_AGE = 60, 60, 300
+
+
+def msn_too_far(timeline: Timeline, msn: int) -> bool:
+    return msn > timeline.last_msn() + 2
+
+
+def part_too_far(timeline: Timeline, number: int) -> bool:
+    ahead = 2 * math.ceil(timeline.target / timeline.part_target) + 2  # about two segments
+    return number > timeline.next_part + ahead
+
+
+def wait_timeout(timeline: Timeline) -> float:
+    return timeline.target * 3
+
+
+def not_yet() -> Problem:
+    return Problem(503, "not_yet_available", "the requested part did not appear in time")
+
+
+def stream_starting() -> Problem:
+    return Problem(404, "stream_starting", "the stream has no media yet; retry shortly")
+
+
+def part_not_found() -> Problem:
+    return Problem(404, "part_not_found", "that part is not (or no longer) available")
+
+
 def _media(data: bytes, max_age: int) -> web.Response:
     """Media straight from memory (the bytes object is written as is, never copied here)."""
-    return web.Response(
-        body=data,
-        headers={
-            "Content-Type": MEDIA_TYPE,
-            "Cache-Control": f"public, max-age={max_age}",
-            "Access-Control-Allow-Origin": "*",
-        },
-    )
-
-
-def _not_yet() -> Problem:
-    return Problem(503, "not_yet_available", "the requested part did not appear in time")
+    return web.Response(body=data, headers=media_headers(max_age))
 
 
 async def _wait(timeline: Timeline, msn: int, part: int | None) -> None:
     """Block until a part/segment exists (LL-HLS blocking requests), or fail cleanly."""
-    if msn > timeline.last_msn() + 2:
+    if msn_too_far(timeline, msn):
         raise Problem(400, "too_far_ahead", "that segment is more than two segments in the future")
-    if not await timeline.wait_for(msn, part, timeout=timeline.target * 3):
-        raise _not_yet()
+    if not await timeline.wait_for(msn, part, timeout=wait_timeout(timeline)):
+        raise not_yet()
 
 
 async def _wait_part(timeline: Timeline, number: int) -> None:
     """Block until the numbered part exists (the preload hint), or fail cleanly."""
-    ahead = 2 * math.ceil(timeline.target / timeline.part_target) + 2  # about two segments
-    if number > timeline.next_part + ahead:
+    if part_too_far(timeline, number):
         raise Problem(400, "too_far_ahead", "that part is more than two segments in the future")
-    if not await timeline.wait_for_part(number, timeout=timeline.target * 3):
-        raise _not_yet()
+    if not await timeline.wait_for_part(number, timeout=wait_timeout(timeline)):
+        raise not_yet()
 
 
 def register_live_routes(app: web.Application, api: Api, service: LiveService) -> None:
@@ -98,7 +123,7 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
         if msn is not None:
             await _wait(stream.timeline, msn, part)
         if not stream.timeline.segments:
-            raise Problem(404, "stream_starting", "the stream has no media yet; retry shortly")
+            raise stream_starting()
         return web.Response(
             body=stream.timeline.playlist(), content_type=PLAYLIST_TYPE, headers=PLAYLIST_HEADERS
         )
@@ -112,15 +137,15 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
                 await _wait_part(timeline, number)  # the preload hint: block until it exists
             part = timeline.part(number)
             if part is None:
-                raise Problem(404, "part_not_found", "that part is not (or no longer) available")
-            return _media(part.data, 60)
+                raise part_not_found()
+            return _media(part.data, PART_MAX_AGE)
         if (match := SEGMENT_RE.match(file)) and match.group(1) == timeline.epoch:
             segment = timeline.segment(int(match.group(2)))
             if segment is None or not segment.complete:
                 raise Problem(
                     404, "segment_not_found", "that segment is not (or no longer) available"
                 )
-            return _media(segment.data(), 60)
+            return _media(segment.data(), SEGMENT_MAX_AGE)
         if file == "thumbnail.jpg":
             jpeg = await stream.snapshots.jpeg() if stream.snapshots is not None else None
             if jpeg is None:
@@ -138,7 +163,7 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
             init = timeline.inits.get(int(match.group(2)))
             if init is None:
                 raise Problem(404, "init_not_found", "no such initialisation section")
-            return _media(init, 300)
+            return _media(init, INIT_MAX_AGE)
         raise Problem(404, "not_found", "no such file")
 
     async def watch(request: web.Request) -> web.FileResponse:
@@ -159,11 +184,7 @@ def register_live_routes(app: web.Application, api: Api, service: LiveService) -
         inits = stream.timeline.inits
         source = read_media_info(inits[max(inits)]) if inits else None
         text = stream.ladder.master_playlist(int(stream.sample_bitrate() * 1000), source)
-        return web.Response(
-            text=text,
-            content_type=PLAYLIST_TYPE,
-            headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"},
-        )
+        return web.Response(text=text, content_type=PLAYLIST_TYPE, headers=PLAYLIST_HEADERS)
 
     async def end_streams(app: web.Application) -> None:
         """On shutdown (SIGTERM), before in-flight requests are awaited: live playlists get

@@ -90,6 +90,7 @@ class Timeline:
         self._parts: dict[int, Part] = {}
         self._init_seq = -1
         self._waiters: list[asyncio.Future[None]] = []
+        self._changed: asyncio.Future[None] | None = None
         self._max_duration = target_duration
         self._pending_discontinuity = False
         self._discontinuity_seq = self.first_msn  # grows with the discontinuities trimmed off
@@ -179,6 +180,9 @@ class Timeline:
         """Drop the rendered playlist and wake every waiter."""
         self._rendered = None
         waiters, self._waiters = self._waiters, []
+        if self._changed is not None:
+            waiters.append(self._changed)
+            self._changed = None
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -226,6 +230,13 @@ class Timeline:
         except TimeoutError:
             return ready()
         return True
+
+    def changed(self) -> asyncio.Future[None]:
+        """A future that resolves at the timeline's next change, shared by every caller (for
+        callbacks that must not cost a task each): add and remove done-callbacks, never cancel."""
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        return self._changed
 
     async def wait_for(self, msn: int, part: int | None, timeout: float) -> bool:
         """Wait until ``has_part(msn, part)`` or the stream ended; False on timeout."""
