@@ -300,7 +300,7 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
     store, bus, audit, auth = services.store, services.bus, services.audit, services.auth
     cleanups: list[Callable[[], Awaitable[None]]] = [services.close]
     try:
-        broker, presence = create_engine(
+        engine = create_engine(
             settings.cluster.redis_url,
             settings.cluster.prefix,
             node_id,
@@ -308,7 +308,7 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
             settings.realtime.history_ttl_seconds,
             settings.realtime.presence_ttl_seconds,
         )
-        gateway = Gateway(settings.realtime, broker, presence, auth, bus, metrics, node_id)
+        gateway = Gateway(settings.realtime, *engine, auth, bus, metrics, node_id)
         app = web.Application(
             middlewares=[make_middleware(settings, metrics)],
             client_max_size=settings.server.max_body_bytes,

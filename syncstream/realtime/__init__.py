@@ -1,5 +1,6 @@
 """Realtime: the ``/ws`` gateway and the engines (memory or Redis) behind it."""
 
+from .control import ControlChannel, NodeTimeout, NodeUnavailable
 from .engine import Broker, BrokerUnavailable, HistoryResult, PresenceManager, Publication
 from .engines import create_engine
 from .gateway import Connection, Gateway, Namespace, Published, admins, anyone
@@ -8,9 +9,12 @@ __all__ = [
     "Broker",
     "BrokerUnavailable",
     "Connection",
+    "ControlChannel",
     "Gateway",
     "HistoryResult",
     "Namespace",
+    "NodeTimeout",
+    "NodeUnavailable",
     "PresenceManager",
     "Publication",
     "Published",

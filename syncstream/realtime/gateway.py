@@ -43,6 +43,7 @@ from ..errors import Problem
 from ..ids import new_id
 from ..metrics import Metrics
 from ..ratelimit import TokenBucket
+from .control import ControlChannel
 from .engine import Broker, BrokerUnavailable, PresenceManager, Publication
 from .revocation import NOTICE_TOPIC, Revocation
 from .socket import GatewaySocket
@@ -150,6 +151,7 @@ class Gateway:
         settings: RealtimeSettings,
         broker: Broker,
         presence: PresenceManager,
+        control: ControlChannel,
         auth: Auth,
         bus: EventBus,
         metrics: Metrics,
@@ -158,6 +160,7 @@ class Gateway:
         self.settings = settings
         self.broker = broker
         self.presence = presence
+        self.control = control  # node-addressed request/reply (see .control)
         self.auth = auth
         self.bus = bus
         self.metrics = metrics
@@ -196,6 +199,7 @@ class Gateway:
         await self.broker.start(self._deliver)
         self.broker.on_reconnect(self._broker_back)
         await self.broker.subscribe(NOTICE_TOPIC)
+        await self.control.start()
         self._refresher = asyncio.create_task(self._refresh_presence())
         self.auth.role_hooks.append(self._role_changed)
         self._unlisten = [
@@ -225,6 +229,7 @@ class Gateway:
             if not self.connections:
                 break
             await asyncio.sleep(0.02)
+        await self.control.stop()
         await self.broker.stop()
         await self.presence.close()
 
