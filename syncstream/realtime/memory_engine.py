@@ -18,11 +18,10 @@ from .engine import (
     PresenceManager,
     Publication,
     PublicationHandler,
-    ephemeral_frame,
-    event_frame,
     history_kept,
     is_recovered,
 )
+from .wire import ephemeral_frame, event_frame
 
 SWEEP_EVERY = 1000  # publications between sweeps of idle topics
 

@@ -36,13 +36,11 @@ from .engine import (
     PresenceManager,
     Publication,
     PublicationHandler,
-    ephemeral_frame,
-    event_frame,
     history_kept,
     is_recovered,
-    resync_frame,
 )
 from .memory_engine import encode, new_epoch
+from .wire import ephemeral_frame, event_frame, resync_frame
 
 log = structlog.get_logger(__name__)
 
@@ -59,7 +57,8 @@ end
 """
 
 # After _EPOCH. KEYS[4]: the highest version published in order. ARGV[3]: topic JSON,
-# ARGV[4]: history size, ARGV[5]: channel. One publication of data JSON ``data``.
+# ARGV[4]: history size, ARGV[5]: channel. One publication of data JSON ``data``, its frame
+# as wire.event_frame builds it.
 _ONE = """
 local function publish(data)
   local seq = redis.call('INCR', KEYS[1])
