@@ -343,7 +343,7 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
     store, bus, audit, auth = foundation.store, foundation.bus, foundation.audit, foundation.auth
     cleanups: list[Callable[[], Awaitable[None]]] = [foundation.close]
     try:
-        broker, presence = create_engine(
+        engine = create_engine(
             settings.cluster.redis_url,
             settings.cluster.prefix,
             node_id,
@@ -352,7 +352,7 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
             settings.realtime.presence_ttl_seconds,
         )
         gateway = Gateway(
-            settings.realtime, broker, presence, auth, bus, metrics, node_id,
+            settings.realtime, *engine, auth, bus, metrics, node_id,
             ws_text_tap=settings.runtime.ws_text_tap,
         )  # fmt: skip
         cors = Cors(settings.server.cors_origins)

@@ -31,7 +31,14 @@ from .media.webrtc.packet_track import Packet, PacketTrack
 from .oversight import Oversight
 from .plugins import NoConfig, Plugin, PluginContext, PluginReport, PluginStatus
 from .ratelimit import KeyedLimiter
-from .realtime import BrokerUnavailable, Gateway, Namespace, Published
+from .realtime import (
+    BrokerUnavailable,
+    Gateway,
+    Namespace,
+    NodeTimeout,
+    NodeUnavailable,
+    Published,
+)
 from .realtime.absence import Absence
 from .runtime.aiortc_tap import FrameTap, ask_keyframe, on_keyframe_request, tap_receiver
 from .runtime.aiortc_tap import problem as sfu_problem
@@ -70,6 +77,8 @@ __all__ = [
     "Migration",
     "Namespace",
     "NoConfig",
+    "NodeTimeout",
+    "NodeUnavailable",
     "Oversight",
     "Packet",
     "PacketCopy",

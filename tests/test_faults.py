@@ -125,7 +125,7 @@ async def test_a_socket_closing_while_redis_is_down_lets_go_of_every_topic(
                 break
             await asyncio.sleep(0.01)
         assert not gateway.connections
-        assert not gateway._subs  # no topic still holds the closed socket
+        assert not gateway.hub.topics  # no topic still holds the closed socket
 
 
 async def test_a_message_stored_while_redis_is_down_goes_out_when_it_is_back(

@@ -5,10 +5,10 @@ in progress are rebuilt from their stored moves, so a crash loses no accepted mo
 
 In a cluster one node owns a game at a time: its id and a lease (``owner_node``,
 ``lease_until``, renewed every third of the lease) are in the game's row.
-Another node that gets a move forwards it over the bus (``chess.command`` ->
-``chess.reply``) to the owner; when the owner's lease has run out (it died), the first node
-to need the game — or a node sweeping for orphans, so clocks keep falling — takes it over
-from the store.
+Another node that gets a move forwards it to the owner over the realtime engine's
+node-addressed control channel (service ``chess.command``); when the owner's lease has run
+out (it died), the first node to need the game — or a node sweeping for orphans, so clocks
+keep falling — takes it over from the store.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from syncstream.sdk import (
     EventBus,
     Gateway,
     GroupCommit,
+    NodeTimeout,
+    NodeUnavailable,
     Problem,
     Row,
     Store,
@@ -91,7 +93,6 @@ class ChessService:
     ) -> None:
         self.store, self.auth, self.bus, self.gateway = store, auth, bus, gateway
         self.node_id, self.clustered, self.lease_seconds = bus.node_id, clustered, lease_seconds
-        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._unlisten: list[Any] = []
         self.games: dict[str, Game] = {}
         self._stored: dict[str, dict[str, Any]] = {}  # held games' rows as last written
@@ -108,8 +109,7 @@ class ChessService:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()  # kept: each call is a getpid() system call
         self._unlisten = [
-            self.bus.listen("chess.command", self._on_command),
-            self.bus.listen("chess.reply", self._on_reply),
+            self.gateway.control.serve("chess.command", self._on_command),
             self.bus.listen("chess.state", self._on_state),
             self.bus.listen("chess.chat", self._on_chat),
         ]
@@ -503,49 +503,23 @@ class ChessService:
     async def _forward(
         self, node: str, user: User, game_id: str, kind: str, args: dict[str, Any]
     ) -> dict[str, Any]:
-        request = new_id()
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.pending[request] = future
         try:
-            await self.bus.fire(
-                "chess.command",
-                {"request": request, "node": node, "reply_to": self.node_id,
-                 "game_id": game_id, "user_id": user.id, "kind": kind, "args": args},
+            state = await self.gateway.control.request(
+                node, "chess.command",
+                {"game_id": game_id, "user_id": user.id, "kind": kind, "args": args},
+                FORWARD_TIMEOUT,
             )  # fmt: skip
-            reply = await asyncio.wait_for(future, FORWARD_TIMEOUT)
-        except TimeoutError:
+        except (NodeUnavailable, NodeTimeout):
             raise Problem(
                 503, "game_unavailable", "the node holding this game does not answer; retry soon",
                 headers={"Retry-After": str(int(self.lease_seconds))},
             ) from None  # fmt: skip
-        finally:
-            self.pending.pop(request, None)
-        if "problem" in reply:
-            p = reply["problem"]
-            raise Problem(p["status"], p["code"], p["detail"])
-        return dict(reply["state"])
+        return dict(state)
 
-    async def _on_command(self, event: Any) -> None:
-        data = event.data
-        if data.get("node") != self.node_id:
-            return
-        reply: dict[str, Any] = {"request": data["request"], "reply_to": data["reply_to"]}
-        try:
-            user = await self.auth.get_user(data["user_id"])
-            reply["state"] = await self.command(user, data["game_id"], data["kind"], data["args"])
-        except Problem as problem:
-            reply["problem"] = {
-                "status": problem.status, "code": problem.code, "detail": problem.detail
-            }  # fmt: skip
-        await self.bus.fire("chess.reply", reply)
-
-    def _on_reply(self, event: Any) -> None:
-        data = event.data
-        if data.get("reply_to") != self.node_id:
-            return
-        future = self.pending.get(data.get("request", ""))
-        if future is not None and not future.done():
-            future.set_result(data)
+    async def _on_command(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A move or action another node forwarded (its problems go back to it)."""
+        user = await self.auth.get_user(data["user_id"])
+        return await self.command(user, data["game_id"], data["kind"], data["args"])
 
     def _on_state(self, event: Any) -> None:
         self._to_streams(event.data, ("state", event.data["state"]))

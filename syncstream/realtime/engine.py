@@ -3,16 +3,12 @@
 The gateway talks only to these two interfaces. The memory implementations serve one node;
 the Redis ones let every node see every publication, with one sequence and history per topic.
 
-A publication's wire frame is built once (``Publication.frame``) and written unchanged to every
-subscribed socket on every node:
-``{"op":"event","topic":T,"seq":N,"epoch":E,"data":D}`` — or, for ephemeral publications
-(typing, presence changes) that get no seq and no history,
-``{"op":"event","topic":T,"ephemeral":true,"data":D}``.
+A publication's wire frame (an ``event``, see :mod:`.wire`) is built once
+(``Publication.frame``) and written unchanged to every subscribed socket on every node.
 
 When a node loses its broker connection it cannot know what it missed. On reconnect it replays
 what the topic's history still has; where the history does not cover the gap (the broker
-restarted empty: a new epoch), every local subscriber gets
-``{"op":"resync","topic":T,"data":{"seq":N,"epoch":E,"recovered":false}}`` and must reload
+restarted empty: a new epoch), every local subscriber gets a ``resync`` frame and must reload
 the topic's state (from the store that owns it) before trusting the live feed again.
 """
 
@@ -138,23 +134,6 @@ class PresenceManager(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
-
-
-def event_frame(topic_json: str, seq: int, epoch: str, data_json: str) -> str:
-    """The wire frame of a publication, built by concatenation around already-encoded JSON."""
-    return f'{{"op":"event","topic":{topic_json},"seq":{seq},"epoch":"{epoch}","data":{data_json}}}'
-
-
-def ephemeral_frame(topic_json: str, data_json: str) -> str:
-    return f'{{"op":"event","topic":{topic_json},"ephemeral":true,"data":{data_json}}}'
-
-
-def resync_frame(topic_json: str, seq: int, epoch: str) -> str:
-    """Told to a topic's subscribers when the node may have missed publications."""
-    return (
-        f'{{"op":"resync","topic":{topic_json},'
-        f'"data":{{"seq":{seq},"epoch":"{epoch}","recovered":false}}}}'
-    )
 
 
 def history_kept(engine_size: int, wanted: int | None) -> int:

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from .control import ControlChannel
 from .engine import Broker, PresenceManager
-from .memory_engine import MemoryBroker, MemoryPresence
+from .memory_engine import MemoryBroker, MemoryControl, MemoryPresence
+from .redis_control import RedisControl
 from .redis_engine import RedisBroker, RedisPresence
+
+
+class Engine(NamedTuple):
+    broker: Broker
+    presence: PresenceManager
+    control: ControlChannel
 
 
 def create_engine(
@@ -14,10 +24,14 @@ def create_engine(
     history_size: int,
     history_ttl_seconds: int,
     presence_ttl_seconds: int,
-) -> tuple[Broker, PresenceManager]:
+) -> Engine:
     if redis_url:
-        return (
-            RedisBroker(redis_url, prefix, node_id, history_size, history_ttl_seconds),
-            RedisPresence(redis_url, prefix, presence_ttl_seconds),
+        broker = RedisBroker(redis_url, prefix, node_id, history_size, history_ttl_seconds)
+        return Engine(
+            broker, RedisPresence(redis_url, prefix, presence_ttl_seconds), RedisControl(broker)
         )
-    return MemoryBroker(history_size, history_ttl_seconds), MemoryPresence(presence_ttl_seconds)
+    return Engine(
+        MemoryBroker(history_size, history_ttl_seconds),
+        MemoryPresence(presence_ttl_seconds),
+        MemoryControl(node_id),
+    )

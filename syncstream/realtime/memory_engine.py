@@ -1,7 +1,8 @@
-"""One node's realtime engine: sequences, history and presence in memory."""
+"""One node's realtime engine: sequences, history, presence and the control channel in memory."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections import deque
@@ -10,17 +11,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsoncodec
+from .control import ControlChannel
 from .engine import (
     Broker,
     HistoryResult,
     PresenceManager,
     Publication,
     PublicationHandler,
-    ephemeral_frame,
-    event_frame,
     history_kept,
     is_recovered,
 )
+from .wire import ephemeral_frame, event_frame
 
 SWEEP_EVERY = 1000  # publications between sweeps of idle topics
 
@@ -178,3 +179,29 @@ class MemoryPresence(PresenceManager):
 
     async def close(self) -> None:
         self._topics.clear()
+
+
+class MemoryControl(ControlChannel):
+    """Control channels of one process: ``nodes`` (shared by the channels that should reach
+    each other; by default each has its own) maps node ids to their channels."""
+
+    def __init__(self, node_id: str, nodes: dict[str, MemoryControl] | None = None) -> None:
+        super().__init__(node_id)
+        self._nodes: dict[str, MemoryControl] = {} if nodes is None else nodes
+
+    async def start(self) -> None:
+        if self._nodes.setdefault(self.node_id, self) is not self:
+            raise ValueError(f"node {self.node_id!r} has a control channel already")
+
+    async def stop(self) -> None:
+        if self._nodes.get(self.node_id) is self:
+            del self._nodes[self.node_id]
+        await super().stop()
+
+    async def _send(self, node: str, message: str) -> bool:
+        target = self._nodes.get(node)
+        if target is None:
+            return False
+        # Delivered in a later turn of the loop, as from another node.
+        asyncio.get_running_loop().call_soon(target._received, message)
+        return True

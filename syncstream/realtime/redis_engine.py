@@ -36,13 +36,11 @@ from .engine import (
     PresenceManager,
     Publication,
     PublicationHandler,
-    ephemeral_frame,
-    event_frame,
     history_kept,
     is_recovered,
-    resync_frame,
 )
 from .memory_engine import encode, new_epoch
+from .wire import ephemeral_frame, event_frame, resync_frame
 
 log = structlog.get_logger(__name__)
 
@@ -59,7 +57,8 @@ end
 """
 
 # After _EPOCH. KEYS[4]: the highest version published in order. ARGV[3]: topic JSON,
-# ARGV[4]: history size, ARGV[5]: channel. One publication of data JSON ``data``.
+# ARGV[4]: history size, ARGV[5]: channel. One publication of data JSON ``data``, its frame
+# as wire.event_frame builds it.
 _ONE = """
 local function publish(data)
   local seq = redis.call('INCR', KEYS[1])
@@ -154,11 +153,21 @@ class RedisBroker(Broker):
         # (seq, epoch) of the last publication delivered per subscribed topic
         self._seen: dict[str, tuple[int, str]] = {}
         self._handler: PublicationHandler | None = None
+        self._node_channel = self.node_channel(node_id)
+        self._node_messages: Callable[[str], None] | None = None
         self._reconnected: list[Callable[[], None]] = []
         self._reader: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self.losses = 0  # times the subscription connection was lost
         self.reconnects = 0  # times it came back
+
+    def node_channel(self, node_id: str) -> str:
+        """The channel a node's control messages reach it on (see :mod:`.redis_control`)."""
+        return f"{self.prefix}:rt:node:{node_id}"
+
+    def on_node_message(self, callback: Callable[[str], None] | None) -> None:
+        """Hand messages on this node's channel to ``callback`` (None: drop them)."""
+        self._node_messages = callback
 
     def _keys(self, topic: str) -> list[str]:
         base = f"{self.prefix}:rt:{{{topic}}}"
@@ -290,8 +299,9 @@ class RedisBroker(Broker):
             # connection lost every two heartbeats).
             self._pubsub = self._listener.pubsub(ignore_subscribe_messages=False)
             try:
-                # A placeholder channel keeps the connection in subscribe mode with no topics.
-                await self._pubsub.subscribe(f"{self.prefix}:rt:node:{self.node_id}")
+                # The node's own channel (control messages) also keeps the connection in
+                # subscribe mode with no topics.
+                await self._pubsub.subscribe(self._node_channel)
                 if self._topics:
                     await self._pubsub.subscribe(*(self._channel_prefix + t for t in self._topics))
                 if lost:  # subscribed again: what arrives from now on is not missed
@@ -374,6 +384,8 @@ class RedisBroker(Broker):
     def _receive(self, channel: str, raw: str) -> None:
         topic = channel[len(self._channel_prefix) :]
         if topic not in self._topics:
+            if channel == self._node_channel and self._node_messages is not None:
+                self._node_messages(raw)
             return
         seq, epoch, frame = raw.split(":", 2)
         if seq == "0":  # ephemeral

@@ -20,13 +20,29 @@ dropped with it.
 
 A dropped subscription gets a server frame
 ``{"op": "unsubscribe", "topic": T, "data": {"reason": R}}``.
+
+:class:`Revocation` is what is revoked; :class:`Revoker` applies revocations to this node's
+sockets and tells the other nodes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast, get_args
+
+import structlog
+
+from .. import jsoncodec
+from ..auth.service import Role
+from .engine import Broker, Publication
+from .wire import CLOSE_UNAUTHORIZED
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = structlog.get_logger(__name__)
 
 # Not a client topic (client topics start with a letter): only nodes publish or hear it.
 NOTICE_TOPIC = "_gateway:revoke"
@@ -97,3 +113,60 @@ class Revocation:
             str(data.get("origin", "")),
             role,
         )
+
+
+class Revoker:
+    """Applies revocations to this node's sockets (see the module's description)."""
+
+    def __init__(self, node_id: str, broker: Broker, hub: Hub) -> None:
+        self.node_id = node_id
+        self.broker = broker
+        self.hub = hub
+        self.applied = 0  # revocations applied here: a subscribe's check may be stale
+
+    async def revoke(self, revocation: Revocation) -> None:
+        """Apply ``revocation`` here, then on every other node."""
+        self.apply(revocation)
+        await self.broker.publish(NOTICE_TOPIC, revocation.notice(), ephemeral=True)
+
+    async def role_changed(self, user_id: str, role: Role) -> None:
+        """Auth's hook, awaited before a role change returns: the user's sockets on every
+        node take the new role and keep only the subscriptions it still allows (an admin
+        demoted loses ``bus:*``, ``admin:*``, others' ``user:*``)."""
+        await self.revoke(Revocation.of("*", "role_changed", user_id, True, self.node_id, role))
+
+    def on_notice(self, pub: Publication) -> None:
+        """Another node's revocation (this node's own were applied when made)."""
+        if pub.topic != NOTICE_TOPIC:  # (published to a topic unsubscribed meanwhile)
+            return
+        try:
+            frame = jsoncodec.loads(pub.frame)
+            if frame.get("op") == "resync":  # the engine's own after a Redis restart
+                return  # (what revocations were missed, the recheck on reconnect covers)
+            revocation = Revocation.from_notice(frame.get("data"))
+        except (ValueError, AttributeError):
+            log.warning("realtime.bad_revocation", frame=pub.frame[:200])
+            return
+        if revocation.origin != self.node_id:
+            self.apply(revocation)
+
+    def apply(self, revocation: Revocation) -> None:
+        self.applied += 1
+        for client in list(self.hub.clients):
+            if client.closing or (
+                revocation.user_id is not None and client.user.id != revocation.user_id
+            ):
+                continue
+            if revocation.role is not None:
+                if client.user.role == revocation.role:
+                    continue  # applied already (the notice and the bus event both come)
+                if revocation.role not in get_args(Role):
+                    client.close(CLOSE_UNAUTHORIZED, "role changed: reconnect")
+                    continue
+                user = dataclasses.replace(client.user, role=cast(Role, revocation.role))
+                client.session = dataclasses.replace(client.session, user=user)
+            for topic in [t for t in client.topics if revocation.matches(t)]:
+                if revocation.recheck:
+                    client.recheck(topic, revocation.reason)
+                else:
+                    client.revoke(topic, revocation.reason)
