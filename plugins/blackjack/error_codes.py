@@ -32,6 +32,6 @@ CODES: tuple[ErrorCode, ...] = (
     ErrorCode("split_aces", (409,), "split aces take one card each"),
     ErrorCode("table_full", (409,), "all … seats are taken"),
     ErrorCode("table_not_found", (404,), "no such table"),
-    ErrorCode("unknown_action", (422,), "actions: …"),
+    ErrorCode("unknown_action", (422,), "the action is not hit, stand, double, split or surrender"),
     ErrorCode("zero_adjustment", (422,), "adjust by a number of chips other than 0"),
 )

@@ -7,11 +7,13 @@ from syncstream.sdk import ErrorCode
 
 CODES: tuple[ErrorCode, ...] = (
     ErrorCode("admin_only", (403,), "only an admin ends other people's games"),
-    ErrorCode("challenge_closed", (409,), "the challenge was …"),
+    ErrorCode(
+        "challenge_closed", (409,), "the challenge was accepted, declined or cancelled already"
+    ),
     ErrorCode("challenge_not_found", (404,), "no such challenge"),
     ErrorCode("challenge_self", (422,), "you cannot accept your own challenge"),
     ErrorCode("game_not_found", (404,), "no game …"),
-    ErrorCode("game_over", (409,), "the game is over (…, …)"),
+    ErrorCode("game_over", (409,), "the game is over (the detail says how and the result)"),
     ErrorCode("game_unavailable", (503,), "the node holding this game does not answer; retry soon"),
     ErrorCode("illegal_move", (422,), "… is not a legal move here"),
     ErrorCode("invalid_clock", (422,), "give clock.limit (and clock.increment), or days"),
@@ -29,6 +31,10 @@ CODES: tuple[ErrorCode, ...] = (
     ),
     ErrorCode("too_early_to_claim", (409,), "your opponent was active … s ago; claim after … s"),
     ErrorCode("too_late_to_abort", (409,), "a game can be aborted before both sides moved"),
-    ErrorCode("unknown_action", (422,), "unknown action …"),
+    ErrorCode(
+        "unknown_action",
+        (422,),
+        "the action is not one a game takes (resign, draw offers, takebacks, claims, abort)",
+    ),
     ErrorCode("write_interrupted", (503,), "retry: the game reloads"),
 )

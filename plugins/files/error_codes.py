@@ -18,7 +18,11 @@ CODES: tuple[ErrorCode, ...] = (
     ErrorCode("invalid_cursor", (422,), "the cursor is not one this server gave"),
     ErrorCode("invalid_form", (422,), "the form has no 'file' part"),
     ErrorCode("invalid_metadata", (400,), "Upload-Metadata is over … bytes"),
-    ErrorCode("invalid_name", (422,), "invalid name …: …"),
+    ErrorCode(
+        "invalid_name",
+        (422,),
+        "the name is empty, too long or has separators, control or bidi characters",
+    ),
     ErrorCode("invalid_upload_length", (), "Upload-Length is not a number"),
     ErrorCode("invalid_upload_offset", (), "Upload-Offset is not a number"),
     ErrorCode("length_ambiguous", (400,), "send Upload-Length or Upload-Defer-Length"),

@@ -25,19 +25,29 @@ CODES: tuple[ErrorCode, ...] = (
         "a failed job's error_code: the input's format is not on the demuxer allow-list",
     ),
     ErrorCode("input_too_large", (413,), "inputs may be at most … bytes"),
-    ErrorCode("job_finished", (409,), "the job is already …"),
+    ErrorCode("job_finished", (409,), "the job is already done, failed or cancelled"),
     ErrorCode("job_not_found", (404,), "no job …"),
-    ErrorCode("job_not_retryable", (409,), "a … job cannot be retried"),
+    ErrorCode("job_not_retryable", (409,), "only a failed or cancelled job can be retried"),
     ErrorCode("job_unfinished", (409,), "cancel the job first"),
     ErrorCode("media_too_large", (), "a failed job's error_code: a picture is over max_pixels"),
     ErrorCode("no_audio", (), "a failed job's error_code: the input has no audio stream"),
-    ErrorCode("no_media_streams", (), "a failed job's error_code: nothing in the input fits …"),
+    ErrorCode(
+        "no_media_streams",
+        (),
+        "a failed job's error_code: the input has no stream the operation can use",
+    ),
     ErrorCode("no_output", (500,), "FFmpeg produced no output (the job fails with it too)"),
     ErrorCode("no_video", (), "a failed job's error_code: the input has no video stream"),
-    ErrorCode("not_media", (), "a failed job's error_code: not a media file FFmpeg can read (…)"),
+    ErrorCode(
+        "not_media", (), "a failed job's error_code: the input is not a media file FFmpeg can read"
+    ),
     ErrorCode("not_mp4", (), "a failed job's error_code: faststart applies to MP4 and MOV files"),
     ErrorCode("operation_required", (422,), "send an operation or a preset"),
-    ErrorCode("operation_unsupported", (), "a failed job's error_code: … has no FFmpeg command"),
+    ErrorCode(
+        "operation_unsupported",
+        (),
+        "a failed job's error_code: the operation has no FFmpeg command",
+    ),
     ErrorCode("package_not_found", (404,), "no such package"),
     ErrorCode(
         "probe_failed", (), "a failed job's error_code: reading the input's media facts failed"
