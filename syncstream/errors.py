@@ -7,6 +7,7 @@ other failure) into an ``application/problem+json`` response. Clients switch on 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -20,6 +21,16 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:  # protocol-specific codes such as tus's 460
         return "Error"
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """A registered error ``code``: the HTTP statuses it comes with (empty when it is never an
+    HTTP answer, e.g. a WebSocket frame's or a failed job's) and what it means to a client."""
+
+    code: str
+    statuses: tuple[int, ...]
+    meaning: str
 
 
 class Problem(Exception):

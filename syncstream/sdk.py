@@ -20,7 +20,7 @@ from .auth import Auth, User
 from .auth.passwords import hash_password, verify_password
 from .bus import Event, EventBus
 from .children import bound
-from .errors import Problem
+from .errors import ErrorCode, Problem
 from .filestore import FileStore
 from .idempotency import idempotency_key
 from .idempotency import in_use as idempotency_in_use
@@ -66,6 +66,7 @@ __all__ = [
     "BrokerUnavailable",
     "Call",
     "Dialect",
+    "ErrorCode",
     "Event",
     "EventBus",
     "FileStore",

@@ -3,7 +3,7 @@
 Each client is a user in one of a few rooms with a socket on one node; it sends messages,
 every other one by ``publish`` on a socket of its own and the rest over HTTP to either node
 (a retry — same ``client_key`` — goes over HTTP, to the other node after a 503 or a dead
-connection), and follows its room live, doing what the README tells clients to do: resume
+connection), and follows its room live, doing what docs/features/chat.md tells clients to do: resume
 a subscription with ``since``/``epoch`` after a reconnect, and on ``recovered: false`` or a
 ``resync`` frame sync from its last version (``POST /api/chat/sync``) before going on live.
 Meanwhile the scenario restarts Redis (empty) and kills a node with SIGKILL, then restarts it.

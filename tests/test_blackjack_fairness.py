@@ -1,6 +1,7 @@
-"""A shoe verified the way a player would: by following only the README's description
-("Verifying a shoe"), re-implemented here without plugins/blackjack/shoe.py, against the
-README's own example, `POST /api/blackjack/verify` and the cards of a played shoe."""
+"""A shoe verified the way a player would: by following only the documented description
+("Verifying a shoe" in docs/features/blackjack.md), re-implemented here without
+plugins/blackjack/shoe.py, against the page's own example, `POST /api/blackjack/verify` and
+the cards of a played shoe."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 from .support import running
 from .test_blackjack import me, play_out, post, rid, table
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "features" / "blackjack.md"
 
 
 def commitment(seed: bytes) -> str:
@@ -81,14 +82,14 @@ def cards_of(round_: dict[str, Any]) -> list[str]:
 
 
 def test_the_readme_example_follows_from_the_readme_steps() -> None:
-    text = " ".join(README.read_text().split())
+    text = " ".join(GUIDE.read_text().split())
     example = re.search(
         r"Example: server seed `([0-9a-f]{64})` \(bytes 0 to 31\), commitment `([0-9a-f]{64})`;"
         r" client seed `([^`]+)`, one deck: key of shuffle 0 `([0-9a-f]{64})`, its block 0"
         r" `([0-9a-f]{64})`, first cards `([^`]+)`; shuffle 1 starts `([^`]+)`",
         text,
     )
-    assert example, "the README's example is where the test expects it"
+    assert example, "the guide's example is where the test expects it"
     seed_hex, committed, client_seed, key0, block0, first, then = example.groups()
     seed = bytes.fromhex(seed_hex)
     assert seed == bytes(range(32)) and commitment(seed) == committed

@@ -18,6 +18,7 @@ from typing import Any
 from syncstream.sdk import Namespace, Plugin, PluginContext, Problem, Published, User
 
 from .config import Config
+from .error_codes import CODES
 from .routes import register
 from .schema import MIGRATIONS
 from .service import BlackjackService
@@ -74,4 +75,4 @@ async def setup(ctx: PluginContext) -> None:
     ctx.on_cleanup(service.close)
 
 
-plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS, error_codes=CODES)

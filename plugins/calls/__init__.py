@@ -28,6 +28,7 @@ from syncstream.sdk import (
 )
 
 from .config import Config
+from .error_codes import CODES
 from .page import register_page
 from .routes import register
 from .schema import MIGRATIONS
@@ -70,4 +71,4 @@ async def setup(ctx: PluginContext) -> None:
     ctx.on_cleanup(service.close)
 
 
-plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS, error_codes=CODES)

@@ -15,6 +15,7 @@ from typing import Any
 from syncstream.sdk import Namespace, Plugin, PluginContext, Problem, Published, User
 
 from .config import Config
+from .error_codes import CODES
 from .messages import message_public
 from .routes import register
 from .schema import MIGRATIONS
@@ -101,4 +102,4 @@ async def setup(ctx: PluginContext) -> None:
     ctx.background(chat.outbox.run())  # hands over what a broker outage left waiting
 
 
-plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS, error_codes=CODES)

@@ -16,6 +16,7 @@ from syncstream.sdk import Namespace, Plugin, PluginContext, Problem, Published,
 
 from . import lichess_routes
 from .config import Config
+from .error_codes import CODES
 from .routes import ACTIONS, register
 from .schema import MIGRATIONS
 from .service import ChessService
@@ -77,4 +78,4 @@ async def setup(ctx: PluginContext) -> None:
     ctx.app.on_shutdown.append(end_streams)  # before the server waits for open responses
 
 
-plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS, error_codes=CODES)

@@ -12,6 +12,7 @@ from pathlib import Path
 from syncstream.sdk import Event, FileStore, Namespace, Plugin, PluginContext, User
 
 from .config import Config
+from .error_codes import CODES
 from .routes import register
 from .s3 import S3BlobStore, S3Error
 from .schema import MIGRATIONS
@@ -87,4 +88,4 @@ async def setup(ctx: PluginContext) -> None:
     ctx.background(sweep())
 
 
-plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS, error_codes=CODES)

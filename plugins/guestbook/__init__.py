@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncstream.sdk import Call, Namespace, Plugin, PluginContext, Problem, new_id
+from syncstream.sdk import Call, ErrorCode, Namespace, Plugin, PluginContext, Problem, new_id
 
 
 class Config(BaseModel):
@@ -36,6 +36,9 @@ class PageQuery(BaseModel):
     limit: int = Field(20, ge=1, le=100)
     before: str | None = Field(None, max_length=64, description="Entry id to page back from")
 
+
+# The codes this plugin answers with beyond the core's (docs/api/errors.md lists them).
+CODES = (ErrorCode("invalid_entry", (422,), "an entry's text is empty or over max_length"),)
 
 MIGRATIONS = [
     """
@@ -94,4 +97,4 @@ async def setup(ctx: PluginContext) -> None:
         return {"entries": rows, "next": rows[-1]["id"] if len(rows) == q.limit else None}
 
 
-plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS, error_codes=CODES)

@@ -13,6 +13,7 @@ from syncstream.sdk import Event, FileStore, Namespace, Plugin, PluginContext, U
 
 from .config import Config
 from .encoders import detect
+from .error_codes import CODES
 from .hls import HlsPackager, register_package_routes
 from .jobs import MIGRATIONS, Jobs
 from .routes import register
@@ -86,4 +87,4 @@ async def setup(ctx: PluginContext) -> None:
     ctx.announce("Media jobs", f"{encoders.family} video encoding, {config.concurrency} at once")
 
 
-plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS)
+plugin = Plugin(setup=setup, config=Config, migrations=MIGRATIONS, error_codes=CODES)

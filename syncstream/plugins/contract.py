@@ -22,6 +22,8 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from ..errors import ErrorCode
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
@@ -45,12 +47,14 @@ class NoConfig(BaseModel):
 
 @dataclass(frozen=True)
 class Plugin:
-    """A plugin's code: its setup, its config model (the schema of ``plugins.<name>``) and
-    the migrations it owns. Name, version and dependencies are in its ``manifest.json``."""
+    """A plugin's code: its setup, its config model (the schema of ``plugins.<name>``), the
+    migrations it owns and the error codes it answers with beyond the core's (listed in
+    docs/api/errors.md). Name, version and dependencies are in its ``manifest.json``."""
 
     setup: Callable[[PluginContext], Awaitable[None]]
     config: type[BaseModel] = NoConfig
     migrations: Sequence[Migration] = ()
+    error_codes: Sequence[ErrorCode] = ()
 
 
 class PluginError(Exception):
