@@ -44,7 +44,7 @@ async def setup(ctx: PluginContext) -> None:
     )  # fmt: skip
 
     async def on_publish(user: User, topic: str, data: Any) -> Published:
-        reply = await service.publish(user, topic.split(":", 1)[1], data)
+        reply = await service.signal(user, topic.split(":", 1)[1], data)
         return Published(None, reply)
 
     ctx.gateway.register(

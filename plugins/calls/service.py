@@ -245,7 +245,7 @@ class CallService:
 
     # -- signaling --------------------------------------------------------------------------
 
-    async def publish(self, user: User, call_id: str, data: Any) -> dict[str, Any]:
+    async def signal(self, user: User, call_id: str, data: Any) -> dict[str, Any]:
         """A participant's signal for a peer (or the SFU), its media state for everyone, or
         the host's moderation."""
         call = self.call_of(user, call_id)

@@ -14,9 +14,9 @@ from syncstream.sdk import Event, FileStore, Namespace, Plugin, PluginContext, U
 from .config import Config
 from .encoders import detect
 from .error_codes import CODES
-from .hls import HlsPackager, register_package_routes
 from .jobs import MIGRATIONS, Jobs
 from .routes import register
+from .vod_package import HlsPackager, register_package_routes
 from .worker import Worker
 
 

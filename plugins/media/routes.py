@@ -17,9 +17,9 @@ from syncstream.sdk import (
 
 from .config import Config
 from .encoders import Encoders
-from .hls import HlsPackager
 from .jobs import Jobs, public
 from .operations import BUILTIN_PRESETS, resolve
+from .vod_package import HlsPackager
 from .worker import Worker
 
 JOB = "/jobs/{job_id:[0-9a-f]{32}}"

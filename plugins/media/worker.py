@@ -25,10 +25,10 @@ from . import probe as probing
 from .commands import CommandError, Context, plan
 from .config import Config
 from .encoders import Encoders
-from .hls import HlsPackager
 from .jobs import Jobs, public
 from .operations import OPERATION, Hls, Probe
 from .runner import JobFailed, Progress, run
+from .vod_package import HlsPackager
 
 log = structlog.get_logger(__name__)
 PROBE_TIMEOUT = 60.0

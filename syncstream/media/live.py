@@ -224,7 +224,9 @@ class LiveService:
 
     # --- publishing -----------------------------------------------------------------------
 
-    async def publish(self, key: str, peer: str, kick: Callable[[str], None]) -> PublishSession:
+    async def admit_publisher(
+        self, key: str, peer: str, kick: Callable[[str], None]
+    ) -> PublishSession:
         """Authorise a publisher and attach it to its stream (new, reconnecting or taken over)."""
         if self.closing:
             raise PublishRefused("NetStream.Publish.Denied", "the server is shutting down")

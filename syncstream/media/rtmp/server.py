@@ -218,7 +218,7 @@ class Connection:
             raise ProtocolError("publish twice on one connection")
         key = key.split("?", 1)[0]
         try:
-            self.session = await self.service.publish(key, self.peer, self.close)
+            self.session = await self.service.admit_publisher(key, self.peer, self.close)
         except PublishRefused as refused:
             self._status("error", refused.code, refused.reason)
             self.close(refused.reason)
