@@ -118,6 +118,12 @@ async function stopWhep() {
   $("mode").textContent = "Watch with WebRTC";
 }
 
+// A closed tab hangs up at once (the request outlives the page), instead of the server
+// noticing the dead peer connection ~30 s later and counting a viewer meanwhile.
+addEventListener("pagehide", () => {
+  if (whep && whep.location) fetch(whep.location, { method: "DELETE", keepalive: true });
+});
+
 $("mode").addEventListener("click", async () => {
   try {
     if (whep) { await stopWhep(); start(); } else { await startWhep(); }
@@ -148,7 +154,9 @@ async function refresh() {
     $("codecs").textContent = [v && v.codec, a && a.codec].filter(Boolean).join(" + ") || "–";
     $("bitrate").textContent = stream.bitrate_kbps ? `${Math.round(stream.bitrate_kbps)} kbit/s` : "–";
     $("uptime").textContent = format(stream.uptime_seconds);
-    if (hls && hls.latency) $("latency").textContent = `${hls.latency.toFixed(1)} s`;
+    // hls.js reports a latency only once it has synced to the playlist's program dates; before
+    // that the figure can be negative: show none rather than a wrong one.
+    if (hls) $("latency").textContent = hls.latency > 0 ? `${hls.latency.toFixed(1)} s` : "–";
     if (whep) $("latency").textContent = "WebRTC (sub-second)";
   } catch (error) {
     show("offline", "The server cannot be reached.");
