@@ -109,7 +109,7 @@ class Rooms:
             stamp = time.strftime("%Y-%m-%d %H.%M", time.gmtime(recording.started_at))
             try:
                 stored = await files.add(
-                    owner_id=call.host_id, source=path, name=f"PhoneCall {stamp}.webm",
+                    owner_id=call.host_id, source=path, name=f"Call {stamp}.webm",
                     folder="Recordings/Calls", created_by=recording.by,
                 )  # fmt: skip
             except Exception as exc:  # over quota, say, or the file store already closed
