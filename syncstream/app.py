@@ -85,10 +85,15 @@ def _route_name(request: web.Request) -> str:
 
 
 def make_middleware(
-    settings: Settings, metrics: Metrics, cors_policy: Cors, unavailable: set[web.AbstractResource]
+    settings: Settings,
+    metrics: Metrics,
+    cors_policy: Cors,
+    unavailable: set[web.AbstractResource],
+    report: PluginReport,
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Problem-JSON errors, CORS, request metrics and the access log, in one pass; the
-    routes of plugins whose setup failed (``unavailable``) answer 503."""
+    routes of plugins whose setup failed (``unavailable``), and whatever is asked of a failed
+    plugin under its ``/api/<name>/`` (routes it never got to add), answer 503."""
     access_log = settings.logging.access_log
 
     @web.middleware
@@ -107,7 +112,11 @@ def make_middleware(
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            response = _logged(request, from_http_exception(exc))
+            if exc.status == 404 and _failed_plugin_path(request.path, report):
+                problem = Problem(503, "plugin_unavailable", "the plugin serving this path failed")
+                response = _logged(request, problem)
+            else:
+                response = _logged(request, from_http_exception(exc))
         except Problem as problem:
             response = _logged(request, problem)
         except (asyncio.CancelledError, ConnectionResetError):
@@ -313,6 +322,14 @@ def _plugin_context(core: Core, app: web.Application, ready: Ready) -> PluginCon
     )
 
 
+def _failed_plugin_path(path: str, report: PluginReport) -> bool:
+    """Whether ``path`` is under ``/api/<name>/`` of a plugin that failed."""
+    if not path.startswith("/api/"):
+        return False
+    status = report.get(path.split("/", 3)[2])
+    return status is not None and status.state == "failed"
+
+
 async def _start_plugins(
     core: Core, app: web.Application, plugins: Plan, unavailable: set[web.AbstractResource]
 ) -> None:
@@ -358,7 +375,7 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
         cors = Cors(settings.server.cors_origins)
         unavailable: set[web.AbstractResource] = set()
         app = web.Application(
-            middlewares=[make_middleware(settings, metrics, cors, unavailable)],
+            middlewares=[make_middleware(settings, metrics, cors, unavailable, plugins.report)],
             client_max_size=settings.server.max_body_bytes,
         )
         api = Api(app.router, auth.user_from_request)

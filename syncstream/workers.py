@@ -41,6 +41,7 @@ class WorkerPool:
         """``workers`` processes, each capped at ``memory_bytes`` of address space (0: none)."""
         self.workers = workers
         self.memory_bytes = memory_bytes
+        self._can_kill = SEAMS.record("process_pool_kill", True, process_pool.problem())
         self._pool: ProcessPoolExecutor | None = None
         # Creating the pool starts multiprocessing's resource tracker and submit() may spawn
         # workers (tens of milliseconds each): never on the event loop, always on this thread.
@@ -76,7 +77,7 @@ class WorkerPool:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        if not SEAMS.record("process_pool_kill", True, process_pool.problem()):
+        if not self._can_kill:
             pool.shutdown(wait=False, cancel_futures=True)  # its workers finish their calls
             return
         workers = process_pool.processes(pool)

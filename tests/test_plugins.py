@@ -154,6 +154,12 @@ async def test_failed_plugins_are_reported_and_the_rest_serve(tmp_path: Path) ->
             assert "guestbook" in body["plugins"]["running"]
             status, body, _ = await c.call("GET", "/api/faulty/ping")
             assert status == 503 and body["code"] == "plugin_unavailable"
+            # Plugins that failed before adding routes: their paths answer the same
+            for path in ("/api/broken/anything", "/api/sleepy/", "/api/after/x/y"):
+                status, body, _ = await c.call("POST", path)
+                assert status == 503 and body["code"] == "plugin_unavailable", (path, body)
+            status, body, _ = await c.call("GET", "/api/nosuchplugin/x")
+            assert status == 404 and body["code"] == "not_found"
             status, _, _ = await c.call("GET", "/api/guestbook/entries", await c.register("ann"))
             assert status == 200  # the others serve
             banner = c.server.banner()  # type: ignore[union-attr]

@@ -29,6 +29,7 @@ from ..errors import Problem
 from ..ids import new_id
 from ..metrics import Metrics
 from ..ratelimit import TokenBucket
+from ..runtime.ws_text_tap import usable as ws_text_tap_usable
 from .bridge import BusBridge
 from .client import Client
 from .control import ControlChannel
@@ -59,7 +60,7 @@ class Gateway:
         ws_text_tap: bool = True,
     ) -> None:
         self.settings = settings
-        self.ws_text_tap = ws_text_tap  # the runtime seam for reading text frames
+        self.ws_text_tap = ws_text_tap_usable(ws_text_tap)  # the seam reading text frames
         self.broker = broker
         self.presence = presence
         self.control = control  # node-addressed request/reply (see .control)

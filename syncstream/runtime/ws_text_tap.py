@@ -55,11 +55,17 @@ def problem() -> str | None:
     return None
 
 
+def usable(wanted: bool) -> bool:
+    """Whether the gateway may use the tap (its switch, and this aiohttp); checked and
+    recorded once, when the gateway is made."""
+    return SEAMS.record("ws_text_tap", wanted, problem())
+
+
 def gateway_socket(on_text: TextHandler, tap: bool, **kwargs: Any) -> web.WebSocketResponse:
-    """A server WebSocket for the gateway: with the tap, text frames go to ``on_text`` (called
-    inside the protocol's ``data_received``: it must queue the work, not do it, and must not
-    raise) and never reach ``receive()``; without it, a plain ``WebSocketResponse``."""
-    if SEAMS.record("ws_text_tap", tap, problem()):
+    """A server WebSocket for the gateway: with ``tap`` (see :func:`usable`), text frames go to
+    ``on_text`` (called inside the protocol's ``data_received``: it must queue the work, not do
+    it, and must not raise) and never reach ``receive()``; without, a plain one."""
+    if tap:
         return _TappedSocket(on_text, **kwargs)
     return web.WebSocketResponse(**kwargs)
 
