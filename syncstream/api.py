@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -33,14 +33,16 @@ from .errors import Problem
 from .store.errors import IntegrityError
 
 if TYPE_CHECKING:
-    from .auth import User
+    from .auth import Session, User
 
 AuthLevel = Literal["public", "user", "admin"]
 B = TypeVar("B")
-Authenticator = Callable[[web.Request], Awaitable["User"]]
 Handler = Callable[["Call[Any]"], Awaitable[Any]]
 
 _JSON_TYPES = ("application/json", "application/merge-patch+json")
+# What handlers mostly return, checked first: an isinstance check against pydantic's
+# BaseModel (an ABC) is a Python-level call to ABCMeta.__instancecheck__.
+_PLAIN_JSON = (dict, list)
 # The largest magnitude a number in a request may have: integers beyond it lose precision in
 # JSON clients (RFC 7493) and come near the 64-bit limit of the store's integer columns.
 MAX_NUMBER = 2**53 - 1
@@ -57,10 +59,16 @@ def dumps(value: Any) -> str:
 def json_response(
     value: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
-    if isinstance(value, BaseModel):
+    """``value`` (JSON values or a pydantic model) as an ``application/json`` response,
+    encoded once, straight to bytes."""
+    if not isinstance(value, _PLAIN_JSON) and isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     return web.Response(
-        text=dumps(value), status=status, content_type="application/json", headers=headers
+        body=jsoncodec.dumpb(value, lenient=True),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+        headers=headers,
     )
 
 
@@ -223,6 +231,14 @@ class Call(Generic[B]):
         return self.request.remote or ""
 
 
+class Authenticator(Protocol):
+    """Who calls: from the session cache without an await when it can, else checked."""
+
+    def cached_session(self, request: web.Request) -> Session | None: ...
+
+    async def user_from_request(self, request: web.Request) -> User: ...
+
+
 @dataclass
 class RouteSpec:
     method: str
@@ -254,7 +270,7 @@ class Api:
     """Registers routes on an aiohttp router and remembers them for ``/api/openapi.json``."""
 
     router: web.UrlDispatcher
-    authenticate: Authenticator
+    auth: Authenticator
     specs: list[RouteSpec] = field(default_factory=list)
 
     def route(
@@ -299,16 +315,19 @@ class Api:
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         query_model = spec.query
         body_model = spec.body
+        has_parameters = bool(path_parameters(spec.path))
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
             user = None
             if spec.auth != "public":
-                user = await self.authenticate(request)
+                session = self.auth.cached_session(request)
+                user = session.user if session else await self.auth.user_from_request(request)
                 if spec.auth == "admin" and user.role != "admin":
                     raise Problem(403, "admin_required", "this call needs the admin role")
-            for name, value in request.match_info.items():
-                if _bad_value(value) is not None:  # no stored id holds NUL or broken UTF-8
-                    raise Problem(404, "not_found", f"no such {name}")
+            if has_parameters:
+                for name, value in request.match_info.items():
+                    if _bad_value(value) is not None:  # no stored id holds NUL or broken UTF-8
+                        raise Problem(404, "not_found", f"no such {name}")
             query = None
             if query_model is not None:
                 try:

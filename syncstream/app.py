@@ -79,11 +79,6 @@ class Core:
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
-def _route_name(request: web.Request) -> str:
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "unmatched"
-
-
 def make_middleware(
     settings: Settings,
     metrics: Metrics,
@@ -95,17 +90,20 @@ def make_middleware(
     routes of plugins whose setup failed (``unavailable``), and whatever is asked of a failed
     plugin under its ``/api/<name>/`` (routes it never got to add), answer 503."""
     access_log = settings.logging.access_log
+    observe = metrics.requests.observe
 
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         start = time.perf_counter()
-        cors = cors_policy.headers(request)
-        if request.method == "OPTIONS" and cors:
+        origin = request.headers.get("Origin")
+        cors = cors_policy.headers(origin) if origin else None
+        if cors and request.method == "OPTIONS":
             return web.Response(status=204, headers=cors)
         try:
-            refuse_token_in_url(request)
+            if request.query_string:  # most requests have none
+                refuse_token_in_url(request)
             if unavailable and request.match_info.route.resource in unavailable:
                 raise Problem(503, "plugin_unavailable", "the plugin serving this path failed")
             response = await handler(request)
@@ -135,13 +133,12 @@ def make_middleware(
                 "an unexpected error occurred; it has been logged",
                 request_id=request_id,
             ).response()
-        if not response.prepared:
+        if cors and not response.prepared:
             response.headers.update(cors)
         if isinstance(response, web.WebSocketResponse):
             return response
-        route = _route_name(request)
         elapsed = time.perf_counter() - start
-        metrics.observe_request(request.method, route, response.status, elapsed)
+        observe(request.method, request.match_info.route.resource, response.status, elapsed)
         if access_log:
             log.info(
                 "http.request",
@@ -378,7 +375,7 @@ async def build(loaded: LoadedConfig) -> tuple[web.Application, Core]:
             middlewares=[make_middleware(settings, metrics, cors, unavailable, plugins.report)],
             client_max_size=settings.server.max_body_bytes,
         )
-        api = Api(app.router, auth.user_from_request)
+        api = Api(app.router, auth)
         core = Core(settings, node_id, metrics, store, bus, audit, auth, gateway, api, cors,
                     plugins.report)  # fmt: skip
         app[CORE_KEY] = core
@@ -471,7 +468,7 @@ class Server:
             self.fast_path = LiveFastPath(
                 self.core.media.live,
                 server,
-                self.core.cors.for_origin,
+                self.core.cors.headers,
                 self.core.metrics,
                 self.settings.logging.access_log,
             )

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from aiohttp import web
-
 ALLOWED = ("Authorization", "Content-Type", "If-Range", "Range", "Idempotency-Key")
 EXPOSED = ("Location", "ETag", "Content-Range", "Content-Disposition", "Retry-After")
 
@@ -28,15 +26,10 @@ class Cors:
     def _join(self) -> tuple[str, str]:
         return ", ".join(self._allowed), ", ".join(self._exposed)
 
-    def headers(self, request: web.Request) -> dict[str, str]:
-        """The CORS response headers for ``request``; none for a foreign origin."""
-        return self.for_origin(request.headers.get("Origin"))
-
-    def for_origin(self, origin: str | None) -> dict[str, str]:
-        """The CORS response headers for a request from ``origin`` (the live fast path has
-        no aiohttp request)."""
-        if not origin or not ("*" in self.origins or origin in self.origins):
-            return {}
+    def headers(self, origin: str) -> dict[str, str] | None:
+        """The CORS response headers for a request from ``origin``; None for a foreign one."""
+        if not ("*" in self.origins or origin in self.origins):
+            return None
         allowed, exposed = self._joined
         return {
             "Access-Control-Allow-Origin": "*" if "*" in self.origins else origin,

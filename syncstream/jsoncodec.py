@@ -5,6 +5,7 @@ library's encoder, which showed in every broadcast, reply and bus event. What or
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -23,7 +24,20 @@ def dumps(value: Any, *, lenient: bool = False) -> str:
     try:
         return orjson.dumps(value, default=default, option=_OPTIONS).decode()
     except TypeError:  # orjson.JSONEncodeError: maybe only orjson's limits
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default)
+        return _stdlib_dumps(value, default)
+
+
+def dumpb(value: Any, *, lenient: bool = False) -> bytes:
+    """:func:`dumps` as UTF-8 bytes, for bodies sent as they are (no text round trip)."""
+    default = str if lenient else None
+    try:
+        return orjson.dumps(value, default=default, option=_OPTIONS)
+    except TypeError:
+        return _stdlib_dumps(value, default).encode()
+
+
+def _stdlib_dumps(value: Any, default: Callable[[Any], Any] | None) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default)
 
 
 def loads(text: str | bytes) -> Any:

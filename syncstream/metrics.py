@@ -6,9 +6,10 @@ import asyncio
 import gc
 import time
 from collections.abc import Callable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .http_metrics import RequestMetrics
 
 
 class Metrics:
@@ -17,19 +18,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.http_requests = Counter(
-            "syncstream_http_requests_total",
-            "HTTP requests",
-            ["method", "route", "status"],
-            registry=r,
-        )
-        self.http_latency = Histogram(
-            "syncstream_http_request_duration_seconds",
-            "HTTP request latency",
-            ["method", "route"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=r,
-        )
+        self.requests = RequestMetrics(r)
         self.ws_connections = Gauge(
             "syncstream_ws_connections", "Open WebSocket connections", registry=r
         )
@@ -82,33 +71,13 @@ class Metrics:
             registry=r,
         )
         self._lag_max = 0.0
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._uncounted: dict[tuple[str, str, int], int] = {}
-
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count and time one HTTP request (labelled children are looked up once, then cached)."""
-        key = (method, route, status)
-        children = self._request_children.get(key)
-        if children is None:
-            children = (
-                self.http_requests.labels(method, route, str(status)),
-                self.http_latency.labels(method, route),
-            )
-            self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
 
     def count_request(self, method: str, route: str, status: int) -> None:
-        """Count one HTTP request, untimed, for hot paths (the live fast path answers thousands
-        a second): a dict increment now, added to the Prometheus counter at the next scrape."""
-        key = (method, route, status)
-        self._uncounted[key] = self._uncounted.get(key, 0) + 1
+        """Count one HTTP request answered outside aiohttp (the live fast path), untimed."""
+        self.requests.count(method, route, status)
 
     def before_scrape(self) -> None:
-        """Bring what is aggregated up to date: counted requests, the loop lag's maximum."""
-        uncounted, self._uncounted = self._uncounted, {}
-        for (method, route, status), count in uncounted.items():
-            self.http_requests.labels(method, route, str(status)).inc(count)
+        """Bring what is aggregated up to date: the loop lag's maximum."""
         self.take_lag_max()
 
     def count_bus_event(self, event_type: str) -> None:

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 from ..api import Api, Call
 from ..errors import Problem
 from ..times import iso
-from .service import SESSION_KEY, Auth, Role
+from .models import Role
+from .service import SESSION_KEY, Auth
 
 
 class Credentials(BaseModel):

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 
@@ -25,11 +25,11 @@ from ..errors import Problem
 from ..ids import new_id, new_secret
 from ..ratelimit import KeyedLimiter
 from ..store import IntegrityError, Store
-from ..times import iso
+from .models import Role as Role  # where the realtime gateway imports it from
+from .models import Session, User
 from .passwords import hash_password, needs_rehash, verify_password
 from .session_cache import SessionCache
 
-Role = Literal["user", "admin"]
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
 TOKEN_PREFIX = "sst"
 STREAM_KEY_PREFIX = "live"
@@ -115,32 +115,11 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class User:
-    """An account as the rest of the code sees it (never with its password hash)."""
-
-    id: str
-    username: str
-    role: Role
-    banned: bool
-    created_at: float
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "username": self.username,
-            "role": self.role,
-            "banned": self.banned,
-            "created_at": iso(self.created_at),
-        }
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> User:
-        return cls(row["id"], row["username"], row["role"], bool(row["banned"]), row["created_at"])
+def bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None if it is not one."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if token and scheme.lower() == "bearer" else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,14 +127,6 @@ class IssuedToken:
     id: str
     token: str
     expires_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """The outcome of a successful bearer-token check."""
-
-    user: User
-    token_id: str
 
 
 SESSION_KEY = web.RequestKey("syncstream.session", Session)
@@ -443,15 +414,15 @@ class Auth:
         if not token.startswith(TOKEN_PREFIX + "_") or len(token) > 200:
             raise Problem(401, "invalid_token", "the bearer token is not valid")
         key = digest(token)
-        row = self.sessions.get(key)
-        cached = row is not None
-        if row is None:
-            row = await self.store.fetchone(
-                f"SELECT {USER_COLUMNS}, t.id AS token_id, t.expires_at, t.revoked_at,"
-                " t.last_used_at FROM tokens t JOIN users u ON u.id = t.user_id"
-                " WHERE t.token_hash = ?",
-                key,
-            )
+        session = self.sessions.get(key)
+        if session is not None:
+            return session
+        row = await self.store.fetchone(
+            f"SELECT {USER_COLUMNS}, t.id AS token_id, t.expires_at, t.revoked_at,"
+            " t.last_used_at FROM tokens t JOIN users u ON u.id = t.user_id"
+            " WHERE t.token_hash = ?",
+            key,
+        )
         if row is None or row["revoked_at"] is not None:
             raise Problem(401, "invalid_token", "the bearer token is not valid")
         now = time.time()
@@ -459,14 +430,26 @@ class Auth:
             raise Problem(401, "token_expired", "the bearer token has expired; log in again")
         if row["banned"]:
             raise Problem(403, "user_banned", "this account is banned")
-        if not cached:
-            if now - row["last_used_at"] > LAST_USED_RESOLUTION:
-                await self.store.write_batch([
-                    ("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, row["token_id"])),
-                    ("UPDATE users SET last_seen_at = ? WHERE id = ?", (now, row["id"])),
-                ])  # fmt: skip
-            self.sessions.put(key, row)
-        return Session(User.from_row(row), row["token_id"])
+        if now - row["last_used_at"] > LAST_USED_RESOLUTION:
+            await self.store.write_batch([
+                ("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, row["token_id"])),
+                ("UPDATE users SET last_seen_at = ? WHERE id = ?", (now, row["id"])),
+            ])  # fmt: skip
+        session = Session(User.from_row(row), row["token_id"])
+        self.sessions.put(key, session, row["expires_at"])
+        return session
+
+    def cached_session(self, request: web.Request) -> Session | None:
+        """The session of the request's bearer token if the session cache holds it, without
+        a store round trip or an await; else None, and :meth:`session_from_request` checks
+        the token (and refuses it with the right problem)."""
+        token = bearer_token(request.headers.get("Authorization", ""))
+        if token is None:
+            return None
+        session = self.sessions.get(digest(token))
+        if session is not None:
+            request[SESSION_KEY] = session
+        return session
 
     async def session_from_request(self, request: web.Request) -> Session:
         """Authenticate ``Authorization: Bearer <token>``, the only way on HTTP routes (a
@@ -489,10 +472,10 @@ class Auth:
                 "this call needs a bearer token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(header)
+        if token is None:
             raise Problem(401, "invalid_token", "use 'Authorization: Bearer <token>'")
-        session = await self.authenticate(token.strip())
+        session = await self.authenticate(token)
         request[SESSION_KEY] = session
         return session
 

@@ -105,7 +105,7 @@ def _fields(status: int, reason: str, headers: dict[str, str]) -> bytes:
 
 # An answer: its shape and its body (sent as is).
 Reply = tuple[Shape, bytes]
-Cors = Callable[[str | None], dict[str, str]]
+Cors = Callable[[str], dict[str, str] | None]
 PLAYLIST = Shape(200, "OK", {"Content-Type": PLAYLIST_TYPE, **PLAYLIST_HEADERS})
 PART = Shape(200, "OK", media_headers(PART_MAX_AGE))
 SEGMENT = Shape(200, "OK", media_headers(SEGMENT_MAX_AGE))
