@@ -1,7 +1,11 @@
 """The Redis bus: local dispatch at once, and every other node's listeners via pub/sub.
 
 While Redis is away, fired events wait in a bounded backlog (local listeners got them at once)
-and go out in order when it answers again: firing never fails because of the broker. Events
+and go out in order when it answers again: firing never fails because of the broker. Redis
+pub/sub delivers only to who is subscribed at that moment, so the backlog waits until the
+other nodes have subscribed again too: their readers retry with a backoff that doubles, so
+each one's wait in progress is at most as long as Redis was away (capped at
+``READ_RETRY_MAX``) — the flush waits that long once Redis answers. Events
 other nodes fired while this node's subscription was down are not replayed (the bus carries
 notifications; state lives in the store and the realtime engine's history).
 """
@@ -24,6 +28,7 @@ from .memory import MemoryBus
 log = structlog.get_logger(__name__)
 
 BACKLOG = 10_000  # events kept for Redis while it is away (the oldest go first)
+READ_RETRY_MAX = 5.0  # the longest wait of a reader between two tries to subscribe again
 
 
 class RedisBus(MemoryBus):
@@ -44,6 +49,8 @@ class RedisBus(MemoryBus):
         self._subscribed = asyncio.Event()
         self._backlog: deque[str] = deque(maxlen=BACKLOG)
         self._flusher: asyncio.Task[None] | None = None
+        self._lost_at: float | None = None  # when the reader lost Redis (loop time)
+        self._subscribed_since_loss = True
 
     async def start(self) -> None:
         self._redis = Redis.from_url(self.url, decode_responses=True)
@@ -86,8 +93,22 @@ class RedisBus(MemoryBus):
             self._flusher = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
-        """Send the backlog in order once Redis answers again."""
+        """Send the backlog in order once Redis answers again and the other nodes had time to
+        subscribe again (see the module's docstring)."""
         assert self._redis is not None
+        loop = asyncio.get_running_loop()
+        delay = 0.1
+        while True:
+            try:
+                await self._redis.ping()
+                break
+            except (RedisError, OSError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        if self._lost_at is not None:
+            away = loop.time() - self._lost_at
+            await asyncio.sleep(min(away, READ_RETRY_MAX) + 0.25)
+            self._lost_at = None
         delay = 0.1
         while self._backlog:
             try:
@@ -108,14 +129,18 @@ class RedisBus(MemoryBus):
             try:
                 await pubsub.subscribe(self.channel)
                 self._subscribed.set()
+                self._subscribed_since_loss = True
                 delay = 0.1
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         self._receive(message["data"])
             except (RedisError, OSError) as exc:
+                if self._subscribed_since_loss:  # the first failure of this outage
+                    self._lost_at = asyncio.get_running_loop().time()
+                    self._subscribed_since_loss = False
                 log.warning("bus.redis_lost", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, READ_RETRY_MAX)
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
