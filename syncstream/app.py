@@ -194,7 +194,7 @@ def _register_core_routes(core: Core, app: web.Application) -> None:
         }
 
     async def metrics_handler(request: web.Request) -> web.Response:
-        core.metrics.before_scrape()
+        core.metrics.take_lag_max()
         for seam in SEAMS.all():
             core.metrics.runtime_seams.labels(seam.name).set(seam.active)
         body = generate_latest(core.metrics.registry)

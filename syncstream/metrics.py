@@ -76,10 +76,6 @@ class Metrics:
         """Count one HTTP request answered outside aiohttp (the live fast path), untimed."""
         self.requests.count(method, route, status)
 
-    def before_scrape(self) -> None:
-        """Bring what is aggregated up to date: the loop lag's maximum."""
-        self.take_lag_max()
-
     def count_bus_event(self, event_type: str) -> None:
         self.bus_events.labels(event_type).inc()
 

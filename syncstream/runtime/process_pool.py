@@ -27,8 +27,7 @@ def problem() -> str | None:
 
 
 def processes(pool: ProcessPoolExecutor) -> list[BaseProcess]:
-    """The pool's live worker processes ([] when :func:`problem` says they cannot be known)."""
-    if problem() is not None:
-        return []
+    """The pool's worker processes; call only where :func:`problem` said None (checked once,
+    when the pool is made: ``WorkerPool``)."""
     table = getattr(pool, "_processes", None) or {}
     return [process for process in table.values() if isinstance(process, BaseProcess)]
